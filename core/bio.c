@@ -1,0 +1,636 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: bios — splitting to device limits (R7), bounce buffers for
+ * unaligned pieces (R7, R8), emulated FUA (R9), and the steps a bio goes
+ * through between its device commands.
+ *
+ * ndm_clone_map_bio() is what targets call from map.  It cuts the piece
+ * into bios the device accepts: at most max_data bytes per read or write,
+ * aligned to the device's minimum block.  A piece that starts or ends
+ * inside a block gets a bio of its own for that block, done through a
+ * bounce buffer: read the block, then (writes and zeroes) patch it and
+ * write it back.  Two such read-modify-writes of the same block would lose
+ * one update, so each holds its block range in dev->rmw_ranges while it
+ * runs, and a second waits.  An aligned write never shares a block with
+ * another write unless the client overlapped them, which NBD leaves
+ * undefined.
+ *
+ * Thread model: map, start and cancel run on the request owner's thread.
+ * ndm_bio_endio runs wherever the device completes the command (a leader
+ * reading replies, a fake device's thread): it only records, copies a
+ * bounced read out, releases what the bio held, and hands the bio back to
+ * the owner (READY) or marks it DONE.  Every device command after the
+ * first is started by the owner.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core.h"
+
+/* ---- allocation: a per-thread cache, owners allocate and free ---------- */
+
+#define BIO_CACHE_MAX 256
+
+struct bio_cache {
+  struct ndm_bio *head;
+  unsigned n;
+};
+
+static void
+bio_cache_free (gpointer data)
+{
+  struct bio_cache *c = data;
+
+  while (c->head != NULL) {
+    struct ndm_bio *bio = c->head;
+
+    c->head = bio->next;
+    g_free (bio);
+  }
+  g_free (c);
+}
+
+static GPrivate bio_cache_key = G_PRIVATE_INIT (bio_cache_free);
+
+static struct bio_cache *
+bio_cache_get (void)
+{
+  struct bio_cache *c = g_private_get (&bio_cache_key);
+
+  if (c == NULL) {
+    c = g_new0 (struct bio_cache, 1);
+    g_private_set (&bio_cache_key, c);
+  }
+  return c;
+}
+
+struct ndm_bio *
+ndm_bio_alloc (void)
+{
+  struct bio_cache *c = bio_cache_get ();
+  struct ndm_bio *bio = c->head;
+
+  if (bio != NULL) {
+    c->head = bio->next;
+    c->n--;
+    memset (bio, 0, sizeof *bio);
+  }
+  else
+    bio = g_new0 (struct ndm_bio, 1);
+  return bio;
+}
+
+void
+ndm_bio_free (struct ndm_bio *bio)
+{
+  struct bio_cache *c = bio_cache_get ();
+
+  g_assert (bio->bounce == NULL && !bio->rmw_locked && bio->budget == 0);
+  if (bio->extents != NULL)
+    g_array_unref (bio->extents);
+  if (c->n >= BIO_CACHE_MAX) {
+    g_free (bio);
+    return;
+  }
+  bio->next = c->head;
+  c->head = bio;
+  c->n++;
+}
+
+/* ---- the zero region: emulated write-zeroes send from here ------------- */
+
+static gpointer
+zero_region_map (gpointer unused)
+{
+  /* Never written, so every page is the kernel's shared zero page: 64 MiB
+   * of address space, no memory.
+   */
+  void *p = mmap (NULL, NDM_HARD_MAX_DATA, PROT_READ,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+  g_assert (p != MAP_FAILED);
+  return p;
+}
+
+const void *
+ndm_zero_buffer (uint64_t len)
+{
+  static GOnce once = G_ONCE_INIT;
+
+  g_assert (len <= NDM_HARD_MAX_DATA);
+  return g_once (&once, zero_region_map, NULL);
+}
+
+/* ---- mapping: clone piece -> bios ---------------------------------------- */
+
+static inline uint64_t
+align_down (uint64_t x, uint64_t a)
+{
+  return x & ~(a - 1);
+}
+
+static inline uint64_t
+align_up (uint64_t x, uint64_t a)
+{
+  return (x + a - 1) & ~(a - 1);
+}
+
+static inline bool
+op_writes (enum ndm_op op)
+{
+  return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
+}
+
+static struct ndm_bio *
+bio_add (struct ndm_clone *clone, struct ndm_device *dev,
+         uint64_t dev_offset, uint64_t clone_off, uint64_t len)
+{
+  struct ndm_bio *bio = ndm_bio_alloc ();
+
+  bio->clone = clone;
+  bio->dev = dev;
+  bio->op = clone->op;
+  bio->flags = clone->flags;
+  bio->dev_offset = dev_offset;
+  bio->len = len;
+  bio->clone_off = clone_off;
+  if (clone->buf != NULL)
+    bio->buf = clone->buf + clone_off;
+  bio->state = NDM_BIO_NEW;
+
+  if ((bio->flags & NDM_REQ_FUA) && op_writes (bio->op)) {
+    if (!dev->caps.fua) {
+      bio->flags &= ~NDM_REQ_FUA;
+      bio->emulate_fua = dev->caps.flush;
+    }
+  }
+  if (op_writes (bio->op) && dev->caps.read_only)
+    bio->status = EPERM;          /* fails when started, like a device would */
+
+  *clone->bios_tail = bio;
+  clone->bios_tail = &bio->next;
+  clone->nr_bios++;
+  return bio;
+}
+
+/* A piece inside one device block: read-modify-write through a bounce. */
+static void
+bio_add_rmw (struct ndm_clone *clone, struct ndm_device *dev,
+             uint64_t dev_offset, uint64_t clone_off, uint64_t len)
+{
+  uint32_t align = dev->limits.min_block;
+  struct ndm_bio *bio = bio_add (clone, dev, dev_offset, clone_off, len);
+
+  bio->rmw = true;
+  bio->rmw_offset = align_down (dev_offset, align);
+  bio->rmw_len = align_up (dev_offset + len, align) - bio->rmw_offset;
+  if (bio->rmw_offset + bio->rmw_len > dev->size)
+    bio->rmw_len = dev->size - bio->rmw_offset;
+  /* A fast zero must not be slow: say so at once (NBD allows it). */
+  if (bio->op == NDM_OP_ZERO && (bio->flags & NDM_REQ_FAST_ZERO))
+    bio->status = ENOTSUP;
+}
+
+/* Read, write, and zero: unaligned head and tail bounce, the aligned
+ * middle goes in pieces of at most max bytes.
+ */
+static void
+map_aligned_pieces (struct ndm_clone *clone, struct ndm_device *dev,
+                    uint64_t dev_offset, uint64_t clone_off, uint64_t len,
+                    uint64_t max)
+{
+  uint32_t align = dev->limits.min_block;
+  uint64_t pos = 0;
+
+  max = align_down (max, align);
+  if (dev_offset & (align - 1)) {
+    uint64_t head = MIN (len, align - (dev_offset & (align - 1)));
+
+    bio_add_rmw (clone, dev, dev_offset, clone_off, head);
+    pos = head;
+  }
+  while (len - pos >= align) {
+    uint64_t n = MIN (align_down (len - pos, align), max);
+
+    bio_add (clone, dev, dev_offset + pos, clone_off + pos, n);
+    pos += n;
+  }
+  if (pos < len)
+    bio_add_rmw (clone, dev, dev_offset + pos, clone_off + pos, len - pos);
+}
+
+/* Trim, cache, block status: no data, so no bounce.  Trim keeps only the
+ * aligned inside (it is advisory); cache and block status round out.
+ */
+static void
+map_nodata_pieces (struct ndm_clone *clone, struct ndm_device *dev,
+                   uint64_t dev_offset, uint64_t clone_off, uint64_t len)
+{
+  uint32_t align = dev->limits.min_block;
+  uint64_t max = align_down (dev->limits.max_len, align);
+  uint64_t start, end, pos;
+
+  if (clone->op == NDM_OP_TRIM) {
+    start = align_up (dev_offset, align);
+    end = align_down (dev_offset + len, align);
+  }
+  else {
+    start = dev_offset;
+    end = dev_offset + len;
+  }
+  for (pos = start; pos < end; ) {
+    uint64_t n = MIN (end - pos, max);
+    /* The clone bytes of this bio start at the piece's first byte. */
+    uint64_t coff = clone_off + (pos > dev_offset ? pos - dev_offset : 0);
+    struct ndm_bio *bio = bio_add (clone, dev, pos, coff, n);
+
+    if (clone->op == NDM_OP_BLOCK_STATUS && !dev->caps.extents)
+      ndm_bio_complete_locally (bio);
+    pos += n;
+  }
+}
+
+void
+ndm_clone_map_bio (struct ndm_clone *clone, struct ndm_device *dev,
+                   uint64_t dev_offset, uint64_t clone_off, uint64_t len)
+{
+  g_assert (clone_off + len <= clone->len);
+
+  switch (clone->op) {
+  case NDM_OP_READ:
+  case NDM_OP_WRITE:
+    map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
+                        dev->limits.max_data);
+    break;
+  case NDM_OP_ZERO:
+    if (!dev->caps.zero) {
+      /* Emulated by writing zeros: never fast. */
+      if (clone->flags & NDM_REQ_FAST_ZERO) {
+        struct ndm_bio *bio = bio_add (clone, dev, dev_offset, clone_off, len);
+
+        bio->status = ENOTSUP;
+        break;
+      }
+      map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
+                          dev->limits.max_data);
+    }
+    else
+      map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
+                          dev->limits.max_len);
+    break;
+  case NDM_OP_TRIM:
+    if (dev->caps.trim)
+      map_nodata_pieces (clone, dev, dev_offset, clone_off, len);
+    break;
+  case NDM_OP_CACHE:
+    if (dev->caps.cache)
+      map_nodata_pieces (clone, dev, dev_offset, clone_off, len);
+    break;
+  case NDM_OP_BLOCK_STATUS:
+    map_nodata_pieces (clone, dev, dev_offset, clone_off, len);
+    break;
+  case NDM_OP_FLUSH:
+    ndm_clone_map_flush (clone, dev);
+    break;
+  }
+}
+
+void
+ndm_clone_remap (struct ndm_clone *clone, struct ndm_device *dev,
+                 uint64_t dev_offset)
+{
+  if (clone->op == NDM_OP_FLUSH)
+    ndm_clone_map_flush (clone, dev);
+  else
+    ndm_clone_map_bio (clone, dev, dev_offset, 0, clone->len);
+}
+
+void
+ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev)
+{
+  struct ndm_request *rq = clone->rq;
+  struct ndm_bio *bio;
+  unsigned i;
+
+  if (!dev->caps.flush)
+    return;
+  if (rq->flush_devs == NULL)
+    rq->flush_devs = g_ptr_array_new ();
+  for (i = 0; i < rq->flush_devs->len; i++)
+    if (rq->flush_devs->pdata[i] == dev)
+      return;
+  g_ptr_array_add (rq->flush_devs, dev);
+
+  bio = bio_add (clone, dev, 0, 0, 0);
+  bio->op = NDM_OP_FLUSH;
+  bio->flags = 0;
+}
+
+void
+ndm_bio_complete_locally (struct ndm_bio *bio)
+{
+  /* A device without base:allocation: all data, as NBD's default says. */
+  ndm_bio_add_extent (bio, bio->dev_offset, bio->len, 0);
+  bio->state = NDM_BIO_DONE;
+}
+
+void
+ndm_bio_add_extent (struct ndm_bio *bio, uint64_t offset, uint64_t length,
+                    uint32_t type)
+{
+  struct ndm_extent e = { .offset = offset, .length = length, .type = type };
+
+  if (bio->extents == NULL)
+    bio->extents = g_array_new (FALSE, FALSE, sizeof (struct ndm_extent));
+  g_array_append_val (bio->extents, e);
+}
+
+/* ---- RMW ranges ------------------------------------------------------------ */
+
+static bool
+rmw_lock (struct ndm_bio *bio, struct ndm_waiter *w)
+{
+  struct ndm_device *dev = bio->dev;
+  GList *l;
+
+  g_mutex_lock (&dev->rmw_lock);
+  for (l = dev->rmw_ranges.head; l != NULL; l = l->next) {
+    struct ndm_bio *other = l->data;
+
+    if (other->rmw_offset < bio->rmw_offset + bio->rmw_len &&
+        bio->rmw_offset < other->rmw_offset + other->rmw_len) {
+      if (g_queue_find (&dev->rmw_waiters, w) == NULL)
+        g_queue_push_tail (&dev->rmw_waiters, w);
+      g_mutex_unlock (&dev->rmw_lock);
+      return false;
+    }
+  }
+  bio->rmw_link.data = bio;
+  g_queue_push_tail_link (&dev->rmw_ranges, &bio->rmw_link);
+  bio->rmw_locked = true;
+  g_mutex_unlock (&dev->rmw_lock);
+  return true;
+}
+
+static void
+rmw_unlock (struct ndm_bio *bio)
+{
+  struct ndm_device *dev = bio->dev;
+  struct ndm_waiter *w;
+
+  g_mutex_lock (&dev->rmw_lock);
+  g_queue_unlink (&dev->rmw_ranges, &bio->rmw_link);
+  bio->rmw_locked = false;
+  /* Wake every waiter: each checks its own range again. */
+  while ((w = g_queue_pop_head (&dev->rmw_waiters)) != NULL)
+    ndm_waiter_kick (w);
+  g_mutex_unlock (&dev->rmw_lock);
+}
+
+/* ---- starting and completing ------------------------------------------------ */
+
+/* Give back what the bio holds, record its status, mark it DONE and tell
+ * the request (counted: it was started, so the request's pending count
+ * includes it).  After this the caller must not touch bio.
+ */
+static void
+bio_done (struct ndm_bio *bio, int status, bool counted)
+{
+  struct ndm_request *rq = bio->clone->rq;
+  struct ndm_md *md = rq->md;
+
+  if (bio->bounce != NULL) {
+    g_free (bio->bounce);
+    bio->bounce = NULL;
+    ndm_budget_put (&md->bounce, bio->rmw_len);
+  }
+  if (bio->rmw_locked)
+    rmw_unlock (bio);
+  if (bio->budget != 0) {
+    ndm_budget_put (&md->inflight, bio->budget);
+    bio->budget = 0;
+  }
+  bio->status = status;
+  if (status != 0)
+    bio->fail_seq = g_atomic_int_add (&rq->fail_seq, 1);
+  g_atomic_int_set (&bio->state, NDM_BIO_DONE);
+  if (counted)
+    ndm_request_bio_done (rq, bio);
+}
+
+void
+ndm_bio_cancel (struct ndm_bio *bio, int status)
+{
+  g_assert (bio->state == NDM_BIO_NEW);
+  bio_done (bio, status, false);
+}
+
+/* The device command for the bio's current step. */
+static void
+bio_cmd (struct ndm_bio *bio, struct ndm_cmd *cmd)
+{
+  struct ndm_device *dev = bio->dev;
+  uint32_t align = dev->limits.min_block;
+
+  memset (cmd, 0, sizeof *cmd);
+  switch (bio->step) {
+  case NDM_STEP_IO:
+    cmd->op = bio->op;
+    cmd->offset = bio->dev_offset;
+    cmd->len = bio->len;
+    cmd->buf = bio->buf;
+    cmd->flags = bio->flags & NDM_REQ_FUA;
+    switch (bio->op) {
+    case NDM_OP_ZERO:
+      if (!dev->caps.zero) {
+        cmd->op = NDM_OP_WRITE;
+        cmd->buf = (void *) ndm_zero_buffer (bio->len);
+      }
+      else
+        cmd->flags |= bio->flags & (NDM_REQ_MAY_TRIM | NDM_REQ_FAST_ZERO);
+      break;
+    case NDM_OP_CACHE:
+    case NDM_OP_BLOCK_STATUS:
+      /* Rounded out to the device's block; answers are clipped back. */
+      cmd->offset = align_down (bio->dev_offset, align);
+      cmd->len = MIN (align_up (bio->dev_offset + bio->len, align),
+                      dev->size) - cmd->offset;
+      cmd->flags = bio->flags & NDM_REQ_ONE;
+      break;
+    default:
+      break;
+    }
+    break;
+  case NDM_STEP_RMW_READ:
+    cmd->op = NDM_OP_READ;
+    cmd->offset = bio->rmw_offset;
+    cmd->len = bio->rmw_len;
+    cmd->buf = bio->bounce;
+    break;
+  case NDM_STEP_RMW_WRITE:
+    cmd->op = NDM_OP_WRITE;
+    cmd->offset = bio->rmw_offset;
+    cmd->len = bio->rmw_len;
+    cmd->buf = bio->bounce;
+    cmd->flags = bio->flags & NDM_REQ_FUA;
+    break;
+  case NDM_STEP_FLUSH:
+    cmd->op = NDM_OP_FLUSH;
+    break;
+  }
+}
+
+static int
+bio_issue (struct ndm_bio *bio, int *err)
+{
+  struct ndm_request *rq = bio->clone->rq;
+  struct ndm_device *dev = bio->dev;
+  struct ndm_channel *ch = NULL;
+  struct ndm_cmd cmd;
+
+  bio_cmd (bio, &cmd);
+  if (dev->ops->submit (dev, bio, &cmd, ndm_request_channel_for (rq, dev),
+                        &ch, err) == -1)
+    return -1;
+  if (ch != NULL)
+    ndm_request_add_channel (rq, dev, ch);
+  return 0;
+}
+
+/* Bytes of the bio's data on the wire, charged to the in-flight cap. */
+static uint64_t
+bio_data_bytes (const struct ndm_bio *bio)
+{
+  if (bio->rmw)
+    return bio->rmw_len;
+  if (bio->op == NDM_OP_READ || bio->op == NDM_OP_WRITE ||
+      (bio->op == NDM_OP_ZERO && !bio->dev->caps.zero))
+    return bio->len;
+  return 0;
+}
+
+static int
+bio_start_new (struct ndm_bio *bio, int *err)
+{
+  struct ndm_request *rq = bio->clone->rq;
+  struct ndm_md *md = rq->md;
+  uint64_t data = bio_data_bytes (bio);
+
+  if (bio->status != 0) {
+    /* Known to fail before any command (read-only device, fast zero that
+     * cannot be fast): a start failure like any other (R6).
+     */
+    *err = bio->status;
+    bio_done (bio, *err, false);
+    return -1;
+  }
+
+  if (data != 0 && bio->budget == 0) {
+    if (!ndm_budget_try_get (&md->inflight, data, rq->owner)) {
+      rq->waits_inflight = true;
+      return 1;
+    }
+    bio->budget = data;
+    if (rq->waits_inflight) {
+      ndm_budget_forget (&md->inflight, rq->owner);
+      rq->waits_inflight = false;
+    }
+  }
+  if (bio->rmw) {
+    if (!bio->rmw_locked && !rmw_lock (bio, rq->owner))
+      return 1;
+    if (!ndm_budget_try_get (&md->bounce, bio->rmw_len, rq->owner)) {
+      rq->waits_bounce = true;
+      return 1;
+    }
+    if (rq->waits_bounce) {
+      ndm_budget_forget (&md->bounce, rq->owner);
+      rq->waits_bounce = false;
+    }
+    bio->bounce = g_malloc (bio->rmw_len);
+    bio->step = NDM_STEP_RMW_READ;
+  }
+  else
+    bio->step = NDM_STEP_IO;
+
+  g_atomic_int_inc (&rq->pending);
+  g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
+  if (bio_issue (bio, err) == -1) {
+    bio_done (bio, *err, true);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+bio_start_next_step (struct ndm_bio *bio)
+{
+  int err;
+
+  if (bio->step == NDM_STEP_RMW_WRITE) {
+    char *dst = bio->bounce + (bio->dev_offset - bio->rmw_offset);
+
+    if (bio->op == NDM_OP_ZERO)
+      memset (dst, 0, bio->len);
+    else
+      memcpy (dst, bio->buf, bio->len);
+  }
+  g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
+  if (bio_issue (bio, &err) == -1)
+    bio_done (bio, err, true);
+}
+
+int
+ndm_bio_start (struct ndm_bio *bio, int *err)
+{
+  switch (g_atomic_int_get (&bio->state)) {
+  case NDM_BIO_NEW:
+    return bio_start_new (bio, err);
+  case NDM_BIO_READY:
+    bio_start_next_step (bio);
+    return 0;
+  default:
+    g_assert_not_reached ();
+  }
+}
+
+/* The owner must go on with this bio: it is READY for bio->step. */
+static void
+bio_ready (struct ndm_bio *bio, enum ndm_bio_step next)
+{
+  bio->step = next;
+  g_atomic_int_set (&bio->state, NDM_BIO_READY);
+  ndm_request_bio_ready (bio->clone->rq, bio);
+}
+
+void
+ndm_bio_endio (struct ndm_bio *bio, int status)
+{
+  if (status == 0) {
+    switch (bio->step) {
+    case NDM_STEP_IO:
+      if (bio->emulate_fua) {
+        bio_ready (bio, NDM_STEP_FLUSH);
+        return;
+      }
+      break;
+    case NDM_STEP_RMW_READ:
+      if (bio->op == NDM_OP_READ) {
+        memcpy (bio->buf, bio->bounce + (bio->dev_offset - bio->rmw_offset),
+                bio->len);
+        break;
+      }
+      bio_ready (bio, NDM_STEP_RMW_WRITE);
+      return;
+    case NDM_STEP_RMW_WRITE:
+      if (bio->emulate_fua) {
+        bio_ready (bio, NDM_STEP_FLUSH);
+        return;
+      }
+      break;
+    case NDM_STEP_FLUSH:
+      break;
+    }
+  }
+  bio_done (bio, status, true);
+}

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: core-private declarations (not for targets or front ends).
+ *
+ * Lock order is documented once, at the top of core/request.c.
+ */
+#ifndef NBD_DM_CORE_H
+#define NBD_DM_CORE_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "nbd-dm/ndm.h"
+#include "nbd-dm/bio.h"
+#include "nbd-dm/device.h"
+#include "nbd-dm/target.h"
+
+#define NDM_KIB (UINT64_C (1) << 10)
+#define NDM_MIB (UINT64_C (1) << 20)
+#define NDM_GIB (UINT64_C (1) << 30)
+
+/* libnbd refuses buffers over 64 MiB; R7's default when a device says
+ * nothing is 32 MiB.
+ */
+#define NDM_DEFAULT_MAX_DATA   (32 * NDM_MIB)
+#define NDM_HARD_MAX_DATA      (64 * NDM_MIB)
+#define NDM_DEFAULT_MAX_LEN    (UINT32_C (1) << 31)
+
+/* dm's DM_MAPIO_DELAY_REQUEUE / DM_ENDIO_DELAY_REQUEUE wait. */
+#define NDM_DELAY_REQUEUE_MS   100
+
+/* ---- waiter (core/waiter.c) -------------------------------------------- */
+
+struct ndm_waiter {
+  int efd;                      /* eventfd, nonblocking */
+  gint sleeping;                /* atomic: in poll(2), needs a write */
+  gint kicked;                  /* atomic: something changed, recheck */
+};
+
+/* Before checking the conditions a wait depends on. */
+void ndm_waiter_prepare (struct ndm_waiter *w);
+
+/* Sleep in poll(2) on fds (the last slot is filled with w's eventfd) until
+ * w is kicked, an fd is ready or timeout_ms passes (-1: no timeout).
+ * Returns poll's result; fds[nfds].revents tells whether w was kicked.
+ */
+int ndm_waiter_poll (struct ndm_waiter *w, struct pollfd *fds, unsigned nfds,
+                     int timeout_ms);
+
+/* ---- channels (core/channel.c) ------------------------------------------ */
+
+/* Become ch's leader, or stay it.  Returns 1 with pfd filled if w leads
+ * and there is something to poll; 0 if another waiter leads (w is then on
+ * the standby queue and is kicked when leadership is free) or if ch is
+ * dead.
+ */
+int ndm_channel_lead (struct ndm_channel *ch, struct ndm_waiter *w,
+                      struct pollfd *pfd);
+
+/* w no longer waits on ch: give up leadership (waking a standby waiter if
+ * commands are still in flight) or leave the standby queue.
+ */
+void ndm_channel_unlead (struct ndm_channel *ch, struct ndm_waiter *w);
+
+/* ---- budgets (core/budget.c): caps that make requests wait (R8) -------- */
+
+struct ndm_budget {
+  const char *name;
+  uint64_t cap;                 /* bytes; set once */
+  uint64_t used;                /* atomic (__atomic builtins) */
+  gint nr_waiting;              /* atomic: nonzero if waiters may exist */
+  GMutex lock;                  /* protects waiters */
+  GQueue waiters;               /* struct ndm_waiter * */
+};
+
+void ndm_budget_init (struct ndm_budget *b, const char *name, uint64_t cap);
+void ndm_budget_clear (struct ndm_budget *b);
+
+/* Charge n bytes.  Always succeeds when nothing is charged (so one request
+ * bigger than the cap still runs).  On failure w is queued and will be
+ * kicked by a later ndm_budget_put.
+ */
+bool ndm_budget_try_get (struct ndm_budget *b, uint64_t n,
+                         struct ndm_waiter *w);
+void ndm_budget_put (struct ndm_budget *b, uint64_t n);
+/* w stops waiting (it got the budget or gave up). */
+void ndm_budget_forget (struct ndm_budget *b, struct ndm_waiter *w);
+
+/* ---- table (core/table.c) ------------------------------------------------ */
+
+struct ndm_table {
+  struct ndm_md *md;
+  gint refs;                    /* atomic: md's live pointer + requests */
+  unsigned nr_targets;
+  struct ndm_target *targets;   /* sorted by begin, contiguous from 0 */
+  uint64_t size;                /* bytes */
+  GPtrArray *devices;           /* unique struct ndm_device *, one ref */
+  struct ndm_caps caps;
+};
+
+struct ndm_table *ndm_table_create (struct ndm_md *md, const char *text,
+                                    GError **err);
+void ndm_table_ref (struct ndm_table *t);
+void ndm_table_unref (struct ndm_table *t);
+/* The target holding byte offset (< t->size). */
+struct ndm_target *ndm_table_find_target (struct ndm_table *t,
+                                          uint64_t offset);
+void ndm_table_format (struct ndm_table *t, enum ndm_status_type type,
+                       GString *out);
+
+/* ---- devices (core/device.c) --------------------------------------------- */
+
+struct ndm_device *ndm_md_get_device (struct ndm_md *md, const char *uri,
+                                      GError **err);
+void ndm_md_put_device (struct ndm_md *md, struct ndm_device *dev);
+
+/* A read-only region of zeros at least len bytes long, for zero requests
+ * to devices that cannot write zeros (R12: emulated, not refused).
+ */
+const void *ndm_zero_buffer (uint64_t len);
+
+/* ---- mapped device (core/md.c) ------------------------------------------ */
+
+struct ndm_md {
+  struct ndm_config cfg;
+  GRWLock table_lock;           /* protects live (swap lock, order 1) */
+  struct ndm_table *live;
+  GMutex devices_lock;          /* protects devices, each device's refs */
+  GHashTable *devices;          /* uri -> struct ndm_device * */
+  struct ndm_budget inflight;   /* bytes of data bios in flight */
+  struct ndm_budget bounce;     /* bytes of bounce buffers */
+  bool started;
+  gint shutting_down;           /* atomic */
+};
+
+struct ndm_table *ndm_md_get_table (struct ndm_md *md);
+
+/* ---- requests (core/request.c) ------------------------------------------ */
+
+#define NDM_RQ_INLINE_CLONES   4
+#define NDM_RQ_INLINE_CHANNELS 4
+
+/* A channel the request started commands on, with one reference. */
+struct ndm_rq_channel {
+  struct ndm_channel *ch;
+  struct ndm_device *dev;
+};
+
+struct ndm_request {
+  struct ndm_md *md;
+  struct ndm_table *table;      /* one ref, for the request's life */
+  struct ndm_waiter *owner;
+  enum ndm_op op;
+  uint32_t flags;
+  uint64_t offset;
+  uint64_t len;
+  char *buf;
+
+  gint pending;                 /* atomic: bios started and not DONE */
+  gint fail_seq;                /* atomic: R3 arrival order of failures */
+  GMutex lock;                  /* protects ready */
+  struct ndm_bio *ready;        /* bios whose step ended; owner goes on */
+
+  /* Owner-only from here. */
+  bool stop;                    /* R6: a start failed, cancel the rest */
+  unsigned cursor_clone;        /* next bio to start: clone index ... */
+  struct ndm_bio *cursor_bio;   /* ... and bio in it */
+  unsigned nr_clones;
+  struct ndm_clone *clones;
+  unsigned nr_channels;
+  unsigned max_channels;
+  struct ndm_rq_channel *channels;
+  GPtrArray *flush_devs;        /* devices with a flush bio (dedup) */
+  bool waits_inflight;          /* on md->inflight's queue */
+  bool waits_bounce;            /* on md->bounce's queue */
+
+  /* Last, so request_init need not clear them: small requests use these
+   * instead of the heap.
+   */
+  struct ndm_rq_channel inline_channels[NDM_RQ_INLINE_CHANNELS];
+  struct ndm_clone inline_clones[NDM_RQ_INLINE_CLONES];
+};
+
+/* Run one request on the calling thread; returns 0 or -1 with the raw
+ * (not yet client-mapped) errno in *err.  For block status, extents are
+ * appended to out.
+ */
+int ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
+                     uint64_t count, uint64_t offset, uint32_t flags,
+                     GArray *out, int *err);
+
+/* The merge rule (R2, R3), the only place it is written: credited bytes
+ * and frontier error of a clone whose bios are all DONE.
+ */
+void ndm_clone_settle (struct ndm_clone *clone);
+
+/* ---- bios (core/bio.c) ----------------------------------------------------- */
+
+/* Internal status of a bio that was never started because an earlier
+ * start in its request failed (R6).  Never reaches a client.
+ */
+#define NDM_ECANCELED ECANCELED
+
+struct ndm_bio *ndm_bio_alloc (void);
+void ndm_bio_free (struct ndm_bio *bio);
+
+/* Owner: start bio (state NEW) or its next step (READY).  Returns 0 if a
+ * command is out or the bio is DONE; 1 if it must wait (budget, RMW range)
+ * and will be retried after the owner is kicked; -1 with *err if the first
+ * start failed (the bio is then DONE with that error).
+ */
+int ndm_bio_start (struct ndm_bio *bio, int *err);
+/* Owner: finish a NEW bio without starting it. */
+void ndm_bio_cancel (struct ndm_bio *bio, int status);
+
+/* A bio that needs no device command (block status of a device without
+ * base:allocation): answered and DONE at map time.
+ */
+void ndm_bio_complete_locally (struct ndm_bio *bio);
+
+/* The request recorded a channel (for its leadership). */
+void ndm_request_add_channel (struct ndm_request *rq, struct ndm_device *dev,
+                              struct ndm_channel *ch);
+struct ndm_channel *ndm_request_channel_for (struct ndm_request *rq,
+                                             struct ndm_device *dev);
+/* From a completion: bio's step ended, the owner must go on. */
+void ndm_request_bio_ready (struct ndm_request *rq, struct ndm_bio *bio);
+/* From a completion: bio is DONE.  After this the completer must not
+ * touch bio or rq.
+ */
+void ndm_request_bio_done (struct ndm_request *rq, struct ndm_bio *bio);
+
+#endif /* NBD_DM_CORE_H */

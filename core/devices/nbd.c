@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd: devices that are NBD exports, reached with libnbd.  The only file of
+ * the core that includes <libnbd.h>.
+ *
+ * A device is a pool of connections (struct nbd_conn) to one URI: several
+ * when the server allows multi-conn (flush on one then covers writes on
+ * all), else one.  Each connection is a channel (core/channel.c): no
+ * thread reads its replies on its own; the request owners waiting for
+ * them take turns, the leader polling a dup of libnbd's socket and calling
+ * nbd_aio_notify_read/write.  Completion callbacks run under libnbd's
+ * handle lock on the leader's thread and only record (ndm_bio_endio).
+ *
+ * Why a dup of the socket: libnbd closes its socket when the connection
+ * dies, and the number may then be reused.  The dup keeps the socket open
+ * for as long as the connection object lives, so polling it, and
+ * shutdown(2) on it to fence the connection, can never hit another file.
+ *
+ * A lost connection (server gone, socket error) is a path error: libnbd
+ * completes everything it had in flight with ENOTCONN, the connection
+ * leaves the pool, and the device's reconnect thread (started after fork)
+ * replaces it every reconnect-delay ms until the server answers again.
+ *
+ * Thread model: open on the control path; submit on request owners'
+ * threads; prepare/service on the channel's leader; callbacks on whoever
+ * runs libnbd's state machine; the reconnect thread in the background.
+ * nbd_dev.lock protects the pool (conns[]), the state words and
+ * last_error; it is a leaf lock and is never held across nbd_* calls that
+ * can run callbacks.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libnbd.h>
+
+#include "../core.h"
+#include "../log.h"
+
+struct nbd_dev;
+
+struct nbd_conn {
+  struct ndm_channel ch;        /* first: a channel is a connection */
+  struct nbd_dev *nd;
+  struct nbd_handle *h;
+  int fd;                       /* dup of the handle's socket */
+  bool sr;                      /* structured replies: block status ok */
+  gint dead;                    /* atomic: lost, out of the pool */
+  unsigned slot;
+};
+
+struct nbd_dev {
+  struct ndm_device dev;        /* first */
+  unsigned connect_timeout_ms;
+  unsigned reconnect_ms;
+  bool structured_replies;
+
+  GMutex lock;                  /* protects everything below */
+  GCond cond;                   /* reconnect thread: a slot was lost */
+  unsigned nr_conns;
+  struct nbd_conn **conns;      /* NULL: lost, being reconnected */
+  unsigned next;                /* round robin */
+  GThread *thread;
+  bool stopping;
+  char *last_error;
+  uint64_t reconnects;
+};
+
+static const struct ndm_channel_ops nbd_channel_ops;
+
+/* ---- connecting ------------------------------------------------------------ */
+
+static bool
+uri_is_nbd (const char *uri)
+{
+  static const char *const schemes[] = {
+    "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
+    "nbd+vsock://", "nbds+vsock://",
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (schemes); i++)
+    if (g_str_has_prefix (uri, schemes[i]))
+      return true;
+  return false;
+}
+
+/* Connect one handle to uri, within timeout_ms. */
+static struct nbd_handle *
+nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
+                    GError **err)
+{
+  struct nbd_handle *h = nbd_create ();
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * INT64_C (1000);
+
+  if (h == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: %s", uri,
+                 nbd_get_error ());
+    return NULL;
+  }
+  /* Extents need structured replies; they are only worth their cost in
+   * recv(2) calls where a client asks for block status.
+   */
+  if (nbd_set_request_structured_replies (h, sr) == -1 ||
+      (sr && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
+      || nbd_set_pread_initialize (h, false) == -1 ||
+      nbd_aio_connect_uri (h, uri) == -1)
+    goto err;
+  while (nbd_aio_is_connecting (h)) {
+    gint64 left = deadline - g_get_monotonic_time ();
+
+    if (left <= 0) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                   "device %s: no NBD handshake within %u s", uri,
+                   timeout_ms / 1000);
+      nbd_close (h);
+      return NULL;
+    }
+    if (nbd_poll (h, (int) MIN (left / 1000 + 1, 1000)) == -1)
+      goto err;
+  }
+  if (!nbd_aio_is_ready (h)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                 "device %s: the NBD handshake did not complete", uri);
+    nbd_close (h);
+    return NULL;
+  }
+  return h;
+
+ err:
+  g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: %s", uri,
+               nbd_get_error ());
+  nbd_close (h);
+  return NULL;
+}
+
+static struct nbd_conn *
+conn_new (struct nbd_dev *nd, struct nbd_handle *h, unsigned slot,
+          GError **err)
+{
+  struct nbd_conn *c;
+  int fd = dup (nbd_aio_get_fd (h));
+
+  if (fd == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: dup: %s",
+                 nd->dev.uri, g_strerror (errno));
+    nbd_close (h);
+    return NULL;
+  }
+  c = g_new0 (struct nbd_conn, 1);
+  ndm_channel_init (&c->ch, &nbd_channel_ops);   /* the pool's reference */
+  c->nd = nd;
+  c->h = h;
+  c->fd = fd;
+  c->sr = nbd_get_structured_replies_negotiated (h) == 1;
+  c->slot = slot;
+  return c;
+}
+
+/* The last reference is gone: nothing is in flight, nobody leads it. */
+static void
+conn_release (struct ndm_channel *ch)
+{
+  struct nbd_conn *c = (struct nbd_conn *) ch;
+
+  nbd_close (c->h);
+  close (c->fd);
+  g_free (c);
+}
+
+/* The connection is lost: take it out of the pool (dropping the pool's
+ * reference) and have the reconnect thread replace it.  Its commands
+ * were, or are being, completed by libnbd with ENOTCONN.
+ */
+static void
+conn_lost (struct nbd_conn *c, const char *why)
+{
+  struct nbd_dev *nd = c->nd;
+  bool owned = false;
+
+  if (!g_atomic_int_compare_and_exchange (&c->dead, 0, 1))
+    return;
+  /* Make sure libnbd sees the end too, whoever noticed first. */
+  shutdown (c->fd, SHUT_RDWR);
+
+  g_mutex_lock (&nd->lock);
+  if (nd->conns[c->slot] == c) {
+    nd->conns[c->slot] = NULL;
+    owned = true;
+  }
+  g_free (nd->last_error);
+  nd->last_error = g_strdup (why);
+  g_cond_signal (&nd->cond);
+  g_mutex_unlock (&nd->lock);
+
+  ndm_log_error ("device %s: connection %u lost: %s", nd->dev.uri, c->slot,
+                 why);
+  ndm_channel_kick_leader (&c->ch);
+  if (owned)
+    ndm_channel_unref (&c->ch);
+}
+
+/* ---- the channel: leader side -------------------------------------------- */
+
+static int
+conn_prepare (struct ndm_channel *ch, struct pollfd *pfd)
+{
+  struct nbd_conn *c = (struct nbd_conn *) ch;
+  unsigned dir;
+
+  if (g_atomic_int_get (&c->dead))
+    return -1;
+  dir = nbd_aio_get_direction (c->h);
+  pfd->fd = c->fd;
+  pfd->events = 0;
+  if (dir & LIBNBD_AIO_DIRECTION_READ)
+    pfd->events |= POLLIN;
+  if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+    pfd->events |= POLLOUT;
+  pfd->revents = 0;
+  if (pfd->events == 0) {
+    /* Neither reading nor writing: the handle is dead or closed. */
+    if (nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h)) {
+      conn_lost (c, "the connection was closed");
+      return -1;
+    }
+    pfd->events = POLLIN;
+  }
+  return 0;
+}
+
+static void
+conn_service (struct ndm_channel *ch, short revents)
+{
+  struct nbd_conn *c = (struct nbd_conn *) ch;
+  unsigned dir = nbd_aio_get_direction (c->h);
+  int r = 0;
+
+  if ((dir & LIBNBD_AIO_DIRECTION_READ) &&
+      (revents & (POLLIN | POLLHUP | POLLERR)))
+    r = nbd_aio_notify_read (c->h);
+  else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) &&
+           (revents & (POLLOUT | POLLHUP | POLLERR)))
+    r = nbd_aio_notify_write (c->h);
+  if (r == -1 || nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h))
+    conn_lost (c, r == -1 ? nbd_get_error () : "the connection was closed");
+}
+
+static const struct ndm_channel_ops nbd_channel_ops = {
+  .prepare = conn_prepare,
+  .service = conn_service,
+  .release = conn_release,
+};
+
+/* ---- submitting -------------------------------------------------------------- */
+
+/* Completion callback: under libnbd's handle lock.  Record and go. */
+static int
+cmd_complete (void *user_data, int *error)
+{
+  struct ndm_bio *bio = user_data;
+
+  ndm_channel_ended (bio->ch);
+  ndm_bio_endio (bio, *error);
+  return 1;                     /* retire the command */
+}
+
+static int
+extent_cb (void *user_data, const char *metacontext, uint64_t offset,
+           uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct ndm_bio *bio = user_data;
+  size_t i;
+
+  if (strcmp (metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+    return 0;
+  for (i = 0; i + 1 < nr_entries; i += 2) {
+    ndm_bio_add_extent (bio, offset, entries[i],
+                        entries[i + 1] & (NDM_EXTENT_HOLE | NDM_EXTENT_ZERO));
+    offset += entries[i];
+  }
+  return 0;
+}
+
+static bool
+conn_usable (const struct nbd_conn *c, bool need_sr)
+{
+  return c != NULL && !g_atomic_int_get (&c->dead) && (c->sr || !need_sr);
+}
+
+/* A live connection with a reference: the request's own if it has one
+ * (fewer leaders), else round robin.  Block status needs one that
+ * negotiated structured replies.
+ */
+static struct nbd_conn *
+conn_pick (struct nbd_dev *nd, struct ndm_channel *hint, bool need_sr)
+{
+  struct nbd_conn *c = NULL;
+  unsigned i;
+
+  g_mutex_lock (&nd->lock);
+  if (conn_usable ((struct nbd_conn *) hint, need_sr))
+    c = (struct nbd_conn *) hint;
+  for (i = 0; c == NULL && i < nd->nr_conns; i++) {
+    struct nbd_conn *cand = nd->conns[(nd->next + i) % nd->nr_conns];
+
+    if (conn_usable (cand, need_sr)) {
+      c = cand;
+      nd->next = (nd->next + i + 1) % nd->nr_conns;
+    }
+  }
+  if (c != NULL)
+    ndm_channel_ref (&c->ch);
+  g_mutex_unlock (&nd->lock);
+  return c;
+}
+
+static int
+nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
+            const struct ndm_cmd *cmd, struct ndm_channel *hint,
+            struct ndm_channel **chp, int *err)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+  struct nbd_conn *c = conn_pick (nd, hint,
+                                  cmd->op == NDM_OP_BLOCK_STATUS);
+  nbd_completion_callback cb = { .callback = cmd_complete, .user_data = bio };
+  uint32_t fl = 0;
+  int64_t cookie = -1;
+
+  if (c == NULL) {
+    *err = ENOTCONN;
+    return -1;
+  }
+  if (cmd->flags & NDM_REQ_FUA)
+    fl |= LIBNBD_CMD_FLAG_FUA;
+  bio->ch = &c->ch;
+  ndm_channel_started (&c->ch);
+
+  switch (cmd->op) {
+  case NDM_OP_READ:
+    cookie = nbd_aio_pread (c->h, cmd->buf, cmd->len, cmd->offset, cb, 0);
+    break;
+  case NDM_OP_WRITE:
+    cookie = nbd_aio_pwrite (c->h, cmd->buf, cmd->len, cmd->offset, cb, fl);
+    break;
+  case NDM_OP_FLUSH:
+    cookie = nbd_aio_flush (c->h, cb, 0);
+    break;
+  case NDM_OP_TRIM:
+    cookie = nbd_aio_trim (c->h, cmd->len, cmd->offset, cb, fl);
+    break;
+  case NDM_OP_ZERO:
+    if (!(cmd->flags & NDM_REQ_MAY_TRIM))
+      fl |= LIBNBD_CMD_FLAG_NO_HOLE;
+    if (cmd->flags & NDM_REQ_FAST_ZERO)
+      fl |= LIBNBD_CMD_FLAG_FAST_ZERO;
+    cookie = nbd_aio_zero (c->h, cmd->len, cmd->offset, cb, fl);
+    break;
+  case NDM_OP_CACHE:
+    cookie = nbd_aio_cache (c->h, cmd->len, cmd->offset, cb, 0);
+    break;
+  case NDM_OP_BLOCK_STATUS:
+    cookie = nbd_aio_block_status (c->h, cmd->len, cmd->offset,
+                                   (nbd_extent_callback) {
+                                     .callback = extent_cb,
+                                     .user_data = bio },
+                                   cb, (cmd->flags & NDM_REQ_ONE)
+                                   ? LIBNBD_CMD_FLAG_REQ_ONE : 0);
+    break;
+  }
+
+  if (cookie == -1) {
+    /* Not queued: libnbd will not call back (R6). */
+    int e = nbd_get_errno ();
+
+    ndm_channel_ended (&c->ch);
+    if (nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h)) {
+      conn_lost (c, nbd_get_error ());
+      e = ENOTCONN;
+    }
+    else if (e == 0)
+      e = EIO;
+    ndm_channel_unref (&c->ch);
+    *err = e;
+    return -1;
+  }
+  /* libnbd sends at once when it can; if the socket was full the rest
+   * waits for POLLOUT, which the leader must now poll for.
+   */
+  if (nbd_aio_get_direction (c->h) & LIBNBD_AIO_DIRECTION_WRITE)
+    ndm_channel_kick_leader (&c->ch);
+  *chp = &c->ch;
+  return 0;
+}
+
+/* ---- background reconnect -------------------------------------------------- */
+
+static gpointer
+reconnect_thread (gpointer data)
+{
+  struct nbd_dev *nd = data;
+
+  g_mutex_lock (&nd->lock);
+  while (!nd->stopping) {
+    unsigned i, lost = 0;
+
+    for (i = 0; i < nd->nr_conns; i++)
+      lost += nd->conns[i] == NULL;
+    if (lost == 0) {
+      g_cond_wait (&nd->cond, &nd->lock);
+      continue;
+    }
+    for (i = 0; i < nd->nr_conns && !nd->stopping; i++) {
+      GError *e = NULL;
+      struct nbd_handle *h;
+      struct nbd_conn *c;
+
+      if (nd->conns[i] != NULL)
+        continue;
+      g_mutex_unlock (&nd->lock);
+      h = nbd_connect_handle (nd->dev.uri, nd->connect_timeout_ms,
+                              i == 0 || nd->structured_replies, &e);
+      c = h != NULL ? conn_new (nd, h, i, &e) : NULL;
+      if (c != NULL && nbd_get_size (h) != (int64_t) nd->dev.size) {
+        g_set_error (&e, NDM_ERROR, NDM_ERROR_DEVICE,
+                     "device %s: came back with %" PRId64 " bytes instead "
+                     "of %" PRIu64 ": not reinstated", nd->dev.uri,
+                     nbd_get_size (h), nd->dev.size);
+        ndm_channel_unref (&c->ch);
+        c = NULL;
+      }
+      g_mutex_lock (&nd->lock);
+      if (c != NULL) {
+        nd->conns[i] = c;
+        nd->reconnects++;
+        ndm_log_info ("device %s: connection %u reconnected",
+                      nd->dev.uri, i);
+      }
+      else {
+        g_free (nd->last_error);
+        nd->last_error = g_strdup (e->message);
+        g_error_free (e);
+      }
+    }
+    /* Wait before trying the rest again (or until stopped). */
+    g_cond_wait_until (&nd->cond, &nd->lock, g_get_monotonic_time () +
+                       nd->reconnect_ms * G_TIME_SPAN_MILLISECOND);
+  }
+  g_mutex_unlock (&nd->lock);
+  return NULL;
+}
+
+static void
+nbd_start (struct ndm_device *dev)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+
+  g_mutex_lock (&nd->lock);
+  if (nd->thread == NULL)
+    nd->thread = g_thread_new ("ndm-reconnect", reconnect_thread, nd);
+  g_mutex_unlock (&nd->lock);
+}
+
+/* "up", "degraded 1/2" or "down (reason)": how the pool stands. */
+static void
+nbd_status (struct ndm_device *dev, GString *out)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+  unsigned i, up = 0;
+
+  g_mutex_lock (&nd->lock);
+  for (i = 0; i < nd->nr_conns; i++)
+    up += nd->conns[i] != NULL;
+  if (up == nd->nr_conns)
+    g_string_append (out, "up");
+  else if (up > 0)
+    g_string_append_printf (out, "degraded %u/%u", up, nd->nr_conns);
+  else
+    g_string_append_printf (out, "down (%s)",
+                            nd->last_error ? nd->last_error : "?");
+  g_mutex_unlock (&nd->lock);
+}
+
+static void
+nbd_close_device (struct ndm_device *dev)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+  unsigned i;
+
+  g_mutex_lock (&nd->lock);
+  nd->stopping = true;
+  g_cond_broadcast (&nd->cond);
+  g_mutex_unlock (&nd->lock);
+  if (nd->thread != NULL)
+    g_thread_join (nd->thread);
+
+  for (i = 0; i < nd->nr_conns; i++)
+    if (nd->conns[i] != NULL)
+      ndm_channel_unref (&nd->conns[i]->ch);
+  g_free (nd->conns);
+  g_free (nd->last_error);
+  g_cond_clear (&nd->cond);
+  g_mutex_clear (&nd->lock);
+  g_free (nd->dev.uri);
+  g_free (nd);
+}
+
+static const struct ndm_device_ops nbd_device_ops = {
+  .name = "nbd",
+  .submit = nbd_submit,
+  .start = nbd_start,
+  .status = nbd_status,
+  .close = nbd_close_device,
+};
+
+/* ---- open ----------------------------------------------------------------------- */
+
+static void
+read_caps (struct nbd_dev *nd, struct nbd_handle *h)
+{
+  struct ndm_device *dev = &nd->dev;
+  int64_t min = nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
+  int64_t pref = nbd_get_block_size (h, LIBNBD_SIZE_PREFERRED);
+  int64_t max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+
+  dev->size = nbd_get_size (h);
+  dev->caps.read_only = nbd_is_read_only (h) == 1;
+  dev->caps.flush = nbd_can_flush (h) == 1;
+  dev->caps.fua = nbd_can_fua (h) == 1;
+  dev->caps.trim = nbd_can_trim (h) == 1;
+  dev->caps.zero = nbd_can_zero (h) == 1;
+  dev->caps.fast_zero = nbd_can_fast_zero (h) == 1;
+  dev->caps.cache = nbd_can_cache (h) == 1;
+  dev->caps.multi_conn = nbd_can_multi_conn (h) == 1;
+  dev->caps.extents =
+    nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  dev->limits.min_block = min > 0 ? min : 0;
+  dev->limits.pref_block = pref > 0 ? pref : 0;
+  dev->limits.max_data = max > 0 && max < UINT32_MAX ? max : 0;
+}
+
+static struct ndm_device *
+nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
+{
+  struct nbd_dev *nd;
+  struct nbd_handle *h;
+  unsigned i;
+
+  if (!uri_is_nbd (uri)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                 "device '%s' is not an NBD URI: expected nbd://, "
+                 "nbd+unix://, nbds:// or nbds+unix://", uri);
+    return NULL;
+  }
+  /* The first connection always negotiates structured replies, so block
+   * status has somewhere to go.
+   */
+  h = nbd_connect_handle (uri, cfg->connect_timeout_ms, true, err);
+  if (h == NULL)
+    return NULL;
+
+  nd = g_new0 (struct nbd_dev, 1);
+  nd->dev.ops = &nbd_device_ops;
+  nd->dev.uri = g_strdup (uri);
+  nd->connect_timeout_ms = cfg->connect_timeout_ms;
+  nd->reconnect_ms = cfg->reconnect_ms;
+  nd->structured_replies = cfg->structured_replies;
+  g_mutex_init (&nd->lock);
+  g_cond_init (&nd->cond);
+  read_caps (nd, h);
+  nd->nr_conns = nd->dev.caps.multi_conn ? cfg->connections : 1;
+  nd->conns = g_new0 (struct nbd_conn *, nd->nr_conns);
+  nd->conns[0] = conn_new (nd, h, 0, err);
+  if (nd->conns[0] == NULL)
+    goto err;
+  for (i = 1; i < nd->nr_conns; i++) {
+    h = nbd_connect_handle (uri, cfg->connect_timeout_ms,
+                            cfg->structured_replies, err);
+    if (h == NULL)
+      goto err;
+    nd->conns[i] = conn_new (nd, h, i, err);
+    if (nd->conns[i] == NULL)
+      goto err;
+  }
+  return &nd->dev;
+
+ err:
+  nbd_close_device (&nd->dev);
+  return NULL;
+}
+
+const struct ndm_device_class ndm_nbd_device_class = {
+  .name = "nbd",
+  .open = nbd_open,
+};

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: logging, and the errno classes of R5.
+ *
+ * Data-path errors are logged with their context (target, device, sector)
+ * but rate-limited: a client hammering an error segment must not fill the
+ * log faster than it can be read.
+ *
+ * Thread model: any thread.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static ndm_log_fn log_fn;
+
+void
+ndm_set_log_fn (ndm_log_fn fn)
+{
+  log_fn = fn;
+}
+
+static void
+log_emit (enum ndm_log_level level, const char *fmt, va_list ap)
+{
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+
+  if (log_fn != NULL)
+    log_fn (level, msg);
+  else if (level == NDM_LOG_ERROR)
+    fprintf (stderr, "nbd-dm: %s\n", msg);
+}
+
+/* At most ERRORS_PER_SECOND error lines a second; then one line says how
+ * many were dropped.
+ */
+#define ERRORS_PER_SECOND 10
+
+void
+ndm_log_error (const char *fmt, ...)
+{
+  static GMutex lock;
+  static gint64 window;
+  static unsigned in_window, dropped;
+  gint64 now = g_get_monotonic_time () / G_USEC_PER_SEC;
+  unsigned was_dropped = 0;
+  bool emit;
+  va_list ap;
+
+  g_mutex_lock (&lock);
+  if (now != window) {
+    was_dropped = dropped;
+    window = now;
+    in_window = 0;
+    dropped = 0;
+  }
+  emit = in_window++ < ERRORS_PER_SECOND;
+  if (!emit)
+    dropped++;
+  g_mutex_unlock (&lock);
+
+  if (was_dropped != 0) {
+    g_autofree char *m =
+      g_strdup_printf ("%u similar error messages suppressed", was_dropped);
+
+    if (log_fn != NULL)
+      log_fn (NDM_LOG_ERROR, m);
+    else
+      fprintf (stderr, "nbd-dm: %s\n", m);
+  }
+  if (emit) {
+    va_start (ap, fmt);
+    log_emit (NDM_LOG_ERROR, fmt, ap);
+    va_end (ap);
+  }
+}
+
+void
+ndm_log_info (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  log_emit (NDM_LOG_INFO, fmt, ap);
+  va_end (ap);
+}
+
+void
+ndm_log_debug (const char *fmt, ...)
+{
+  va_list ap;
+
+  if (log_fn == NULL)
+    return;
+  va_start (ap, fmt);
+  log_emit (NDM_LOG_DEBUG, fmt, ap);
+  va_end (ap);
+}
+
+const char *
+ndm_errno_name (int err)
+{
+  const char *name = strerrorname_np (err);
+
+  return name != NULL ? name : "unknown errno";
+}
+
+bool
+ndm_errno_is_path_error (int err)
+{
+  switch (err) {
+  case ENOTCONN:
+  case ESHUTDOWN:
+  case ECONNRESET:
+  case ECONNREFUSED:
+  case ECONNABORTED:
+  case ETIMEDOUT:
+  case EPIPE:
+  case ENETDOWN:
+  case ENETUNREACH:
+  case EHOSTDOWN:
+  case EHOSTUNREACH:
+    return true;
+  default:
+    return false;
+  }
+}
+
+int
+ndm_errno_for_client (int err, bool shutting_down)
+{
+  if (err == 0)
+    return 0;
+  if (ndm_errno_is_path_error (err))
+    return shutting_down ? ESHUTDOWN : EIO;
+  switch (err) {
+  /* The errnos nbdkit turns into NBD errors (server/protocol.c). */
+  case EPERM:
+  case EROFS:
+  case EIO:
+  case ENOMEM:
+  case ENOSPC:
+  case EFBIG:
+  case EDQUOT:
+  case EINVAL:
+  case ENOTSUP:
+  case EOVERFLOW:
+    return err;
+  default:
+    return EIO;
+  }
+}

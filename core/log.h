@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: core logging.  The front end installs where messages go
+ * (nbdkit_error / nbdkit_debug in the plugin); the default is stderr.
+ */
+#ifndef NBD_DM_LOG_H
+#define NBD_DM_LOG_H
+
+#include <inttypes.h>
+
+#include "nbd-dm/ndm.h"
+
+void ndm_log_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+void ndm_log_info (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+void ndm_log_debug (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+/* "EIO", "ENOTCONN", ... (or the number). */
+const char *ndm_errno_name (int err);
+
+#endif /* NBD_DM_LOG_H */

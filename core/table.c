@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: tables — parse dmsetup syntax, construct targets, look up the
+ * target of an offset, print dmsetup table/status lines.
+ *
+ *     <start> <length> <target> <args...>     # sectors of 512 bytes
+ *
+ * Lines are split on newline or ';'; '#' starts a comment.  Targets must be
+ * contiguous from sector 0 (no gap, no overlap).  Every error names the
+ * line, quotes the word and says what was expected; on error nothing of
+ * the table survives.
+ *
+ * Thread model: create runs on the control path.  find_target runs on any
+ * request owner's thread against a table it holds a reference on; tables
+ * are immutable once made.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+
+G_DEFINE_QUARK (ndm-error-quark, ndm_error)
+
+static const struct ndm_target_type *const builtin_targets[] = {
+  &ndm_linear_target,
+  &ndm_striped_target,
+  &ndm_zero_target,
+  &ndm_error_target,
+};
+
+const struct ndm_target_type *
+ndm_target_type_lookup (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (builtin_targets); i++)
+    if (strcmp (builtin_targets[i]->name, name) == 0)
+      return builtin_targets[i];
+  return NULL;
+}
+
+static char *
+known_targets (void)
+{
+  GString *s = g_string_new (NULL);
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (builtin_targets); i++)
+    g_string_append_printf (s, "%s%s", i ? ", " : "",
+                            builtin_targets[i]->name);
+  return g_string_free (s, FALSE);
+}
+
+static int
+parse_u64 (const char *arg, const char *what, const char *unit,
+           uint64_t *out, GError **err)
+{
+  guint64 v;
+
+  /* Decimal digits only, as dmsetup reads them: no sign, no 0x. */
+  if (arg[0] < '0' || arg[0] > '9' ||
+      !g_ascii_string_to_unsigned (arg, 10, 0, G_MAXUINT64, &v, NULL)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "%s '%s' is not a number%s", what, arg, unit);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int
+ndm_parse_u64 (const char *arg, const char *what, uint64_t *out,
+               GError **err)
+{
+  return parse_u64 (arg, what, "", out, err);
+}
+
+int
+ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
+                   GError **err)
+{
+  return parse_u64 (arg, what, " of sectors", out, err);
+}
+
+struct ndm_device *
+ndm_table_get_device (struct ndm_target *ti, const char *uri, GError **err)
+{
+  struct ndm_table *t = ti->table;
+  struct ndm_device *dev = ndm_md_get_device (t->md, uri, err);
+  unsigned i;
+
+  if (dev == NULL)
+    return NULL;
+  for (i = 0; i < t->devices->len; i++)
+    if (t->devices->pdata[i] == dev) {
+      ndm_md_put_device (t->md, dev);     /* the table holds one already */
+      return dev;
+    }
+  g_ptr_array_add (t->devices, dev);
+  return dev;
+}
+
+/* Split text into lines on '\n' and ';', strip comments. */
+static char **
+table_lines (const char *text)
+{
+  char **lines = g_strsplit_set (text, "\n;", -1);
+  char **l;
+
+  for (l = lines; *l != NULL; l++) {
+    char *hash = strchr (*l, '#');
+
+    if (hash != NULL)
+      *hash = '\0';
+  }
+  return lines;
+}
+
+/* Words of one line, without empty ones from repeated blanks. */
+static char **
+line_words (const char *line, unsigned *n)
+{
+  char **words = g_strsplit_set (line, " \t\r\v\f", -1);
+  unsigned i, j;
+
+  for (i = j = 0; words[i] != NULL; i++) {
+    if (words[i][0] == '\0')
+      g_free (words[i]);
+    else
+      words[j++] = words[i];
+  }
+  words[j] = NULL;
+  *n = j;
+  return words;
+}
+
+static void
+table_free (struct ndm_table *t)
+{
+  unsigned i;
+
+  for (i = 0; i < t->nr_targets; i++) {
+    struct ndm_target *ti = &t->targets[i];
+
+    if (ti->type != NULL && ti->type->dtr != NULL)
+      ti->type->dtr (ti);
+  }
+  for (i = 0; i < t->devices->len; i++)
+    ndm_md_put_device (t->md, t->devices->pdata[i]);
+  g_ptr_array_unref (t->devices);
+  g_free (t->targets);
+  g_free (t);
+}
+
+void
+ndm_table_ref (struct ndm_table *t)
+{
+  g_atomic_int_inc (&t->refs);
+}
+
+void
+ndm_table_unref (struct ndm_table *t)
+{
+  if (g_atomic_int_dec_and_test (&t->refs))
+    table_free (t);
+}
+
+/* What the mapped device can advertise (R12): the intersection over its
+ * devices.  Zero and error targets have no devices and can do anything.
+ */
+static void
+table_compute_caps (struct ndm_table *t)
+{
+  struct ndm_caps *c = &t->caps;
+  unsigned i;
+
+  c->write = c->flush = c->fua = c->trim = c->fast_zero = true;
+  c->cache = c->multi_conn = true;
+  c->block_min = 1;             /* unaligned requests bounce (R7) */
+  c->block_pref = 4096;
+  c->block_max = NDM_DEFAULT_MAX_DATA;
+  for (i = 0; i < t->devices->len; i++) {
+    const struct ndm_device *dev = t->devices->pdata[i];
+
+    c->write &= !dev->caps.read_only;
+    c->flush &= dev->caps.flush;
+    c->fua &= dev->caps.fua || dev->caps.flush;
+    c->trim &= dev->caps.trim;
+    c->fast_zero &= dev->caps.zero && dev->caps.fast_zero;
+    c->cache &= dev->caps.cache;
+    c->multi_conn &= dev->caps.multi_conn;
+    c->block_pref = MAX (c->block_pref, dev->limits.pref_block);
+    c->block_pref = MAX (c->block_pref, dev->limits.min_block);
+  }
+  c->block_pref = MIN (c->block_pref, c->block_max);
+}
+
+static int
+table_add_line (struct ndm_table *t, unsigned lineno, char **words,
+                unsigned nwords, uint64_t *next_start, GError **err)
+{
+  struct ndm_target *ti = &t->targets[t->nr_targets];
+  const struct ndm_target_type *type;
+  GError *e = NULL;
+  uint64_t start, len;
+
+  if (nwords < 3) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: expected '<start> <length> <target> [args...]', "
+                 "got '%s'", lineno, words[0]);
+    return -1;
+  }
+  if (ndm_parse_sectors (words[0], "start", &start, &e) == -1 ||
+      ndm_parse_sectors (words[1], "length", &len, &e) == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: %s", lineno, e->message);
+    g_error_free (e);
+    return -1;
+  }
+  if (start != *next_start) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: start %s %s: expected %" PRIu64
+                 " (targets must be contiguous from sector 0)",
+                 lineno, words[0],
+                 start > *next_start ? "leaves a gap" : "overlaps",
+                 *next_start);
+    return -1;
+  }
+  if (len == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: length '%s': expected at least 1 sector",
+                 lineno, words[1]);
+    return -1;
+  }
+  if (len > (UINT64_MAX >> NDM_SECTOR_SHIFT) - start) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: length '%s' is too large: the device would "
+                 "end past 2^64 bytes", lineno, words[1]);
+    return -1;
+  }
+  type = NULL;
+  if (t->md->cfg.extra_targets != NULL) {
+    const struct ndm_target_type *const *x;
+
+    for (x = t->md->cfg.extra_targets; *x != NULL && type == NULL; x++)
+      if (strcmp ((*x)->name, words[2]) == 0)
+        type = *x;
+  }
+  if (type == NULL)
+    type = ndm_target_type_lookup (words[2]);
+  if (type == NULL) {
+    g_autofree char *known = known_targets ();
+
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: unknown target type '%s': expected one of %s",
+                 lineno, words[2], known);
+    return -1;
+  }
+
+  ti->table = t;
+  ti->begin = start;
+  ti->len = len;
+  ti->line = lineno;
+  if (type->ctr (ti, nwords - 3, words + 3, &e) == -1) {
+    g_set_error (err, e->domain, e->code, "line %u: %s: %s",
+                 lineno, type->name, e->message);
+    g_error_free (e);
+    return -1;
+  }
+  ti->type = type;              /* from now on dtr runs */
+  t->nr_targets++;
+  *next_start = start + len;
+  return 0;
+}
+
+struct ndm_table *
+ndm_table_create (struct ndm_md *md, const char *text, GError **err)
+{
+  g_auto (GStrv) lines = table_lines (text);
+  struct ndm_table *t = g_new0 (struct ndm_table, 1);
+  uint64_t next_start = 0;
+  unsigned i;
+
+  t->md = md;
+  t->refs = 1;
+  t->devices = g_ptr_array_new ();
+  t->targets = g_new0 (struct ndm_target, g_strv_length (lines) + 1);
+
+  for (i = 0; lines[i] != NULL; i++) {
+    unsigned n;
+    g_auto (GStrv) words = line_words (lines[i], &n);
+
+    if (n == 0)
+      continue;
+    if (table_add_line (t, i + 1, words, n, &next_start, err) == -1) {
+      table_free (t);
+      return NULL;
+    }
+  }
+  if (t->nr_targets == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "the table is empty: expected at least one line "
+                 "'<start> <length> <target> [args...]'");
+    table_free (t);
+    return NULL;
+  }
+  t->size = next_start << NDM_SECTOR_SHIFT;
+  table_compute_caps (t);
+  return t;
+}
+
+struct ndm_target *
+ndm_table_find_target (struct ndm_table *t, uint64_t offset)
+{
+  uint64_t sector = offset >> NDM_SECTOR_SHIFT;
+  unsigned lo = 0, hi = t->nr_targets;
+
+  /* Binary search for the last target with begin <= sector. */
+  while (hi - lo > 1) {
+    unsigned mid = lo + (hi - lo) / 2;
+
+    if (t->targets[mid].begin <= sector)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return &t->targets[lo];
+}
+
+void
+ndm_table_format (struct ndm_table *t, enum ndm_status_type type,
+                  GString *out)
+{
+  unsigned i;
+
+  for (i = 0; i < t->nr_targets; i++) {
+    struct ndm_target *ti = &t->targets[i];
+    gsize before;
+
+    g_string_append_printf (out, "%" PRIu64 " %" PRIu64 " %s ",
+                            ti->begin, ti->len, ti->type->name);
+    before = out->len;
+    if (ti->type->status != NULL)
+      ti->type->status (ti, type, out);
+    if (out->len == before)
+      g_string_truncate (out, before - 1);  /* no args: no trailing blank */
+    g_string_append_c (out, '\n');
+  }
+}

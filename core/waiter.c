@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: per-thread waiters, how request owners sleep and are woken.
+ *
+ * Each thread that runs requests has one waiter: an eventfd plus two flags.
+ * A waker sets "kicked" and writes the eventfd only if the waiter is in
+ * poll(2) ("sleeping"), so a thread that completes its own bio, or a waiter
+ * that is busy anyway, costs no system call.  The waiter clears "kicked"
+ * before it checks what it waits for and looks at it again after setting
+ * "sleeping": with sequentially consistent atomics on both sides a kick is
+ * never lost (the waker either sees "sleeping" or the waiter sees "kicked").
+ *
+ * Thread model: ndm_waiter_self, _prepare and _poll run on the waiter's own
+ * thread; ndm_waiter_kick on any thread.  Waiters are recycled, not freed,
+ * when their thread exits: a completion may still kick the waiter of an
+ * owner that has just returned, which must stay harmless (a spurious wake).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static GMutex free_lock;                 /* protects free_waiters */
+static GSList *free_waiters;
+
+static void
+waiter_retire (gpointer data)
+{
+  struct ndm_waiter *w = data;
+
+  g_mutex_lock (&free_lock);
+  free_waiters = g_slist_prepend (free_waiters, w);
+  g_mutex_unlock (&free_lock);
+}
+
+static GPrivate self_key = G_PRIVATE_INIT (waiter_retire);
+
+static void
+waiter_drain (struct ndm_waiter *w)
+{
+  uint64_t v;
+
+  while (read (w->efd, &v, sizeof v) == sizeof v)
+    ;
+}
+
+struct ndm_waiter *
+ndm_waiter_self (void)
+{
+  struct ndm_waiter *w = g_private_get (&self_key);
+
+  if (w != NULL)
+    return w;
+
+  g_mutex_lock (&free_lock);
+  if (free_waiters != NULL) {
+    w = free_waiters->data;
+    free_waiters = g_slist_delete_link (free_waiters, free_waiters);
+  }
+  g_mutex_unlock (&free_lock);
+
+  if (w == NULL) {
+    w = g_new0 (struct ndm_waiter, 1);
+    w->efd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->efd == -1) {
+      /* Without a way to sleep the data path cannot run at all. */
+      perror ("nbd-dm: eventfd");
+      abort ();
+    }
+  }
+  else
+    waiter_drain (w);
+  g_atomic_int_set (&w->sleeping, 0);
+  g_atomic_int_set (&w->kicked, 0);
+  g_private_set (&self_key, w);
+  return w;
+}
+
+void
+ndm_waiter_kick (struct ndm_waiter *w)
+{
+  static const uint64_t one = 1;
+
+  g_atomic_int_set (&w->kicked, 1);
+  if (g_atomic_int_compare_and_exchange (&w->sleeping, 1, 0)) {
+    ssize_t r;
+
+    do
+      r = write (w->efd, &one, sizeof one);
+    while (r == -1 && errno == EINTR);
+    /* EAGAIN means the counter is full: the waiter will wake anyway. */
+  }
+}
+
+void
+ndm_waiter_prepare (struct ndm_waiter *w)
+{
+  g_atomic_int_set (&w->kicked, 0);
+}
+
+int
+ndm_waiter_poll (struct ndm_waiter *w, struct pollfd *fds, unsigned nfds,
+                 int timeout_ms)
+{
+  int r;
+
+  fds[nfds].fd = w->efd;
+  fds[nfds].events = POLLIN;
+  fds[nfds].revents = 0;
+
+  g_atomic_int_set (&w->sleeping, 1);
+  if (g_atomic_int_get (&w->kicked)) {
+    /* Kicked between prepare and now: do not sleep.  Whoever kicked may
+     * also have seen sleeping == 1 and written the eventfd; the next poll
+     * then returns at once, which is only a spurious wake.
+     */
+    g_atomic_int_set (&w->sleeping, 0);
+    fds[nfds].revents = POLLIN;
+    return 1;
+  }
+  do
+    r = poll (fds, nfds + 1, timeout_ms);
+  while (r == -1 && errno == EINTR);
+  g_atomic_int_set (&w->sleeping, 0);
+  if (r > 0 && (fds[nfds].revents & POLLIN))
+    waiter_drain (w);
+  return r;
+}

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: devices, the things a table's targets send bios to.
+ *
+ * A device is an ops table (submit, start, status, close) plus what the
+ * core needs to know to split and align bios for it: its size, limits and
+ * capabilities, read from the NBD handshake.  core/devices/nbd.c implements
+ * it with libnbd; tests/unit/fake-device.c with scripted completions.
+ *
+ * Completion contract: submit either returns 0 and the device later calls
+ * ndm_bio_endio() exactly once for that command (possibly before submit
+ * returns, from any thread), or returns -1 with a positive errno and never
+ * calls it.  A completion only records: it must not submit, block or call
+ * back into the device.
+ *
+ * Leader/follower: a device whose completions need someone to read them
+ * (a socket) hands each started command's channel to the core (*chp, with
+ * a reference).  The request owner then waits by leading that channel:
+ * polling its fd and calling its service op, which completes everybody's
+ * bios, not only its own (see core/channel.c and docs/design.md).
+ */
+#ifndef NBD_DM_DEVICE_H
+#define NBD_DM_DEVICE_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "nbd-dm/ndm.h"
+
+struct ndm_bio;
+struct ndm_md;
+
+/* ---- waiters: one per thread, how the core sleeps and wakes ---------- */
+
+struct ndm_waiter;
+
+/* The calling thread's waiter (created on first use, never freed while
+ * the process runs, so a late kick is harmless).
+ */
+struct ndm_waiter *ndm_waiter_self (void);
+
+/* Make w's next or current wait return.  Any thread; async-signal-unsafe. */
+void ndm_waiter_kick (struct ndm_waiter *w);
+
+/* ---- channels: one pollable connection ------------------------------- */
+
+struct ndm_channel;
+
+struct ndm_channel_ops {
+  /* Leader only.  Fill pfd->fd and pfd->events for the next poll.  Return
+   * -1 when there is nothing to poll (the channel is dead: every command
+   * it had was completed with an error).
+   */
+  int (*prepare) (struct ndm_channel *ch, struct pollfd *pfd);
+  /* Leader only.  poll(2) reported revents on the fd: read replies and
+   * complete their bios, send what is queued.
+   */
+  void (*service) (struct ndm_channel *ch, short revents);
+  /* The last reference was dropped.  Not called from a completion. */
+  void (*release) (struct ndm_channel *ch);
+};
+
+struct ndm_channel {
+  const struct ndm_channel_ops *ops;
+  GMutex lock;                  /* protects leader, standby */
+  struct ndm_waiter *leader;    /* protected by lock */
+  GQueue standby;               /* waiters with commands here; by lock */
+  gint inflight;                /* atomic: commands started, not ended */
+  gint refs;                    /* atomic */
+};
+
+void ndm_channel_init (struct ndm_channel *ch,
+                       const struct ndm_channel_ops *ops);
+void ndm_channel_ref (struct ndm_channel *ch);
+void ndm_channel_unref (struct ndm_channel *ch);
+
+/* A command was started on / ended on ch.  ended is called before the
+ * command's ndm_bio_endio().
+ */
+void ndm_channel_started (struct ndm_channel *ch);
+void ndm_channel_ended (struct ndm_channel *ch);
+
+/* Wake ch's leader so it prepares its poll again (a command could not be
+ * sent at once, or the channel died).  Any thread.
+ */
+void ndm_channel_kick_leader (struct ndm_channel *ch);
+
+/* ---- devices ----------------------------------------------------------- */
+
+/* One command as the device must send it: aligned and sized to its limits
+ * by the core.  buf is NULL for commands without data.
+ */
+struct ndm_cmd {
+  enum ndm_op op;
+  uint32_t flags;               /* NDM_REQ_*, only those the device has */
+  uint64_t offset;
+  uint64_t len;
+  void *buf;
+};
+
+struct ndm_device_limits {
+  uint32_t min_block;           /* commands aligned to this (power of 2) */
+  uint32_t pref_block;
+  uint32_t max_data;            /* max bytes of one read or write */
+  uint32_t max_len;             /* max bytes of one trim/zero/cache/status */
+};
+
+struct ndm_device_caps {
+  bool read_only;
+  bool flush;
+  bool fua;
+  bool trim;
+  bool zero;
+  bool fast_zero;
+  bool cache;
+  bool extents;                 /* base:allocation negotiated */
+  bool multi_conn;
+};
+
+struct ndm_device;
+
+struct ndm_device_ops {
+  const char *name;
+  /* Required.  Start cmd for bio.  hint is a channel the same request
+   * already uses on this device (may be NULL or dead).  On success *chp is
+   * the channel the command went to, with a reference for the caller, or
+   * NULL for devices that complete on their own.
+   */
+  int (*submit) (struct ndm_device *dev, struct ndm_bio *bio,
+                 const struct ndm_cmd *cmd, struct ndm_channel *hint,
+                 struct ndm_channel **chp, int *err);
+  /* Optional.  Start background work (reconnects).  After fork. */
+  void (*start) (struct ndm_device *dev);
+  /* Optional.  A short state word for status output ("up", "reconnecting"). */
+  void (*status) (struct ndm_device *dev, GString *out);
+  /* Required.  Nothing is in flight; free everything. */
+  void (*close) (struct ndm_device *dev);
+};
+
+struct ndm_device {
+  const struct ndm_device_ops *ops;
+  char *uri;                    /* as written in the table */
+  uint64_t size;                /* bytes */
+  struct ndm_device_limits limits;
+  struct ndm_device_caps caps;
+
+  /* Core-private. */
+  struct ndm_md *md;
+  unsigned refs;                /* targets holding it; by md->devices_lock */
+  GMutex rmw_lock;              /* protects rmw_ranges, rmw_waiters */
+  GQueue rmw_ranges;            /* bios read-modify-writing (R7) */
+  GQueue rmw_waiters;           /* waiters for a range to be free */
+};
+
+/* Opens devices by URI.  The returned device has ops, uri, size, limits and
+ * caps filled in; the core fills the rest.
+ */
+struct ndm_device_class {
+  const char *name;
+  struct ndm_device *(*open) (const char *uri, const struct ndm_config *cfg,
+                              GError **err);
+};
+
+extern const struct ndm_device_class ndm_nbd_device_class;
+
+/* Fill limits the device did not announce: R7's defaults. */
+void ndm_device_limits_fixup (struct ndm_device_limits *limits);
+
+/* Called by a device, exactly once per started command (see above). */
+void ndm_bio_endio (struct ndm_bio *bio, int status);
+
+/* Block status answer for the command of bio (device offsets).  From the
+ * completion path, before ndm_bio_endio().
+ */
+void ndm_bio_add_extent (struct ndm_bio *bio, uint64_t offset,
+                         uint64_t length, uint32_t type);
+
+#endif /* NBD_DM_DEVICE_H */

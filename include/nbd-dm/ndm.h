@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: the public API of the core, for front ends (the nbdkit plugin,
+ * the unit tests).
+ *
+ * A mapped device (struct ndm_md) owns a live table built from dmsetup
+ * syntax and the devices (NBD exports) it names.  A front end hands it one
+ * client request at a time per thread through ndm_md_io() and friends; the
+ * call returns when nothing of the request is in flight any more (R1).
+ *
+ * Thread model: every ndm_md_* data call may run in parallel on any number
+ * of threads.  ndm_md_new/load/start/free are called by one thread while no
+ * data call runs.
+ */
+#ifndef NBD_DM_NDM_H
+#define NBD_DM_NDM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#define NDM_SECTOR_SHIFT 9
+#define NDM_SECTOR_SIZE  (1u << NDM_SECTOR_SHIFT)
+
+/* What a request, clone or bio does.  The names are the NBD commands. */
+enum ndm_op {
+  NDM_OP_READ,
+  NDM_OP_WRITE,
+  NDM_OP_FLUSH,
+  NDM_OP_TRIM,
+  NDM_OP_ZERO,
+  NDM_OP_CACHE,
+  NDM_OP_BLOCK_STATUS,
+};
+
+/* Request flags, with NBD's meaning. */
+#define NDM_REQ_FUA       (1u << 0)
+#define NDM_REQ_MAY_TRIM  (1u << 1)   /* zero: a hole that reads as 0 is ok */
+#define NDM_REQ_FAST_ZERO (1u << 2)   /* zero: fail with ENOTSUP unless fast */
+#define NDM_REQ_ONE       (1u << 3)   /* block status: one extent is enough */
+
+/* Extent types, NBD base:allocation bits. */
+#define NDM_EXTENT_HOLE 1u
+#define NDM_EXTENT_ZERO 2u
+
+struct ndm_extent {
+  uint64_t offset;              /* bytes */
+  uint64_t length;              /* bytes */
+  uint32_t type;                /* NDM_EXTENT_* bits */
+};
+
+/* Error domain of the control path: table, devices, keys, messages. */
+#define NDM_ERROR ndm_error_quark ()
+GQuark ndm_error_quark (void);
+enum ndm_error_code {
+  NDM_ERROR_TABLE,              /* bad table text */
+  NDM_ERROR_DEVICE,             /* device could not be opened */
+  NDM_ERROR_CONFIG,             /* bad tuning key */
+  NDM_ERROR_MESSAGE,            /* bad or unsupported message */
+};
+
+struct ndm_device_class;
+struct ndm_target_type;
+
+/* Tuning, shared by every device of a mapped device.  Keys and defaults
+ * are documented in nbdkit-dm-plugin(1) and set with ndm_config_set.
+ */
+struct ndm_config {
+  unsigned connections;         /* per device that allows multi-conn */
+  uint64_t max_inflight;        /* bytes of data bios in flight (R8) */
+  uint64_t max_bounce;          /* bytes of bounce buffers (R7, R8) */
+  unsigned connect_timeout_ms;  /* NBD handshake, at start-up */
+  unsigned reconnect_ms;        /* delay between reconnect attempts */
+  bool structured_replies;      /* on data connections */
+  /* Who opens "devices"; NULL means NBD URIs through libnbd.  The unit
+   * tests put a fake here. */
+  const struct ndm_device_class *device_class;
+  /* Target types beside the built-in ones (NULL-terminated), looked up
+   * first.  The unit tests add probes here.
+   */
+  const struct ndm_target_type *const *extra_targets;
+};
+
+void ndm_config_init (struct ndm_config *cfg);
+
+/* Parse one tuning key.  Returns 1 if the key was one of ours and its value
+ * was good, 0 if the key is not a tuning key, -1 with *err naming the key
+ * and the bad value otherwise.
+ */
+int ndm_config_set (struct ndm_config *cfg, const char *key,
+                    const char *value, GError **err);
+
+/* The tuning keys, "key=VALUE  meaning", for --help (a literal, so a front
+ * end can paste it into its own help at compile time).
+ */
+#define NDM_CONFIG_HELP                                                    \
+  "connections=N          Connections per device that allows multi-conn\n" \
+  "                       (default 2).\n"                                   \
+  "max-inflight=SIZE      Bytes of data in flight to devices before new\n" \
+  "                       requests wait (default 256M).\n"                  \
+  "max-bounce=SIZE        Bytes of bounce buffers for unaligned I/O before\n"\
+  "                       requests wait (default 64M).\n"                   \
+  "connect-timeout=SECS   Give up connecting to a device (default 10).\n"   \
+  "reconnect-delay=MS     Between attempts to reconnect a lost device\n"    \
+  "                       (default 1000).\n"                                \
+  "structured-replies=BOOL  Use them on data connections (default true)."
+extern const char ndm_config_help[];
+
+/* What the mapped device can do, derived from its devices (R12). */
+struct ndm_caps {
+  bool write;
+  bool flush;
+  bool fua;                     /* native on every device, else emulated */
+  bool trim;
+  bool fast_zero;
+  bool cache;
+  bool multi_conn;
+  uint32_t block_min;           /* advertised block sizes (bytes) */
+  uint32_t block_pref;
+  uint32_t block_max;
+};
+
+struct ndm_md;
+
+/* Create an empty mapped device.  cfg is copied. */
+struct ndm_md *ndm_md_new (const struct ndm_config *cfg);
+
+/* Parse a table in dmsetup syntax (lines split on '\n' or ';'), open its
+ * devices, construct its targets and make it live.  On error nothing
+ * changes and *err quotes the line, the bad word and what was expected.
+ */
+int ndm_md_load (struct ndm_md *md, const char *text, GError **err);
+
+/* Start background work (device reconnects).  nbdkit calls this after it
+ * forked; threads do not survive fork(2).
+ */
+void ndm_md_start (struct ndm_md *md);
+
+void ndm_md_free (struct ndm_md *md);
+
+uint64_t ndm_md_get_size (struct ndm_md *md);
+void ndm_md_get_caps (struct ndm_md *md, struct ndm_caps *caps);
+
+/* Serve one request: read, write, flush, trim, zero or cache.  buf is the
+ * client's buffer (count bytes) for read and write, NULL otherwise.
+ * Returns 0, or -1 with a positive errno in *err, already mapped for an
+ * NBD client (see ndm_errno_for_client).
+ */
+int ndm_md_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
+               uint64_t offset, uint32_t flags, int *err);
+
+/* Block status for [offset, offset + count): appends contiguous extents
+ * starting at offset to out (GArray of struct ndm_extent).  At least one
+ * extent on success; fewer bytes than count may be described.
+ */
+int ndm_md_extents (struct ndm_md *md, uint64_t count, uint64_t offset,
+                    uint32_t flags, GArray *out, int *err);
+
+/* dmsetup table / status lines of the live table, one per target. */
+void ndm_md_table (struct ndm_md *md, GString *out);
+void ndm_md_status (struct ndm_md *md, GString *out);
+
+/* Tell the core the front end is shutting down: path errors then reach
+ * clients as ESHUTDOWN instead of EIO.
+ */
+void ndm_md_set_shutting_down (struct ndm_md *md);
+
+/* Where the core's messages go (default: errors to stderr).  fn is
+ * called from any thread.
+ */
+enum ndm_log_level { NDM_LOG_ERROR, NDM_LOG_INFO, NDM_LOG_DEBUG };
+typedef void (*ndm_log_fn) (enum ndm_log_level level, const char *msg);
+void ndm_set_log_fn (ndm_log_fn fn);
+
+/* R5: errors that another path might not have (the connection, not the
+ * data).  Target errors (EIO from a live device, ENOSPC, EPERM, EINVAL,
+ * EOVERFLOW, ENOTSUP) are not path errors.
+ */
+bool ndm_errno_is_path_error (int err);
+
+/* The errno an NBD client should see for err.  nbdkit turns any errno it
+ * does not know into EINVAL, so everything else becomes EIO (or
+ * ESHUTDOWN while shutting down).
+ */
+int ndm_errno_for_client (int err, bool shutting_down);
+
+#endif /* NBD_DM_NDM_H */

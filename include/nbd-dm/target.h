@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: the target interface (dm's struct target_type).
+ *
+ * A table line "<start> <length> <target> <args...>" becomes one struct
+ * ndm_target whose type is one of the built-in ops tables (core/targets/).
+ * For each client request the core makes one clone per target segment the
+ * request touches and calls the target's map, which turns the clone into
+ * bios with ndm_clone_map_bio().  When every bio of the clone has completed
+ * the core settles the clone (credited bytes and frontier error, R2/R3)
+ * and calls end_io, which decides.
+ *
+ * Thread model: ctr, dtr, status, message, iterate_devices and io_hints
+ * run on the control path (one thread, no data path lock held).  map,
+ * end_io and extents run on the request owner's thread, concurrently for
+ * different requests; they may take the target's own lock (order 2 in
+ * core/request.c) but never block on I/O.
+ */
+#ifndef NBD_DM_TARGET_H
+#define NBD_DM_TARGET_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "nbd-dm/ndm.h"
+#include "nbd-dm/device.h"
+
+struct ndm_table;
+struct ndm_request;
+struct ndm_bio;
+
+/* map results (dm's DM_MAPIO_*) */
+#define NDM_MAPIO_SUBMITTED     0  /* the target completed the clone itself */
+#define NDM_MAPIO_REMAPPED      1  /* bios were added; the core submits them */
+#define NDM_MAPIO_REQUEUE       2  /* map again at once */
+#define NDM_MAPIO_DELAY_REQUEUE 3  /* map again after a delay */
+#define NDM_MAPIO_KILL          4  /* fail with clone->kill_error (or EIO) */
+
+/* end_io results (dm's DM_ENDIO_*) */
+#define NDM_ENDIO_DONE          0  /* complete with *error as left */
+#define NDM_ENDIO_ERROR         1  /* complete with *error (must be != 0) */
+#define NDM_ENDIO_REQUEUE       2  /* re-map [credited, len) at once (R4) */
+#define NDM_ENDIO_DELAY_REQUEUE 3  /* same, after a delay */
+
+enum ndm_status_type {
+  NDM_STATUS_INFO,              /* dmsetup status */
+  NDM_STATUS_TABLE,             /* dmsetup table: the args as loaded */
+};
+
+/* One table line. */
+struct ndm_target {
+  const struct ndm_target_type *type;
+  struct ndm_table *table;
+  uint64_t begin;               /* sectors */
+  uint64_t len;                 /* sectors */
+  unsigned line;                /* in the table text, for messages */
+  void *private;                /* the target's context */
+};
+
+/* One client request's part within one target.  Targets read it; only the
+ * core writes it, except kill_error and map_context.
+ */
+struct ndm_clone {
+  struct ndm_request *rq;
+  struct ndm_target *ti;
+  enum ndm_op op;
+  uint32_t flags;               /* NDM_REQ_* */
+  uint64_t offset;              /* bytes, in the mapped device */
+  uint64_t len;                 /* bytes */
+  char *buf;                    /* client data for offset, or NULL */
+
+  /* Settled by the core before end_io. */
+  uint64_t credited;            /* R2: good bytes from the start */
+  int error;                    /* R3: the error at the frontier, or 0 */
+
+  int kill_error;               /* map: the errno for NDM_MAPIO_KILL */
+  void *map_context;            /* map -> end_io, owned by the target */
+
+  /* Core-private. */
+  int map_result;               /* NDM_MAPIO_* of the last map */
+  struct ndm_bio *bios;         /* in map order */
+  struct ndm_bio **bios_tail;
+  unsigned nr_bios;
+  unsigned requeues;
+  bool finished;
+  GArray *extents;              /* block status answer, clone offsets */
+};
+
+/* Byte offset of the clone within its target. */
+static inline uint64_t
+ndm_clone_target_offset (const struct ndm_clone *clone)
+{
+  return clone->offset - (clone->ti->begin << NDM_SECTOR_SHIFT);
+}
+
+/* Map [clone_off, clone_off + len) of the clone to dev at dev_offset.
+ * The core splits it into bios to the device's limits and alignment (R7).
+ * For ops without data a bio may stand for a scattered set of clone bytes
+ * (a stripe's share of a trim); clone_off is then its lowest clone byte.
+ */
+void ndm_clone_map_bio (struct ndm_clone *clone, struct ndm_device *dev,
+                        uint64_t dev_offset, uint64_t clone_off,
+                        uint64_t len);
+
+/* Map the whole clone 1:1 onto dev at dev_offset (linear). */
+void ndm_clone_remap (struct ndm_clone *clone, struct ndm_device *dev,
+                      uint64_t dev_offset);
+
+/* Flush clone: add a flush bio for dev unless the request has one. */
+void ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev);
+
+/* Block status answer from a target without bios (zero target). */
+void ndm_clone_add_extent (struct ndm_clone *clone, uint64_t clone_off,
+                           uint64_t length, uint32_t type);
+
+/* For end_io and extents: walk the clone's bios in map order. */
+#define ndm_clone_for_each_bio(bio, clone) \
+  for ((bio) = (clone)->bios; (bio) != NULL; (bio) = (bio)->next)
+
+typedef int (*ndm_iterate_devices_fn) (struct ndm_target *ti,
+                                       struct ndm_device *dev,
+                                       uint64_t start, uint64_t len,
+                                       void *data);
+
+/* Limits a target asks for; the core combines them (R12). */
+struct ndm_limits {
+  uint32_t io_min;              /* bytes; 0 = no opinion */
+  uint32_t io_opt;
+};
+
+struct ndm_target_type {
+  const char *name;
+  unsigned version[3];
+
+  /* Required.  Parse args (dm syntax), get devices with
+   * ndm_table_get_device().  On error set *err quoting the bad word; the
+   * core prefixes "line N: <target>: ".
+   */
+  int (*ctr) (struct ndm_target *ti, unsigned argc, char **argv,
+              GError **err);
+  /* Optional.  Free what ctr made. */
+  void (*dtr) (struct ndm_target *ti);
+  /* Required.  Turn the clone into bios; return NDM_MAPIO_*. */
+  int (*map) (struct ndm_target *ti, struct ndm_clone *clone);
+  /* Optional.  Decide on a settled clone; may change *error.  Without it:
+   * DONE, with the settled error.
+   */
+  int (*end_io) (struct ndm_target *ti, struct ndm_clone *clone,
+                 int *error);
+  /* Optional.  Block status: turn the bios' device extents into clone
+   * extents with ndm_clone_add_extent().  Without it: bios are taken as
+   * contiguous pieces of the clone in map order.
+   */
+  void (*extents) (struct ndm_target *ti, struct ndm_clone *clone);
+  /* Optional.  Append the dmsetup status or table args (no prefix). */
+  void (*status) (struct ndm_target *ti, enum ndm_status_type type,
+                  GString *result);
+  /* Optional.  dmsetup message. */
+  int (*message) (struct ndm_target *ti, unsigned argc, char **argv,
+                  GString *result, GError **err);
+  /* Optional.  Call fn for each device with the byte range it uses. */
+  int (*iterate_devices) (struct ndm_target *ti, ndm_iterate_devices_fn fn,
+                          void *data);
+  /* Optional. */
+  void (*io_hints) (struct ndm_target *ti, struct ndm_limits *limits);
+};
+
+/* For ctr: get (open or share, dm_get_device) the device of uri.
+ * The table releases it when the target is destroyed.
+ */
+struct ndm_device *ndm_table_get_device (struct ndm_target *ti,
+                                         const char *uri, GError **err);
+
+/* For ctr: parse a non-negative integer argument, quoting it on error:
+ * "<what> 'abc' is not a number".
+ */
+int ndm_parse_u64 (const char *arg, const char *what, uint64_t *out,
+                   GError **err);
+/* The same for a count of sectors: "<what> 'abc' is not a number of
+ * sectors".
+ */
+int ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
+                       GError **err);
+
+/* The built-in target types (dm's _inits[]). */
+const struct ndm_target_type *ndm_target_type_lookup (const char *name);
+extern const struct ndm_target_type ndm_linear_target;
+extern const struct ndm_target_type ndm_striped_target;
+extern const struct ndm_target_type ndm_zero_target;
+extern const struct ndm_target_type ndm_error_target;
+
+#endif /* NBD_DM_TARGET_H */

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbdkit-dm-plugin: the nbdkit front end of nbd-dm.  Thin glue: keys go to
+ * the core, callbacks go to the core, errnos come back already mapped for
+ * NBD clients (nbdkit turns errnos it does not know into EINVAL).  The only
+ * file that includes <nbdkit-plugin.h>.
+ *
+ *     nbdkit dm table=vol.table
+ *     nbdkit dm table-text='0 2048 linear nbd+unix:///?socket=/tmp/a 0'
+ *
+ * Thread model: PARALLEL.  Data callbacks run on nbdkit's worker threads,
+ * each owning its request from start to reply (docs/design.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "nbd-dm/ndm.h"
+
+static struct ndm_config cfg;
+static char *table_text;        /* the table, from either key */
+static char *table_source;      /* "FILE: " or "table-text: ", for errors */
+static struct ndm_md *md;
+
+static void
+dm_log (enum ndm_log_level level, const char *msg)
+{
+  if (level == NDM_LOG_ERROR)
+    nbdkit_error ("%s", msg);
+  else
+    nbdkit_debug ("%s", msg);
+}
+
+static void
+dm_load (void)
+{
+  ndm_config_init (&cfg);
+  ndm_set_log_fn (dm_log);
+}
+
+static void
+dm_unload (void)
+{
+  ndm_md_free (md);
+  md = NULL;
+  free (table_text);
+  free (table_source);
+}
+
+static int
+set_table (const char *key, char *text, const char *source)
+{
+  if (table_text != NULL) {
+    nbdkit_error ("%s: a table was given already: use one table= or "
+                  "table-text=", key);
+    free (text);
+    return -1;
+  }
+  table_text = text;
+  table_source = strdup (source);
+  return 0;
+}
+
+static int
+dm_config (const char *key, const char *value)
+{
+  GError *err = NULL;
+  int r;
+
+  if (strcmp (key, "table") == 0) {
+    char *text;
+
+    if (!g_file_get_contents (value, &text, NULL, &err)) {
+      nbdkit_error ("table: %s", err->message);
+      g_error_free (err);
+      return -1;
+    }
+    r = set_table (key, strdup (text), value);
+    g_free (text);
+    return r;
+  }
+  if (strcmp (key, "table-text") == 0)
+    return set_table (key, strdup (value), "table-text");
+
+  r = ndm_config_set (&cfg, key, value, &err);
+  if (r == 1)
+    return 0;
+  if (r == -1) {
+    nbdkit_error ("%s", err->message);
+    g_error_free (err);
+    return -1;
+  }
+  nbdkit_error ("unknown parameter '%s' (see nbdkit dm --help)", key);
+  return -1;
+}
+
+static int
+dm_config_complete (void)
+{
+  if (table_text == NULL) {
+    nbdkit_error ("a table is required: table=FILE or table-text=TEXT");
+    return -1;
+  }
+  return 0;
+}
+
+#define dm_config_help \
+  "table=FILE             (required) dmsetup table of the device.\n" \
+  "table-text=TEXT        The table inline; lines split on newline or ';'.\n" \
+  NDM_CONFIG_HELP
+
+static void
+dm_dump_plugin (void)
+{
+  printf ("dm_targets=linear,striped,zero,error\n");
+  printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://\n");
+}
+
+/* Open the devices now, while errors still reach the user's terminal. */
+static int
+dm_get_ready (void)
+{
+  GError *err = NULL;
+
+  md = ndm_md_new (&cfg);
+  if (ndm_md_load (md, table_text, &err) == -1) {
+    nbdkit_error ("%s: %s", table_source, err->message);
+    g_error_free (err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Background threads (reconnects) only after nbdkit forked. */
+static int
+dm_after_fork (void)
+{
+  ndm_md_start (md);
+  return 0;
+}
+
+static void
+dm_cleanup (void)
+{
+  if (md != NULL)
+    ndm_md_set_shutting_down (md);
+}
+
+static void *
+dm_open (int readonly)
+{
+  return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static int64_t
+dm_get_size (void *handle)
+{
+  return ndm_md_get_size (md);
+}
+
+static int
+dm_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+               uint32_t *maximum)
+{
+  struct ndm_caps caps;
+
+  ndm_md_get_caps (md, &caps);
+  *minimum = caps.block_min;
+  *preferred = caps.block_pref;
+  *maximum = caps.block_max;
+  return 0;
+}
+
+#define CAP(name, field)                        \
+  static int                                    \
+  dm_can_##name (void *handle)                  \
+  {                                             \
+    struct ndm_caps caps;                       \
+                                                \
+    ndm_md_get_caps (md, &caps);                \
+    return caps.field;                          \
+  }
+CAP (write, write)
+CAP (flush, flush)
+CAP (trim, trim)
+CAP (fast_zero, fast_zero)
+CAP (multi_conn, multi_conn)
+
+static int
+dm_can_zero (void *handle)
+{
+  return 1;                     /* emulated per device where needed */
+}
+
+static int
+dm_can_extents (void *handle)
+{
+  return 1;
+}
+
+static int
+dm_can_fua (void *handle)
+{
+  struct ndm_caps caps;
+
+  ndm_md_get_caps (md, &caps);
+  return caps.fua ? NBDKIT_FUA_NATIVE : NBDKIT_FUA_NONE;
+}
+
+static int
+dm_can_cache (void *handle)
+{
+  struct ndm_caps caps;
+
+  ndm_md_get_caps (md, &caps);
+  return caps.cache ? NBDKIT_CACHE_NATIVE : NBDKIT_CACHE_NONE;
+}
+
+static int
+dm_io (enum ndm_op op, void *buf, uint32_t count, uint64_t offset,
+       uint32_t flags)
+{
+  int err;
+
+  if (ndm_md_io (md, op, buf, count, offset, flags, &err) == -1) {
+    nbdkit_set_error (err);
+    return -1;
+  }
+  return 0;
+}
+
+static uint32_t
+req_flags (uint32_t nbdkit_flags)
+{
+  uint32_t f = 0;
+
+  if (nbdkit_flags & NBDKIT_FLAG_FUA)
+    f |= NDM_REQ_FUA;
+  if (nbdkit_flags & NBDKIT_FLAG_MAY_TRIM)
+    f |= NDM_REQ_MAY_TRIM;
+  if (nbdkit_flags & NBDKIT_FLAG_FAST_ZERO)
+    f |= NDM_REQ_FAST_ZERO;
+  if (nbdkit_flags & NBDKIT_FLAG_REQ_ONE)
+    f |= NDM_REQ_ONE;
+  return f;
+}
+
+static int
+dm_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+          uint32_t flags)
+{
+  return dm_io (NDM_OP_READ, buf, count, offset, 0);
+}
+
+static int
+dm_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+           uint32_t flags)
+{
+  /* The core never writes into a write request's buffer. */
+  return dm_io (NDM_OP_WRITE, (void *) buf, count, offset,
+                req_flags (flags));
+}
+
+static int
+dm_flush (void *handle, uint32_t flags)
+{
+  return dm_io (NDM_OP_FLUSH, NULL, 0, 0, 0);
+}
+
+static int
+dm_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return dm_io (NDM_OP_TRIM, NULL, count, offset, req_flags (flags));
+}
+
+static int
+dm_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return dm_io (NDM_OP_ZERO, NULL, count, offset, req_flags (flags));
+}
+
+static int
+dm_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return dm_io (NDM_OP_CACHE, NULL, count, offset, 0);
+}
+
+static int
+dm_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+            struct nbdkit_extents *extents)
+{
+  g_autoptr (GArray) out =
+    g_array_new (FALSE, FALSE, sizeof (struct ndm_extent));
+  unsigned i;
+  int err;
+
+  if (ndm_md_extents (md, count, offset, req_flags (flags), out, &err)
+      == -1) {
+    nbdkit_set_error (err);
+    return -1;
+  }
+  for (i = 0; i < out->len; i++) {
+    const struct ndm_extent *e = &g_array_index (out, struct ndm_extent, i);
+    uint32_t type = 0;
+
+    if (e->type & NDM_EXTENT_HOLE)
+      type |= NBDKIT_EXTENT_HOLE;
+    if (e->type & NDM_EXTENT_ZERO)
+      type |= NBDKIT_EXTENT_ZERO;
+    if (nbdkit_add_extent (extents, e->offset, e->length, type) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static struct nbdkit_plugin plugin = {
+  .name              = "dm",
+  .longname          = "nbd-dm: device-mapper over NBD",
+  .version           = NDM_VERSION,
+  .description       = "Serves one block device assembled from a dmsetup "
+                       "table whose devices are other NBD exports.",
+  .load              = dm_load,
+  .unload            = dm_unload,
+  .config            = dm_config,
+  .config_complete   = dm_config_complete,
+  .config_help       = dm_config_help,
+  .magic_config_key  = "table",
+  .dump_plugin       = dm_dump_plugin,
+  .get_ready         = dm_get_ready,
+  .after_fork        = dm_after_fork,
+  .cleanup           = dm_cleanup,
+  .open              = dm_open,
+  .get_size          = dm_get_size,
+  .block_size        = dm_block_size,
+  .can_write         = dm_can_write,
+  .can_flush         = dm_can_flush,
+  .can_trim          = dm_can_trim,
+  .can_zero          = dm_can_zero,
+  .can_fast_zero     = dm_can_fast_zero,
+  .can_extents       = dm_can_extents,
+  .can_fua           = dm_can_fua,
+  .can_multi_conn    = dm_can_multi_conn,
+  .can_cache         = dm_can_cache,
+  .pread             = dm_pread,
+  .pwrite            = dm_pwrite,
+  .flush             = dm_flush,
+  .trim              = dm_trim,
+  .zero              = dm_zero,
+  .cache             = dm_cache,
+  .extents           = dm_extents,
+  .errno_is_preserved = 0,
+};
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+NBDKIT_REGISTER_PLUGIN (plugin)

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* A scriptable in-memory device for the unit tests.
+ *
+ * Opened by URI through fake_device_class:
+ *
+ *     fake://NAME?size=1M&min=4096&max=65536&mode=held&fua=0&flush=1...
+ *
+ * It keeps real data (so reads, writes and read-modify-writes can be
+ * checked), logs every command, and behaves like a strict NBD server:
+ * a command that is unaligned to min or longer than max fails with EINVAL,
+ * which makes every test also a test of R7.  Data takes effect when a
+ * command completes, so writes land in completion order.
+ *
+ * Modes (how commands complete):
+ *   immediate  inside submit, on the submitting thread
+ *   held       only when the test calls fake_complete(), any order
+ *   thread     a background thread, random order, random small delays
+ *   channel    replies "arrive" on an eventfd and are completed only by
+ *              the channel's leader (exercises leader/follower)
+ *
+ * Faults: a completion errno per command index, a submit failure at a
+ * command index (R6), an errno for any command touching a byte range, and
+ * partial reads (half the data, then the error).
+ */
+#ifndef NDM_TEST_FAKE_DEVICE_H
+#define NDM_TEST_FAKE_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "nbd-dm/device.h"
+
+extern const struct ndm_device_class fake_device_class;
+
+enum fake_mode { FAKE_IMMEDIATE, FAKE_HELD, FAKE_THREAD, FAKE_CHANNEL };
+
+/* What a command looked like, in submission order. */
+struct fake_cmd {
+  unsigned index;
+  enum ndm_op op;
+  uint32_t flags;
+  uint64_t offset;
+  uint64_t len;
+};
+
+struct fake_dev;
+
+/* The fake opened as fake://name (NULL if not opened). */
+struct fake_dev *fake_lookup (const char *name);
+/* Forget all fakes (between tests; the md must be freed first). */
+void fake_reset (void);
+
+uint8_t *fake_data (struct fake_dev *fd);
+uint64_t fake_size (struct fake_dev *fd);
+
+/* Faults (set before the I/O they apply to). */
+void fake_fail_at (struct fake_dev *fd, unsigned index, int err);
+void fake_fail_submit_at (struct fake_dev *fd, unsigned index, int err);
+void fake_fail_range (struct fake_dev *fd, uint64_t offset, uint64_t len,
+                      int err);
+void fake_partial_reads (struct fake_dev *fd, bool on);
+
+/* The command log, copied. */
+GArray *fake_log (struct fake_dev *fd);          /* of struct fake_cmd */
+unsigned fake_submitted (struct fake_dev *fd);
+unsigned fake_count_op (struct fake_dev *fd, enum ndm_op op);
+uint64_t fake_max_pending_bytes (struct fake_dev *fd);
+
+/* held mode: commands submitted and not completed. */
+unsigned fake_pending (struct fake_dev *fd);
+/* Block until at least n commands are pending (5 s, then the test fails). */
+void fake_wait_pending (struct fake_dev *fd, unsigned n);
+/* Complete the pending command with this submission index. */
+void fake_complete (struct fake_dev *fd, unsigned index, int err);
+void fake_complete_all (struct fake_dev *fd);
+
+#endif /* NDM_TEST_FAKE_DEVICE_H */

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Unit-test harness (see harness.h). */
+#include <stdlib.h>
+
+#include "nbd-dm/bio.h"
+#include "nbd-dm/target.h"
+#include "harness.h"
+
+/* ---- the probe target ------------------------------------------------------ */
+
+/* <start> <length> probe <device> <offset> */
+struct probe_c {
+  struct ndm_device *dev;
+  uint64_t start;
+};
+
+static GMutex probe_lock;
+static GArray *probe_endios;
+static unsigned probe_requeues;
+
+static int
+probe_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  struct probe_c *pc;
+
+  if (argc != 2) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE, "probe: 2 args");
+    return -1;
+  }
+  pc = g_new0 (struct probe_c, 1);
+  if (ndm_parse_sectors (argv[1], "offset", &pc->start, err) == -1 ||
+      (pc->dev = ndm_table_get_device (ti, argv[0], err)) == NULL) {
+    g_free (pc);
+    return -1;
+  }
+  ti->private = pc;
+  return 0;
+}
+
+static void
+probe_dtr (struct ndm_target *ti)
+{
+  g_free (ti->private);
+}
+
+static int
+probe_map (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct probe_c *pc = ti->private;
+
+  ndm_clone_remap (clone, pc->dev, (pc->start << NDM_SECTOR_SHIFT) +
+                   ndm_clone_target_offset (clone));
+  return NDM_MAPIO_REMAPPED;
+}
+
+static int
+probe_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
+{
+  struct h_endio e = {
+    .offset = clone->offset, .len = clone->len,
+    .credited = clone->credited, .error = *error,
+  };
+  int r = NDM_ENDIO_DONE;
+
+  g_mutex_lock (&probe_lock);
+  g_array_append_val (probe_endios, e);
+  if (*error != 0 && probe_requeues > 0) {
+    probe_requeues--;
+    r = NDM_ENDIO_REQUEUE;
+  }
+  g_mutex_unlock (&probe_lock);
+  return r;
+}
+
+static const struct ndm_target_type probe_target = {
+  .name = "probe", .version = { 1, 0, 0 },
+  .ctr = probe_ctr, .dtr = probe_dtr, .map = probe_map,
+  .end_io = probe_end_io,
+};
+
+static const struct ndm_target_type *const test_targets[] = {
+  &probe_target, NULL,
+};
+
+GArray *
+h_probe_endios (void)
+{
+  return probe_endios;
+}
+
+void
+h_probe_requeue (unsigned n)
+{
+  g_mutex_lock (&probe_lock);
+  probe_requeues = n;
+  g_mutex_unlock (&probe_lock);
+}
+
+/* ---- md --------------------------------------------------------------------- */
+
+struct ndm_md *
+h_md_new (const char *table, struct ndm_config *cfg)
+{
+  struct ndm_config c;
+  struct ndm_md *md;
+  GError *err = NULL;
+
+  if (cfg == NULL) {
+    ndm_config_init (&c);
+    cfg = &c;
+  }
+  cfg->device_class = &fake_device_class;
+  cfg->extra_targets = test_targets;
+  g_mutex_lock (&probe_lock);
+  if (probe_endios == NULL)
+    probe_endios = g_array_new (FALSE, FALSE, sizeof (struct h_endio));
+  g_array_set_size (probe_endios, 0);
+  probe_requeues = 0;
+  g_mutex_unlock (&probe_lock);
+
+  md = ndm_md_new (cfg);
+  if (ndm_md_load (md, table, &err) == -1)
+    g_error ("table '%s': %s", table, err->message);
+  ndm_md_start (md);
+  return md;
+}
+
+void
+h_md_free (struct ndm_md *md)
+{
+  ndm_md_free (md);
+  fake_reset ();
+}
+
+void
+h_expect_table_error (const char *table, const char *want)
+{
+  struct ndm_config c;
+  struct ndm_md *md;
+  GError *err = NULL;
+
+  ndm_config_init (&c);
+  c.device_class = &fake_device_class;
+  c.extra_targets = test_targets;
+  md = ndm_md_new (&c);
+  g_assert_cmpint (ndm_md_load (md, table, &err), ==, -1);
+  g_assert_nonnull (err);
+  if (strstr (err->message, want) == NULL)
+    g_error ("table '%s': error '%s' does not contain '%s'",
+             table, err->message, want);
+  g_error_free (err);
+  ndm_md_free (md);
+  fake_reset ();
+}
+
+/* ---- requests on a helper thread ------------------------------------------- */
+
+struct h_io {
+  struct ndm_md *md;
+  enum ndm_op op;
+  void *buf;
+  uint64_t count, offset;
+  uint32_t flags;
+  GThread *thread;
+  gint done;
+  int result;
+};
+
+static gpointer
+io_thread (gpointer data)
+{
+  struct h_io *io = data;
+  int err = 0;
+
+  if (ndm_md_io (io->md, io->op, io->buf, io->count, io->offset, io->flags,
+                 &err) == 0)
+    err = 0;
+  io->result = err;
+  g_atomic_int_set (&io->done, 1);
+  return NULL;
+}
+
+struct h_io *
+h_io_start (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
+            uint64_t offset, uint32_t flags)
+{
+  struct h_io *io = g_new0 (struct h_io, 1);
+
+  io->md = md;
+  io->op = op;
+  io->buf = buf;
+  io->count = count;
+  io->offset = offset;
+  io->flags = flags;
+  io->thread = g_thread_new ("h-io", io_thread, io);
+  return io;
+}
+
+bool
+h_io_done (struct h_io *io)
+{
+  return g_atomic_int_get (&io->done);
+}
+
+int
+h_io_wait (struct h_io *io)
+{
+  int r;
+
+  g_thread_join (io->thread);
+  r = io->result;
+  g_free (io);
+  return r;
+}
+
+int
+h_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
+      uint64_t offset, uint32_t flags)
+{
+  int err = 0;
+
+  return ndm_md_io (md, op, buf, count, offset, flags, &err) == 0 ? 0 : err;
+}
+
+void
+h_fill (void *buf, size_t len, uint64_t seed)
+{
+  uint8_t *p = buf;
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    p[i] = (uint8_t) ((i * 2654435761u) >> 13) ^ (uint8_t) (seed * 131 + i / 512);
+}

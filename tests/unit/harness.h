@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Unit-test harness: a mapped device over fake devices, requests run on a
+ * helper thread (so the test thread can script completions), and "probe",
+ * a linear-like target that records what its end_io saw and can requeue.
+ */
+#ifndef NDM_TEST_HARNESS_H
+#define NDM_TEST_HARNESS_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "nbd-dm/ndm.h"
+#include "fake-device.h"
+
+/* A mapped device over fakes, with the probe target.  cfg may be NULL. */
+struct ndm_md *h_md_new (const char *table, struct ndm_config *cfg);
+/* Free md and forget the fakes. */
+void h_md_free (struct ndm_md *md);
+/* Expect loading table to fail with a message containing want. */
+void h_expect_table_error (const char *table, const char *want);
+
+/* One request on its own thread. */
+struct h_io;
+struct h_io *h_io_start (struct ndm_md *md, enum ndm_op op, void *buf,
+                         uint64_t count, uint64_t offset, uint32_t flags);
+bool h_io_done (struct h_io *io);
+/* Wait for it; returns 0 or the client errno. */
+int h_io_wait (struct h_io *io);
+/* Synchronous: 0 or the client errno. */
+int h_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
+          uint64_t offset, uint32_t flags);
+
+/* What the probe target's end_io saw, in order. */
+struct h_endio {
+  uint64_t offset;              /* clone offset in the mapped device */
+  uint64_t len;
+  uint64_t credited;
+  int error;
+};
+/* Calls so far (the array is the harness's; do not free). */
+GArray *h_probe_endios (void);
+/* The next n end_io calls that see an error return REQUEUE. */
+void h_probe_requeue (unsigned n);
+
+/* Fill buf with a pattern that differs per offset and seed. */
+void h_fill (void *buf, size_t len, uint64_t seed);
+
+#endif /* NDM_TEST_HARNESS_H */

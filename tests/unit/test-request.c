@@ -1,0 +1,535 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The request engine against the fake device: one case per rule of
+ * DESIGN.md section 3 (R1-R6, R9) and per branch of the merge rule.
+ *
+ * Most cases use a "held" fake with max=4096, so a 16 KiB request is four
+ * bios (commands 0..3, clone offsets 0, 4K, 8K, 12K) that the test
+ * completes in the order it wants, and the probe target, which records
+ * the credited bytes and error its end_io saw.
+ */
+#include "core.h"
+#include "harness.h"
+
+#define HELD "fake://a?size=1M&mode=held&max=4096"
+#define K4 4096
+
+static struct h_endio
+last_endio (void)
+{
+  GArray *e = h_probe_endios ();
+
+  g_assert_cmpuint (e->len, >, 0);
+  return g_array_index (e, struct h_endio, e->len - 1);
+}
+
+/* Sleep a little and check the request is still waiting.  A request that
+ * wrongly replied would have done so by now; this is an assertion that
+ * something does NOT happen, not a timing measurement.
+ */
+static void
+assert_still_waiting (struct h_io *io)
+{
+  g_usleep (30 * 1000);
+  g_assert_false (h_io_done (io));
+}
+
+/* R1: an early error must not reply while other bios are in flight. */
+static void
+test_r1_no_reply_while_inflight (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io = h_io_start (md, NDM_OP_READ, buf, 4 * K4, 0, 0);
+
+  fake_wait_pending (a, 4);
+  fake_complete (a, 0, EIO);
+  assert_still_waiting (io);
+  fake_complete (a, 2, 0);
+  fake_complete (a, 1, 0);
+  assert_still_waiting (io);
+  fake_complete (a, 3, 0);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+  g_assert_cmpuint (last_endio ().credited, ==, 0);
+  h_md_free (md);
+}
+
+/* R1 with success: the reply waits for the last bio too. */
+static void
+test_r1_success_waits_for_last (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io = h_io_start (md, NDM_OP_READ, buf, 4 * K4, 0, 0);
+
+  fake_wait_pending (a, 4);
+  fake_complete (a, 3, 0);
+  fake_complete (a, 0, 0);
+  fake_complete (a, 1, 0);
+  assert_still_waiting (io);
+  fake_complete (a, 2, 0);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  h_md_free (md);
+}
+
+/* R2: successes after a failure are not credited, whatever their order. */
+static void
+test_r2_credit_from_head (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io = h_io_start (md, NDM_OP_READ, buf, 4 * K4, 0, 0);
+  struct h_endio e;
+
+  fake_wait_pending (a, 4);
+  fake_complete (a, 3, 0);
+  fake_complete (a, 2, 0);
+  fake_complete (a, 0, 0);
+  fake_complete (a, 1, EIO);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+  e = last_endio ();
+  g_assert_cmpuint (e.credited, ==, K4);
+  g_assert_cmpint (e.error, ==, EIO);
+  h_md_free (md);
+}
+
+/* R2: all good, completed backwards: the whole clone is credited and the
+ * data is where it belongs.
+ */
+static void
+test_r2_all_good_out_of_order (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io;
+  struct h_endio e;
+
+  h_fill (fake_data (a), 4 * K4, 7);
+  io = h_io_start (md, NDM_OP_READ, buf, 4 * K4, 0, 0);
+  fake_wait_pending (a, 4);
+  fake_complete (a, 3, 0);
+  fake_complete (a, 2, 0);
+  fake_complete (a, 1, 0);
+  fake_complete (a, 0, 0);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  e = last_endio ();
+  g_assert_cmpuint (e.credited, ==, 4 * K4);
+  g_assert_cmpint (e.error, ==, 0);
+  g_assert_cmpmem (buf, 4 * K4, fake_data (a), 4 * K4);
+  h_md_free (md);
+}
+
+/* R3: a failure further on arriving first does not win over the one at
+ * the frontier.
+ */
+static void
+test_r3_frontier_error_wins (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 4 * K4, 0, 0);
+  struct h_endio e;
+
+  fake_wait_pending (a, 4);
+  fake_complete (a, 3, ENOSPC);
+  fake_complete (a, 1, EIO);
+  fake_complete (a, 0, 0);
+  fake_complete (a, 2, 0);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+  e = last_endio ();
+  g_assert_cmpuint (e.credited, ==, K4);
+  g_assert_cmpint (e.error, ==, EIO);
+  h_md_free (md);
+}
+
+/* R3: a later failure never overwrites the frontier's. */
+static void
+test_r3_later_error_never_overwrites (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 4 * K4, 0, 0);
+  struct h_endio e;
+
+  fake_wait_pending (a, 4);
+  fake_complete (a, 1, EIO);
+  fake_complete (a, 3, ENOSPC);
+  fake_complete (a, 2, EPERM);
+  fake_complete (a, 0, 0);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+  e = last_endio ();
+  g_assert_cmpuint (e.credited, ==, K4);
+  g_assert_cmpint (e.error, ==, EIO);
+  h_md_free (md);
+}
+
+/* R3 at equal offsets (mirror legs): the first to arrive wins.  Settled
+ * directly on a hand-made clone: no target here maps two bios to one
+ * offset yet.
+ */
+static void
+test_r3_same_offset_first_arrival (void)
+{
+  struct ndm_clone clone = { .len = 8192 };
+  struct ndm_bio leg0 = { .clone_off = 0, .len = 8192, .status = EIO,
+                          .fail_seq = 1, .state = NDM_BIO_DONE };
+  struct ndm_bio leg1 = { .clone_off = 0, .len = 8192, .status = ENOSPC,
+                          .fail_seq = 0, .state = NDM_BIO_DONE };
+  struct ndm_bio tail = { .clone_off = 4096, .len = 4096, .status = EPERM,
+                          .fail_seq = 2, .state = NDM_BIO_DONE };
+
+  clone.bios = &leg0;
+  leg0.next = &leg1;
+  leg1.next = &tail;
+  ndm_clone_settle (&clone);
+  g_assert_cmpuint (clone.credited, ==, 0);
+  g_assert_cmpint (clone.error, ==, ENOSPC);
+
+  /* And without failures: everything is credited. */
+  leg0.status = leg1.status = tail.status = 0;
+  ndm_clone_settle (&clone);
+  g_assert_cmpuint (clone.credited, ==, 8192);
+  g_assert_cmpint (clone.error, ==, 0);
+
+  /* A killed clone (map said KILL) is all error. */
+  clone.kill_error = EIO;
+  ndm_clone_settle (&clone);
+  g_assert_cmpuint (clone.credited, ==, 0);
+  g_assert_cmpint (clone.error, ==, EIO);
+}
+
+/* R3 across clones: the client sees the error of the first clone (by
+ * offset) that failed, not the first to fail in time.
+ */
+static void
+test_r3_first_clone_error_reaches_client (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 probe fake://a?size=1M&mode=held 0\n"
+    "8 8 probe fake://b?size=1M&mode=held 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (8192);
+  struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 0, 0);
+
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete (b, 0, ENOSPC);
+  fake_complete (a, 0, EIO);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+
+  io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete (a, 1, 0);
+  fake_complete (b, 1, ENOSPC);
+  g_assert_cmpint (h_io_wait (io), ==, ENOSPC);
+  h_md_free (md);
+}
+
+/* R4: REQUEUE re-maps [credited, end) only, with the device offset and
+ * buffer recomputed from the credited count: the data of the tail lands
+ * exactly where it belongs.
+ */
+static void
+test_r4_requeue_remainder_only (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 8", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  g_autoptr (GArray) log = NULL;
+  struct h_io *io;
+  struct h_endio e;
+  unsigned i;
+
+  h_fill (buf, 4 * K4, 3);
+  h_probe_requeue (1);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * K4, 0, 0);
+  fake_wait_pending (a, 4);
+  fake_complete (a, 0, 0);
+  fake_complete (a, 2, 0);
+  fake_complete (a, 3, 0);
+  fake_complete (a, 1, ENOTCONN);       /* a path error: the probe requeues */
+  fake_wait_pending (a, 3);
+  fake_complete_all (a);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+
+  /* Commands 4..6 are the tail: 4K, 8K, 12K of the clone (+ 8 sectors). */
+  log = fake_log (a);
+  g_assert_cmpuint (log->len, ==, 7);
+  for (i = 0; i < 3; i++) {
+    struct fake_cmd *c = &g_array_index (log, struct fake_cmd, 4 + i);
+
+    g_assert_cmpint (c->op, ==, NDM_OP_WRITE);
+    g_assert_cmpuint (c->offset, ==, 4096 + (i + 1) * K4);
+    g_assert_cmpuint (c->len, ==, K4);
+  }
+  g_assert_cmpmem (fake_data (a) + 4096, 4 * K4, buf, 4 * K4);
+
+  g_assert_cmpuint (h_probe_endios ()->len, ==, 2);
+  e = g_array_index (h_probe_endios (), struct h_endio, 0);
+  g_assert_cmpuint (e.credited, ==, K4);
+  g_assert_cmpint (e.error, ==, ENOTCONN);
+  e = g_array_index (h_probe_endios (), struct h_endio, 1);
+  g_assert_cmpuint (e.offset, ==, K4);
+  g_assert_cmpuint (e.len, ==, 3 * K4);
+  g_assert_cmpuint (e.credited, ==, 3 * K4);
+  g_assert_cmpint (e.error, ==, 0);
+  h_md_free (md);
+}
+
+/* R5: path errors reach the client as EIO (nbdkit would make them
+ * EINVAL); target errors pass unchanged; unknown errnos become EIO.
+ */
+static void
+test_r5_client_errnos (void)
+{
+  static const struct { int dev, client; } cases[] = {
+    { ENOTCONN, EIO }, { ESHUTDOWN, EIO }, { ECONNRESET, EIO },
+    { ETIMEDOUT, EIO }, { EPIPE, EIO }, { EIO, EIO }, { ENOSPC, ENOSPC },
+    { EPERM, EPERM }, { EINVAL, EINVAL }, { EOVERFLOW, EOVERFLOW },
+    { ENOTSUP, ENOTSUP }, { EBADMSG, EIO }, { ENOENT, EIO },
+  };
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a?size=1M 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  char buf[512];
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
+    fake_fail_range (a, 0, 512, cases[i].dev);
+    g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==,
+                     cases[i].client);
+  }
+  fake_fail_range (a, 0, 0, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==, 0);
+  h_md_free (md);
+
+  /* While shutting down, path errors say so. */
+  g_assert_cmpint (ndm_errno_for_client (ENOTCONN, true), ==, ESHUTDOWN);
+  g_assert_true (ndm_errno_is_path_error (ECONNRESET));
+  g_assert_false (ndm_errno_is_path_error (ENOSPC));
+  g_assert_false (ndm_errno_is_path_error (EIO));
+}
+
+/* R6: the start of bio 2 fails; bios 0 and 1 are waited for, bio 3 is
+ * never started, and the result is decided by R2/R3.
+ */
+static void
+test_r6_submit_failure_waits (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 probe " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * K4);
+  struct h_io *io;
+  struct h_endio e;
+
+  fake_fail_submit_at (a, 2, ENOTCONN);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * K4, 0, 0);
+  fake_wait_pending (a, 2);
+  assert_still_waiting (io);
+  g_assert_cmpuint (fake_submitted (a), ==, 3);   /* 0, 1 and the failed 2 */
+  fake_complete (a, 1, 0);
+  assert_still_waiting (io);
+  fake_complete (a, 0, 0);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);      /* ENOTCONN, mapped */
+  g_assert_cmpuint (fake_submitted (a), ==, 3);
+  e = last_endio ();
+  g_assert_cmpuint (e.credited, ==, 2 * K4);
+  g_assert_cmpint (e.error, ==, ENOTCONN);
+  h_md_free (md);
+}
+
+/* R6 across clones: a start failure in the first segment means the second
+ * segment is never started; if the target requeues, it runs after all.
+ */
+static void
+test_r6_later_clones_not_started (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 probe fake://a?size=1M&mode=held 0\n"
+    "8 8 probe fake://b?size=1M&mode=held 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (8192);
+
+  fake_fail_submit_at (a, 0, ENOTCONN);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8192, 0, 0), ==, EIO);
+  g_assert_cmpuint (fake_submitted (b), ==, 0);
+
+  /* Requeued by the probe: both segments run. */
+  fake_fail_submit_at (a, 1, ENOTCONN);
+  h_probe_requeue (1);
+  {
+    struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 0, 0);
+
+    fake_wait_pending (a, 1);
+    fake_wait_pending (b, 1);
+    fake_complete_all (a);
+    fake_complete_all (b);
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+  }
+  h_md_free (md);
+}
+
+/* R9: a flush reaches every device of the table, once each. */
+static void
+test_r9_flush_every_device_once (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a 0\n"
+    "8 8 linear fake://b 0\n"
+    "16 8 linear fake://a 8\n"
+    "24 8 zero\n"
+    "32 8 error", NULL);
+
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("a"), NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("b"), NDM_OP_FLUSH), ==, 1);
+  h_md_free (md);
+}
+
+/* R9: a flush fails if any device's flush fails, and waits for all. */
+static void
+test_r9_flush_failure (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a?mode=held 0\n"
+    "8 8 linear fake://b?mode=held 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  struct h_io *io = h_io_start (md, NDM_OP_FLUSH, NULL, 0, 0, 0);
+
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete (b, 0, EIO);
+  assert_still_waiting (io);
+  fake_complete (a, 0, 0);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+  h_md_free (md);
+}
+
+/* R9: FUA passes per bio; a device without FUA gets write + flush. */
+static void
+test_r9_fua_native_and_emulated (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a?fua=1 0\n"
+    "8 8 linear fake://b?fua=0 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GArray) la = NULL, lb = NULL;
+  char buf[8192];
+
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8192, 0, NDM_REQ_FUA), ==, 0);
+  la = fake_log (a);
+  lb = fake_log (b);
+  g_assert_cmpuint (la->len, ==, 1);
+  g_assert_cmpint (g_array_index (la, struct fake_cmd, 0).op, ==,
+                   NDM_OP_WRITE);
+  g_assert_true (g_array_index (la, struct fake_cmd, 0).flags & NDM_REQ_FUA);
+  g_assert_cmpuint (lb->len, ==, 2);
+  g_assert_cmpint (g_array_index (lb, struct fake_cmd, 0).op, ==,
+                   NDM_OP_WRITE);
+  g_assert_false (g_array_index (lb, struct fake_cmd, 0).flags & NDM_REQ_FUA);
+  g_assert_cmpint (g_array_index (lb, struct fake_cmd, 1).op, ==,
+                   NDM_OP_FLUSH);
+  h_md_free (md);
+}
+
+/* error target: EIO; the segments around it keep serving. */
+static void
+test_target_error (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a 0\n"
+    "8 8 error\n"
+    "16 8 linear fake://a 8", NULL);
+  char buf[4096];
+
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 4096, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 4096, 4096, 0), ==, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 512, 4096 + 512, 0), ==,
+                   EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 4096, 8192, 0), ==, 0);
+  /* Spanning into the error segment fails as a whole. */
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 4096, 2048, 0), ==, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  h_md_free (md);
+}
+
+/* zero target: reads zeros, drops writes, reports a zero hole. */
+static void
+test_target_zero (void)
+{
+  struct ndm_md *md = h_md_new ("0 16 zero", NULL);
+  g_autoptr (GArray) ext = g_array_new (FALSE, FALSE,
+                                        sizeof (struct ndm_extent));
+  char buf[8192], zeros[8192] = { 0 };
+  int err;
+
+  memset (buf, 'x', sizeof buf);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8192, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 8192, 0, 0), ==, 0);
+  g_assert_cmpmem (buf, 8192, zeros, 8192);
+  g_assert_cmpint (ndm_md_extents (md, 8192, 0, 0, ext, &err), ==, 0);
+  g_assert_cmpuint (ext->len, ==, 1);
+  g_assert_cmpuint (g_array_index (ext, struct ndm_extent, 0).length, ==,
+                    8192);
+  g_assert_cmpuint (g_array_index (ext, struct ndm_extent, 0).type, ==,
+                    NDM_EXTENT_HOLE | NDM_EXTENT_ZERO);
+  h_md_free (md);
+}
+
+/* Requests outside the device are refused with EINVAL, and the device
+ * keeps serving.
+ */
+static void
+test_out_of_range (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 linear fake://a 0", NULL);
+  char buf[4096];
+
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 4096, 0), ==, EINVAL);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 1024, 3584, 0), ==, EINVAL);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 3584, 0), ==, 0);
+  h_md_free (md);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/request/r1/no-reply-while-inflight-after-error",
+                   test_r1_no_reply_while_inflight);
+  g_test_add_func ("/request/r1/success-waits-for-last-bio",
+                   test_r1_success_waits_for_last);
+  g_test_add_func ("/request/r2/credit-only-from-head",
+                   test_r2_credit_from_head);
+  g_test_add_func ("/request/r2/all-good-out-of-order",
+                   test_r2_all_good_out_of_order);
+  g_test_add_func ("/request/r3/frontier-error-wins",
+                   test_r3_frontier_error_wins);
+  g_test_add_func ("/request/r3/later-error-never-overwrites",
+                   test_r3_later_error_never_overwrites);
+  g_test_add_func ("/request/r3/same-offset-first-arrival-wins",
+                   test_r3_same_offset_first_arrival);
+  g_test_add_func ("/request/r3/first-clone-error-reaches-client",
+                   test_r3_first_clone_error_reaches_client);
+  g_test_add_func ("/request/r4/requeue-remainder-only",
+                   test_r4_requeue_remainder_only);
+  g_test_add_func ("/request/r5/client-errnos", test_r5_client_errnos);
+  g_test_add_func ("/request/r6/submit-failure-waits-for-started",
+                   test_r6_submit_failure_waits);
+  g_test_add_func ("/request/r6/later-clones-not-started",
+                   test_r6_later_clones_not_started);
+  g_test_add_func ("/request/r9/flush-every-device-once",
+                   test_r9_flush_every_device_once);
+  g_test_add_func ("/request/r9/flush-failure", test_r9_flush_failure);
+  g_test_add_func ("/request/r9/fua-native-and-emulated",
+                   test_r9_fua_native_and_emulated);
+  g_test_add_func ("/target/error/eio-and-rest-serves", test_target_error);
+  g_test_add_func ("/target/zero/reads-zero-drops-writes", test_target_zero);
+  g_test_add_func ("/request/range/out-of-range-einval", test_out_of_range);
+  return g_test_run ();
+}

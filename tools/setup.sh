@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Install what nbd-dm needs on Debian 12 (only what is missing), then
+# configure and build.
+#
+#   tools/setup.sh [BUILD_DIR [CMAKE_ARGS...]]     (default BUILD_DIR: build)
+#
+# Run as root, or as a user who may sudo apt-get.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+shift || true
+case $build in /*) ;; *) build=$top/$build ;; esac
+
+packages=(
+  build-essential cmake pkg-config          # the build
+  libglib2.0-dev libnbd-dev nbdkit-plugin-dev
+  nbdkit libnbd-bin python3-libnbd          # nbdkit, nbdinfo/nbdcopy, nbdsh
+  qemu-utils fio socat                      # tests, demo, benchmarks
+  perl                                      # pod2man for the man pages
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S "$top" -B "$build" "$@" >/dev/null
+cmake --build "$build" -j "$(nproc)"
