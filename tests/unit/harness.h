@@ -7,6 +7,7 @@
 #define NDM_TEST_HARNESS_H
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>

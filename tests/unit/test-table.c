@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Tables: every parse error names the line, quotes the word and says what
+ * was expected; table/status lines are dmsetup's; capabilities are the
+ * intersection over devices (R12); tuning keys are checked.
+ */
+#include "harness.h"
+
+static void
+test_parse_errors (void)
+{
+  static const struct { const char *table, *want; } cases[] = {
+    { "", "the table is empty" },
+    { "# only a comment\n\n", "the table is empty" },
+    { "0 8", "line 1: expected '<start> <length> <target> [args...]', "
+             "got '0'" },
+    { "x 8 zero", "line 1: start 'x' is not a number of sectors" },
+    { "0 -8 zero", "line 1: length '-8' is not a number of sectors" },
+    { "0 0x10 zero", "line 1: length '0x10' is not a number of sectors" },
+    { "0 0 zero", "line 1: length '0': expected at least 1 sector" },
+    { "8 8 zero", "line 1: start 8 leaves a gap: expected 0" },
+    { "0 8 zero\n16 8 zero", "line 2: start 16 leaves a gap: expected 8" },
+    { "0 8 zero\n4 8 zero", "line 2: start 4 overlaps: expected 8" },
+    { "0 8 zero; 8 8 lineer", "line 2: unknown target type 'lineer': "
+                              "expected one of linear, striped, zero, error" },
+    { "0 8 zero extra", "line 1: zero: takes no arguments, got 'extra'" },
+    { "0 8 linear fake://a", "line 1: linear: expected 2 arguments "
+                             "'<device> <offset>', got 1" },
+    { "0 8 linear fake://a abc", "line 1: linear: offset 'abc' is not a "
+                                 "number of sectors" },
+    { "0 8 linear fake://missing 0", "line 1: linear: device "
+      "fake://missing: connect: No such file or directory" },
+    { "0 8 linear fake://a?size=2048 0", "line 1: linear: device "
+      "fake://a?size=2048 is too small: 4 sectors, the target needs "
+      "sectors 0 to 8" },
+    { "0 8 linear fake://a 2047", "is too small" },
+    { "0 256 striped 2", "line 1: striped: expected '<#stripes> <chunk "
+                         "size> [<device> <offset>]...', got 1 argument" },
+    { "0 256 striped two 8 fake://a 0 fake://b 0",
+      "line 1: striped: stripe count 'two' is not a number" },
+    { "0 256 striped 0 8", "stripe count '0': expected 1 to 1024" },
+    { "0 256 striped 2 abc fake://a 0 fake://b 0",
+      "line 1: striped: chunk size 'abc' is not a number of sectors" },
+    { "0 256 striped 2 0 fake://a 0 fake://b 0",
+      "chunk size '0': expected 1 to" },
+    { "0 256 striped 2 8 fake://a 0",
+      "line 1: striped: 2 stripes need 4 '<device> <offset>' words after "
+      "the chunk size, got 2" },
+    { "0 1000 striped 2 128 fake://a 0 fake://b 0",
+      "line 1: striped: length 1000 is not a multiple of chunk size x "
+      "stripes (128 x 2 = 256 sectors)" },
+    { "0 256 striped 2 8 fake://a 0 fake://b x",
+      "line 1: striped: offset 'x' is not a number of sectors" },
+    { "0 4096 striped 2 8 fake://a 0 fake://b?size=512K 0",
+      "line 1: striped: device fake://b?size=512K is too small: 1024 "
+      "sectors, stripe 1 needs sectors 0 to 2048" },
+    { "0 8 zero\n# comment\n8 8 zero\n8 8 zero", "line 4: start 8 overlaps" },
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (cases); i++)
+    h_expect_table_error (cases[i].table, cases[i].want);
+}
+
+/* A bad table changes nothing, and frees what it opened. */
+static void
+test_bad_table_leaves_live_one (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 linear fake://a 0", NULL);
+  GError *err = NULL;
+
+  g_assert_cmpint (ndm_md_load (md, "0 8 linear fake://b 0\n8 8 bogus",
+                                &err), ==, -1);
+  g_assert_nonnull (strstr (err->message, "line 2: unknown target"));
+  g_error_free (err);
+  g_assert_cmpuint (ndm_md_get_size (md), ==, 4096);
+  h_md_free (md);
+}
+
+static void
+test_table_and_status_lines (void)
+{
+  struct ndm_md *md = h_md_new (
+    "# a comment\n"
+    "0   256 striped 2 8 fake://a 0 fake://b 16  # trailing comment\n"
+    "256 8   linear fake://a 512;264 8 zero;272 8 error\n", NULL);
+  g_autoptr (GString) t = g_string_new (NULL);
+  g_autoptr (GString) s = g_string_new (NULL);
+  char buf[512];
+
+  ndm_md_table (md, t);
+  g_assert_cmpstr (t->str, ==,
+                   "0 256 striped 2 8 fake://a 0 fake://b 16\n"
+                   "256 8 linear fake://a 512\n"
+                   "264 8 zero\n"
+                   "272 8 error\n");
+  ndm_md_status (md, s);
+  g_assert_cmpstr (s->str, ==,
+                   "0 256 striped 2 fake://a fake://b 1 AA\n"
+                   "256 8 linear\n"
+                   "264 8 zero\n"
+                   "272 8 error\n");
+  g_assert_cmpuint (ndm_md_get_size (md), ==, 280 * 512);
+
+  /* A failed bio on stripe 1 marks it 'D' (dm-stripe's error count). */
+  fake_fail_range (fake_lookup ("b"), 0, 1 << 20, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 4096, 0), ==, EIO);
+  g_string_truncate (s, 0);
+  ndm_md_status (md, s);
+  g_assert_nonnull (strstr (s->str, "0 256 striped 2 fake://a fake://b 1 AD"));
+  h_md_free (md);
+}
+
+/* One URI used twice is one device (dm_get_device). */
+static void
+test_same_uri_one_device (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a 0\n8 8 linear fake://a 8", NULL);
+  char buf[8192];
+
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8192, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_submitted (fake_lookup ("a")), ==, 2);
+  h_md_free (md);
+}
+
+/* R12: advertise only what every device can do. */
+static void
+test_caps_intersection (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a?pref=8192&min=512 0\n"
+    "8 8 linear fake://b?trim=0&fua=0&multiconn=0&fastzero=0&cache=0 0\n"
+    "16 8 zero\n24 8 error", NULL);
+  struct ndm_caps c;
+
+  ndm_md_get_caps (md, &c);
+  g_assert_true (c.write);
+  g_assert_true (c.flush);
+  g_assert_true (c.fua);            /* b emulates with flush */
+  g_assert_false (c.trim);
+  g_assert_false (c.fast_zero);
+  g_assert_false (c.cache);
+  g_assert_false (c.multi_conn);
+  g_assert_cmpuint (c.block_min, ==, 1);
+  g_assert_cmpuint (c.block_pref, ==, 8192);
+  g_assert_cmpuint (c.block_max, ==, 32 << 20);
+  h_md_free (md);
+
+  md = h_md_new ("0 8 linear fake://a?fua=0&flush=0&ro=1 0", NULL);
+  ndm_md_get_caps (md, &c);
+  g_assert_false (c.write);
+  g_assert_false (c.flush);
+  g_assert_false (c.fua);
+  g_assert_true (c.multi_conn);
+  h_md_free (md);
+
+  /* No devices at all: everything is trivially possible. */
+  md = h_md_new ("0 8 zero", NULL);
+  ndm_md_get_caps (md, &c);
+  g_assert_true (c.trim && c.fast_zero && c.multi_conn && c.cache);
+  h_md_free (md);
+}
+
+static void
+test_config_keys (void)
+{
+  struct ndm_config cfg;
+  GError *err = NULL;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "max-inflight", "64M", &err), ==, 1);
+  g_assert_cmpuint (cfg.max_inflight, ==, 64 << 20);
+  g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "4096", &err), ==, 1);
+  g_assert_cmpuint (cfg.max_bounce, ==, 4096);
+  g_assert_cmpint (ndm_config_set (&cfg, "connections", "4", &err), ==, 1);
+  g_assert_cmpuint (cfg.connections, ==, 4);
+  g_assert_cmpint (ndm_config_set (&cfg, "connect-timeout", "3", &err), ==,
+                   1);
+  g_assert_cmpuint (cfg.connect_timeout_ms, ==, 3000);
+  g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "off", &err),
+                   ==, 1);
+  g_assert_false (cfg.structured_replies);
+  g_assert_cmpint (ndm_config_set (&cfg, "table", "x", &err), ==, 0);
+
+  g_assert_cmpint (ndm_config_set (&cfg, "max-inflight", "lots", &err), ==,
+                   -1);
+  g_assert_cmpstr (err->message, ==, "max-inflight: 'lots' is not a size: "
+                   "expected a positive number of bytes with an optional "
+                   "K, M or G suffix");
+  g_clear_error (&err);
+  g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "-1", &err), ==, -1);
+  g_clear_error (&err);
+  g_assert_cmpint (ndm_config_set (&cfg, "connections", "0", &err), ==, -1);
+  g_assert_cmpstr (err->message, ==,
+                   "connections: '0' is not a number from 1 to 64");
+  g_clear_error (&err);
+  g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "maybe",
+                                   &err), ==, -1);
+  g_clear_error (&err);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/table/parse/errors-name-line-and-word",
+                   test_parse_errors);
+  g_test_add_func ("/table/parse/bad-table-changes-nothing",
+                   test_bad_table_leaves_live_one);
+  g_test_add_func ("/table/format/table-and-status-lines",
+                   test_table_and_status_lines);
+  g_test_add_func ("/table/devices/same-uri-one-device",
+                   test_same_uri_one_device);
+  g_test_add_func ("/table/r12/caps-intersection", test_caps_intersection);
+  g_test_add_func ("/table/config/keys", test_config_keys);
+  return g_test_run ();
+}
