@@ -78,7 +78,7 @@ ndm_channel_kick_leader (struct ndm_channel *ch)
 
 int
 ndm_channel_lead (struct ndm_channel *ch, struct ndm_waiter *w,
-                  struct pollfd *pfd)
+                  struct pollfd *pfd, int *timeout_ms)
 {
   g_mutex_lock (&ch->lock);
   if (ch->leader != w) {
@@ -94,7 +94,7 @@ ndm_channel_lead (struct ndm_channel *ch, struct ndm_waiter *w,
   g_mutex_unlock (&ch->lock);
 
   /* Only the leader prepares and services, so this needs no lock. */
-  return ch->ops->prepare (ch, pfd) == 0 ? 1 : 0;
+  return ch->ops->prepare (ch, pfd, timeout_ms) == 0 ? 1 : 0;
 }
 
 void

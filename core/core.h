@@ -51,13 +51,13 @@ int ndm_waiter_poll (struct ndm_waiter *w, struct pollfd *fds, unsigned nfds,
 
 /* ---- channels (core/channel.c) ------------------------------------------ */
 
-/* Become ch's leader, or stay it.  Returns 1 with pfd filled if w leads
- * and there is something to poll; 0 if another waiter leads (w is then on
- * the standby queue and is kicked when leadership is free) or if ch is
- * dead.
+/* Become ch's leader, or stay it.  Returns 1 with pfd filled (and
+ * *timeout_ms possibly lowered) if w leads and there is something to
+ * poll; 0 if another waiter leads (w is then on the standby queue and is
+ * kicked when leadership is free) or if ch is dead.
  */
 int ndm_channel_lead (struct ndm_channel *ch, struct ndm_waiter *w,
-                      struct pollfd *pfd);
+                      struct pollfd *pfd, int *timeout_ms);
 
 /* w no longer waits on ch: give up leadership (waking a standby waiter if
  * commands are still in flight) or leave the standby queue.

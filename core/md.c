@@ -95,6 +95,12 @@ ndm_config_set (struct ndm_config *cfg, const char *key, const char *value,
     cfg->connect_timeout_ms = u * 1000;
     return 1;
   }
+  if (strcmp (key, "io-timeout") == 0) {
+    if (parse_uint (key, value, 0, 86400, &u, err) == -1)
+      return -1;
+    cfg->io_timeout_ms = u * 1000;
+    return 1;
+  }
   if (strcmp (key, "reconnect-delay") == 0)
     return parse_uint (key, value, 1, 3600000, &cfg->reconnect_ms, err)
       ? -1 : 1;

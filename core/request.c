@@ -356,7 +356,8 @@ request_wait (struct ndm_request *rq, int timeout_ms)
   int r;
 
   for (i = 0; i < rq->nr_channels; i++)
-    if (ndm_channel_lead (rq->channels[i].ch, rq->owner, &pfd[n]))
+    if (ndm_channel_lead (rq->channels[i].ch, rq->owner, &pfd[n],
+                          &timeout_ms))
       led[n++] = rq->channels[i].ch;
 
   r = ndm_waiter_poll (rq->owner, pfd, n, timeout_ms);
@@ -473,11 +474,14 @@ clone_decide (struct ndm_clone *clone, int *error)
 
 /* One round is over (nothing in flight).  Decide each unfinished clone.
  * Returns true if some clone was re-mapped and another round must run;
- * *delay says whether to wait first.  *rq_error is the request's error so
- * far: that of the first clone, in offset order, that finished with one.
+ * *delay says whether to wait first.  *first_err is the index of the
+ * first clone, in offset order, that finished with an error (nr_clones if
+ * none): its error is the request's (R3 across clones).  Clones after it
+ * are not run again; clones before it go on, and if one of them fails in
+ * a later round its error takes over.
  */
 static bool
-request_decide (struct ndm_request *rq, int *rq_error, bool *delay)
+request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
 {
   bool again = false;
   unsigned i;
@@ -490,9 +494,9 @@ request_decide (struct ndm_request *rq, int *rq_error, bool *delay)
     if (clone->finished)
       continue;
     r = clone_decide (clone, &error);
-    if (*rq_error != 0) {
-      /* An earlier clone failed the request; no point going on.  Its
-       * target has still seen the outcome (a path may have failed).
+    if (i > *first_err) {
+      /* The request fails anyway; its target has still seen the outcome
+       * (a path may have failed).
        */
       clone->finished = true;
       continue;
@@ -503,8 +507,8 @@ request_decide (struct ndm_request *rq, int *rq_error, bool *delay)
       clone->finished = true;
       clone->error = error;
       if (error != 0) {
-        log_clone_error (clone->rq, clone);
-        *rq_error = error;
+        log_clone_error (rq, clone);
+        *first_err = i;
       }
       break;
     case NDM_ENDIO_DELAY_REQUEUE:
@@ -669,6 +673,7 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
                  GArray *out, int *err)
 {
   struct ndm_request rq;
+  unsigned first_err;
   int rq_error = 0;
   bool delay;
   unsigned i;
@@ -693,11 +698,12 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
   for (i = 0; i < rq.nr_clones; i++)
     clone_map (&rq.clones[i]);
 
+  first_err = rq.nr_clones;
   for (;;) {
     bool map_delay = false;
 
     request_drive (&rq);
-    if (!request_decide (&rq, &rq_error, &delay))
+    if (!request_decide (&rq, &first_err, &delay))
       break;
     if (delay)
       request_delay (&rq);
@@ -721,6 +727,8 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
     if (map_delay)
       request_delay (&rq);
   }
+  if (first_err < rq.nr_clones)
+    rq_error = rq.clones[first_err].error;
 
   if (rq_error == 0 && op == NDM_OP_BLOCK_STATUS) {
     for (i = 0; i < rq.nr_clones; i++) {

@@ -194,6 +194,26 @@ table_compute_caps (struct ndm_table *t)
   c->block_pref = MIN (c->block_pref, c->block_max);
 }
 
+/* dm's device_area_is_invalid: the range a target uses must fit its
+ * device.  Checked here, for every target, rather than in each ctr.
+ */
+static int
+device_area_check (struct ndm_target *ti, struct ndm_device *dev,
+                   uint64_t start, uint64_t len, void *data)
+{
+  GError **err = data;
+
+  if (start > dev->size || len > dev->size - start) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "device %s is too small: %" PRIu64 " sectors, the target "
+                 "uses sectors %" PRIu64 " to %" PRIu64, dev->uri,
+                 dev->size >> NDM_SECTOR_SHIFT, start >> NDM_SECTOR_SHIFT,
+                 (start + len) >> NDM_SECTOR_SHIFT);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 table_add_line (struct ndm_table *t, unsigned lineno, char **words,
                 unsigned nwords, uint64_t *next_start, GError **err)
@@ -268,6 +288,13 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
   }
   ti->type = type;              /* from now on dtr runs */
   t->nr_targets++;
+  if (type->iterate_devices != NULL &&
+      type->iterate_devices (ti, device_area_check, &e) != 0) {
+    g_set_error (err, e->domain, e->code, "line %u: %s: %s",
+                 lineno, type->name, e->message);
+    g_error_free (e);
+    return -1;
+  }
   *next_start = start + len;
   return 0;
 }

@@ -116,7 +116,8 @@ static void
 dm_dump_plugin (void)
 {
   printf ("dm_targets=linear,striped,zero,error\n");
-  printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://\n");
+  printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://,nbd+vsock://,"
+          "nbds+vsock://\n");
 }
 
 /* Open the devices now, while errors still reach the user's terminal. */

@@ -19,6 +19,15 @@
  * completes everything it had in flight with ENOTCONN, the connection
  * leaves the pool, and the device's reconnect thread (started after fork)
  * replaces it every reconnect-delay ms until the server answers again.
+ * Losing a connection fences it: shutdown(2) of the socket, after which
+ * its leader keeps polling until libnbd has failed every command it had
+ * (R1: nothing is replied while a command may still land).  Three things
+ * lose a connection besides socket errors:
+ *   - an ESHUTDOWN reply: the server is going away (nbdkit answers so
+ *     while it drains, and waits for its clients to leave), so every
+ *     connection of the device is closed;
+ *   - io-timeout: commands in flight and no reply for that long;
+ *   - the reconnect thread finding an idle socket hung up by the server.
  *
  * Thread model: open on the control path; submit on request owners'
  * threads; prepare/service on the channel's leader; callbacks on whoever
@@ -46,7 +55,10 @@ struct nbd_conn {
   struct nbd_handle *h;
   int fd;                       /* dup of the handle's socket */
   bool sr;                      /* structured replies: block status ok */
-  gint dead;                    /* atomic: lost, out of the pool */
+  gint dead;                    /* atomic: lost, fenced, out of the pool */
+  gint suspect;                 /* atomic: a command failed on the path */
+  gint64 progress;              /* atomic (__atomic): last reply read, or
+                                   first command out after idle (us) */
   unsigned slot;
 };
 
@@ -54,7 +66,9 @@ struct nbd_dev {
   struct ndm_device dev;        /* first */
   unsigned connect_timeout_ms;
   unsigned reconnect_ms;
+  unsigned io_timeout_ms;       /* 0: none */
   bool structured_replies;
+  gint draining;                /* atomic: a reply said ESHUTDOWN */
 
   GMutex lock;                  /* protects everything below */
   GCond cond;                   /* reconnect thread: a slot was lost */
@@ -102,7 +116,9 @@ nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
   /* Extents need structured replies; they are only worth their cost in
    * recv(2) calls where a client asks for block status.
    */
-  if (nbd_set_request_structured_replies (h, sr) == -1 ||
+  /* The table is the operator's: let its URIs name TLS key files. */
+  if (nbd_set_uri_allow_local_file (h, true) == -1 ||
+      nbd_set_request_structured_replies (h, sr) == -1 ||
       (sr && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
       || nbd_set_pread_initialize (h, false) == -1 ||
       nbd_aio_connect_uri (h, uri) == -1)
@@ -201,17 +217,80 @@ conn_lost (struct nbd_conn *c, const char *why)
     ndm_channel_unref (&c->ch);
 }
 
+/* The server said ESHUTDOWN: it is draining and will not exit while we
+ * stay connected.  Close every connection of the device; the reconnect
+ * thread finds the server again when (if) it comes back.  Not from a
+ * completion callback: conn_lost may be the last reference.
+ */
+static void
+device_drain (struct nbd_dev *nd)
+{
+  struct nbd_conn **conns;
+  unsigned i, n = 0;
+
+  if (!g_atomic_int_compare_and_exchange (&nd->draining, 1, 0))
+    return;
+  conns = g_newa (struct nbd_conn *, nd->nr_conns);
+  g_mutex_lock (&nd->lock);
+  for (i = 0; i < nd->nr_conns; i++)
+    if (nd->conns[i] != NULL) {
+      ndm_channel_ref (&nd->conns[i]->ch);
+      conns[n++] = nd->conns[i];
+    }
+  g_mutex_unlock (&nd->lock);
+  for (i = 0; i < n; i++) {
+    conn_lost (conns[i], "the server is shutting down (ESHUTDOWN)");
+    ndm_channel_unref (&conns[i]->ch);
+  }
+}
+
+static inline gint64
+conn_progress (struct nbd_conn *c)
+{
+  return __atomic_load_n (&c->progress, __ATOMIC_RELAXED);
+}
+
+static inline void
+conn_set_progress (struct nbd_conn *c)
+{
+  __atomic_store_n (&c->progress, g_get_monotonic_time (), __ATOMIC_RELAXED);
+}
+
 /* ---- the channel: leader side -------------------------------------------- */
 
 static int
-conn_prepare (struct ndm_channel *ch, struct pollfd *pfd)
+conn_prepare (struct ndm_channel *ch, struct pollfd *pfd, int *timeout_ms)
 {
   struct nbd_conn *c = (struct nbd_conn *) ch;
+  struct nbd_dev *nd = c->nd;
   unsigned dir;
 
-  if (g_atomic_int_get (&c->dead))
-    return -1;
+  if (g_atomic_int_get (&nd->draining))
+    device_drain (nd);
+  if (nd->io_timeout_ms != 0 && !g_atomic_int_get (&c->dead) &&
+      g_atomic_int_get (&ch->inflight) > 0) {
+    gint64 idle_ms = (g_get_monotonic_time () - conn_progress (c)) / 1000;
+
+    if (idle_ms >= nd->io_timeout_ms) {
+      g_autofree char *why =
+        g_strdup_printf ("no reply for %u ms (io-timeout): fenced",
+                         nd->io_timeout_ms);
+
+      conn_lost (c, why);
+    }
+    else if (*timeout_ms < 0 || *timeout_ms > nd->io_timeout_ms - idle_ms)
+      *timeout_ms = nd->io_timeout_ms - idle_ms;
+  }
+
+  /* A fenced connection is polled on until libnbd has seen the end and
+   * failed its commands: only then is there nothing left to wait for.
+   */
   dir = nbd_aio_get_direction (c->h);
+  if (dir == 0) {
+    if (!g_atomic_int_get (&c->dead))
+      conn_lost (c, "the connection was closed");
+    return -1;
+  }
   pfd->fd = c->fd;
   pfd->events = 0;
   if (dir & LIBNBD_AIO_DIRECTION_READ)
@@ -219,14 +298,6 @@ conn_prepare (struct ndm_channel *ch, struct pollfd *pfd)
   if (dir & LIBNBD_AIO_DIRECTION_WRITE)
     pfd->events |= POLLOUT;
   pfd->revents = 0;
-  if (pfd->events == 0) {
-    /* Neither reading nor writing: the handle is dead or closed. */
-    if (nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h)) {
-      conn_lost (c, "the connection was closed");
-      return -1;
-    }
-    pfd->events = POLLIN;
-  }
   return 0;
 }
 
@@ -238,13 +309,17 @@ conn_service (struct ndm_channel *ch, short revents)
   int r = 0;
 
   if ((dir & LIBNBD_AIO_DIRECTION_READ) &&
-      (revents & (POLLIN | POLLHUP | POLLERR)))
+      (revents & (POLLIN | POLLHUP | POLLERR))) {
     r = nbd_aio_notify_read (c->h);
+    conn_set_progress (c);
+  }
   else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) &&
            (revents & (POLLOUT | POLLHUP | POLLERR)))
     r = nbd_aio_notify_write (c->h);
   if (r == -1 || nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h))
     conn_lost (c, r == -1 ? nbd_get_error () : "the connection was closed");
+  if (g_atomic_int_get (&c->nd->draining))
+    device_drain (c->nd);
 }
 
 static const struct ndm_channel_ops nbd_channel_ops = {
@@ -255,14 +330,22 @@ static const struct ndm_channel_ops nbd_channel_ops = {
 
 /* ---- submitting -------------------------------------------------------------- */
 
-/* Completion callback: under libnbd's handle lock.  Record and go. */
+/* Completion callback: under libnbd's handle lock.  Record and go; what
+ * the error means for the connection is decided outside the callback.
+ */
 static int
 cmd_complete (void *user_data, int *error)
 {
   struct ndm_bio *bio = user_data;
+  struct nbd_conn *c = (struct nbd_conn *) bio->ch;
+  int err = *error;
 
-  ndm_channel_ended (bio->ch);
-  ndm_bio_endio (bio, *error);
+  if (err == ESHUTDOWN)
+    g_atomic_int_set (&c->nd->draining, 1);
+  else if (ndm_errno_is_path_error (err))
+    g_atomic_int_set (&c->suspect, 1);
+  ndm_channel_ended (&c->ch);
+  ndm_bio_endio (bio, err);
   return 1;                     /* retire the command */
 }
 
@@ -284,7 +367,7 @@ extent_cb (void *user_data, const char *metacontext, uint64_t offset,
 }
 
 static bool
-conn_usable (const struct nbd_conn *c, bool need_sr)
+conn_usable (struct nbd_conn *c, bool need_sr)
 {
   return c != NULL && !g_atomic_int_get (&c->dead) && (c->sr || !need_sr);
 }
@@ -316,6 +399,16 @@ conn_pick (struct nbd_dev *nd, struct ndm_channel *hint, bool need_sr)
   return c;
 }
 
+/* Owner, outside callbacks: a path error was seen on c. */
+static void
+conn_check_after_error (struct nbd_conn *c)
+{
+  g_atomic_int_set (&c->suspect, 0);
+  if (nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h))
+    conn_lost (c, "the connection was closed");
+  device_drain (c->nd);
+}
+
 static int
 nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
             const struct ndm_cmd *cmd, struct ndm_channel *hint,
@@ -335,6 +428,8 @@ nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
   if (cmd->flags & NDM_REQ_FUA)
     fl |= LIBNBD_CMD_FLAG_FUA;
   bio->ch = &c->ch;
+  if (g_atomic_int_get (&c->ch.inflight) == 0)
+    conn_set_progress (c);      /* the io-timeout clock starts now */
   ndm_channel_started (&c->ch);
 
   switch (cmd->op) {
@@ -390,12 +485,99 @@ nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
    */
   if (nbd_aio_get_direction (c->h) & LIBNBD_AIO_DIRECTION_WRITE)
     ndm_channel_kick_leader (&c->ch);
+  /* Sending may have found the connection dead and failed the command
+   * already (this one or another): take it out of the pool now, or the
+   * next request would fail on it too.
+   */
+  if (g_atomic_int_get (&c->suspect) || g_atomic_int_get (&nd->draining))
+    conn_check_after_error (c);
   *chp = &c->ch;
   return 0;
 }
 
-/* ---- background reconnect -------------------------------------------------- */
+/* ---- background: health check and reconnect ---------------------------------- */
 
+/* A server that went away while we had nothing in flight hangs up a
+ * socket nobody polls.  Look (without reading: the leader owns the data)
+ * and take such connections out now, before a request is spent finding
+ * out.
+ */
+static void
+health_check (struct nbd_dev *nd)
+{
+  struct nbd_conn **conns = g_newa (struct nbd_conn *, nd->nr_conns);
+  unsigned i, n = 0;
+
+  device_drain (nd);
+  g_mutex_lock (&nd->lock);
+  for (i = 0; i < nd->nr_conns; i++)
+    if (nd->conns[i] != NULL) {
+      ndm_channel_ref (&nd->conns[i]->ch);
+      conns[n++] = nd->conns[i];
+    }
+  g_mutex_unlock (&nd->lock);
+  for (i = 0; i < n; i++) {
+    struct pollfd pfd = { .fd = conns[i]->fd, .events = POLLRDHUP };
+
+    if (poll (&pfd, 1, 0) == 1 &&
+        (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+      conn_lost (conns[i], "the server hung up");
+    ndm_channel_unref (&conns[i]->ch);
+  }
+}
+
+/* Replace lost connections; size must not have changed. */
+static void
+reconnect_lost (struct nbd_dev *nd)
+{
+  unsigned i;
+
+  for (i = 0; i < nd->nr_conns; i++) {
+    GError *e = NULL;
+    struct nbd_handle *h;
+    struct nbd_conn *c;
+    bool lost;
+
+    g_mutex_lock (&nd->lock);
+    lost = nd->conns[i] == NULL && !nd->stopping;
+    g_mutex_unlock (&nd->lock);
+    if (!lost)
+      continue;
+
+    h = nbd_connect_handle (nd->dev.uri, nd->connect_timeout_ms,
+                            i == 0 || nd->structured_replies, &e);
+    c = h != NULL ? conn_new (nd, h, i, &e) : NULL;
+    if (c != NULL && nbd_get_size (h) != (int64_t) nd->dev.size) {
+      g_set_error (&e, NDM_ERROR, NDM_ERROR_DEVICE,
+                   "device %s: came back with %" PRId64 " bytes instead "
+                   "of %" PRIu64 ": not reinstated", nd->dev.uri,
+                   nbd_get_size (h), nd->dev.size);
+      ndm_channel_unref (&c->ch);
+      c = NULL;
+    }
+
+    g_mutex_lock (&nd->lock);
+    if (c != NULL) {
+      nd->conns[i] = c;
+      nd->reconnects++;
+    }
+    else {
+      /* Log a new reason once, not every attempt. */
+      if (nd->last_error == NULL || strcmp (nd->last_error, e->message))
+        ndm_log_error ("%s", e->message);
+      g_free (nd->last_error);
+      nd->last_error = g_strdup (e->message);
+      g_error_free (e);
+    }
+    g_mutex_unlock (&nd->lock);
+    if (c != NULL)
+      ndm_log_info ("device %s: connection %u reconnected", nd->dev.uri, i);
+  }
+}
+
+/* Every reconnect-delay ms (sooner when a connection is lost): check idle
+ * connections, replace lost ones.
+ */
 static gpointer
 reconnect_thread (gpointer data)
 {
@@ -403,49 +585,14 @@ reconnect_thread (gpointer data)
 
   g_mutex_lock (&nd->lock);
   while (!nd->stopping) {
-    unsigned i, lost = 0;
-
-    for (i = 0; i < nd->nr_conns; i++)
-      lost += nd->conns[i] == NULL;
-    if (lost == 0) {
-      g_cond_wait (&nd->cond, &nd->lock);
-      continue;
-    }
-    for (i = 0; i < nd->nr_conns && !nd->stopping; i++) {
-      GError *e = NULL;
-      struct nbd_handle *h;
-      struct nbd_conn *c;
-
-      if (nd->conns[i] != NULL)
-        continue;
-      g_mutex_unlock (&nd->lock);
-      h = nbd_connect_handle (nd->dev.uri, nd->connect_timeout_ms,
-                              i == 0 || nd->structured_replies, &e);
-      c = h != NULL ? conn_new (nd, h, i, &e) : NULL;
-      if (c != NULL && nbd_get_size (h) != (int64_t) nd->dev.size) {
-        g_set_error (&e, NDM_ERROR, NDM_ERROR_DEVICE,
-                     "device %s: came back with %" PRId64 " bytes instead "
-                     "of %" PRIu64 ": not reinstated", nd->dev.uri,
-                     nbd_get_size (h), nd->dev.size);
-        ndm_channel_unref (&c->ch);
-        c = NULL;
-      }
-      g_mutex_lock (&nd->lock);
-      if (c != NULL) {
-        nd->conns[i] = c;
-        nd->reconnects++;
-        ndm_log_info ("device %s: connection %u reconnected",
-                      nd->dev.uri, i);
-      }
-      else {
-        g_free (nd->last_error);
-        nd->last_error = g_strdup (e->message);
-        g_error_free (e);
-      }
-    }
-    /* Wait before trying the rest again (or until stopped). */
     g_cond_wait_until (&nd->cond, &nd->lock, g_get_monotonic_time () +
                        nd->reconnect_ms * G_TIME_SPAN_MILLISECOND);
+    if (nd->stopping)
+      break;
+    g_mutex_unlock (&nd->lock);
+    health_check (nd);
+    reconnect_lost (nd);
+    g_mutex_lock (&nd->lock);
   }
   g_mutex_unlock (&nd->lock);
   return NULL;
@@ -550,7 +697,8 @@ nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
   if (!uri_is_nbd (uri)) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
                  "device '%s' is not an NBD URI: expected nbd://, "
-                 "nbd+unix://, nbds:// or nbds+unix://", uri);
+                 "nbd+unix://, nbds://, nbds+unix://, nbd+vsock:// or "
+                 "nbds+vsock://", uri);
     return NULL;
   }
   /* The first connection always negotiates structured replies, so block
@@ -565,6 +713,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
   nd->dev.uri = g_strdup (uri);
   nd->connect_timeout_ms = cfg->connect_timeout_ms;
   nd->reconnect_ms = cfg->reconnect_ms;
+  nd->io_timeout_ms = cfg->io_timeout_ms;
   nd->structured_replies = cfg->structured_replies;
   g_mutex_init (&nd->lock);
   g_cond_init (&nd->cond);

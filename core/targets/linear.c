@@ -30,15 +30,6 @@ linear_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
   lc->dev = ndm_table_get_device (ti, argv[0], err);
   if (lc->dev == NULL)
     return -1;
-  if (lc->start > lc->dev->size >> NDM_SECTOR_SHIFT ||
-      ti->len > (lc->dev->size >> NDM_SECTOR_SHIFT) - lc->start) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
-                 "device %s is too small: %" PRIu64 " sectors, the target "
-                 "needs sectors %" PRIu64 " to %" PRIu64,
-                 argv[0], lc->dev->size >> NDM_SECTOR_SHIFT, lc->start,
-                 lc->start + ti->len);
-    return -1;
-  }
   ti->private = g_steal_pointer (&lc);
   return 0;
 }

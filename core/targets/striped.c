@@ -91,16 +91,6 @@ stripe_ctr (struct ndm_target *ti, unsigned argc, char **argv,
     s->dev = ndm_table_get_device (ti, uri, err);
     if (s->dev == NULL)
       return -1;
-    if (s->physical_start > s->dev->size >> NDM_SECTOR_SHIFT ||
-        sc->stripe_width >
-        (s->dev->size >> NDM_SECTOR_SHIFT) - s->physical_start) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
-                   "device %s is too small: %" PRIu64 " sectors, stripe %u "
-                   "needs sectors %" PRIu64 " to %" PRIu64,
-                   uri, s->dev->size >> NDM_SECTOR_SHIFT, i,
-                   s->physical_start, s->physical_start + sc->stripe_width);
-      return -1;
-    }
   }
   ti->private = g_steal_pointer (&sc);
   return 0;
@@ -377,20 +367,9 @@ stripe_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
   return r;
 }
 
-static void
-stripe_io_hints (struct ndm_target *ti, struct ndm_limits *limits)
-{
-  struct stripe_c *sc = ti->private;
-  uint64_t cs = sc->chunk_size << NDM_SECTOR_SHIFT;
-
-  limits->io_min = MIN (cs, UINT32_MAX);
-  limits->io_opt = MIN (cs * sc->stripes, UINT32_MAX);
-}
-
 const struct ndm_target_type ndm_striped_target = {
   .name = "striped", .version = { 1, 6, 0 },
   .ctr = stripe_ctr, .dtr = stripe_dtr, .map = stripe_map,   /* required */
   .end_io = stripe_end_io, .extents = stripe_extents,        /* optional */
   .status = stripe_status, .iterate_devices = stripe_iterate_devices,
-  .io_hints = stripe_io_hints,
 };

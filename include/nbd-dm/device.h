@@ -49,11 +49,14 @@ void ndm_waiter_kick (struct ndm_waiter *w);
 struct ndm_channel;
 
 struct ndm_channel_ops {
-  /* Leader only.  Fill pfd->fd and pfd->events for the next poll.  Return
-   * -1 when there is nothing to poll (the channel is dead: every command
-   * it had was completed with an error).
+  /* Leader only.  Fill pfd->fd and pfd->events for the next poll, and
+   * lower *timeout_ms (ms, -1 = none) if the channel must be looked at
+   * again by then even without events (an I/O timeout).  Return -1 when
+   * there is nothing to poll (the channel is dead and every command it
+   * had was completed with an error).
    */
-  int (*prepare) (struct ndm_channel *ch, struct pollfd *pfd);
+  int (*prepare) (struct ndm_channel *ch, struct pollfd *pfd,
+                  int *timeout_ms);
   /* Leader only.  poll(2) reported revents on the fd: read replies and
    * complete their bios, send what is queued.
    */

@@ -71,6 +71,7 @@ struct ndm_config {
   uint64_t max_bounce;          /* bytes of bounce buffers (R7, R8) */
   unsigned connect_timeout_ms;  /* NBD handshake, at start-up */
   unsigned reconnect_ms;        /* delay between reconnect attempts */
+  unsigned io_timeout_ms;       /* fence a device silent this long; 0 off */
   bool structured_replies;      /* on data connections */
   /* Who opens "devices"; NULL means NBD URIs through libnbd.  The unit
    * tests put a fake here. */
@@ -103,6 +104,9 @@ int ndm_config_set (struct ndm_config *cfg, const char *key,
   "connect-timeout=SECS   Give up connecting to a device (default 10).\n"   \
   "reconnect-delay=MS     Between attempts to reconnect a lost device\n"    \
   "                       (default 1000).\n"                                \
+  "io-timeout=SECS        Fence a device connection that has commands out\n"\
+  "                       and answers nothing for this long (default 0:\n" \
+  "                       wait for ever).\n"                                \
   "structured-replies=BOOL  Use them on data connections (default true)."
 extern const char ndm_config_help[];
 

@@ -124,12 +124,6 @@ typedef int (*ndm_iterate_devices_fn) (struct ndm_target *ti,
                                        uint64_t start, uint64_t len,
                                        void *data);
 
-/* Limits a target asks for; the core combines them (R12). */
-struct ndm_limits {
-  uint32_t io_min;              /* bytes; 0 = no opinion */
-  uint32_t io_opt;
-};
-
 struct ndm_target_type {
   const char *name;
   unsigned version[3];
@@ -160,11 +154,11 @@ struct ndm_target_type {
   /* Optional.  dmsetup message. */
   int (*message) (struct ndm_target *ti, unsigned argc, char **argv,
                   GString *result, GError **err);
-  /* Optional.  Call fn for each device with the byte range it uses. */
+  /* Required for targets with devices.  Call fn for each device with the
+   * byte range it uses; the table checks each range fits its device.
+   */
   int (*iterate_devices) (struct ndm_target *ti, ndm_iterate_devices_fn fn,
                           void *data);
-  /* Optional. */
-  void (*io_hints) (struct ndm_target *ti, struct ndm_limits *limits);
 };
 
 /* For ctr: get (open or share, dm_get_device) the device of uri.

@@ -157,7 +157,7 @@ finish (struct fake_dev *fd, struct pending *p, int forced_err)
 /* ---- the channel (leader/follower) ----------------------------------------- */
 
 static int
-chan_prepare (struct ndm_channel *ch, struct pollfd *pfd)
+chan_prepare (struct ndm_channel *ch, struct pollfd *pfd, int *timeout_ms)
 {
   struct fake_chan *fc = (struct fake_chan *) ch;
 

@@ -231,6 +231,43 @@ test_r3_first_clone_error_reaches_client (void)
   h_md_free (md);
 }
 
+/* R3 across rounds: clone 0 is requeued while clone 1 fails; if clone 0
+ * then fails too, its error (the lower offset) is the request's; if it
+ * succeeds, clone 1's is.
+ */
+static void
+test_r3_requeued_earlier_clone_error_wins (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 probe fake://a?size=1M&mode=held 0\n"
+    "8 8 probe fake://b?size=1M&mode=held 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (8192);
+  struct h_io *io;
+
+  h_probe_requeue (1);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete (a, 0, ENOTCONN);       /* requeued by the probe */
+  fake_complete (b, 0, ENOSPC);
+  fake_wait_pending (a, 1);             /* clone 0 runs again ... */
+  g_assert_cmpuint (fake_submitted (b), ==, 1);   /* ... clone 1 does not */
+  fake_complete (a, 1, EIO);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+
+  h_probe_requeue (1);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete (a, 2, ENOTCONN);
+  fake_complete (b, 1, ENOSPC);
+  fake_wait_pending (a, 1);
+  fake_complete (a, 3, 0);
+  g_assert_cmpint (h_io_wait (io), ==, ENOSPC);
+  h_md_free (md);
+}
+
 /* R4: REQUEUE re-maps [credited, end) only, with the device offset and
  * buffer recomputed from the credited count: the data of the tail lands
  * exactly where it belongs.
@@ -516,6 +553,8 @@ main (int argc, char *argv[])
                    test_r3_same_offset_first_arrival);
   g_test_add_func ("/request/r3/first-clone-error-reaches-client",
                    test_r3_first_clone_error_reaches_client);
+  g_test_add_func ("/request/r3/requeued-earlier-clone-error-wins",
+                   test_r3_requeued_earlier_clone_error_wins);
   g_test_add_func ("/request/r4/requeue-remainder-only",
                    test_r4_requeue_remainder_only);
   g_test_add_func ("/request/r5/client-errnos", test_r5_client_errnos);

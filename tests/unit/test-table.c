@@ -30,7 +30,7 @@ test_parse_errors (void)
     { "0 8 linear fake://missing 0", "line 1: linear: device "
       "fake://missing: connect: No such file or directory" },
     { "0 8 linear fake://a?size=2048 0", "line 1: linear: device "
-      "fake://a?size=2048 is too small: 4 sectors, the target needs "
+      "fake://a?size=2048 is too small: 4 sectors, the target uses "
       "sectors 0 to 8" },
     { "0 8 linear fake://a 2047", "is too small" },
     { "0 256 striped 2", "line 1: striped: expected '<#stripes> <chunk "
@@ -52,7 +52,9 @@ test_parse_errors (void)
       "line 1: striped: offset 'x' is not a number of sectors" },
     { "0 4096 striped 2 8 fake://a 0 fake://b?size=512K 0",
       "line 1: striped: device fake://b?size=512K is too small: 1024 "
-      "sectors, stripe 1 needs sectors 0 to 2048" },
+      "sectors, the target uses sectors 0 to 2048" },
+    { "0 4096 striped 2 8 fake://a 0 fake://b 1000000",
+      "the target uses sectors 1000000 to 1002048" },
     { "0 8 zero\n# comment\n8 8 zero\n8 8 zero", "line 4: start 8 overlaps" },
   };
   size_t i;
