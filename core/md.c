@@ -28,7 +28,7 @@ ndm_config_init (struct ndm_config *cfg)
   cfg->max_bounce = 64 * NDM_MIB;
   cfg->connect_timeout_ms = 10000;
   cfg->reconnect_ms = 1000;
-  cfg->structured_replies = true;
+  cfg->structured_replies = false;
 }
 
 /* "64M", "1G", "4096": bytes, binary suffixes as nbdkit reads them. */

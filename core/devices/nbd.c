@@ -47,6 +47,8 @@
 #include "../core.h"
 #include "../log.h"
 
+#define NDM_SOCKET_SNDBUF (4 << 20)
+
 struct nbd_dev;
 
 struct nbd_conn {
@@ -74,7 +76,6 @@ struct nbd_dev {
   GCond cond;                   /* reconnect thread: a slot was lost */
   unsigned nr_conns;
   struct nbd_conn **conns;      /* NULL: lost, being reconnected */
-  unsigned next;                /* round robin */
   GThread *thread;
   bool stopping;
   char *last_error;
@@ -163,6 +164,14 @@ conn_new (struct nbd_dev *nd, struct nbd_handle *h, unsigned slot,
                  nd->dev.uri, g_strerror (errno));
     nbd_close (h);
     return NULL;
+  }
+  /* A 1 MiB write otherwise leaves in ~200 KiB pieces, each costing the
+   * leader a POLLOUT wake-up.  Best effort: the kernel caps it.
+   */
+  {
+    int sndbuf = NDM_SOCKET_SNDBUF;
+
+    setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   }
   c = g_new0 (struct nbd_conn, 1);
   ndm_channel_init (&c->ch, &nbd_channel_ops);   /* the pool's reference */
@@ -373,26 +382,39 @@ conn_usable (struct nbd_conn *c, bool need_sr)
 }
 
 /* A live connection with a reference: the request's own if it has one
- * (fewer leaders), else round robin.  Block status needs one that
- * negotiated structured replies.
+ * (fewer leaders), else the one with fewest commands in flight.  Ties go
+ * to a connection without structured replies if the command does not need
+ * them (a read costs two recv(2) calls instead of four), then to the
+ * first: at low queue depth one connection (and the server threads behind
+ * it) stays busy instead of alternating; under load they spread.
  */
 static struct nbd_conn *
 conn_pick (struct nbd_dev *nd, struct ndm_channel *hint, bool need_sr)
 {
   struct nbd_conn *c = NULL;
+  int best = G_MAXINT;
   unsigned i;
 
   g_mutex_lock (&nd->lock);
   if (conn_usable ((struct nbd_conn *) hint, need_sr))
     c = (struct nbd_conn *) hint;
-  for (i = 0; c == NULL && i < nd->nr_conns; i++) {
-    struct nbd_conn *cand = nd->conns[(nd->next + i) % nd->nr_conns];
+  else
+    for (i = 0; i < nd->nr_conns; i++) {
+      struct nbd_conn *cand = nd->conns[i];
+      int n;
 
-    if (conn_usable (cand, need_sr)) {
-      c = cand;
-      nd->next = (nd->next + i + 1) % nd->nr_conns;
+      if (!conn_usable (cand, need_sr))
+        continue;
+      /* Weight: twice the commands in flight, +1 for structured replies
+       * the command does not need.
+       */
+      n = 2 * g_atomic_int_get (&cand->ch.inflight) +
+        (cand->sr && !need_sr);
+      if (n < best) {
+        best = n;
+        c = cand;
+      }
     }
-  }
   if (c != NULL)
     ndm_channel_ref (&c->ch);
   g_mutex_unlock (&nd->lock);

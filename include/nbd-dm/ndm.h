@@ -72,7 +72,7 @@ struct ndm_config {
   unsigned connect_timeout_ms;  /* NBD handshake, at start-up */
   unsigned reconnect_ms;        /* delay between reconnect attempts */
   unsigned io_timeout_ms;       /* fence a device silent this long; 0 off */
-  bool structured_replies;      /* on data connections */
+  bool structured_replies;      /* on data connections (not the first) */
   /* Who opens "devices"; NULL means NBD URIs through libnbd.  The unit
    * tests put a fake here. */
   const struct ndm_device_class *device_class;
@@ -107,7 +107,10 @@ int ndm_config_set (struct ndm_config *cfg, const char *key,
   "io-timeout=SECS        Fence a device connection that has commands out\n"\
   "                       and answers nothing for this long (default 0:\n" \
   "                       wait for ever).\n"                                \
-  "structured-replies=BOOL  Use them on data connections (default true)."
+  "structured-replies=BOOL  Use them on the data connections too (default\n"\
+  "                       false: the first connection of each device always\n"\
+  "                       does, for block status; the others read faster\n" \
+  "                       without)."
 extern const char ndm_config_help[];
 
 /* What the mapped device can do, derived from its devices (R12). */
