@@ -42,6 +42,12 @@ struct ndm_waiter {
 /* Before checking the conditions a wait depends on. */
 void ndm_waiter_prepare (struct ndm_waiter *w);
 
+/* Around a channel's service: kicks made in between (from completions)
+ * are issued at the end, outside the device's locks.
+ */
+void ndm_waiter_batch_begin (void);
+void ndm_waiter_batch_end (void);
+
 /* Sleep in poll(2) on fds (the last slot is filled with w's eventfd) until
  * w is kicked, an fd is ready or timeout_ms passes (-1: no timeout).
  * Returns poll's result; fds[nfds].revents tells whether w was kicked.

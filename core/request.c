@@ -363,9 +363,11 @@ request_wait (struct ndm_request *rq, int timeout_ms)
   r = ndm_waiter_poll (rq->owner, pfd, n, timeout_ms);
   if (r <= 0)
     return;
+  ndm_waiter_batch_begin ();
   for (i = 0; i < n; i++)
     if (pfd[i].revents != 0)
       led[i]->ops->service (led[i], pfd[i].revents);
+  ndm_waiter_batch_end ();
 }
 
 /* Run until every bio is DONE. */

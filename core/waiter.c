@@ -80,11 +80,55 @@ ndm_waiter_self (void)
   return w;
 }
 
+/* Kicks made while a leader services a channel wait until it is done:
+ * libnbd runs our completion callbacks under its handle lock, and every
+ * write(2) to an eventfd in there is time other submitters wait on that
+ * lock.  The owners' state (pending, ready) is already updated; only the
+ * wake-up is deferred, by the length of one notify.
+ */
+#define KICK_BATCH_MAX 64
+
+struct kick_batch {
+  bool active;
+  unsigned n;
+  struct ndm_waiter *w[KICK_BATCH_MAX];
+};
+
+static __thread struct kick_batch kick_batch;
+
+void
+ndm_waiter_batch_begin (void)
+{
+  kick_batch.active = true;
+}
+
+void
+ndm_waiter_batch_end (void)
+{
+  unsigned i, n = kick_batch.n;
+
+  kick_batch.active = false;
+  kick_batch.n = 0;
+  for (i = 0; i < n; i++)
+    ndm_waiter_kick (kick_batch.w[i]);
+}
+
 void
 ndm_waiter_kick (struct ndm_waiter *w)
 {
   static const uint64_t one = 1;
 
+  if (kick_batch.active) {
+    unsigned i;
+
+    for (i = 0; i < kick_batch.n; i++)
+      if (kick_batch.w[i] == w)
+        return;
+    if (kick_batch.n < KICK_BATCH_MAX) {
+      kick_batch.w[kick_batch.n++] = w;
+      return;
+    }
+  }
   g_atomic_int_set (&w->kicked, 1);
   if (g_atomic_int_compare_and_exchange (&w->sleeping, 1, 0)) {
     ssize_t r;
