@@ -77,7 +77,7 @@ struct nbd_dev {
   unsigned nr_conns;
   struct nbd_conn **conns;      /* NULL: lost, being reconnected */
   GThread *thread;
-  bool stopping;
+  gint stopping;                /* atomic too: read while connecting */
   char *last_error;
   uint64_t reconnects;
 };
@@ -101,10 +101,12 @@ uri_is_nbd (const char *uri)
   return false;
 }
 
-/* Connect one handle to uri, within timeout_ms. */
+/* Connect one handle to uri, within timeout_ms, giving up early if *stop
+ * becomes true (the device is being closed).
+ */
 static struct nbd_handle *
 nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
-                    GError **err)
+                    const gint *stop, GError **err)
 {
   struct nbd_handle *h = nbd_create ();
   gint64 deadline = g_get_monotonic_time () + timeout_ms * INT64_C (1000);
@@ -127,6 +129,12 @@ nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
   while (nbd_aio_is_connecting (h)) {
     gint64 left = deadline - g_get_monotonic_time ();
 
+    if (stop != NULL && g_atomic_int_get (stop)) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                   "device %s: closed while connecting", uri);
+      nbd_close (h);
+      return NULL;
+    }
     if (left <= 0) {
       g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
                    "device %s: no NBD handshake within %u s", uri,
@@ -134,7 +142,7 @@ nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
       nbd_close (h);
       return NULL;
     }
-    if (nbd_poll (h, (int) MIN (left / 1000 + 1, 1000)) == -1)
+    if (nbd_poll (h, (int) MIN (left / 1000 + 1, 100)) == -1)
       goto err;
   }
   if (!nbd_aio_is_ready (h)) {
@@ -567,7 +575,8 @@ reconnect_lost (struct nbd_dev *nd)
       continue;
 
     h = nbd_connect_handle (nd->dev.uri, nd->connect_timeout_ms,
-                            i == 0 || nd->structured_replies, &e);
+                            i == 0 || nd->structured_replies,
+                            &nd->stopping, &e);
     c = h != NULL ? conn_new (nd, h, i, &e) : NULL;
     if (c != NULL && nbd_get_size (h) != (int64_t) nd->dev.size) {
       g_set_error (&e, NDM_ERROR, NDM_ERROR_DEVICE,
@@ -658,7 +667,7 @@ nbd_close_device (struct ndm_device *dev)
   unsigned i;
 
   g_mutex_lock (&nd->lock);
-  nd->stopping = true;
+  g_atomic_int_set (&nd->stopping, 1);
   g_cond_broadcast (&nd->cond);
   g_mutex_unlock (&nd->lock);
   if (nd->thread != NULL)
@@ -726,7 +735,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
   /* The first connection always negotiates structured replies, so block
    * status has somewhere to go.
    */
-  h = nbd_connect_handle (uri, cfg->connect_timeout_ms, true, err);
+  h = nbd_connect_handle (uri, cfg->connect_timeout_ms, true, NULL, err);
   if (h == NULL)
     return NULL;
 
@@ -747,7 +756,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
     goto err;
   for (i = 1; i < nd->nr_conns; i++) {
     h = nbd_connect_handle (uri, cfg->connect_timeout_ms,
-                            cfg->structured_replies, err);
+                            cfg->structured_replies, NULL, err);
     if (h == NULL)
       goto err;
     nd->conns[i] = conn_new (nd, h, i, err);
