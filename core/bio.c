@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 
 #include "core.h"
+#include "stats.h"
 
 /* ---- allocation: a per-thread cache, owners allocate and free ---------- */
 
@@ -489,9 +490,14 @@ bio_issue (struct ndm_bio *bio, int *err)
   struct ndm_cmd cmd;
 
   bio_cmd (bio, &cmd);
+  bio->cmd_op = cmd.op;
+  bio->cmd_len = cmd.len;
+  bio->t_cmd = ndm_stats_start (dev->stats);
   if (dev->ops->submit (dev, bio, &cmd, ndm_request_channel_for (rq, dev),
-                        &ch, err) == -1)
+                        &ch, err) == -1) {
+    ndm_stats_done (dev->stats, cmd.op, cmd.len, *err, bio->t_cmd);
     return -1;
+  }
   if (ch != NULL)
     ndm_request_add_channel (rq, dev, ch);
   return 0;
@@ -606,6 +612,8 @@ bio_ready (struct ndm_bio *bio, enum ndm_bio_step next)
 void
 ndm_bio_endio (struct ndm_bio *bio, int status)
 {
+  ndm_stats_done (bio->dev->stats, bio->cmd_op, bio->cmd_len, status,
+                  bio->t_cmd);
   if (status == 0) {
     switch (bio->step) {
     case NDM_STEP_IO:

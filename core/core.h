@@ -133,6 +133,23 @@ struct ndm_md {
   struct ndm_config cfg;
   GRWLock table_lock;           /* protects live (swap lock, order 1) */
   struct ndm_table *live;
+
+  /* Suspend, reload, resume (core/md.c).  command_lock serialises the
+   * commands that change state; state_lock (order 0, control path and
+   * the slow paths of the request gate) protects the rest.
+   */
+  GMutex command_lock;
+  GMutex state_lock;            /* protects noflush, inactive, state_cond */
+  GCond state_cond;             /* suspended, active or parked changed */
+  gint suspended;               /* atomic: new requests wait at the gate */
+  bool noflush;                 /* requeues are held, not run, meanwhile */
+  gint active;                  /* atomic: requests past the gate */
+  gint parked;                  /* atomic: of those, held between rounds */
+  struct ndm_table *inactive;   /* loaded by reload, live at resume */
+  gint open_count;              /* atomic: client connections */
+  GMutex event_lock;            /* leaf: only for event_cond */
+  GCond event_cond;
+  guint event_nr;               /* atomic */
   GMutex devices_lock;          /* protects devices, each device's refs */
   GHashTable *devices;          /* uri -> struct ndm_device * */
   struct ndm_budget inflight;   /* bytes of data bios in flight */
@@ -142,6 +159,28 @@ struct ndm_md {
 };
 
 struct ndm_table *ndm_md_get_table (struct ndm_md *md);
+
+/* The request gate: every request enters (waiting while the device is
+ * suspended) and exits.  A request that must run another round while a
+ * noflush suspend is on parks: it returns true once resumed (the live
+ * table may then be another).
+ */
+void ndm_md_enter (struct ndm_md *md);
+void ndm_md_exit (struct ndm_md *md);
+bool ndm_md_park (struct ndm_md *md);
+
+/* ndm_md_command, with a way for long commands (wait) to give up. */
+int ndm_md_command_full (struct ndm_md *md, int argc, char **argv,
+                         GString *out, bool (*cancelled) (void *),
+                         void *cancel_data, GError **err);
+
+/* Bump the event number and wake `wait`. */
+void ndm_md_event (struct ndm_md *md);
+/* Wait until the event number exceeds after, or until deadline
+ * (monotonic us).  Returns the event number.
+ */
+unsigned ndm_md_wait_event (struct ndm_md *md, unsigned after,
+                            gint64 deadline);
 
 /* ---- requests (core/request.c) ------------------------------------------ */
 
@@ -179,6 +218,8 @@ struct ndm_request {
   unsigned max_channels;
   struct ndm_rq_channel *channels;
   GPtrArray *flush_devs;        /* devices with a flush bio (dedup) */
+  GPtrArray *old_tables;        /* tables it ran on before a resume; its
+                                   finished clones still point into them */
   bool waits_inflight;          /* on md->inflight's queue */
   bool waits_bounce;            /* on md->bounce's queue */
 

@@ -14,6 +14,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "stats.h"
 
 void
 ndm_device_limits_fixup (struct ndm_device_limits *l)
@@ -54,6 +55,7 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, GError **err)
   }
   ndm_device_limits_fixup (&dev->limits);
   dev->md = md;
+  dev->stats = ndm_stats_new ();
   dev->refs = 1;
   g_mutex_init (&dev->rmw_lock);
   g_queue_init (&dev->rmw_ranges);
@@ -88,5 +90,6 @@ ndm_md_put_device (struct ndm_md *md, struct ndm_device *dev)
   g_assert (g_queue_is_empty (&dev->rmw_ranges));
   g_queue_clear (&dev->rmw_waiters);
   g_mutex_clear (&dev->rmw_lock);
+  ndm_stats_free (dev->stats);
   dev->ops->close (dev);
 }

@@ -1,14 +1,26 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-dm: the mapped device (dm's mapped_device) and its tuning keys.
  *
- * It owns the live table and the device registry, and is the entry point
- * for front ends: ndm_md_io and ndm_md_extents run one request each on the
- * calling thread.
+ * It owns the live table, a loaded inactive one, the device registry and
+ * the suspend state, and is the entry point for front ends: ndm_md_io and
+ * ndm_md_extents run one request each on the calling thread.
  *
- * Thread model: new, load, start and free on one control thread while no
- * request runs; io/extents/size/caps on any number of threads.  The live
+ * Suspend works like dm's: a flag stops the request gate, and the
+ * suspender waits until every request that got past it has finished
+ * (flush) or is parked between two rounds (noflush).  The gate's fast path
+ * is one atomic increment and one atomic read: the gate increments
+ * "active" then reads "suspended", the suspender sets "suspended" then
+ * reads "active", so with sequentially consistent atomics one of them
+ * sees the other.  resume swaps the table pointer under table_lock: a
+ * request holds a reference on the table it started with, so the old one
+ * lives until its last request ends.
+ *
+ * Thread model: new, load, start and free on one thread while no request
+ * runs; suspend, reload, resume, clear on the control path (serialised by
+ * command_lock); io/extents/size/caps on any number of threads.  The live
  * table pointer is protected by table_lock (order 1 in core/request.c),
- * taken for reading only long enough to take a reference.
+ * taken for reading only long enough to take a reference; state_lock
+ * (order 0) is taken before it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -83,6 +95,17 @@ ndm_config_set (struct ndm_config *cfg, const char *key, const char *value,
 {
   unsigned u;
 
+  if (strcmp (key, "name") == 0) {
+    if (value[0] == '\0' || strlen (value) >= sizeof cfg->name ||
+        strpbrk (value, " \t\n") != NULL) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
+                   "%s: '%s': expected 1 to %zu characters, no blanks",
+                   key, value, sizeof cfg->name - 1);
+      return -1;
+    }
+    g_strlcpy (cfg->name, value, sizeof cfg->name);
+    return 1;
+  }
   if (strcmp (key, "connections") == 0)
     return parse_uint (key, value, 1, 64, &cfg->connections, err) ? -1 : 1;
   if (strcmp (key, "max-inflight") == 0)
@@ -132,12 +155,21 @@ ndm_md_new (const struct ndm_config *cfg)
   if (md->cfg.device_class == NULL)
     md->cfg.device_class = &ndm_nbd_device_class;
   g_rw_lock_init (&md->table_lock);
+  g_mutex_init (&md->command_lock);
+  g_mutex_init (&md->state_lock);
+  g_cond_init (&md->state_cond);
+  g_mutex_init (&md->event_lock);
+  g_cond_init (&md->event_cond);
   g_mutex_init (&md->devices_lock);
   md->devices = g_hash_table_new (g_str_hash, g_str_equal);
   ndm_budget_init (&md->inflight, "max-inflight", cfg->max_inflight);
   ndm_budget_init (&md->bounce, "max-bounce", cfg->max_bounce);
   return md;
 }
+
+static void target_resume (struct ndm_target *ti);
+static void table_for_each_target (struct ndm_table *t,
+                                   void (*fn) (struct ndm_target *));
 
 int
 ndm_md_load (struct ndm_md *md, const char *text, GError **err)
@@ -146,6 +178,8 @@ ndm_md_load (struct ndm_md *md, const char *text, GError **err)
 
   if (t == NULL)
     return -1;
+  /* The first activation is a resume, as in dm. */
+  table_for_each_target (t, target_resume);
   g_rw_lock_writer_lock (&md->table_lock);
   old = md->live;
   md->live = t;
@@ -180,9 +214,16 @@ ndm_md_free (struct ndm_md *md)
     return;
   if (md->live != NULL)
     ndm_table_unref (md->live);
+  if (md->inactive != NULL)
+    ndm_table_unref (md->inactive);
   g_assert (g_hash_table_size (md->devices) == 0);
   g_hash_table_unref (md->devices);
   g_mutex_clear (&md->devices_lock);
+  g_cond_clear (&md->event_cond);
+  g_mutex_clear (&md->event_lock);
+  g_cond_clear (&md->state_cond);
+  g_mutex_clear (&md->state_lock);
+  g_mutex_clear (&md->command_lock);
   g_rw_lock_clear (&md->table_lock);
   ndm_budget_clear (&md->inflight);
   ndm_budget_clear (&md->bounce);
@@ -268,4 +309,253 @@ ndm_md_status (struct ndm_md *md, GString *out)
 
   ndm_table_format (t, NDM_STATUS_INFO, out);
   ndm_table_unref (t);
+}
+
+/* ---- the request gate ------------------------------------------------------ */
+
+static void
+md_wake_state_waiters (struct ndm_md *md)
+{
+  g_mutex_lock (&md->state_lock);
+  g_cond_broadcast (&md->state_cond);
+  g_mutex_unlock (&md->state_lock);
+}
+
+void
+ndm_md_exit (struct ndm_md *md)
+{
+  g_atomic_int_add (&md->active, -1);
+  if (g_atomic_int_get (&md->suspended))
+    md_wake_state_waiters (md);         /* a suspend may be draining */
+}
+
+void
+ndm_md_enter (struct ndm_md *md)
+{
+  for (;;) {
+    g_atomic_int_inc (&md->active);
+    if (!g_atomic_int_get (&md->suspended))
+      return;
+    ndm_md_exit (md);
+    g_mutex_lock (&md->state_lock);
+    while (g_atomic_int_get (&md->suspended))
+      g_cond_wait (&md->state_cond, &md->state_lock);
+    g_mutex_unlock (&md->state_lock);
+  }
+}
+
+bool
+ndm_md_park (struct ndm_md *md)
+{
+  if (!g_atomic_int_get (&md->suspended))
+    return false;
+  g_mutex_lock (&md->state_lock);
+  if (!g_atomic_int_get (&md->suspended) || !md->noflush) {
+    g_mutex_unlock (&md->state_lock);
+    return false;
+  }
+  g_atomic_int_inc (&md->parked);
+  g_cond_broadcast (&md->state_cond);
+  while (g_atomic_int_get (&md->suspended))
+    g_cond_wait (&md->state_cond, &md->state_lock);
+  g_atomic_int_add (&md->parked, -1);
+  g_mutex_unlock (&md->state_lock);
+  return true;
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+void
+ndm_md_event (struct ndm_md *md)
+{
+  g_atomic_int_inc (&md->event_nr);
+  g_mutex_lock (&md->event_lock);
+  g_cond_broadcast (&md->event_cond);
+  g_mutex_unlock (&md->event_lock);
+}
+
+void
+ndm_target_event (struct ndm_target *ti)
+{
+  ndm_md_event (ti->table->md);
+}
+
+unsigned
+ndm_md_wait_event (struct ndm_md *md, unsigned after, gint64 deadline)
+{
+  unsigned nr;
+
+  g_mutex_lock (&md->event_lock);
+  while ((nr = g_atomic_int_get (&md->event_nr)) <= after &&
+         g_cond_wait_until (&md->event_cond, &md->event_lock, deadline))
+    ;
+  g_mutex_unlock (&md->event_lock);
+  return g_atomic_int_get (&md->event_nr);
+}
+
+/* ---- suspend, reload, resume ------------------------------------------------ */
+
+static void
+table_for_each_target (struct ndm_table *t, void (*fn) (struct ndm_target *))
+{
+  unsigned i;
+
+  for (i = 0; i < t->nr_targets; i++)
+    fn (&t->targets[i]);
+}
+
+static void
+target_presuspend (struct ndm_target *ti)
+{
+  if (ti->type->presuspend != NULL)
+    ti->type->presuspend (ti);
+}
+
+static void
+target_resume (struct ndm_target *ti)
+{
+  if (ti->type->resume != NULL)
+    ti->type->resume (ti);
+}
+
+/* With command_lock held. */
+static void
+md_suspend_locked (struct ndm_md *md, bool noflush)
+{
+  struct ndm_table *t;
+
+  if (g_atomic_int_get (&md->suspended))
+    return;
+  g_mutex_lock (&md->state_lock);
+  md->noflush = noflush;
+  g_atomic_int_set (&md->suspended, 1);
+  g_mutex_unlock (&md->state_lock);
+
+  /* Targets holding I/O back (delay) let it go, or the drain would wait
+   * for them.
+   */
+  t = ndm_md_get_table (md);
+  table_for_each_target (t, target_presuspend);
+  ndm_table_unref (t);
+
+  g_mutex_lock (&md->state_lock);
+  while (g_atomic_int_get (&md->active) > g_atomic_int_get (&md->parked))
+    g_cond_wait (&md->state_cond, &md->state_lock);
+  g_mutex_unlock (&md->state_lock);
+}
+
+int
+ndm_md_suspend (struct ndm_md *md, bool noflush, GError **err)
+{
+  g_mutex_lock (&md->command_lock);
+  md_suspend_locked (md, noflush);
+  g_mutex_unlock (&md->command_lock);
+  return 0;
+}
+
+int
+ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
+               GError **err)
+{
+  struct ndm_table *t, *old;
+  uint64_t live_size;
+  int clients;
+
+  g_mutex_lock (&md->command_lock);
+  t = ndm_table_create (md, text, err);
+  if (t == NULL) {
+    g_mutex_unlock (&md->command_lock);
+    return -1;
+  }
+  live_size = ndm_md_get_size (md);
+  clients = g_atomic_int_get (&md->open_count);
+  if (t->size != live_size && clients > 0 && !allow_resize) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "the new table has %" PRIu64 " sectors and the live one %"
+                 PRIu64 ": NBD cannot tell the %d connected client%s that "
+                 "the size changed (--allow-resize to load it anyway)",
+                 t->size >> NDM_SECTOR_SHIFT, live_size >> NDM_SECTOR_SHIFT,
+                 clients, clients == 1 ? "" : "s");
+    ndm_table_unref (t);
+    g_mutex_unlock (&md->command_lock);
+    return -1;
+  }
+  g_mutex_lock (&md->state_lock);
+  old = md->inactive;
+  md->inactive = t;
+  g_mutex_unlock (&md->state_lock);
+  g_mutex_unlock (&md->command_lock);
+  if (old != NULL)
+    ndm_table_unref (old);
+  return 0;
+}
+
+int
+ndm_md_clear (struct ndm_md *md, GError **err)
+{
+  struct ndm_table *old;
+
+  g_mutex_lock (&md->command_lock);
+  g_mutex_lock (&md->state_lock);
+  old = md->inactive;
+  md->inactive = NULL;
+  g_mutex_unlock (&md->state_lock);
+  g_mutex_unlock (&md->command_lock);
+  if (old != NULL)
+    ndm_table_unref (old);
+  return 0;
+}
+
+int
+ndm_md_resume (struct ndm_md *md, GError **err)
+{
+  struct ndm_table *new, *old = NULL, *t;
+
+  g_mutex_lock (&md->command_lock);
+  /* Like dm: resuming with a loaded table suspends first if needed. */
+  if (md->inactive != NULL)
+    md_suspend_locked (md, false);
+  if (!g_atomic_int_get (&md->suspended)) {
+    g_mutex_unlock (&md->command_lock);
+    return 0;
+  }
+
+  g_mutex_lock (&md->state_lock);
+  new = md->inactive;
+  md->inactive = NULL;
+  if (new != NULL) {
+    g_rw_lock_writer_lock (&md->table_lock);
+    old = md->live;
+    md->live = new;
+    g_rw_lock_writer_unlock (&md->table_lock);
+  }
+  g_mutex_unlock (&md->state_lock);
+
+  t = ndm_md_get_table (md);
+  table_for_each_target (t, target_resume);
+  ndm_table_unref (t);
+
+  g_mutex_lock (&md->state_lock);
+  g_atomic_int_set (&md->suspended, 0);
+  g_cond_broadcast (&md->state_cond);
+  g_mutex_unlock (&md->state_lock);
+  g_mutex_unlock (&md->command_lock);
+
+  if (new != NULL)
+    ndm_md_event (md);
+  if (old != NULL)
+    ndm_table_unref (old);
+  return 0;
+}
+
+void
+ndm_md_client_open (struct ndm_md *md)
+{
+  g_atomic_int_inc (&md->open_count);
+}
+
+void
+ndm_md_client_close (struct ndm_md *md)
+{
+  g_atomic_int_add (&md->open_count, -1);
 }

@@ -14,11 +14,13 @@
  * reads the replies.
  *
  * Lock order, outermost first:
+ *   0. ndm_md.state_lock             suspend state; control path and the
+ *                                    request gate's slow paths
  *   1. ndm_md.table_lock (GRWLock)   taken only to ref the live table
  *   2. <target>_c.lock                path/leg state (targets that have one)
  *   3. ndm_request.lock               the ready list
  *   4. leaf locks, never nested:      ndm_channel.lock, ndm_budget.lock,
- *                                     ndm_device.rmw_lock
+ *                                     ndm_device.rmw_lock, ndm_md.event_lock
  * No ndm lock is held across a device submit or poll: libnbd runs
  * completion callbacks under its handle lock, and those callbacks take
  * locks 3 and 4.  ndm_md.devices_lock is control-path only.
@@ -32,6 +34,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "stats.h"
 
 /* ---- called from completions ----------------------------------------------- */
 
@@ -205,45 +208,39 @@ clone_map (struct ndm_clone *clone)
   return r;
 }
 
-/* Cut the request into clones, one per target it touches.  A flush goes
- * to every target (each maps it to its devices, deduplicated per device).
- * A block status with REQ_ONE stops at the first target.
+/* A new clone at the end of rq->clones (which may move: see fix_tails). */
+static struct ndm_clone *
+clone_append (struct ndm_request *rq, unsigned *max)
+{
+  if (rq->nr_clones == *max) {
+    *max *= 2;
+    if (rq->clones == rq->inline_clones) {
+      rq->clones = g_new (struct ndm_clone, *max);
+      memcpy (rq->clones, rq->inline_clones, sizeof rq->inline_clones);
+    }
+    else
+      rq->clones = g_renew (struct ndm_clone, rq->clones, *max);
+  }
+  return &rq->clones[rq->nr_clones++];
+}
+
+/* Clones for [pos, stop) of rq->table, one per target it touches; buf is
+ * the client data at pos (or NULL).  Block status with REQ_ONE stops at
+ * the first target.
  */
 static void
-request_make_clones (struct ndm_request *rq)
+request_cut (struct ndm_request *rq, unsigned *max, uint64_t pos,
+             uint64_t stop, char *buf)
 {
   struct ndm_table *t = rq->table;
   struct ndm_target *ti, *end = t->targets + t->nr_targets;
-  uint64_t pos, stop;
-  unsigned n = 0, max = NDM_RQ_INLINE_CLONES;
+  uint64_t start = pos;
 
-  if (rq->op == NDM_OP_FLUSH) {
-    ti = t->targets;
-    pos = 0;
-    stop = t->size;
-  }
-  else {
-    ti = ndm_table_find_target (t, rq->offset);
-    pos = rq->offset;
-    stop = rq->offset + rq->len;
-  }
-
-  rq->clones = rq->inline_clones;
-  for (; ti < end && pos < stop; ti++) {
+  for (ti = ndm_table_find_target (t, pos); ti < end && pos < stop; ti++) {
     uint64_t tend = (ti->begin + ti->len) << NDM_SECTOR_SHIFT;
     uint64_t n_bytes = MIN (tend, stop) - pos;
-    struct ndm_clone *clone;
+    struct ndm_clone *clone = clone_append (rq, max);
 
-    if (n == max) {
-      max *= 2;
-      if (rq->clones == rq->inline_clones) {
-        rq->clones = g_new (struct ndm_clone, max);
-        memcpy (rq->clones, rq->inline_clones, sizeof rq->inline_clones);
-      }
-      else
-        rq->clones = g_renew (struct ndm_clone, rq->clones, max);
-    }
-    clone = &rq->clones[n++];
     memset (clone, 0, sizeof *clone);
     clone->rq = rq;
     clone->ti = ti;
@@ -251,15 +248,55 @@ request_make_clones (struct ndm_request *rq)
     clone->flags = rq->flags;
     clone->offset = pos;
     clone->len = n_bytes;
-    clone->buf = rq->buf != NULL ? rq->buf + (pos - rq->offset) : NULL;
+    clone->buf = buf != NULL ? buf + (pos - start) : NULL;
+    clone->orig_len = n_bytes;
+    clone->t_start = ndm_stats_start (ti->stats);
     pos += n_bytes;
     if (rq->op == NDM_OP_BLOCK_STATUS && (rq->flags & NDM_REQ_ONE))
       break;
   }
-  rq->nr_clones = n;
-  /* Only now that the array stops moving. */
-  for (n = 0; n < rq->nr_clones; n++)
-    rq->clones[n].bios_tail = &rq->clones[n].bios;
+}
+
+/* Once rq->clones stops moving: point each clone's bio tail into it. */
+static void
+request_fix_tails (struct ndm_request *rq)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_bio **tail = &rq->clones[i].bios;
+
+    while (*tail != NULL)
+      tail = &(*tail)->next;
+    rq->clones[i].bios_tail = tail;
+  }
+}
+
+/* Cut the request into clones.  A flush goes to every target (each maps
+ * it to its devices, deduplicated per device).
+ */
+static void
+request_make_clones (struct ndm_request *rq)
+{
+  unsigned max = NDM_RQ_INLINE_CLONES;
+
+  rq->clones = rq->inline_clones;
+  rq->nr_clones = 0;
+  if (rq->op == NDM_OP_FLUSH)
+    request_cut (rq, &max, 0, rq->table->size, NULL);
+  else
+    request_cut (rq, &max, rq->offset, rq->offset + rq->len, rq->buf);
+  request_fix_tails (rq);
+}
+
+/* The clone's outcome is final: count it for its target. */
+static void
+clone_finish (struct ndm_clone *clone, int error)
+{
+  clone->finished = true;
+  clone->error = error;
+  ndm_stats_done (clone->ti->stats, clone->op, clone->orig_len, error,
+                  clone->t_start);
 }
 
 /* ---- starting, waiting ------------------------------------------------------ */
@@ -500,14 +537,13 @@ request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
       /* The request fails anyway; its target has still seen the outcome
        * (a path may have failed).
        */
-      clone->finished = true;
+      clone_finish (clone, 0);
       continue;
     }
     switch (r) {
     case NDM_ENDIO_DONE:
     case NDM_ENDIO_ERROR:
-      clone->finished = true;
-      clone->error = error;
+      clone_finish (clone, error);
       if (error != 0) {
         log_clone_error (rq, clone);
         *first_err = i;
@@ -518,6 +554,7 @@ request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
       /* fall through */
     case NDM_ENDIO_REQUEUE:
       clone->requeues++;
+      ndm_stats_requeue (clone->ti->stats);
       clone_advance (clone);
       again = true;
       break;
@@ -626,6 +663,63 @@ request_collect_extents (struct ndm_request *rq, GArray *out)
   }
 }
 
+/* ---- noflush suspend: held between rounds ------------------------------------ */
+
+/* A noflush suspend held this request between two rounds; the live table
+ * may be another now.  Finished clones keep their outcome; what is left
+ * of each unfinished one is cut anew by the new table, so it lands where
+ * the new mapping says (data written to the old mapping would be lost to
+ * the client).  *first_err is recomputed for the new clone array.
+ */
+static void
+request_rebind (struct ndm_request *rq, unsigned *first_err)
+{
+  struct ndm_table *t = ndm_md_get_table (rq->md);
+  struct ndm_clone *old;
+  unsigned i, n_old, max = NDM_RQ_INLINE_CLONES;
+
+  if (t == rq->table) {
+    ndm_table_unref (t);
+    return;
+  }
+  n_old = rq->nr_clones;
+  old = g_memdup2 (rq->clones, n_old * sizeof *old);
+  if (rq->clones != rq->inline_clones)
+    g_free (rq->clones);
+  rq->clones = rq->inline_clones;
+  rq->nr_clones = 0;
+  if (rq->old_tables == NULL)
+    rq->old_tables = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) ndm_table_unref);
+  g_ptr_array_add (rq->old_tables, rq->table);
+  rq->table = t;
+  if (rq->flush_devs != NULL)
+    g_ptr_array_set_size (rq->flush_devs, 0);
+
+  for (i = 0; i < n_old; i++) {
+    struct ndm_clone *c = &old[i];
+
+    if (c->finished) {
+      *clone_append (rq, &max) = *c;
+      continue;
+    }
+    ndm_stats_abandon (c->ti->stats);
+    clone_free_bios (c);
+    if (c->extents != NULL)
+      g_array_unref (c->extents);
+    request_cut (rq, &max, c->offset, c->offset + c->len, c->buf);
+  }
+  g_free (old);
+  request_fix_tails (rq);
+
+  *first_err = rq->nr_clones;
+  for (i = 0; i < rq->nr_clones; i++)
+    if (rq->clones[i].finished && rq->clones[i].error != 0) {
+      *first_err = i;
+      break;
+    }
+}
+
 /* ---- the request -------------------------------------------------------------- */
 
 static void
@@ -665,14 +759,15 @@ request_fini (struct ndm_request *rq)
     g_free (rq->clones);
   if (rq->flush_devs != NULL)
     g_ptr_array_unref (rq->flush_devs);
+  if (rq->old_tables != NULL)
+    g_ptr_array_unref (rq->old_tables);
   g_mutex_clear (&rq->lock);
   ndm_table_unref (rq->table);
 }
 
-int
-ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
-                 uint64_t count, uint64_t offset, uint32_t flags,
-                 GArray *out, int *err)
+static int
+request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
+             uint64_t offset, uint32_t flags, GArray *out, int *err)
 {
   struct ndm_request rq;
   unsigned first_err;
@@ -707,6 +802,14 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
     request_drive (&rq);
     if (!request_decide (&rq, &first_err, &delay))
       break;
+    if (g_atomic_int_get (&md->suspended)) {
+      /* Leave the channels first: other owners may be waiting for this
+       * one to read their replies, and the suspend for them.
+       */
+      request_release_channels (&rq);
+      if (ndm_md_park (md))
+        request_rebind (&rq, &first_err);
+    }
     if (delay)
       request_delay (&rq);
 
@@ -754,4 +857,17 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
     return -1;
   }
   return 0;
+}
+
+int
+ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
+                 uint64_t count, uint64_t offset, uint32_t flags,
+                 GArray *out, int *err)
+{
+  int r;
+
+  ndm_md_enter (md);
+  r = request_run (md, op, buf, count, offset, flags, out, err);
+  ndm_md_exit (md);
+  return r;
 }

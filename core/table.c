@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "stats.h"
 
 G_DEFINE_QUARK (ndm-error-quark, ndm_error)
 
@@ -143,6 +144,8 @@ table_free (struct ndm_table *t)
 
     if (ti->type != NULL && ti->type->dtr != NULL)
       ti->type->dtr (ti);
+    if (ti->stats != NULL)
+      ndm_stats_free (ti->stats);
   }
   for (i = 0; i < t->devices->len; i++)
     ndm_md_put_device (t->md, t->devices->pdata[i]);
@@ -287,6 +290,7 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
     return -1;
   }
   ti->type = type;              /* from now on dtr runs */
+  ti->stats = ndm_stats_new ();
   t->nr_targets++;
   if (type->iterate_devices != NULL &&
       type->iterate_devices (ti, device_area_check, &e) != 0) {

@@ -19,11 +19,14 @@
 #include <nbdkit-plugin.h>
 
 #include "nbd-dm/ndm.h"
+#include "nbd-dm/control.h"
 
 static struct ndm_config cfg;
 static char *table_text;        /* the table, from either key */
 static char *table_source;      /* "FILE: " or "table-text: ", for errors */
+static char *control_path;      /* control=SOCKET */
 static struct ndm_md *md;
+static struct ndm_control *control;
 
 static void
 dm_log (enum ndm_log_level level, const char *msg)
@@ -44,10 +47,13 @@ dm_load (void)
 static void
 dm_unload (void)
 {
+  ndm_control_free (control);
+  control = NULL;
   ndm_md_free (md);
   md = NULL;
   free (table_text);
   free (table_source);
+  free (control_path);
 }
 
 static int
@@ -84,6 +90,14 @@ dm_config (const char *key, const char *value)
   }
   if (strcmp (key, "table-text") == 0)
     return set_table (key, strdup (value), "table-text");
+  if (strcmp (key, "control") == 0) {
+    if (control_path != NULL) {
+      nbdkit_error ("control: given twice");
+      return -1;
+    }
+    control_path = nbdkit_absolute_path (value);
+    return control_path != NULL ? 0 : -1;
+  }
 
   r = ndm_config_set (&cfg, key, value, &err);
   if (r == 1)
@@ -110,6 +124,7 @@ dm_config_complete (void)
 #define dm_config_help \
   "table=FILE             (required) dmsetup table of the device.\n" \
   "table-text=TEXT        The table inline; lines split on newline or ';'.\n" \
+  "control=SOCKET         Serve nbd-dmsetup's control protocol there.\n" \
   NDM_CONFIG_HELP
 
 static void
@@ -132,14 +147,25 @@ dm_get_ready (void)
     g_error_free (err);
     return -1;
   }
+  /* The socket now, so a bad path stops start-up; its threads later. */
+  if (control_path != NULL) {
+    control = ndm_control_new (md, control_path, &err);
+    if (control == NULL) {
+      nbdkit_error ("%s", err->message);
+      g_error_free (err);
+      return -1;
+    }
+  }
   return 0;
 }
 
-/* Background threads (reconnects) only after nbdkit forked. */
+/* Background threads (reconnects, control) only after nbdkit forked. */
 static int
 dm_after_fork (void)
 {
   ndm_md_start (md);
+  if (control != NULL)
+    ndm_control_start (control);
   return 0;
 }
 
@@ -153,7 +179,14 @@ dm_cleanup (void)
 static void *
 dm_open (int readonly)
 {
+  ndm_md_client_open (md);
   return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static void
+dm_close (void *handle)
+{
+  ndm_md_client_close (md);
 }
 
 static int64_t
@@ -334,6 +367,7 @@ static struct nbdkit_plugin plugin = {
   .after_fork        = dm_after_fork,
   .cleanup           = dm_cleanup,
   .open              = dm_open,
+  .close             = dm_close,
   .get_size          = dm_get_size,
   .block_size        = dm_block_size,
   .can_write         = dm_can_write,

@@ -71,6 +71,9 @@ struct ndm_bio {
   GArray *extents;              /* block status answer, device offsets */
   struct ndm_bio *ready_next;   /* request's ready list */
   GList rmw_link;               /* in dev->rmw_ranges */
+  enum ndm_op cmd_op;           /* the command out, for the device's */
+  uint64_t cmd_len;             /* stats */
+  int64_t t_cmd;
 };
 
 #endif /* NBD_DM_BIO_H */

@@ -151,6 +151,7 @@ struct ndm_device {
 
   /* Core-private. */
   struct ndm_md *md;
+  struct ndm_io_stats *stats;
   unsigned refs;                /* targets holding it; by md->devices_lock */
   GMutex rmw_lock;              /* protects rmw_ranges, rmw_waiters */
   GQueue rmw_ranges;            /* bios read-modify-writing (R7) */

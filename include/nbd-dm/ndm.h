@@ -66,6 +66,7 @@ struct ndm_target_type;
  * are documented in nbdkit-dm-plugin(1) and set with ndm_config_set.
  */
 struct ndm_config {
+  char name[64];                /* for `info`; "nbd-dm" if empty */
   unsigned connections;         /* per device that allows multi-conn */
   uint64_t max_inflight;        /* bytes of data bios in flight (R8) */
   uint64_t max_bounce;          /* bytes of bounce buffers (R7, R8) */
@@ -95,6 +96,8 @@ int ndm_config_set (struct ndm_config *cfg, const char *key,
  * end can paste it into its own help at compile time).
  */
 #define NDM_CONFIG_HELP                                                    \
+  "name=NAME              The device's name in nbd-dmsetup info\n"          \
+  "                       (default nbd-dm).\n"                              \
   "connections=N          Connections per device that allows multi-conn\n" \
   "                       (default 2).\n"                                   \
   "max-inflight=SIZE      Bytes of data in flight to devices before new\n" \
@@ -166,6 +169,26 @@ int ndm_md_extents (struct ndm_md *md, uint64_t count, uint64_t offset,
 /* dmsetup table / status lines of the live table, one per target. */
 void ndm_md_table (struct ndm_md *md, GString *out);
 void ndm_md_status (struct ndm_md *md, GString *out);
+
+/* Like dm (DESIGN.md section 6).  suspend stops dispatching new requests
+ * and returns once none is in flight; with noflush, a request that would
+ * run another round (a requeue) is held instead, and goes on after resume
+ * on whatever table is live then.  reload builds a table beside the live
+ * one (errors quote the line, nothing changes); a size different from the
+ * live one is refused while clients are connected unless allow_resize.
+ * resume makes the loaded table live (suspending first if needed) and lets
+ * held and waiting requests go on.  clear drops a loaded table.
+ * Control path; they serialise among themselves.
+ */
+int ndm_md_suspend (struct ndm_md *md, bool noflush, GError **err);
+int ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
+                   GError **err);
+int ndm_md_resume (struct ndm_md *md, GError **err);
+int ndm_md_clear (struct ndm_md *md, GError **err);
+
+/* A client connected / left (for the size rule and `info`). */
+void ndm_md_client_open (struct ndm_md *md);
+void ndm_md_client_close (struct ndm_md *md);
 
 /* Tell the core the front end is shutting down: path errors then reach
  * clients as ESHUTDOWN instead of EIO.

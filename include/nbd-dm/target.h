@@ -30,6 +30,7 @@
 struct ndm_table;
 struct ndm_request;
 struct ndm_bio;
+struct ndm_io_stats;
 
 /* map results (dm's DM_MAPIO_*) */
 #define NDM_MAPIO_SUBMITTED     0  /* the target completed the clone itself */
@@ -57,6 +58,7 @@ struct ndm_target {
   uint64_t len;                 /* sectors */
   unsigned line;                /* in the table text, for messages */
   void *private;                /* the target's context */
+  struct ndm_io_stats *stats;   /* core-private */
 };
 
 /* One client request's part within one target.  Targets read it; only the
@@ -80,6 +82,8 @@ struct ndm_clone {
 
   /* Core-private. */
   int map_result;               /* NDM_MAPIO_* of the last map */
+  int64_t t_start;              /* for the target's latency stats */
+  uint64_t orig_len;            /* bytes when the request came in */
   struct ndm_bio *bios;         /* in map order */
   struct ndm_bio **bios_tail;
   unsigned nr_bios;
@@ -159,7 +163,20 @@ struct ndm_target_type {
    */
   int (*iterate_devices) (struct ndm_target *ti, ndm_iterate_devices_fn fn,
                           void *data);
+  /* Optional.  The device is being suspended: stop holding I/O back
+   * (delay releases what it delays), so the suspend can drain.
+   */
+  void (*presuspend) (struct ndm_target *ti);
+  /* Optional.  The table is live again (after a suspend) or for the first
+   * time (after a reload and resume).
+   */
+  void (*resume) (struct ndm_target *ti);
 };
+
+/* Something happened that `nbd-dmsetup wait` should see (dm_table_event):
+ * an error counted, a path failed.  Any thread, any lock held.
+ */
+void ndm_target_event (struct ndm_target *ti);
 
 /* For ctr: get (open or share, dm_get_device) the device of uri.
  * The table releases it when the target is destroyed.

@@ -52,6 +52,7 @@ struct fake_dev {
   uint64_t pending_bytes, max_pending_bytes;
   GThread *thread;
   bool stopping;
+  bool closed;
   struct fake_chan *chan;
 };
 
@@ -329,6 +330,7 @@ fake_close (struct ndm_device *dev)
 
   g_mutex_lock (&fd->lock);
   fd->stopping = true;
+  fd->closed = true;
   g_cond_broadcast (&fd->cond);
   g_mutex_unlock (&fd->lock);
   if (fd->thread != NULL)
@@ -511,6 +513,17 @@ uint8_t *
 fake_data (struct fake_dev *fd)
 {
   return fd->data;
+}
+
+bool
+fake_is_open (struct fake_dev *fd)
+{
+  bool open;
+
+  g_mutex_lock (&fd->lock);
+  open = !fd->closed;
+  g_mutex_unlock (&fd->lock);
+  return open;
 }
 
 uint64_t

@@ -53,6 +53,8 @@ struct fake_dev *fake_lookup (const char *name);
 void fake_reset (void);
 
 uint8_t *fake_data (struct fake_dev *fd);
+/* Until the core closes it. */
+bool fake_is_open (struct fake_dev *fd);
 uint64_t fake_size (struct fake_dev *fd);
 
 /* Faults (set before the I/O they apply to). */

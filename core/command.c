@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: the control commands — dmsetup's verbs for one mapped device,
+ * as text (dmsetup's strings where dmsetup has the verb) or JSON (the
+ * same facts).  The socket server (core/control.c) parses lines into argv
+ * and calls ndm_md_command_full; the unit tests call it directly.
+ *
+ * Thread model: any thread, any number at once.  Verbs that change the
+ * device's state serialise in core/md.c; the others only read it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "nbd-dm/control.h"
+#include "core.h"
+#include "log.h"
+#include "stats.h"
+
+struct cmd {
+  struct ndm_md *md;
+  int argc;                     /* positional words, verb excluded */
+  char **argv;
+  bool json;
+  bool noflush;
+  bool clear;
+  bool allow_resize;
+  bool (*cancelled) (void *data);
+  void *cancel_data;
+};
+
+typedef int (*verb_fn) (struct cmd *c, GString *out, GError **err);
+
+/* ---- info, table, status ---------------------------------------------------- */
+
+static int
+verb_info (struct cmd *c, GString *out, GError **err)
+{
+  struct ndm_md *md = c->md;
+  struct ndm_table *t = ndm_md_get_table (md);
+  const char *name = md->cfg.name[0] ? md->cfg.name : "nbd-dm";
+  bool suspended = g_atomic_int_get (&md->suspended);
+  bool inactive;
+
+  g_mutex_lock (&md->state_lock);
+  inactive = md->inactive != NULL;
+  g_mutex_unlock (&md->state_lock);
+
+  if (c->json) {
+    g_string_append (out, "{\"name\":");
+    ndm_json_string (out, name);
+    g_string_append_printf (out, ",\"state\":\"%s\",\"live_table\":true,"
+                            "\"inactive_table\":%s,\"open_count\":%d,"
+                            "\"event_nr\":%u,\"targets\":%u,"
+                            "\"size_sectors\":%" PRIu64 "}\n",
+                            suspended ? "SUSPENDED" : "ACTIVE",
+                            inactive ? "true" : "false",
+                            g_atomic_int_get (&md->open_count),
+                            g_atomic_int_get (&md->event_nr),
+                            t->nr_targets, t->size >> NDM_SECTOR_SHIFT);
+  }
+  else {
+    /* dmsetup info's labels and layout, for the fields that exist here. */
+    g_string_append_printf (out, "%-19s%s\n", "Name:", name);
+    g_string_append_printf (out, "%-19s%s\n", "State:",
+                            suspended ? "SUSPENDED" : "ACTIVE");
+    g_string_append_printf (out, "%-19s%s\n", "Tables present:",
+                            inactive ? "LIVE & INACTIVE" : "LIVE");
+    g_string_append_printf (out, "%-19s%d\n", "Open count:",
+                            g_atomic_int_get (&md->open_count));
+    g_string_append_printf (out, "%-19s%u\n", "Event number:",
+                            g_atomic_int_get (&md->event_nr));
+    g_string_append_printf (out, "%-19s%u\n", "Number of targets:",
+                            t->nr_targets);
+  }
+  ndm_table_unref (t);
+  return 0;
+}
+
+struct dev_list {
+  GPtrArray *devs;
+};
+
+static int
+collect_device (struct ndm_target *ti, struct ndm_device *dev,
+                uint64_t start, uint64_t len, void *data)
+{
+  struct dev_list *l = data;
+  unsigned i;
+
+  for (i = 0; i < l->devs->len; i++)
+    if (l->devs->pdata[i] == dev)
+      return 0;
+  g_ptr_array_add (l->devs, dev);
+  return 0;
+}
+
+static void
+device_state (struct ndm_device *dev, GString *out)
+{
+  if (dev->ops->status != NULL)
+    dev->ops->status (dev, out);
+  else
+    g_string_append (out, "up");
+}
+
+static void
+json_target_head (GString *out, struct ndm_target *ti)
+{
+  g_string_append_printf (out, "{\"start\":%" PRIu64 ",\"length\":%" PRIu64
+                          ",\"type\":", ti->begin, ti->len);
+  ndm_json_string (out, ti->type->name);
+}
+
+/* table and status: dmsetup's lines, or per target JSON.  Status JSON
+ * adds each target's devices and the state of their connections.
+ */
+static int
+table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
+{
+  struct ndm_table *t = ndm_md_get_table (c->md);
+  unsigned i, j;
+
+  if (!c->json) {
+    ndm_table_format (t, type, out);
+    ndm_table_unref (t);
+    return 0;
+  }
+  g_string_append (out, "{\"targets\":[");
+  for (i = 0; i < t->nr_targets; i++) {
+    struct ndm_target *ti = &t->targets[i];
+    g_autoptr (GString) s = g_string_new (NULL);
+
+    if (ti->type->status != NULL)
+      ti->type->status (ti, type, s);
+    g_string_append (out, i ? "," : "");
+    json_target_head (out, ti);
+    g_string_append (out, type == NDM_STATUS_TABLE ? ",\"args\":"
+                     : ",\"status\":");
+    ndm_json_string (out, s->str);
+    if (type == NDM_STATUS_INFO) {
+      struct dev_list l = { .devs = g_ptr_array_new () };
+
+      if (ti->type->iterate_devices != NULL)
+        ti->type->iterate_devices (ti, collect_device, &l);
+      g_string_append (out, ",\"devices\":[");
+      for (j = 0; j < l.devs->len; j++) {
+        struct ndm_device *dev = l.devs->pdata[j];
+        g_autoptr (GString) st = g_string_new (NULL);
+
+        device_state (dev, st);
+        g_string_append (out, j ? ",{\"uri\":" : "{\"uri\":");
+        ndm_json_string (out, dev->uri);
+        g_string_append (out, ",\"state\":");
+        ndm_json_string (out, st->str);
+        g_string_append_c (out, '}');
+      }
+      g_string_append_c (out, ']');
+      g_ptr_array_unref (l.devs);
+    }
+    g_string_append_c (out, '}');
+  }
+  g_string_append (out, "]}\n");
+  ndm_table_unref (t);
+  return 0;
+}
+
+static int
+verb_table (struct cmd *c, GString *out, GError **err)
+{
+  return table_or_status (c, out, NDM_STATUS_TABLE);
+}
+
+static int
+verb_status (struct cmd *c, GString *out, GError **err)
+{
+  return table_or_status (c, out, NDM_STATUS_INFO);
+}
+
+/* ---- stats ---------------------------------------------------------------------- */
+
+static int
+verb_stats (struct cmd *c, GString *out, GError **err)
+{
+  struct ndm_table *t = ndm_md_get_table (c->md);
+  unsigned i;
+
+  if (c->json)
+    g_string_append (out, "{\"targets\":[");
+  for (i = 0; i < t->nr_targets; i++) {
+    struct ndm_target *ti = &t->targets[i];
+
+    if (c->json) {
+      g_string_append (out, i ? "," : "");
+      json_target_head (out, ti);
+      g_string_append_c (out, ',');
+      ndm_stats_json (ti->stats, out);
+      g_string_append_c (out, '}');
+    }
+    else {
+      g_string_append_printf (out, "target %" PRIu64 " %" PRIu64 " %s\n",
+                              ti->begin, ti->len, ti->type->name);
+      ndm_stats_format (ti->stats, "  ", out);
+    }
+  }
+  if (c->json)
+    g_string_append (out, "],\"devices\":[");
+  for (i = 0; i < t->devices->len; i++) {
+    struct ndm_device *dev = t->devices->pdata[i];
+    g_autoptr (GString) st = g_string_new (NULL);
+
+    device_state (dev, st);
+    if (c->json) {
+      g_string_append (out, i ? ",{\"uri\":" : "{\"uri\":");
+      ndm_json_string (out, dev->uri);
+      g_string_append (out, ",\"state\":");
+      ndm_json_string (out, st->str);
+      g_string_append_c (out, ',');
+      ndm_stats_json (dev->stats, out);
+      g_string_append_c (out, '}');
+    }
+    else {
+      g_string_append_printf (out, "device %s (%s)\n", dev->uri, st->str);
+      ndm_stats_format (dev->stats, "  ", out);
+    }
+  }
+  if (c->json)
+    g_string_append (out, "]}\n");
+
+  if (c->clear) {
+    for (i = 0; i < t->nr_targets; i++)
+      ndm_stats_clear (t->targets[i].stats);
+    for (i = 0; i < t->devices->len; i++)
+      ndm_stats_clear (((struct ndm_device *) t->devices->pdata[i])->stats);
+  }
+  ndm_table_unref (t);
+  return 0;
+}
+
+/* ---- message ----------------------------------------------------------------------- */
+
+static int
+verb_message (struct cmd *c, GString *out, GError **err)
+{
+  struct ndm_table *t;
+  struct ndm_target *ti;
+  GError *e = NULL;
+  uint64_t sector;
+  gsize before;
+  int r;
+
+  if (c->argc < 2) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "message: expected '<sector> <message> [args...]'");
+    return -1;
+  }
+  if (ndm_parse_u64 (c->argv[0], "sector", &sector, &e) == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "message: %s",
+                 e->message);
+    g_error_free (e);
+    return -1;
+  }
+  t = ndm_md_get_table (c->md);
+  if (sector >= t->size >> NDM_SECTOR_SHIFT) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "message: sector %" PRIu64 " is past the end of the device "
+                 "(%" PRIu64 " sectors)", sector,
+                 t->size >> NDM_SECTOR_SHIFT);
+    ndm_table_unref (t);
+    return -1;
+  }
+  ti = ndm_table_find_target (t, sector << NDM_SECTOR_SHIFT);
+  if (ti->type->message == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "message: the %s target at sector %" PRIu64 " does not "
+                 "support messages", ti->type->name, ti->begin);
+    ndm_table_unref (t);
+    return -1;
+  }
+  before = out->len;
+  r = ti->type->message (ti, c->argc - 1, c->argv + 1, out, &e);
+  if (r == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "message: %s: %s",
+                 ti->type->name, e->message);
+    g_error_free (e);
+  }
+  else if (out->len > before && out->str[out->len - 1] != '\n')
+    g_string_append_c (out, '\n');
+  ndm_table_unref (t);
+  return r;
+}
+
+/* ---- suspend, reload, resume, clear, wait ------------------------------------ */
+
+static int
+verb_suspend (struct cmd *c, GString *out, GError **err)
+{
+  ndm_log_info ("control: suspend%s", c->noflush ? " --noflush" : "");
+  return ndm_md_suspend (c->md, c->noflush, err);
+}
+
+static int
+verb_reload (struct cmd *c, GString *out, GError **err)
+{
+  if (c->argc != 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "reload: expected the table as one word "
+                 "(lines separated by ';'), got %d words", c->argc);
+    return -1;
+  }
+  if (ndm_md_reload (c->md, c->argv[0], c->allow_resize, err) == -1) {
+    g_prefix_error (err, "reload: ");
+    return -1;
+  }
+  ndm_log_info ("control: reload: a new table is loaded");
+  return 0;
+}
+
+static int
+verb_resume (struct cmd *c, GString *out, GError **err)
+{
+  ndm_log_info ("control: resume");
+  return ndm_md_resume (c->md, err);
+}
+
+static int
+verb_clear (struct cmd *c, GString *out, GError **err)
+{
+  return ndm_md_clear (c->md, err);
+}
+
+static int
+verb_wait (struct cmd *c, GString *out, GError **err)
+{
+  unsigned after = g_atomic_int_get (&c->md->event_nr), nr;
+  uint64_t v;
+  GError *e = NULL;
+
+  if (c->argc > 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "wait: expected at most one word, the event number");
+    return -1;
+  }
+  if (c->argc == 1) {
+    if (ndm_parse_u64 (c->argv[0], "wait: event number", &v, &e) == -1) {
+      g_propagate_error (err, e);
+      return -1;
+    }
+    after = v;
+  }
+  /* In slices, so a client that hung up or a server that stops is seen. */
+  for (;;) {
+    nr = ndm_md_wait_event (c->md, after, g_get_monotonic_time () +
+                            200 * G_TIME_SPAN_MILLISECOND);
+    if (nr > after)
+      break;
+    if (c->cancelled != NULL && c->cancelled (c->cancel_data)) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "wait: cancelled");
+      return -1;
+    }
+  }
+  if (c->json)
+    g_string_append_printf (out, "{\"event_nr\":%u}\n", nr);
+  else
+    g_string_append_printf (out, "%u\n", nr);
+  return 0;
+}
+
+static int
+verb_version (struct cmd *c, GString *out, GError **err)
+{
+  if (c->json)
+    g_string_append_printf (out, "{\"protocol\":%d,\"version\":\"%s\"}\n",
+                            NDM_CONTROL_PROTOCOL, NDM_VERSION_STRING);
+  else
+    g_string_append_printf (out, "nbd-dm %s, control protocol %d\n",
+                            NDM_VERSION_STRING, NDM_CONTROL_PROTOCOL);
+  return 0;
+}
+
+static const struct verb {
+  const char *name;
+  verb_fn fn;
+  const char *usage;
+} verbs[] = {
+  { "info", verb_info, "info" },
+  { "table", verb_table, "table" },
+  { "status", verb_status, "status" },
+  { "stats", verb_stats, "stats [--clear]" },
+  { "message", verb_message, "message <sector> <message> [args...]" },
+  { "suspend", verb_suspend, "suspend [--noflush]" },
+  { "reload", verb_reload, "reload [--allow-resize] <table>" },
+  { "resume", verb_resume, "resume" },
+  { "clear", verb_clear, "clear" },
+  { "wait", verb_wait, "wait [<event_nr>]" },
+  { "version", verb_version, "version" },
+  { "help", NULL, "help" },
+};
+
+static int
+verb_help (struct cmd *c, GString *out)
+{
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (verbs); i++)
+    g_string_append_printf (out, "%s\n", verbs[i].usage);
+  return 0;
+}
+
+/* Split options from words; only options the verb takes are accepted. */
+static int
+parse_options (const struct verb *v, int argc, char **argv, struct cmd *c,
+               GError **err)
+{
+  int i, n = 0;
+
+  c->argv = g_new0 (char *, argc + 1);
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    bool ok = true;
+
+    if (strcmp (a, "--") == 0) {
+      for (i++; i < argc; i++)
+        c->argv[n++] = argv[i];
+      break;
+    }
+    if (strncmp (a, "--", 2) != 0) {
+      c->argv[n++] = argv[i];
+      continue;
+    }
+    if (strcmp (a, "--json") == 0)
+      c->json = true;
+    else if (strcmp (a, "--noflush") == 0 && v->fn == verb_suspend)
+      c->noflush = true;
+    else if (strcmp (a, "--clear") == 0 && v->fn == verb_stats)
+      c->clear = true;
+    else if (strcmp (a, "--allow-resize") == 0 && v->fn == verb_reload)
+      c->allow_resize = true;
+    else
+      ok = false;
+    if (!ok) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "%s: unknown option '%s' (usage: %s)", v->name, a,
+                   v->usage);
+      return -1;
+    }
+  }
+  c->argc = n;
+  return 0;
+}
+
+int
+ndm_md_command_full (struct ndm_md *md, int argc, char **argv, GString *out,
+                     bool (*cancelled) (void *), void *cancel_data,
+                     GError **err)
+{
+  struct cmd c = {
+    .md = md, .cancelled = cancelled, .cancel_data = cancel_data,
+  };
+  const struct verb *v = NULL;
+  size_t i;
+  int r;
+
+  if (argc < 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "empty request: expected a verb ('help' lists them)");
+    return -1;
+  }
+  for (i = 0; i < G_N_ELEMENTS (verbs); i++)
+    if (strcmp (verbs[i].name, argv[0]) == 0)
+      v = &verbs[i];
+  if (v == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "unknown command '%s' ('help' lists the commands)", argv[0]);
+    return -1;
+  }
+  if (parse_options (v, argc, argv, &c, err) == -1) {
+    g_free (c.argv);
+    return -1;
+  }
+  if (v->fn == NULL)
+    r = verb_help (&c, out);
+  else if (c.argc > 0 && v->fn != verb_message && v->fn != verb_reload &&
+           v->fn != verb_wait) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "%s: unexpected word '%s' (usage: %s)", v->name, c.argv[0],
+                 v->usage);
+    r = -1;
+  }
+  else
+    r = v->fn (&c, out, err);
+  g_free (c.argv);
+  return r;
+}
+
+int
+ndm_md_command (struct ndm_md *md, int argc, char **argv, GString *out,
+                GError **err)
+{
+  return ndm_md_command_full (md, argc, argv, out, NULL, NULL, err);
+}

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: I/O statistics (see stats.h).
+ *
+ * Thread model: start/done/requeue from any thread, relaxed atomics;
+ * clear/format/json from the control thread.
+ */
+#include <string.h>
+
+#include "stats.h"
+
+static const char *const class_name[NDM_STAT_CLASSES] = {
+  [NDM_STAT_READ] = "read", [NDM_STAT_WRITE] = "write",
+  [NDM_STAT_FLUSH] = "flush", [NDM_STAT_TRIM] = "trim",
+  [NDM_STAT_ZERO] = "zero", [NDM_STAT_OTHER] = "other",
+};
+static const char *const class_plural[NDM_STAT_CLASSES] = {
+  [NDM_STAT_READ] = "reads", [NDM_STAT_WRITE] = "writes",
+  [NDM_STAT_FLUSH] = "flushes", [NDM_STAT_TRIM] = "trims",
+  [NDM_STAT_ZERO] = "zeroes", [NDM_STAT_OTHER] = "others",
+};
+
+static enum ndm_stat_class
+op_class (enum ndm_op op)
+{
+  switch (op) {
+  case NDM_OP_READ: return NDM_STAT_READ;
+  case NDM_OP_WRITE: return NDM_STAT_WRITE;
+  case NDM_OP_FLUSH: return NDM_STAT_FLUSH;
+  case NDM_OP_TRIM: return NDM_STAT_TRIM;
+  case NDM_OP_ZERO: return NDM_STAT_ZERO;
+  default: return NDM_STAT_OTHER;
+  }
+}
+
+#define LOAD(x) __atomic_load_n (&(x), __ATOMIC_RELAXED)
+#define ADD(x, n) __atomic_fetch_add (&(x), (n), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n (&(x), (v), __ATOMIC_RELAXED)
+
+struct ndm_io_stats *
+ndm_stats_new (void)
+{
+  struct ndm_io_stats *s = g_new0 (struct ndm_io_stats, 1);
+
+  s->since = g_get_monotonic_time ();
+  return s;
+}
+
+void
+ndm_stats_free (struct ndm_io_stats *s)
+{
+  g_free (s);
+}
+
+int64_t
+ndm_stats_start (struct ndm_io_stats *s)
+{
+  ADD (s->inflight, 1);
+  return g_get_monotonic_time ();
+}
+
+static unsigned
+lat_bucket (int64_t us)
+{
+  unsigned b = 0;
+
+  while (us > 0 && b < NDM_LAT_BUCKETS - 1) {
+    us >>= 1;
+    b++;
+  }
+  return b;
+}
+
+void
+ndm_stats_done (struct ndm_io_stats *s, enum ndm_op op, uint64_t bytes,
+                int error, int64_t start)
+{
+  enum ndm_stat_class c = op_class (op);
+
+  ADD (s->inflight, -1);
+  ADD (s->ops[c], 1);
+  ADD (s->bytes[c], bytes);
+  if (error != 0)
+    ADD (s->errors, 1);
+  ADD (s->lat[c][lat_bucket (g_get_monotonic_time () - start)], 1);
+}
+
+void
+ndm_stats_requeue (struct ndm_io_stats *s)
+{
+  ADD (s->requeues, 1);
+}
+
+void
+ndm_stats_abandon (struct ndm_io_stats *s)
+{
+  ADD (s->inflight, -1);
+}
+
+void
+ndm_stats_clear (struct ndm_io_stats *s)
+{
+  unsigned c, b;
+
+  for (c = 0; c < NDM_STAT_CLASSES; c++) {
+    STORE (s->ops[c], 0);
+    STORE (s->bytes[c], 0);
+    for (b = 0; b < NDM_LAT_BUCKETS; b++)
+      STORE (s->lat[c][b], 0);
+  }
+  STORE (s->errors, 0);
+  STORE (s->requeues, 0);
+  STORE (s->since, g_get_monotonic_time ());
+}
+
+/* Bucket b's range, for people. */
+static void
+bucket_label (unsigned b, GString *out)
+{
+  if (b == 0)
+    g_string_append (out, "<1us");
+  else if (b == NDM_LAT_BUCKETS - 1)
+    g_string_append_printf (out, ">=%" G_GUINT64_FORMAT "us",
+                            (guint64) 1 << (b - 1));
+  else
+    g_string_append_printf (out, "%" G_GUINT64_FORMAT "-%" G_GUINT64_FORMAT
+                            "us", (guint64) 1 << (b - 1), (guint64) 1 << b);
+}
+
+void
+ndm_stats_format (const struct ndm_io_stats *s, const char *indent,
+                  GString *out)
+{
+  unsigned c, b;
+
+  g_string_append (out, indent);
+  for (c = 0; c < NDM_STAT_CLASSES; c++) {
+    g_string_append_printf (out, "%s %" G_GUINT64_FORMAT, class_plural[c],
+                            (guint64) LOAD (s->ops[c]));
+    if (c != NDM_STAT_FLUSH)
+      g_string_append_printf (out, " (%" G_GUINT64_FORMAT " bytes)",
+                              (guint64) LOAD (s->bytes[c]));
+    g_string_append (out, ", ");
+  }
+  g_string_append_printf (out, "errors %" G_GUINT64_FORMAT ", requeues %"
+                          G_GUINT64_FORMAT ", in-flight %" G_GINT64_FORMAT
+                          ", over %.1f s\n",
+                          (guint64) LOAD (s->errors),
+                          (guint64) LOAD (s->requeues),
+                          (gint64) LOAD (s->inflight),
+                          (g_get_monotonic_time () - LOAD (s->since)) / 1e6);
+  for (c = 0; c < NDM_STAT_CLASSES; c++) {
+    bool first = true;
+
+    for (b = 0; b < NDM_LAT_BUCKETS; b++) {
+      uint64_t n = LOAD (s->lat[c][b]);
+
+      if (n == 0)
+        continue;
+      if (first)
+        g_string_append_printf (out, "%s  %s latency:", indent,
+                                class_name[c]);
+      g_string_append_printf (out, "%s ", first ? "" : ",");
+      bucket_label (b, out);
+      g_string_append_printf (out, " %" G_GUINT64_FORMAT, (guint64) n);
+      first = false;
+    }
+    if (!first)
+      g_string_append_c (out, '\n');
+  }
+}
+
+void
+ndm_stats_json (const struct ndm_io_stats *s, GString *out)
+{
+  unsigned c, b;
+
+  for (c = 0; c < NDM_STAT_CLASSES; c++)
+    g_string_append_printf (out, "\"%s\":%" G_GUINT64_FORMAT ","
+                            "\"%s_bytes\":%" G_GUINT64_FORMAT ",",
+                            class_plural[c], (guint64) LOAD (s->ops[c]),
+                            class_name[c], (guint64) LOAD (s->bytes[c]));
+  g_string_append_printf (out, "\"errors\":%" G_GUINT64_FORMAT ","
+                          "\"requeues\":%" G_GUINT64_FORMAT ","
+                          "\"in_flight\":%" G_GINT64_FORMAT ","
+                          "\"seconds\":%.3f,\"latency_us_log2\":{",
+                          (guint64) LOAD (s->errors),
+                          (guint64) LOAD (s->requeues),
+                          (gint64) LOAD (s->inflight),
+                          (g_get_monotonic_time () - LOAD (s->since)) / 1e6);
+  for (c = 0; c < NDM_STAT_CLASSES; c++) {
+    g_string_append_printf (out, "%s\"%s\":[", c ? "," : "", class_name[c]);
+    for (b = 0; b < NDM_LAT_BUCKETS; b++)
+      g_string_append_printf (out, "%s%" G_GUINT64_FORMAT, b ? "," : "",
+                              (guint64) LOAD (s->lat[c][b]));
+    g_string_append_c (out, ']');
+  }
+  g_string_append_c (out, '}');
+}
+
+void
+ndm_json_string (GString *out, const char *str)
+{
+  const unsigned char *p;
+
+  g_string_append_c (out, '"');
+  for (p = (const unsigned char *) str; *p; p++) {
+    switch (*p) {
+    case '"': g_string_append (out, "\\\""); break;
+    case '\\': g_string_append (out, "\\\\"); break;
+    case '\n': g_string_append (out, "\\n"); break;
+    case '\t': g_string_append (out, "\\t"); break;
+    default:
+      if (*p < 0x20)
+        g_string_append_printf (out, "\\u%04x", *p);
+      else
+        g_string_append_c (out, *p);
+    }
+  }
+  g_string_append_c (out, '"');
+}

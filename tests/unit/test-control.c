@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Control commands and suspend/reload/resume (DESIGN.md section 6, 7),
+ * through ndm_md_command as the control socket runs them.
+ */
+#include "nbd-dm/control.h"
+#include "harness.h"
+
+/* Run "verb args..." (split on blanks); returns 0 or -1, output in out. */
+static int
+cmd (struct ndm_md *md, GString *out, GError **err, const char *line)
+{
+  g_auto (GStrv) argv = g_strsplit (line, " ", -1);
+
+  g_string_truncate (out, 0);
+  return ndm_md_command (md, g_strv_length (argv), argv, out, err);
+}
+
+static void
+cmd_ok (struct ndm_md *md, GString *out, const char *line)
+{
+  GError *err = NULL;
+
+  if (cmd (md, out, &err, line) == -1)
+    g_error ("'%s' failed: %s", line, err->message);
+}
+
+static void
+cmd_fails (struct ndm_md *md, const char *line, const char *want)
+{
+  g_autoptr (GString) out = g_string_new (NULL);
+  GError *err = NULL;
+
+  g_assert_cmpint (cmd (md, out, &err, line), ==, -1);
+  if (strstr (err->message, want) == NULL)
+    g_error ("'%s': error '%s' does not contain '%s'", line, err->message,
+             want);
+  g_error_free (err);
+}
+
+static void
+test_info_table_status (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 16 striped 2 8 fake://a 0 fake://b 0\n16 8 zero", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  cmd_ok (md, out, "info");
+  g_assert_cmpstr (out->str, ==,
+                   "Name:              nbd-dm\n"
+                   "State:             ACTIVE\n"
+                   "Tables present:    LIVE\n"
+                   "Open count:        0\n"
+                   "Event number:      0\n"
+                   "Number of targets: 2\n");
+  cmd_ok (md, out, "table");
+  g_assert_cmpstr (out->str, ==, "0 16 striped 2 8 fake://a 0 fake://b 0\n"
+                   "16 8 zero\n");
+  cmd_ok (md, out, "status");
+  g_assert_cmpstr (out->str, ==, "0 16 striped 2 fake://a fake://b 1 AA\n"
+                   "16 8 zero\n");
+  cmd_ok (md, out, "info --json");
+  g_assert_nonnull (strstr (out->str, "\"state\":\"ACTIVE\""));
+  g_assert_nonnull (strstr (out->str, "\"size_sectors\":24"));
+  cmd_ok (md, out, "status --json");
+  g_assert_nonnull (strstr (out->str, "\"status\":\"2 fake://a fake://b 1 AA\""));
+  g_assert_nonnull (strstr (out->str, "{\"uri\":\"fake://b\",\"state\":\"up\"}"));
+  h_md_free (md);
+}
+
+static void
+test_bad_commands (void)
+{
+  struct ndm_md *md = h_md_new ("0 16 linear fake://a 0\n16 8 zero", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  char *none[] = { NULL };
+  GError *err = NULL;
+
+  g_assert_cmpint (ndm_md_command (md, 0, none, out, &err), ==, -1);
+  g_assert_nonnull (strstr (err->message, "empty request"));
+  g_clear_error (&err);
+  cmd_fails (md, "frobnicate", "unknown command 'frobnicate'");
+  cmd_fails (md, "info extra", "info: unexpected word 'extra'");
+  cmd_fails (md, "suspend --clear", "suspend: unknown option '--clear'");
+  cmd_fails (md, "message", "message: expected '<sector> <message>");
+  cmd_fails (md, "message x hello", "message: sector 'x' is not a number");
+  cmd_fails (md, "message 24 hello", "sector 24 is past the end");
+  cmd_fails (md, "message 0 hello",
+             "the linear target at sector 0 does not support messages");
+  cmd_fails (md, "message 16 hello",
+             "the zero target at sector 16 does not support messages");
+  cmd_fails (md, "wait x", "event number 'x' is not a number");
+  cmd_fails (md, "reload", "reload: expected the table as one word");
+  cmd_ok (md, out, "help");
+  g_assert_nonnull (strstr (out->str, "suspend [--noflush]\n"));
+  cmd_ok (md, out, "version");
+  g_assert_nonnull (strstr (out->str, "control protocol 1"));
+  h_md_free (md);
+}
+
+static void
+test_stats (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a?max=4096 0", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  char buf[16384];
+
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 16384, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 8192, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 1 << 20, 0), ==, EINVAL);
+  fake_fail_range (fake_lookup ("a"), 0, 1, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==, EIO);
+
+  cmd_ok (md, out, "stats");
+  /* The target saw 2 reads (one failed) and a write of 16 KiB; the device
+   * got them as 4 KiB commands.
+   */
+  g_assert_nonnull (strstr (out->str, "target 0 2048 linear\n  reads 2 "
+                                      "(8704 bytes), writes 1 (16384 bytes)"));
+  g_assert_nonnull (strstr (out->str, "device fake://a?max=4096 (up)\n"
+                                      "  reads 3 (8704 bytes), writes 4 "
+                                      "(16384 bytes)"));
+  g_assert_nonnull (strstr (out->str, "errors 1"));
+  g_assert_nonnull (strstr (out->str, "read latency:"));
+  cmd_ok (md, out, "stats --json --clear");
+  g_assert_nonnull (strstr (out->str, "\"writes\":1,\"write_bytes\":16384"));
+  cmd_ok (md, out, "stats");
+  g_assert_nonnull (strstr (out->str, "reads 0 (0 bytes), writes 0"));
+  h_md_free (md);
+}
+
+/* Suspend: new requests wait; resume lets them go. */
+static void
+test_suspend_holds_new_requests (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a 0", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  char buf[4096];
+  struct h_io *io;
+
+  cmd_ok (md, out, "suspend");
+  cmd_ok (md, out, "info");
+  g_assert_nonnull (strstr (out->str, "State:             SUSPENDED\n"));
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4096, 0, 0);
+  g_usleep (30 * 1000);
+  g_assert_false (h_io_done (io));
+  g_assert_cmpuint (fake_submitted (fake_lookup ("a")), ==, 0);
+  cmd_ok (md, out, "resume");
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_assert_cmpuint (fake_submitted (fake_lookup ("a")), ==, 1);
+  h_md_free (md);
+}
+
+struct suspender {
+  struct ndm_md *md;
+  bool noflush;
+  GThread *thread;
+  gint done;
+};
+
+static gpointer
+suspend_thread (gpointer data)
+{
+  struct suspender *s = data;
+
+  g_assert_cmpint (ndm_md_suspend (s->md, s->noflush, NULL), ==, 0);
+  g_atomic_int_set (&s->done, 1);
+  return NULL;
+}
+
+static void
+suspend_start (struct suspender *s, struct ndm_md *md, bool noflush)
+{
+  s->md = md;
+  s->noflush = noflush;
+  s->done = 0;
+  s->thread = g_thread_new ("suspend", suspend_thread, s);
+}
+
+/* Suspend drains: it returns only when the in-flight request finished. */
+static void
+test_suspend_drains (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a?mode=held 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  struct suspender s;
+  char buf[4096];
+  struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 4096, 0, 0);
+
+  fake_wait_pending (a, 1);
+  suspend_start (&s, md, false);
+  g_usleep (30 * 1000);
+  g_assert_false (g_atomic_int_get (&s.done));
+  fake_complete (a, 0, 0);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_thread_join (s.thread);
+  g_assert_true (s.done);
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  h_md_free (md);
+}
+
+/* Reload then resume: the next request goes to the new table's device;
+ * a bad reload changes nothing.
+ */
+static void
+test_reload_resume (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a 0", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  GError *err = NULL;
+  char buf[4096];
+  char *reload[] = { "reload", "0 2040 linear fake://b 8;# comment", NULL };
+  char *bad[] = { "reload", "0 2048 linear fake://c 0;2048 8 lineer", NULL };
+
+  g_assert_cmpint (ndm_md_command (md, 2, bad, out, &err), ==, -1);
+  g_assert_nonnull (strstr (err->message, "reload: line 2: unknown target "
+                            "type 'lineer'"));
+  g_clear_error (&err);
+  g_assert_false (fake_is_open (fake_lookup ("c")));  /* and closed again */
+  cmd_ok (md, out, "info");
+  g_assert_nonnull (strstr (out->str, "Tables present:    LIVE\n"));
+
+  if (ndm_md_command (md, 2, reload, out, &err) == -1)
+    g_error ("reload: %s", err->message);
+  cmd_ok (md, out, "info");
+  g_assert_nonnull (strstr (out->str, "Tables present:    LIVE & INACTIVE\n"));
+  /* Still the old table until resume. */
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4096, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_submitted (fake_lookup ("b")), ==, 0);
+  cmd_ok (md, out, "resume");
+  cmd_ok (md, out, "table");
+  g_assert_cmpstr (out->str, ==, "0 2040 linear fake://b 8\n");
+  cmd_ok (md, out, "info");
+  g_assert_nonnull (strstr (out->str, "Event number:      1\n"));
+  memset (buf, 7, sizeof buf);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4096, 0, 0), ==, 0);
+  g_assert_cmpint (fake_data (fake_lookup ("b"))[4096], ==, 7);
+
+  /* clear drops a loaded table. */
+  g_assert_cmpint (ndm_md_command (md, 2, reload, out, &err), ==, 0);
+  cmd_ok (md, out, "clear");
+  cmd_ok (md, out, "info");
+  g_assert_nonnull (strstr (out->str, "Tables present:    LIVE\n"));
+  h_md_free (md);
+}
+
+/* A table of another size is refused while clients are connected. */
+static void
+test_resize_rule (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a?size=4M 0", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  GError *err = NULL;
+  char *grow[] = { "reload", "0 4096 linear fake://a?size=4M 0", NULL };
+  char *grow_forced[] = { "reload", "--allow-resize",
+                          "0 4096 linear fake://a?size=4M 0", NULL };
+
+  ndm_md_client_open (md);
+  g_assert_cmpint (ndm_md_command (md, 2, grow, out, &err), ==, -1);
+  g_assert_nonnull (strstr (err->message, "the new table has 4096 sectors "
+                            "and the live one 2048"));
+  g_clear_error (&err);
+  g_assert_cmpint (ndm_md_command (md, 3, grow_forced, out, &err), ==, 0);
+  cmd_ok (md, out, "resume");
+  g_assert_cmpuint (ndm_md_get_size (md), ==, 4096 * 512);
+  ndm_md_client_close (md);
+  h_md_free (md);
+}
+
+/* noflush: a request that must run another round is held, not run; after
+ * reload and resume its tail lands on the new table.
+ */
+static void
+test_noflush_holds_requeue_onto_new_table (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 probe fake://a?mode=held&max=4096 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b;
+  g_autofree char *buf = g_malloc (8192);
+  struct suspender s;
+  struct h_io *io;
+  GError *err = NULL;
+
+  h_fill (buf, 8192, 21);
+  h_probe_requeue (1);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 0, 0);
+  fake_wait_pending (a, 2);
+  suspend_start (&s, md, true);
+  g_usleep (20 * 1000);
+  g_assert_false (g_atomic_int_get (&s.done));    /* still in flight */
+  fake_complete (a, 0, 0);
+  fake_complete (a, 1, ENOTCONN);                 /* the probe requeues */
+  g_thread_join (s.thread);                        /* drained: held */
+  g_assert_false (h_io_done (io));
+  g_assert_cmpuint (fake_submitted (a), ==, 2);    /* nothing re-sent yet */
+
+  g_assert_cmpint (ndm_md_reload (md, "0 2048 probe fake://b?mode=held 0",
+                                  false, &err), ==, 0);
+  b = fake_lookup ("b");
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  fake_wait_pending (b, 1);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  /* Only the tail went to the new device, at its offset. */
+  g_assert_cmpmem (fake_data (b) + 4096, 4096, buf + 4096, 4096);
+  g_assert_cmpint (fake_data (b)[0], ==, 0);
+  g_assert_cmpmem (fake_data (a), 4096, buf, 4096);
+  h_md_free (md);
+}
+
+struct waiter {
+  struct ndm_md *md;
+  GString *out;
+  int r;
+};
+
+static gpointer
+wait_thread (gpointer data)
+{
+  struct waiter *w = data;
+  char *argv[] = { "wait", "0", NULL };
+
+  w->r = ndm_md_command (w->md, 2, argv, w->out, NULL);
+  return NULL;
+}
+
+/* wait returns when the event number passes the one given. */
+static void
+test_wait_event (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a 0", NULL);
+  struct waiter w = { .md = md, .out = g_string_new (NULL) };
+  GThread *t = g_thread_new ("wait", wait_thread, &w);
+
+  g_usleep (30 * 1000);
+  g_assert_cmpuint (w.out->len, ==, 0);
+  g_assert_cmpint (ndm_md_reload (md, "0 2048 linear fake://b 0", false,
+                                  NULL), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  g_thread_join (t);
+  g_assert_cmpint (w.r, ==, 0);
+  g_assert_cmpstr (w.out->str, ==, "1\n");
+  g_string_free (w.out, TRUE);
+  h_md_free (md);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/control/verbs/info-table-status",
+                   test_info_table_status);
+  g_test_add_func ("/control/verbs/bad-commands", test_bad_commands);
+  g_test_add_func ("/control/verbs/stats", test_stats);
+  g_test_add_func ("/control/suspend/holds-new-requests",
+                   test_suspend_holds_new_requests);
+  g_test_add_func ("/control/suspend/drains", test_suspend_drains);
+  g_test_add_func ("/control/reload/resume-swaps-bad-changes-nothing",
+                   test_reload_resume);
+  g_test_add_func ("/control/reload/resize-refused-with-clients",
+                   test_resize_rule);
+  g_test_add_func ("/control/suspend/noflush-requeue-onto-new-table",
+                   test_noflush_holds_requeue_onto_new_table);
+  g_test_add_func ("/control/wait/event", test_wait_event);
+  return g_test_run ();
+}
