@@ -522,6 +522,15 @@ bio_start_new (struct ndm_bio *bio, int *err)
   struct ndm_md *md = rq->md;
   uint64_t data = bio_data_bytes (bio);
 
+  /* A target delays it (delay): the owner waits, leading its channels. */
+  if (bio->clone->not_before != 0) {
+    if (g_get_monotonic_time () < bio->clone->not_before) {
+      if (rq->wait_until == 0 || bio->clone->not_before < rq->wait_until)
+        rq->wait_until = bio->clone->not_before;
+      return 1;
+    }
+  }
+
   if (bio->status != 0) {
     /* Known to fail before any command (read-only device, fast zero that
      * cannot be fast): a start failure like any other (R6).

@@ -222,6 +222,7 @@ struct ndm_request {
                                    finished clones still point into them */
   bool waits_inflight;          /* on md->inflight's queue */
   bool waits_bounce;            /* on md->bounce's queue */
+  int64_t wait_until;           /* a bio is delayed until then (0: none) */
 
   /* Last, so request_init need not clear them: small requests use these
    * instead of the heap.

@@ -412,12 +412,20 @@ static void
 request_drive (struct ndm_request *rq)
 {
   for (;;) {
+    int timeout = -1;
+
     ndm_waiter_prepare (rq->owner);
     request_run_ready (rq);
+    rq->wait_until = 0;
     request_start_bios (rq);
     if (request_settled (rq))
       return;
-    request_wait (rq, -1);
+    if (rq->wait_until != 0) {
+      gint64 left = rq->wait_until - g_get_monotonic_time ();
+
+      timeout = left > 0 ? (int) ((left + 999) / 1000) : 0;
+    }
+    request_wait (rq, timeout);
   }
 }
 

@@ -26,6 +26,9 @@ static const struct ndm_target_type *const builtin_targets[] = {
   &ndm_striped_target,
   &ndm_zero_target,
   &ndm_error_target,
+  &ndm_flakey_target,
+  &ndm_delay_target,
+  &ndm_dust_target,
 };
 
 const struct ndm_target_type *

@@ -130,7 +130,7 @@ dm_config_complete (void)
 static void
 dm_dump_plugin (void)
 {
-  printf ("dm_targets=linear,striped,zero,error\n");
+  printf ("dm_targets=linear,striped,zero,error,flakey,delay,dust\n");
   printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://,nbd+vsock://,"
           "nbds+vsock://\n");
 }

@@ -235,8 +235,11 @@ stripe_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
         bio->status == ECANCELED)
       continue;
     i = stripe_of_bio (sc, bio);
-    if (i >= 0)
-      g_atomic_int_inc (&sc->stripe[i].error_count);
+    /* The first error of a stripe changes its status to 'D': an event,
+     * as dm-stripe raises one.
+     */
+    if (i >= 0 && g_atomic_int_add (&sc->stripe[i].error_count, 1) == 0)
+      ndm_target_event (ti);
   }
   return NDM_ENDIO_DONE;
 }

@@ -62,7 +62,8 @@ struct ndm_target {
 };
 
 /* One client request's part within one target.  Targets read it; only the
- * core writes it, except kill_error and map_context.
+ * core writes it, except kill_error, map_context, not_before, and buf as
+ * described there.
  */
 struct ndm_clone {
   struct ndm_request *rq;
@@ -71,7 +72,11 @@ struct ndm_clone {
   uint32_t flags;               /* NDM_REQ_* */
   uint64_t offset;              /* bytes, in the mapped device */
   uint64_t len;                 /* bytes */
-  char *buf;                    /* client data for offset, or NULL */
+  char *buf;                    /* client data for offset, or NULL.  A
+                                   write's map may point it at a copy of
+                                   its own (to change the data sent
+                                   without touching the client's); it
+                                   must restore it in end_io. */
 
   /* Settled by the core before end_io. */
   uint64_t credited;            /* R2: good bytes from the start */
@@ -79,6 +84,8 @@ struct ndm_clone {
 
   int kill_error;               /* map: the errno for NDM_MAPIO_KILL */
   void *map_context;            /* map -> end_io, owned by the target */
+  int64_t not_before;           /* map: start no bio before this
+                                   (g_get_monotonic_time), 0 = now */
 
   /* Core-private. */
   int map_result;               /* NDM_MAPIO_* of the last map */
@@ -201,5 +208,8 @@ extern const struct ndm_target_type ndm_linear_target;
 extern const struct ndm_target_type ndm_striped_target;
 extern const struct ndm_target_type ndm_zero_target;
 extern const struct ndm_target_type ndm_error_target;
+extern const struct ndm_target_type ndm_flakey_target;
+extern const struct ndm_target_type ndm_delay_target;
+extern const struct ndm_target_type ndm_dust_target;
 
 #endif /* NBD_DM_TARGET_H */
