@@ -521,14 +521,16 @@ bio_start_new (struct ndm_bio *bio, int *err)
   struct ndm_request *rq = bio->clone->rq;
   struct ndm_md *md = rq->md;
   uint64_t data = bio_data_bytes (bio);
+  int64_t not_before;
 
-  /* A target delays it (delay): the owner waits, leading its channels. */
-  if (bio->clone->not_before != 0) {
-    if (g_get_monotonic_time () < bio->clone->not_before) {
-      if (rq->wait_until == 0 || bio->clone->not_before < rq->wait_until)
-        rq->wait_until = bio->clone->not_before;
-      return 1;
-    }
+  /* A target delays it (delay): the owner waits, leading its channels.
+   * Atomic: a suspend may release it early (ndm_clone_release_delay).
+   */
+  not_before = ndm_clone_not_before (bio->clone);
+  if (not_before != 0 && g_get_monotonic_time () < not_before) {
+    if (rq->wait_until == 0 || not_before < rq->wait_until)
+      rq->wait_until = not_before;
+    return 1;
   }
 
   if (bio->status != 0) {

@@ -136,6 +136,10 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
     g_string_append (out, type == NDM_STATUS_TABLE ? ",\"args\":"
                      : ",\"status\":");
     ndm_json_string (out, s->str);
+    if (type == NDM_STATUS_INFO && ti->type->status_json != NULL) {
+      g_string_append (out, ",\"detail\":");
+      ti->type->status_json (ti, out);
+    }
     if (type == NDM_STATUS_INFO) {
       struct dev_list l = { .devs = g_ptr_array_new () };
 
@@ -177,10 +181,21 @@ verb_status (struct cmd *c, GString *out, GError **err)
 
 /* ---- stats ---------------------------------------------------------------------- */
 
+/* The counters to show: with --clear, taken (and zeroed) into *snap. */
+static const struct ndm_io_stats *
+stats_view (struct cmd *c, struct ndm_io_stats *s, struct ndm_io_stats *snap)
+{
+  if (!c->clear)
+    return s;
+  ndm_stats_take (s, snap);
+  return snap;
+}
+
 static int
 verb_stats (struct cmd *c, GString *out, GError **err)
 {
   struct ndm_table *t = ndm_md_get_table (c->md);
+  struct ndm_io_stats snap;
   unsigned i;
 
   if (c->json)
@@ -192,13 +207,13 @@ verb_stats (struct cmd *c, GString *out, GError **err)
       g_string_append (out, i ? "," : "");
       json_target_head (out, ti);
       g_string_append_c (out, ',');
-      ndm_stats_json (ti->stats, out);
+      ndm_stats_json (stats_view (c, ti->stats, &snap), out);
       g_string_append_c (out, '}');
     }
     else {
       g_string_append_printf (out, "target %" PRIu64 " %" PRIu64 " %s\n",
                               ti->begin, ti->len, ti->type->name);
-      ndm_stats_format (ti->stats, "  ", out);
+      ndm_stats_format (stats_view (c, ti->stats, &snap), "  ", out);
     }
   }
   if (c->json)
@@ -214,23 +229,16 @@ verb_stats (struct cmd *c, GString *out, GError **err)
       g_string_append (out, ",\"state\":");
       ndm_json_string (out, st->str);
       g_string_append_c (out, ',');
-      ndm_stats_json (dev->stats, out);
+      ndm_stats_json (stats_view (c, dev->stats, &snap), out);
       g_string_append_c (out, '}');
     }
     else {
       g_string_append_printf (out, "device %s (%s)\n", dev->uri, st->str);
-      ndm_stats_format (dev->stats, "  ", out);
+      ndm_stats_format (stats_view (c, dev->stats, &snap), "  ", out);
     }
   }
   if (c->json)
     g_string_append (out, "]}\n");
-
-  if (c->clear) {
-    for (i = 0; i < t->nr_targets; i++)
-      ndm_stats_clear (t->targets[i].stats);
-    for (i = 0; i < t->devices->len; i++)
-      ndm_stats_clear (((struct ndm_device *) t->devices->pdata[i])->stats);
-  }
   ndm_table_unref (t);
   return 0;
 }
@@ -244,7 +252,6 @@ verb_message (struct cmd *c, GString *out, GError **err)
   struct ndm_target *ti;
   GError *e = NULL;
   uint64_t sector;
-  gsize before;
   int r;
 
   if (c->argc < 2) {
@@ -275,15 +282,29 @@ verb_message (struct cmd *c, GString *out, GError **err)
     ndm_table_unref (t);
     return -1;
   }
-  before = out->len;
-  r = ti->type->message (ti, c->argc - 1, c->argv + 1, out, &e);
-  if (r == -1) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "message: %s: %s",
-                 ti->type->name, e->message);
-    g_error_free (e);
+  {
+    g_autoptr (GString) res = g_string_new (NULL);
+
+    r = ti->type->message (ti, c->argc - 1, c->argv + 1, res, &e);
+    if (r == -1) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "message: %s: %s",
+                   ti->type->name, e->message);
+      g_error_free (e);
+    }
+    else if (c->json) {
+      /* The target's answer, as dmsetup prints it, in one string. */
+      while (res->len > 0 && res->str[res->len - 1] == '\n')
+        g_string_truncate (res, res->len - 1);
+      g_string_append (out, "{\"result\":");
+      ndm_json_string (out, res->str);
+      g_string_append (out, "}\n");
+    }
+    else if (res->len > 0) {
+      g_string_append_len (out, res->str, res->len);
+      if (res->str[res->len - 1] != '\n')
+        g_string_append_c (out, '\n');
+    }
   }
-  else if (out->len > before && out->str[out->len - 1] != '\n')
-    g_string_append_c (out, '\n');
   ndm_table_unref (t);
   return r;
 }
@@ -344,6 +365,13 @@ verb_wait (struct cmd *c, GString *out, GError **err)
       g_propagate_error (err, e);
       return -1;
     }
+    if (v > G_MAXUINT) {
+      /* dm's event numbers are 32 bits: a bigger one would never come. */
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "wait: event number '%s' is more than %u", c->argv[0],
+                   G_MAXUINT);
+      return -1;
+    }
     after = v;
   }
   /* In slices, so a client that hung up or a server that stops is seen. */
@@ -400,8 +428,18 @@ verb_help (struct cmd *c, GString *out)
 {
   size_t i;
 
-  for (i = 0; i < G_N_ELEMENTS (verbs); i++)
-    g_string_append_printf (out, "%s\n", verbs[i].usage);
+  if (c->json)
+    g_string_append (out, "{\"verbs\":[");
+  for (i = 0; i < G_N_ELEMENTS (verbs); i++) {
+    if (!c->json) {
+      g_string_append_printf (out, "%s\n", verbs[i].usage);
+      continue;
+    }
+    g_string_append (out, i ? "," : "");
+    ndm_json_string (out, verbs[i].usage);
+  }
+  if (c->json)
+    g_string_append (out, "]}\n");
   return 0;
 }
 
@@ -476,15 +514,15 @@ ndm_md_command_full (struct ndm_md *md, int argc, char **argv, GString *out,
     g_free (c.argv);
     return -1;
   }
-  if (v->fn == NULL)
-    r = verb_help (&c, out);
-  else if (c.argc > 0 && v->fn != verb_message && v->fn != verb_reload &&
-           v->fn != verb_wait) {
+  if (c.argc > 0 && v->fn != verb_message && v->fn != verb_reload &&
+      v->fn != verb_wait) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "%s: unexpected word '%s' (usage: %s)", v->name, c.argv[0],
                  v->usage);
     r = -1;
   }
+  else if (v->fn == NULL)
+    r = verb_help (&c, out);
   else
     r = v->fn (&c, out, err);
   g_free (c.argv);

@@ -154,10 +154,14 @@ client_thread (gpointer data)
     if (r == -1)
       continue;
     g_string_append_len (buf, chunk, r);
-    /* Requests are acted on only when complete. */
+    /* Requests are acted on only when complete, and only within the
+     * limit: the newline may arrive in the same read as the excess.
+     */
     while ((nl = memchr (buf->str, '\n', buf->len)) != NULL) {
       gsize n = nl - buf->str;
 
+      if (n > NDM_CONTROL_MAX_LINE)
+        break;
       *nl = '\0';
       if (n > 0 && buf->str[n - 1] == '\r')
         buf->str[n - 1] = '\0';

@@ -119,7 +119,7 @@ void ndm_table_format (struct ndm_table *t, enum ndm_status_type type,
 /* ---- devices (core/device.c) --------------------------------------------- */
 
 struct ndm_device *ndm_md_get_device (struct ndm_md *md, const char *uri,
-                                      GError **err);
+                                      bool tolerant, GError **err);
 void ndm_md_put_device (struct ndm_md *md, struct ndm_device *dev);
 
 /* A read-only region of zeros at least len bytes long, for zero requests
@@ -146,6 +146,7 @@ struct ndm_md {
   gint active;                  /* atomic: requests past the gate */
   gint parked;                  /* atomic: of those, held between rounds */
   struct ndm_table *inactive;   /* loaded by reload, live at resume */
+  bool inactive_resize_ok;      /* reloaded with --allow-resize */
   gint open_count;              /* atomic: client connections */
   GMutex event_lock;            /* leaf: only for event_cond */
   GCond event_cond;
@@ -162,12 +163,19 @@ struct ndm_table *ndm_md_get_table (struct ndm_md *md);
 
 /* The request gate: every request enters (waiting while the device is
  * suspended) and exits.  A request that must run another round while a
- * noflush suspend is on parks: it returns true once resumed (the live
- * table may then be another).
+ * noflush suspend is on parks: it returns 1 once resumed (the live table
+ * may then be another), 0 if it need not park.  Both return -1 if the
+ * front end quits while they wait (the request ends with ESHUTDOWN; a
+ * request that failed to enter does not exit).
  */
-void ndm_md_enter (struct ndm_md *md);
+int ndm_md_enter (struct ndm_md *md);
 void ndm_md_exit (struct ndm_md *md);
-bool ndm_md_park (struct ndm_md *md);
+int ndm_md_park (struct ndm_md *md);
+
+/* The front end shuts down (cfg.quitting said so, or it told us): held
+ * requests give up.
+ */
+bool ndm_md_quitting (struct ndm_md *md);
 
 /* ndm_md_command, with a way for long commands (wait) to give up. */
 int ndm_md_command_full (struct ndm_md *md, int argc, char **argv,
@@ -250,6 +258,11 @@ void ndm_clone_settle (struct ndm_clone *clone);
  * start in its request failed (R6).  Never reaches a client.
  */
 #define NDM_ECANCELED ECANCELED
+/* A request abandoned while held because the front end quits (server
+ * shutting down or the client gone): the client gets ESHUTDOWN whatever
+ * the server's state (ndm_errno_for_client would say EIO).
+ */
+#define NDM_EQUIT 4096
 
 struct ndm_bio *ndm_bio_alloc (void);
 void ndm_bio_free (struct ndm_bio *bio);

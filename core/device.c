@@ -34,8 +34,15 @@ ndm_device_limits_fixup (struct ndm_device_limits *l)
   l->max_len &= ~(l->min_block - 1);
 }
 
+int64_t
+ndm_device_inflight (struct ndm_device *dev)
+{
+  return __atomic_load_n (&dev->stats->inflight, __ATOMIC_ACQUIRE);
+}
+
 struct ndm_device *
-ndm_md_get_device (struct ndm_md *md, const char *uri, GError **err)
+ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
+                   GError **err)
 {
   const struct ndm_device_class *class = md->cfg.device_class;
   struct ndm_device *dev;
@@ -48,7 +55,7 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, GError **err)
     return dev;
   }
 
-  dev = class->open (uri, &md->cfg, err);
+  dev = class->open (uri, &md->cfg, tolerant, err);
   if (dev == NULL) {
     g_mutex_unlock (&md->devices_lock);
     return NULL;

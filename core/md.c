@@ -23,6 +23,7 @@
  * (order 0) is taken before it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,10 @@ ndm_config_init (struct ndm_config *cfg)
   cfg->max_bounce = 64 * NDM_MIB;
   cfg->connect_timeout_ms = 10000;
   cfg->reconnect_ms = 1000;
+  cfg->checker_interval_ms = 2000;
+  cfg->flap_window_ms = 60000;
+  cfg->flap_damping_ms = 30000;
+  cfg->no_path_timeout_ms = 20000;
   cfg->structured_replies = false;
 }
 
@@ -118,6 +123,23 @@ ndm_config_set (struct ndm_config *cfg, const char *key, const char *value,
     cfg->connect_timeout_ms = u * 1000;
     return 1;
   }
+  {
+    static const struct { const char *key; size_t off; unsigned min; } secs[] = {
+      { "checker-interval", offsetof (struct ndm_config, checker_interval_ms), 1 },
+      { "no-path-timeout", offsetof (struct ndm_config, no_path_timeout_ms), 0 },
+      { "flap-window", offsetof (struct ndm_config, flap_window_ms), 0 },
+      { "flap-damping", offsetof (struct ndm_config, flap_damping_ms), 0 },
+    };
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS (secs); i++)
+      if (strcmp (key, secs[i].key) == 0) {
+        if (parse_uint (key, value, secs[i].min, 86400, &u, err) == -1)
+          return -1;
+        *(unsigned *) ((char *) cfg + secs[i].off) = u * 1000;
+        return 1;
+      }
+  }
   if (strcmp (key, "io-timeout") == 0) {
     if (parse_uint (key, value, 0, 86400, &u, err) == -1)
       return -1;
@@ -178,8 +200,6 @@ ndm_md_load (struct ndm_md *md, const char *text, GError **err)
 
   if (t == NULL)
     return -1;
-  /* The first activation is a resume, as in dm. */
-  table_for_each_target (t, target_resume);
   g_rw_lock_writer_lock (&md->table_lock);
   old = md->live;
   md->live = t;
@@ -198,13 +218,21 @@ device_start (gpointer key, gpointer value, gpointer data)
     dev->ops->start (dev);
 }
 
+/* After fork: devices' threads, then the first activation of the table's
+ * targets, which is a resume as in dm (a target may start a thread).
+ */
 void
 ndm_md_start (struct ndm_md *md)
 {
+  struct ndm_table *t;
+
   g_mutex_lock (&md->devices_lock);
   md->started = true;
   g_hash_table_foreach (md->devices, device_start, NULL);
   g_mutex_unlock (&md->devices_lock);
+  t = ndm_md_get_table (md);
+  table_for_each_target (t, target_resume);
+  ndm_table_unref (t);
 }
 
 void
@@ -267,6 +295,24 @@ ndm_md_set_shutting_down (struct ndm_md *md)
   g_atomic_int_set (&md->shutting_down, 1);
 }
 
+/* Not latched into shutting_down: quitting() may speak of the calling
+ * request's client only.
+ */
+bool
+ndm_md_quitting (struct ndm_md *md)
+{
+  return g_atomic_int_get (&md->shutting_down) ||
+    (md->cfg.quitting != NULL && md->cfg.quitting ());
+}
+
+static int
+md_client_errno (struct ndm_md *md, int e)
+{
+  if (e == NDM_EQUIT)
+    return ESHUTDOWN;
+  return ndm_errno_for_client (e, g_atomic_int_get (&md->shutting_down));
+}
+
 int
 ndm_md_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
            uint64_t offset, uint32_t flags, int *err)
@@ -276,7 +322,7 @@ ndm_md_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
   g_assert (op != NDM_OP_BLOCK_STATUS);
   if (ndm_request_run (md, op, buf, count, offset, flags, NULL, &e) == 0)
     return 0;
-  *err = ndm_errno_for_client (e, g_atomic_int_get (&md->shutting_down));
+  *err = md_client_errno (md, e);
   return -1;
 }
 
@@ -289,7 +335,7 @@ ndm_md_extents (struct ndm_md *md, uint64_t count, uint64_t offset,
   if (ndm_request_run (md, NDM_OP_BLOCK_STATUS, NULL, count, offset, flags,
                        out, &e) == 0)
     return 0;
-  *err = ndm_errno_for_client (e, g_atomic_int_get (&md->shutting_down));
+  *err = md_client_errno (md, e);
   return -1;
 }
 
@@ -329,38 +375,58 @@ ndm_md_exit (struct ndm_md *md)
     md_wake_state_waiters (md);         /* a suspend may be draining */
 }
 
-void
+/* With md->state_lock held: wait while suspended, in slices, so a front
+ * end that quits is seen.  Returns -1 if it does.
+ */
+static int
+md_wait_resumed_locked (struct ndm_md *md)
+{
+  while (g_atomic_int_get (&md->suspended)) {
+    g_cond_wait_until (&md->state_cond, &md->state_lock,
+                       g_get_monotonic_time () +
+                       NDM_QUIT_POLL_MS * G_TIME_SPAN_MILLISECOND);
+    if (g_atomic_int_get (&md->suspended) && ndm_md_quitting (md))
+      return -1;
+  }
+  return 0;
+}
+
+int
 ndm_md_enter (struct ndm_md *md)
 {
+  int r;
+
   for (;;) {
     g_atomic_int_inc (&md->active);
     if (!g_atomic_int_get (&md->suspended))
-      return;
+      return 0;
     ndm_md_exit (md);
     g_mutex_lock (&md->state_lock);
-    while (g_atomic_int_get (&md->suspended))
-      g_cond_wait (&md->state_cond, &md->state_lock);
+    r = md_wait_resumed_locked (md);
     g_mutex_unlock (&md->state_lock);
+    if (r == -1)
+      return -1;
   }
 }
 
-bool
+int
 ndm_md_park (struct ndm_md *md)
 {
+  int r;
+
   if (!g_atomic_int_get (&md->suspended))
-    return false;
+    return 0;
   g_mutex_lock (&md->state_lock);
   if (!g_atomic_int_get (&md->suspended) || !md->noflush) {
     g_mutex_unlock (&md->state_lock);
-    return false;
+    return 0;
   }
   g_atomic_int_inc (&md->parked);
   g_cond_broadcast (&md->state_cond);
-  while (g_atomic_int_get (&md->suspended))
-    g_cond_wait (&md->state_cond, &md->state_lock);
+  r = md_wait_resumed_locked (md);
   g_atomic_int_add (&md->parked, -1);
   g_mutex_unlock (&md->state_lock);
-  return true;
+  return r == -1 ? -1 : 1;
 }
 
 /* ---- events ------------------------------------------------------------------ */
@@ -405,10 +471,10 @@ table_for_each_target (struct ndm_table *t, void (*fn) (struct ndm_target *))
 }
 
 static void
-target_presuspend (struct ndm_target *ti)
+target_presuspend (struct ndm_target *ti, bool noflush)
 {
   if (ti->type->presuspend != NULL)
-    ti->type->presuspend (ti);
+    ti->type->presuspend (ti, noflush);
 }
 
 static void
@@ -423,6 +489,7 @@ static void
 md_suspend_locked (struct ndm_md *md, bool noflush)
 {
   struct ndm_table *t;
+  unsigned i;
 
   if (g_atomic_int_get (&md->suspended))
     return;
@@ -435,7 +502,8 @@ md_suspend_locked (struct ndm_md *md, bool noflush)
    * for them.
    */
   t = ndm_md_get_table (md);
-  table_for_each_target (t, target_presuspend);
+  for (i = 0; i < t->nr_targets; i++)
+    target_presuspend (&t->targets[i], noflush);
   ndm_table_unref (t);
 
   g_mutex_lock (&md->state_lock);
@@ -453,13 +521,34 @@ ndm_md_suspend (struct ndm_md *md, bool noflush, GError **err)
   return 0;
 }
 
+/* With command_lock held: may table t replace the live one?  Not with
+ * another size while clients are connected (NBD cannot tell them), unless
+ * the operator forces it.  Checked at reload and again at resume, since
+ * clients may connect in between.
+ */
+static int
+md_check_resize (struct ndm_md *md, struct ndm_table *t, bool allow_resize,
+                 GError **err)
+{
+  uint64_t live_size = ndm_md_get_size (md);
+  int clients = g_atomic_int_get (&md->open_count);
+
+  if (t->size == live_size || clients == 0 || allow_resize)
+    return 0;
+  g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+               "the new table has %" PRIu64 " sectors and the live one %"
+               PRIu64 ": NBD cannot tell the %d connected client%s that "
+               "the size changed (--allow-resize to load it anyway)",
+               t->size >> NDM_SECTOR_SHIFT, live_size >> NDM_SECTOR_SHIFT,
+               clients, clients == 1 ? "" : "s");
+  return -1;
+}
+
 int
 ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
                GError **err)
 {
   struct ndm_table *t, *old;
-  uint64_t live_size;
-  int clients;
 
   g_mutex_lock (&md->command_lock);
   t = ndm_table_create (md, text, err);
@@ -467,15 +556,7 @@ ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
     g_mutex_unlock (&md->command_lock);
     return -1;
   }
-  live_size = ndm_md_get_size (md);
-  clients = g_atomic_int_get (&md->open_count);
-  if (t->size != live_size && clients > 0 && !allow_resize) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
-                 "the new table has %" PRIu64 " sectors and the live one %"
-                 PRIu64 ": NBD cannot tell the %d connected client%s that "
-                 "the size changed (--allow-resize to load it anyway)",
-                 t->size >> NDM_SECTOR_SHIFT, live_size >> NDM_SECTOR_SHIFT,
-                 clients, clients == 1 ? "" : "s");
+  if (md_check_resize (md, t, allow_resize, err) == -1) {
     ndm_table_unref (t);
     g_mutex_unlock (&md->command_lock);
     return -1;
@@ -483,6 +564,7 @@ ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
   g_mutex_lock (&md->state_lock);
   old = md->inactive;
   md->inactive = t;
+  md->inactive_resize_ok = allow_resize;
   g_mutex_unlock (&md->state_lock);
   g_mutex_unlock (&md->command_lock);
   if (old != NULL)
@@ -512,6 +594,12 @@ ndm_md_resume (struct ndm_md *md, GError **err)
   struct ndm_table *new, *old = NULL, *t;
 
   g_mutex_lock (&md->command_lock);
+  if (md->inactive != NULL &&
+      md_check_resize (md, md->inactive, md->inactive_resize_ok, err) == -1) {
+    g_prefix_error (err, "resume: clients connected since the reload: ");
+    g_mutex_unlock (&md->command_lock);
+    return -1;
+  }
   /* Like dm: resuming with a loaded table suspends first if needed. */
   if (md->inactive != NULL)
     md_suspend_locked (md, false);
@@ -546,6 +634,12 @@ ndm_md_resume (struct ndm_md *md, GError **err)
   if (old != NULL)
     ndm_table_unref (old);
   return 0;
+}
+
+const struct ndm_config *
+ndm_target_config (struct ndm_target *ti)
+{
+  return &ti->table->md->cfg;
 }
 
 void

@@ -14,6 +14,11 @@
  * reads the replies.
  *
  * Lock order, outermost first:
+ *   c. ndm_md.command_lock           control only: one state-changing
+ *                                    command at a time (suspend, reload,
+ *                                    resume, clear), held across drains,
+ *                                    device opens and the swap; no
+ *                                    request thread ever takes it
  *   0. ndm_md.state_lock             suspend state; control path and the
  *                                    request gate's slow paths
  *   1. ndm_md.table_lock (GRWLock)   taken only to ref the live table
@@ -189,6 +194,7 @@ clone_map (struct ndm_clone *clone)
   clone->kill_error = 0;
   clone->credited = 0;
   clone->error = 0;
+  clone->not_before = 0;
   r = ti->type->map (ti, clone);
   clone->map_result = r;
   switch (r) {
@@ -287,6 +293,13 @@ request_make_clones (struct ndm_request *rq)
   else
     request_cut (rq, &max, rq->offset, rq->offset + rq->len, rq->buf);
   request_fix_tails (rq);
+}
+
+void
+ndm_clone_release_delay (struct ndm_clone *clone)
+{
+  __atomic_store_n (&clone->not_before, 0, __ATOMIC_RELEASE);
+  ndm_waiter_kick (clone->rq->owner);
 }
 
 /* The clone's outcome is final: count it for its target. */
@@ -430,17 +443,52 @@ request_drive (struct ndm_request *rq)
 }
 
 /* DM_*_DELAY_REQUEUE: keep leading channels (others may need us) while
- * the delay runs.
+ * the delay runs: NDM_DELAY_REQUEUE_MS, or less where a target asked for
+ * a sooner retry (clone->not_before, e.g. multipath waiting for a fenced
+ * path to retire its commands).
  */
-static void
+static int
 request_delay (struct ndm_request *rq)
 {
   gint64 end = g_get_monotonic_time () + NDM_DELAY_REQUEUE_MS * 1000;
   gint64 now;
+  unsigned i;
+
+  /* Held for a path or a leg: give up if the server stops. */
+  if (ndm_md_quitting (rq->md))
+    return -1;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_clone *clone = &rq->clones[i];
+    int64_t nb = ndm_clone_not_before (clone);
+
+    if (!clone->finished && nb > 0 && nb < end)
+      end = nb;
+  }
 
   while ((now = g_get_monotonic_time ()) < end) {
     ndm_waiter_prepare (rq->owner);
     request_wait (rq, (int) ((end - now + 999) / 1000));
+  }
+  return 0;
+}
+
+/* The front end quits while the request is held between rounds: what is
+ * unfinished ends with NDM_EQUIT (nothing of it is in flight).
+ */
+static void
+request_abandon (struct ndm_request *rq, unsigned *first_err)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_clone *clone = &rq->clones[i];
+
+    if (clone->finished)
+      continue;
+    clone_finish (clone, NDM_EQUIT);
+    if (i < *first_err)
+      *first_err = i;
   }
 }
 
@@ -452,7 +500,10 @@ request_delay (struct ndm_request *rq)
 static void
 clone_advance (struct ndm_clone *clone)
 {
-  uint64_t done = clone->credited;
+  /* Block status is an answer, not data moved: the head's answer went
+   * with the bios freed here, so all of it is asked again.
+   */
+  uint64_t done = clone->op == NDM_OP_BLOCK_STATUS ? 0 : clone->credited;
 
   g_assert (done <= clone->len);
   clone->offset += done;
@@ -508,12 +559,15 @@ clone_decide (struct ndm_clone *clone, int *error)
 
   ndm_clone_settle (clone);
   *error = clone->error;
-  if (*error == NDM_ECANCELED)
+  if (*error == NDM_ECANCELED) {
     /* Never started because an earlier start failed (R6): nothing of it
      * reached a device, so no target decides; if the request goes on,
      * it runs again.
      */
+    if (ti->type->release_clone != NULL)
+      ti->type->release_clone (ti, clone);
     return NDM_ENDIO_REQUEUE;
+  }
   if (ti->type->end_io != NULL && clone->kill_error == 0)
     return ti->type->end_io (ti, clone, error);
   return *error != 0 ? NDM_ENDIO_ERROR : NDM_ENDIO_DONE;
@@ -545,7 +599,7 @@ request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
       /* The request fails anyway; its target has still seen the outcome
        * (a path may have failed).
        */
-      clone_finish (clone, 0);
+      clone_finish (clone, error == NDM_ECANCELED ? 0 : error);
       continue;
     }
     switch (r) {
@@ -805,7 +859,7 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
 
   first_err = rq.nr_clones;
   for (;;) {
-    bool map_delay = false;
+    int parked = 0;
 
     request_drive (&rq);
     if (!request_decide (&rq, &first_err, &delay))
@@ -815,11 +869,14 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
        * one to read their replies, and the suspend for them.
        */
       request_release_channels (&rq);
-      if (ndm_md_park (md))
+      parked = ndm_md_park (md);
+      if (parked == 1)
         request_rebind (&rq, &first_err);
     }
-    if (delay)
-      request_delay (&rq);
+    if (parked == -1 || (delay && request_delay (&rq) == -1)) {
+      request_abandon (&rq, &first_err);
+      break;
+    }
 
     /* Map again what was requeued, then start from the first of them. */
     rq.stop = false;
@@ -827,18 +884,14 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
     rq.cursor_bio = NULL;
     for (i = 0; i < rq.nr_clones; i++) {
       struct ndm_clone *clone = &rq.clones[i];
-      int r;
 
       if (clone->finished)
         continue;
       if (rq.cursor_clone == rq.nr_clones)
         rq.cursor_clone = i;
-      r = clone_map (clone);
-      if (r == NDM_MAPIO_DELAY_REQUEUE)
-        map_delay = true;
+      /* A DELAY_REQUEUE here is waited for when the round is decided. */
+      clone_map (clone);
     }
-    if (map_delay)
-      request_delay (&rq);
   }
   if (first_err < rq.nr_clones)
     rq_error = rq.clones[first_err].error;
@@ -874,7 +927,10 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
 {
   int r;
 
-  ndm_md_enter (md);
+  if (ndm_md_enter (md) == -1) {
+    *err = NDM_EQUIT;
+    return -1;
+  }
   r = request_run (md, op, buf, count, offset, flags, out, err);
   ndm_md_exit (md);
   return r;

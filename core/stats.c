@@ -78,7 +78,8 @@ ndm_stats_done (struct ndm_io_stats *s, enum ndm_op op, uint64_t bytes,
 
   ADD (s->inflight, -1);
   ADD (s->ops[c], 1);
-  ADD (s->bytes[c], bytes);
+  if (c != NDM_STAT_FLUSH)
+    ADD (s->bytes[c], bytes);   /* a flush's range is not data moved */
   if (error != 0)
     ADD (s->errors, 1);
   ADD (s->lat[c][lat_bucket (g_get_monotonic_time () - start)], 1);
@@ -96,20 +97,27 @@ ndm_stats_abandon (struct ndm_io_stats *s)
   ADD (s->inflight, -1);
 }
 
+#define TAKE(x) __atomic_exchange_n (&(x), 0, __ATOMIC_RELAXED)
+
+/* Each counter is exchanged for zero, so an I/O ending meanwhile is
+ * counted either in the snapshot or after it, never lost.
+ */
 void
-ndm_stats_clear (struct ndm_io_stats *s)
+ndm_stats_take (struct ndm_io_stats *s, struct ndm_io_stats *snap)
 {
+  int64_t now = g_get_monotonic_time ();
   unsigned c, b;
 
   for (c = 0; c < NDM_STAT_CLASSES; c++) {
-    STORE (s->ops[c], 0);
-    STORE (s->bytes[c], 0);
+    snap->ops[c] = TAKE (s->ops[c]);
+    snap->bytes[c] = TAKE (s->bytes[c]);
     for (b = 0; b < NDM_LAT_BUCKETS; b++)
-      STORE (s->lat[c][b], 0);
+      snap->lat[c][b] = TAKE (s->lat[c][b]);
   }
-  STORE (s->errors, 0);
-  STORE (s->requeues, 0);
-  STORE (s->since, g_get_monotonic_time ());
+  snap->errors = TAKE (s->errors);
+  snap->requeues = TAKE (s->requeues);
+  snap->inflight = LOAD (s->inflight);
+  snap->since = __atomic_exchange_n (&s->since, now, __ATOMIC_RELAXED);
 }
 
 /* Bucket b's range, for people. */

@@ -51,8 +51,10 @@ void ndm_stats_requeue (struct ndm_io_stats *s);
 /* A started I/O moved elsewhere without finishing here (a table swap). */
 void ndm_stats_abandon (struct ndm_io_stats *s);
 
-/* Zero the counters (not in-flight, which is a gauge). */
-void ndm_stats_clear (struct ndm_io_stats *s);
+/* Move the counters into *snap and zero them (not in-flight, which is a
+ * gauge: copied).  For stats --clear: what is shown is what is cleared.
+ */
+void ndm_stats_take (struct ndm_io_stats *s, struct ndm_io_stats *snap);
 
 /* "reads 3 (12288 bytes), writes ..., in-flight 0" and, per class with
  * samples, a latency line "  read latency: <1us 0, 1-2us 4, ...".

@@ -29,6 +29,7 @@ static const struct ndm_target_type *const builtin_targets[] = {
   &ndm_flakey_target,
   &ndm_delay_target,
   &ndm_dust_target,
+  &ndm_multipath_target,
 };
 
 const struct ndm_target_type *
@@ -85,11 +86,12 @@ ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
   return parse_u64 (arg, what, " of sectors", out, err);
 }
 
-struct ndm_device *
-ndm_table_get_device (struct ndm_target *ti, const char *uri, GError **err)
+static struct ndm_device *
+table_get_device (struct ndm_target *ti, const char *uri, bool tolerant,
+                  GError **err)
 {
   struct ndm_table *t = ti->table;
-  struct ndm_device *dev = ndm_md_get_device (t->md, uri, err);
+  struct ndm_device *dev = ndm_md_get_device (t->md, uri, tolerant, err);
   unsigned i;
 
   if (dev == NULL)
@@ -101,6 +103,19 @@ ndm_table_get_device (struct ndm_target *ti, const char *uri, GError **err)
     }
   g_ptr_array_add (t->devices, dev);
   return dev;
+}
+
+struct ndm_device *
+ndm_table_get_device (struct ndm_target *ti, const char *uri, GError **err)
+{
+  return table_get_device (ti, uri, false, err);
+}
+
+struct ndm_device *
+ndm_table_get_device_tolerant (struct ndm_target *ti, const char *uri,
+                               GError **err)
+{
+  return table_get_device (ti, uri, true, err);
 }
 
 /* Split text into lines on '\n' and ';', strip comments. */
@@ -187,6 +202,8 @@ table_compute_caps (struct ndm_table *t)
   for (i = 0; i < t->devices->len; i++) {
     const struct ndm_device *dev = t->devices->pdata[i];
 
+    if (dev->absent)
+      continue;                 /* nothing known yet */
     c->write &= !dev->caps.read_only;
     c->flush &= dev->caps.flush;
     c->fua &= dev->caps.fua || dev->caps.flush;
@@ -209,6 +226,8 @@ device_area_check (struct ndm_target *ti, struct ndm_device *dev,
 {
   GError **err = data;
 
+  if (dev->absent)
+    return 0;                   /* checked when it is reached (multipath) */
   if (start > dev->size || len > dev->size - start) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
                  "device %s is too small: %" PRIu64 " sectors, the target "

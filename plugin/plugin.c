@@ -37,10 +37,21 @@ dm_log (enum ndm_log_level level, const char *msg)
     nbdkit_debug ("%s", msg);
 }
 
+/* nbdkit has no shutdown callback for plugins (1.32), but its sleep
+ * ends early, with ESHUTDOWN, when the server quits or this request's
+ * client is gone: a zero sleep asks.
+ */
+static bool
+dm_quitting (void)
+{
+  return nbdkit_nanosleep (0, 0) == -1;
+}
+
 static void
 dm_load (void)
 {
   ndm_config_init (&cfg);
+  cfg.quitting = dm_quitting;
   ndm_set_log_fn (dm_log);
 }
 
@@ -130,7 +141,7 @@ dm_config_complete (void)
 static void
 dm_dump_plugin (void)
 {
-  printf ("dm_targets=linear,striped,zero,error,flakey,delay,dust\n");
+  printf ("dm_targets=linear,striped,zero,error,flakey,delay,dust,multipath\n");
   printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://,nbd+vsock://,"
           "nbds+vsock://\n");
 }

@@ -19,6 +19,7 @@ packages=(
   nbdkit libnbd-bin python3-libnbd          # nbdkit, nbdinfo/nbdcopy, nbdsh
   qemu-utils fio socat                      # tests, demo, benchmarks
   perl                                      # pod2man for the man pages
+  libpod-markdown-perl                      # pod2markdown: docs/*.md check
 )
 
 missing=()

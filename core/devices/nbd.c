@@ -242,15 +242,17 @@ conn_lost (struct nbd_conn *c, const char *why)
  * thread finds the server again when (if) it comes back.  Not from a
  * completion callback: conn_lost may be the last reference.
  */
-static void
-device_drain (struct nbd_dev *nd)
+static void device_lose_all (struct nbd_dev *nd, const char *why);
+
+/* A reference to each connection in the pool now, into conns (room for
+ * nr_conns), so they can be worked on without nd->lock.  Returns how
+ * many; the caller unrefs each.
+ */
+static unsigned
+device_ref_conns (struct nbd_dev *nd, struct nbd_conn **conns)
 {
-  struct nbd_conn **conns;
   unsigned i, n = 0;
 
-  if (!g_atomic_int_compare_and_exchange (&nd->draining, 1, 0))
-    return;
-  conns = g_newa (struct nbd_conn *, nd->nr_conns);
   g_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)
     if (nd->conns[i] != NULL) {
@@ -258,10 +260,14 @@ device_drain (struct nbd_dev *nd)
       conns[n++] = nd->conns[i];
     }
   g_mutex_unlock (&nd->lock);
-  for (i = 0; i < n; i++) {
-    conn_lost (conns[i], "the server is shutting down (ESHUTDOWN)");
-    ndm_channel_unref (&conns[i]->ch);
-  }
+  return n;
+}
+
+static void
+device_drain (struct nbd_dev *nd)
+{
+  if (g_atomic_int_compare_and_exchange (&nd->draining, 1, 0))
+    device_lose_all (nd, "the server is shutting down (ESHUTDOWN)");
 }
 
 static inline gint64
@@ -539,16 +545,10 @@ static void
 health_check (struct nbd_dev *nd)
 {
   struct nbd_conn **conns = g_newa (struct nbd_conn *, nd->nr_conns);
-  unsigned i, n = 0;
+  unsigned i, n;
 
   device_drain (nd);
-  g_mutex_lock (&nd->lock);
-  for (i = 0; i < nd->nr_conns; i++)
-    if (nd->conns[i] != NULL) {
-      ndm_channel_ref (&nd->conns[i]->ch);
-      conns[n++] = nd->conns[i];
-    }
-  g_mutex_unlock (&nd->lock);
+  n = device_ref_conns (nd, conns);
   for (i = 0; i < n; i++) {
     struct pollfd pfd = { .fd = conns[i]->fd, .events = POLLRDHUP };
 
@@ -557,6 +557,27 @@ health_check (struct nbd_dev *nd)
       conn_lost (conns[i], "the server hung up");
     ndm_channel_unref (&conns[i]->ch);
   }
+}
+
+static void read_caps (struct nbd_dev *nd, struct nbd_handle *h);
+
+/* An absent device (opened tolerant, never reached) is reached: learn its
+ * size, limits and capabilities, then publish it as present.  Only the
+ * reconnect thread writes them; the core reads them once dev->absent is
+ * false (release/acquire).
+ */
+static void
+device_first_contact (struct nbd_dev *nd, struct nbd_handle *h)
+{
+  read_caps (nd, h);
+  ndm_device_limits_fixup (&nd->dev.limits);
+  g_mutex_lock (&nd->lock);
+  if (!nd->dev.caps.multi_conn)
+    nd->nr_conns = 1;
+  g_mutex_unlock (&nd->lock);
+  __atomic_store_n (&nd->dev.absent, false, __ATOMIC_RELEASE);
+  ndm_log_info ("device %s: reached: %" PRIu64 " bytes", nd->dev.uri,
+                nd->dev.size);
 }
 
 /* Replace lost connections; size must not have changed. */
@@ -580,6 +601,8 @@ reconnect_lost (struct nbd_dev *nd)
     h = nbd_connect_handle (nd->dev.uri, nd->connect_timeout_ms,
                             i == 0 || nd->structured_replies,
                             &nd->stopping, &e);
+    if (h != NULL && __atomic_load_n (&nd->dev.absent, __ATOMIC_ACQUIRE))
+      device_first_contact (nd, h);
     c = h != NULL ? conn_new (nd, h, i, &e) : NULL;
     if (c != NULL && nbd_get_size (h) != (int64_t) nd->dev.size) {
       g_set_error (&e, NDM_ERROR, NDM_ERROR_DEVICE,
@@ -630,6 +653,99 @@ reconnect_thread (gpointer data)
   }
   g_mutex_unlock (&nd->lock);
   return NULL;
+}
+
+/* Every connection is lost (shut down) at once.  Their commands fail
+ * with ENOTCONN as their leaders poll on; they come back through the
+ * reconnect thread.
+ */
+static void
+device_lose_all (struct nbd_dev *nd, const char *why)
+{
+  struct nbd_conn **conns = g_newa (struct nbd_conn *, nd->nr_conns);
+  unsigned i, n = device_ref_conns (nd, conns);
+
+  for (i = 0; i < n; i++) {
+    conn_lost (conns[i], why);
+    ndm_channel_unref (&conns[i]->ch);
+  }
+}
+
+/* Fence: a multipath path failed, or the like. */
+static void
+nbd_fence (struct ndm_device *dev, const char *why)
+{
+  device_lose_all ((struct nbd_dev *) dev, why);
+}
+
+static bool
+nbd_connected (struct ndm_device *dev)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+  bool up = false;
+  unsigned i;
+
+  g_mutex_lock (&nd->lock);
+  for (i = 0; i < nd->nr_conns && !up; i++)
+    up = nd->conns[i] != NULL && !g_atomic_int_get (&nd->conns[i]->dead);
+  g_mutex_unlock (&nd->lock);
+  return up;
+}
+
+/* A connection of its own: handshake, one block read, size. */
+static int
+nbd_probe (struct ndm_device *dev, unsigned timeout_ms, uint64_t *size,
+           GError **err)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * INT64_C (1000);
+  struct nbd_handle *h;
+  int64_t min, cookie;
+  g_autofree char *buf = NULL;
+  int r = -1;
+
+  h = nbd_connect_handle (dev->uri, timeout_ms, false, &nd->stopping, err);
+  if (h == NULL)
+    return -1;
+  *size = nbd_get_size (h);
+  min = nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
+  if (min < 512)
+    min = 512;
+  buf = g_malloc (min);
+  cookie = *size >= (uint64_t) min
+    ? nbd_aio_pread (h, buf, min, 0, NBD_NULL_COMPLETION, 0) : 0;
+  if (cookie == -1)
+    goto err;
+  while (cookie > 0) {
+    int done = nbd_aio_command_completed (h, cookie);
+    gint64 left = deadline - g_get_monotonic_time ();
+
+    if (done == 1)
+      break;
+    /* An error reply is the data's answer (R5): the server is there. */
+    if (done == -1 && !ndm_errno_is_path_error (nbd_get_errno ()))
+      break;
+    if (done == -1)
+      goto err;
+    if (left <= 0) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                   "device %s: the probe read got no answer within %u ms",
+                   dev->uri, timeout_ms);
+      nbd_close (h);
+      return -1;
+    }
+    if (nbd_poll (h, (int) MIN (left / 1000 + 1, 100)) == -1)
+      goto err;
+  }
+  r = 0;
+  nbd_close (h);
+  return r;
+
+ err:
+  g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: probe: %s",
+               dev->uri, nbd_get_error ());
+  nbd_close (h);
+  return -1;
 }
 
 static void
@@ -692,6 +808,9 @@ static const struct ndm_device_ops nbd_device_ops = {
   .submit = nbd_submit,
   .start = nbd_start,
   .status = nbd_status,
+  .fence = nbd_fence,
+  .probe = nbd_probe,
+  .connected = nbd_connected,
   .close = nbd_close_device,
 };
 
@@ -722,10 +841,12 @@ read_caps (struct nbd_dev *nd, struct nbd_handle *h)
 }
 
 static struct ndm_device *
-nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
+nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
+          GError **err)
 {
   struct nbd_dev *nd;
   struct nbd_handle *h;
+  GError *e = NULL;
   unsigned i;
 
   if (!uri_is_nbd (uri)) {
@@ -738,9 +859,11 @@ nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
   /* The first connection always negotiates structured replies, so block
    * status has somewhere to go.
    */
-  h = nbd_connect_handle (uri, cfg->connect_timeout_ms, true, NULL, err);
-  if (h == NULL)
+  h = nbd_connect_handle (uri, cfg->connect_timeout_ms, true, NULL, &e);
+  if (h == NULL && !tolerant) {
+    g_propagate_error (err, e);
     return NULL;
+  }
 
   nd = g_new0 (struct nbd_dev, 1);
   nd->dev.ops = &nbd_device_ops;
@@ -751,6 +874,16 @@ nbd_open (const char *uri, const struct ndm_config *cfg, GError **err)
   nd->structured_replies = cfg->structured_replies;
   g_mutex_init (&nd->lock);
   g_cond_init (&nd->cond);
+  if (h == NULL) {
+    /* Tolerated: absent until the reconnect thread reaches it. */
+    ndm_log_error ("%s: absent for now, will keep trying", e->message);
+    nd->last_error = g_strdup (e->message);
+    g_error_free (e);
+    nd->dev.absent = true;
+    nd->nr_conns = cfg->connections;
+    nd->conns = g_new0 (struct nbd_conn *, nd->nr_conns);
+    return &nd->dev;
+  }
   read_caps (nd, h);
   nd->nr_conns = nd->dev.caps.multi_conn ? cfg->connections : 1;
   nd->conns = g_new0 (struct nbd_conn *, nd->nr_conns);

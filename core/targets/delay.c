@@ -13,8 +13,9 @@
  * status go the read way undelayed: they are not I/O (docs/targets/
  * delay.md).
  *
- * While the device suspends (presuspend) new I/O is not delayed, so the
- * suspend drains quickly; I/O already waiting finishes its wait.
+ * While the device suspends (presuspend) nothing is delayed: I/O waiting
+ * goes out at once and new I/O is not held, so the suspend drains
+ * quickly (dm-delay flushes its list the same way).
  */
 #include <errno.h>
 #include <string.h>
@@ -27,13 +28,14 @@ struct delay_class {
   struct ndm_device *dev;
   uint64_t start;               /* sectors */
   unsigned delay;               /* ms */
-  GQueue expiries;              /* gint64 us, in order; by delay_c.lock */
+  GQueue waiting;               /* struct ndm_clone *, mapped with a delay
+                                   and not ended; by delay_c.lock */
 };
 
 struct delay_c {
   struct delay_class class[DELAY_CLASSES];
   unsigned argc;                /* 3, 6 or 9: how the table said it */
-  GMutex lock;                  /* protects expiries, may_delay */
+  GMutex lock;                  /* protects waiting, may_delay */
   bool may_delay;
 };
 
@@ -53,7 +55,7 @@ class_ctr (struct ndm_target *ti, struct delay_class *c, char **argv,
   }
   c->delay = ms;
   c->dev = ndm_table_get_device (ti, argv[0], err);
-  g_queue_init (&c->expiries);
+  g_queue_init (&c->waiting);
   return c->dev == NULL ? -1 : 0;
 }
 
@@ -90,8 +92,7 @@ delay_dtr (struct ndm_target *ti)
   unsigned i;
 
   for (i = 0; i < DELAY_CLASSES; i++)
-    while (!g_queue_is_empty (&dc->class[i].expiries))
-      g_free (g_queue_pop_head (&dc->class[i].expiries));
+    g_queue_clear (&dc->class[i].waiting);
   g_mutex_clear (&dc->lock);
   g_free (dc);
 }
@@ -111,18 +112,6 @@ class_of (enum ndm_op op)
   }
 }
 
-/* With dc->lock held: drop expiries that passed.  Each class has one
- * delay, so its expiries are in map order and only the head can be due.
- */
-static void
-prune_locked (struct delay_class *c, gint64 now)
-{
-  gint64 *e;
-
-  while ((e = g_queue_peek_head (&c->expiries)) != NULL && *e <= now)
-    g_free (g_queue_pop_head (&c->expiries));
-}
-
 static int
 delay_map (struct ndm_target *ti, struct ndm_clone *clone)
 {
@@ -131,14 +120,12 @@ delay_map (struct ndm_target *ti, struct ndm_clone *clone)
   bool io = clone->op != NDM_OP_CACHE && clone->op != NDM_OP_BLOCK_STATUS;
 
   if (io && c->delay > 0) {
-    gint64 now = g_get_monotonic_time ();
-
     g_mutex_lock (&dc->lock);
-    prune_locked (c, now);
     if (dc->may_delay) {
-      clone->not_before = now + c->delay * G_TIME_SPAN_MILLISECOND;
-      g_queue_push_tail (&c->expiries,
-                         g_memdup2 (&clone->not_before, sizeof (gint64)));
+      clone->not_before = g_get_monotonic_time () +
+        c->delay * G_TIME_SPAN_MILLISECOND;
+      clone->map_context = c;
+      g_queue_push_tail (&c->waiting, clone);
     }
     g_mutex_unlock (&dc->lock);
   }
@@ -147,13 +134,46 @@ delay_map (struct ndm_target *ti, struct ndm_clone *clone)
   return NDM_MAPIO_REMAPPED;
 }
 
+/* The clone ended (or was cancelled before it ran): it waits no more. */
 static void
-delay_presuspend (struct ndm_target *ti)
+delay_forget (struct ndm_target *ti, struct ndm_clone *clone)
 {
   struct delay_c *dc = ti->private;
+  struct delay_class *c = clone->map_context;
+
+  if (c == NULL)
+    return;
+  clone->map_context = NULL;
+  g_mutex_lock (&dc->lock);
+  g_queue_remove (&c->waiting, clone);
+  g_mutex_unlock (&dc->lock);
+}
+
+static int
+delay_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
+{
+  delay_forget (ti, clone);
+  return NDM_ENDIO_DONE;
+}
+
+static void
+delay_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  delay_forget (ti, clone);
+}
+
+static void
+delay_presuspend (struct ndm_target *ti, bool noflush)
+{
+  struct delay_c *dc = ti->private;
+  unsigned i;
+  GList *l;
 
   g_mutex_lock (&dc->lock);
   dc->may_delay = false;
+  for (i = 0; i < DELAY_CLASSES; i++)
+    for (l = dc->class[i].waiting.head; l != NULL; l = l->next)
+      ndm_clone_release_delay (l->data);
   g_mutex_unlock (&dc->lock);
 }
 
@@ -182,9 +202,12 @@ delay_status (struct ndm_target *ti, enum ndm_status_type type,
 
     g_mutex_lock (&dc->lock);
     for (i = 0; i < DELAY_CLASSES; i++) {
-      prune_locked (&dc->class[i], now);
-      g_string_append_printf (result, "%s%u", i ? " " : "",
-                              g_queue_get_length (&dc->class[i].expiries));
+      unsigned n = 0;
+      GList *l;
+
+      for (l = dc->class[i].waiting.head; l != NULL; l = l->next)
+        n += ndm_clone_not_before (l->data) > now;
+      g_string_append_printf (result, "%s%u", i ? " " : "", n);
     }
     g_mutex_unlock (&dc->lock);
     return;
@@ -212,6 +235,7 @@ delay_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
 const struct ndm_target_type ndm_delay_target = {
   .name = "delay", .version = { 1, 5, 0 },
   .ctr = delay_ctr, .dtr = delay_dtr, .map = delay_map,      /* required */
+  .end_io = delay_end_io, .release_clone = delay_release_clone,
   .status = delay_status, .presuspend = delay_presuspend,    /* optional */
   .resume = delay_resume, .iterate_devices = delay_iterate_devices,
 };

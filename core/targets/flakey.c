@@ -371,6 +371,24 @@ flakey_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
   return NDM_ENDIO_DONE;
 }
 
+/* Cancelled before its bios ran (R6): drop the copy, give the client's
+ * buffer back for the next map.
+ */
+static void
+flakey_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct flakey_io *io = clone->map_context;
+
+  if (io == NULL)
+    return;
+  clone->map_context = NULL;
+  if (io->copy != NULL) {
+    clone->buf = io->client_buf;
+    g_free (io->copy);
+  }
+  g_free (io);
+}
+
 /* status: nothing (as dm).
  * table:  <device> <offset> <up> <down> <#feature args> <features...>
  */
@@ -422,5 +440,6 @@ const struct ndm_target_type ndm_flakey_target = {
   .name = "flakey", .version = { 1, 5, 0 },
   .ctr = flakey_ctr, .dtr = flakey_dtr, .map = flakey_map,   /* required */
   .end_io = flakey_end_io, .status = flakey_status,          /* optional */
+  .release_clone = flakey_release_clone,
   .iterate_devices = flakey_iterate_devices,
 };

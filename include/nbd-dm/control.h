@@ -7,14 +7,17 @@
  *   - A Unix stream socket, created mode 0600, removed at exit.  Several
  *     clients may be connected; each gets its replies in request order.
  *   - A request is one line ending in '\n', at most NDM_CONTROL_MAX_LINE
- *     bytes.  Words are separated by blanks and may be quoted as in the
- *     shell ('...', "..." with backslash escapes).  The first word is the
- *     verb; words starting with "--" are options.  "--json" may be given
- *     to any verb.
+ *     bytes not counting the '\n'.  Words are separated by blanks and may
+ *     be quoted as in the shell ('...', "..." with backslash escapes).
+ *     The first word is the verb; words starting with "--" are options,
+ *     up to a word "--" which ends them (so a message argument may start
+ *     with "--").  "--json" may be given to any verb.
  *   - Every request gets exactly one reply:
  *         ok <N>\n            followed by exactly N payload lines, or
  *         error <message>\n   one line saying what was wrong.
- *     With --json the payload is one line of JSON.  A line longer than
+ *     With --json a payload is one line of JSON (message: {"result":
+ *     "<the target's answer>"}); verbs that only act (suspend, reload,
+ *     resume, clear) have no payload either way.  A line longer than
  *     the limit gets an error reply and the connection is closed.
  *
  * Verbs and their payloads (text form; dmsetup's where dmsetup has them):
@@ -36,9 +39,9 @@
  *   resume                    the loaded table goes live (if any), held
  *                             requests go on
  *   clear                     drops the loaded, not yet live, table
- *   wait [<event_nr>]         returns when the event number exceeds
- *                             event_nr (default: the current one); the
- *                             payload is the new event number
+ *   wait [<event_nr>]         returns when the event number (32 bits, as
+ *                             dm's) exceeds event_nr (default: the
+ *                             current one); the payload is the new one
  *   version                   protocol and program version
  *   help                      the verbs
  *

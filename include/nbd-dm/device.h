@@ -138,6 +138,22 @@ struct ndm_device_ops {
   void (*start) (struct ndm_device *dev);
   /* Optional.  A short state word for status output ("up", "reconnecting"). */
   void (*status) (struct ndm_device *dev, GString *out);
+  /* Optional.  Fence the device: close its connections so that nothing
+   * it has in flight completes successfully later; its commands end with a
+   * path error soon after.  It reconnects in the background.  Any thread
+   * outside completions.
+   */
+  void (*fence) (struct ndm_device *dev, const char *why);
+  /* Optional.  Check the server answers, on a connection of its own: the
+   * handshake and one block read.  *size gets the export size (for path
+   * identity).  Blocks up to timeout_ms.  Path checkers call it.
+   */
+  int (*probe) (struct ndm_device *dev, unsigned timeout_ms, uint64_t *size,
+                GError **err);
+  /* Optional.  Whether a command submitted now could be sent (some
+   * connection is up).  Without it: true.
+   */
+  bool (*connected) (struct ndm_device *dev);
   /* Required.  Nothing is in flight; free everything. */
   void (*close) (struct ndm_device *dev);
 };
@@ -145,7 +161,9 @@ struct ndm_device_ops {
 struct ndm_device {
   const struct ndm_device_ops *ops;
   char *uri;                    /* as written in the table */
-  uint64_t size;                /* bytes */
+  uint64_t size;                /* bytes; 0 while absent */
+  bool absent;                  /* opened tolerant and never reached yet:
+                                   size, limits and caps unknown */
   struct ndm_device_limits limits;
   struct ndm_device_caps caps;
 
@@ -163,8 +181,12 @@ struct ndm_device {
  */
 struct ndm_device_class {
   const char *name;
+  /* Open uri.  With tolerant, a server that cannot be reached is not an
+   * error: the device is returned absent and keeps trying in the
+   * background (multipath paths); a bad URI still is.
+   */
   struct ndm_device *(*open) (const char *uri, const struct ndm_config *cfg,
-                              GError **err);
+                              bool tolerant, GError **err);
 };
 
 extern const struct ndm_device_class ndm_nbd_device_class;

@@ -73,6 +73,11 @@ struct ndm_config {
   unsigned connect_timeout_ms;  /* NBD handshake, at start-up */
   unsigned reconnect_ms;        /* delay between reconnect attempts */
   unsigned io_timeout_ms;       /* fence a device silent this long; 0 off */
+  unsigned checker_interval_ms; /* multipath: probe every path */
+  unsigned flap_window_ms;      /* multipath: a path failing again within
+                                   this of its reinstatement flaps */
+  unsigned flap_damping_ms;     /* multipath: a flapping path waits this */
+  unsigned no_path_timeout_ms;  /* multipath: queued I/O fails after it */
   bool structured_replies;      /* on data connections (not the first) */
   /* Who opens "devices"; NULL means NBD URIs through libnbd.  The unit
    * tests put a fake here. */
@@ -81,7 +86,15 @@ struct ndm_config {
    * first.  The unit tests add probes here.
    */
   const struct ndm_target_type *const *extra_targets;
+  /* Optional: true once the front end shuts down (or the calling
+   * request's client went away).  Requests held by a suspend or waiting
+   * for a path ask it every NDM_QUIT_POLL_MS and end with ESHUTDOWN, so
+   * a server can stop while I/O is held.  Called on request threads.
+   */
+  bool (*quitting) (void);
 };
+
+#define NDM_QUIT_POLL_MS 200
 
 void ndm_config_init (struct ndm_config *cfg);
 
@@ -107,6 +120,14 @@ int ndm_config_set (struct ndm_config *cfg, const char *key,
   "connect-timeout=SECS   Give up connecting to a device (default 10).\n"   \
   "reconnect-delay=MS     Between attempts to reconnect a lost device\n"    \
   "                       (default 1000).\n"                                \
+  "checker-interval=SECS  Multipath: how often every path is probed\n"    \
+  "                       (default 2).\n"                                   \
+  "no-path-timeout=SECS   Multipath: queued I/O fails after waiting this\n" \
+  "                       long for a path (default 20; 0: no limit).\n"     \
+  "flap-window=SECS       Multipath: a path failing again this soon after\n"\
+  "                       it came back flaps (default 60).\n"               \
+  "flap-damping=SECS      Multipath: a flapping path is reinstated only\n"  \
+  "                       after this long (default 30).\n"                  \
   "io-timeout=SECS        Fence a device connection that has commands out\n"\
   "                       and answers nothing for this long (default 0:\n" \
   "                       wait for ever).\n"                                \

@@ -39,6 +39,11 @@ struct ndm_io_stats;
 #define NDM_MAPIO_DELAY_REQUEUE 3  /* map again after a delay */
 #define NDM_MAPIO_KILL          4  /* fail with clone->kill_error (or EIO) */
 
+/* Bytes of per-clone scratch space for the target (dm's per_io_data):
+ * zero when the clone is made, kept across requeues.
+ */
+#define NDM_PER_IO_SIZE 64
+
 /* end_io results (dm's DM_ENDIO_*) */
 #define NDM_ENDIO_DONE          0  /* complete with *error as left */
 #define NDM_ENDIO_ERROR         1  /* complete with *error (must be != 0) */
@@ -85,7 +90,13 @@ struct ndm_clone {
   int kill_error;               /* map: the errno for NDM_MAPIO_KILL */
   void *map_context;            /* map -> end_io, owned by the target */
   int64_t not_before;           /* map: start no bio before this
-                                   (g_get_monotonic_time), 0 = now */
+                                   (g_get_monotonic_time), 0 = now; with
+                                   DELAY_REQUEUE: retry then, if sooner
+                                   than the default delay */
+  union {                       /* the target's, see ndm_clone_per_io */
+    unsigned char bytes[NDM_PER_IO_SIZE];
+    uint64_t align;
+  } per_io;
 
   /* Core-private. */
   int map_result;               /* NDM_MAPIO_* of the last map */
@@ -98,6 +109,26 @@ struct ndm_clone {
   bool finished;
   GArray *extents;              /* block status answer, clone offsets */
 };
+
+/* From another thread, under the target's lock (delay's presuspend): the
+ * clone's bios may start now, whatever map put in not_before.  Only for a
+ * clone mapped and not yet ended (end_io or release_clone not yet run).
+ */
+void ndm_clone_release_delay (struct ndm_clone *clone);
+
+/* clone->not_before, read from another thread. */
+static inline int64_t
+ndm_clone_not_before (struct ndm_clone *clone)
+{
+  return __atomic_load_n (&clone->not_before, __ATOMIC_ACQUIRE);
+}
+
+/* The target's scratch space in the clone (NDM_PER_IO_SIZE bytes). */
+static inline void *
+ndm_clone_per_io (struct ndm_clone *clone)
+{
+  return clone->per_io.bytes;
+}
 
 /* Byte offset of the clone within its target. */
 static inline uint64_t
@@ -154,6 +185,12 @@ struct ndm_target_type {
    */
   int (*end_io) (struct ndm_target *ti, struct ndm_clone *clone,
                  int *error);
+  /* Optional.  The clone's round ends without end_io: its bios from
+   * the frontier on never started (a start before them failed, R6).
+   * Release what map took and restore clone->buf if map replaced it
+   * (dm's release_clone_rq); the uncredited rest is mapped again.
+   */
+  void (*release_clone) (struct ndm_target *ti, struct ndm_clone *clone);
   /* Optional.  Block status: turn the bios' device extents into clone
    * extents with ndm_clone_add_extent().  Without it: bios are taken as
    * contiguous pieces of the clone in map order.
@@ -162,6 +199,10 @@ struct ndm_target_type {
   /* Optional.  Append the dmsetup status or table args (no prefix). */
   void (*status) (struct ndm_target *ti, enum ndm_status_type type,
                   GString *result);
+  /* Optional.  Status facts the dm line has no room for (why a path is
+   * failed, say), as one JSON object for status --json.
+   */
+  void (*status_json) (struct ndm_target *ti, GString *out);
   /* Optional.  dmsetup message. */
   int (*message) (struct ndm_target *ti, unsigned argc, char **argv,
                   GString *result, GError **err);
@@ -171,9 +212,10 @@ struct ndm_target_type {
   int (*iterate_devices) (struct ndm_target *ti, ndm_iterate_devices_fn fn,
                           void *data);
   /* Optional.  The device is being suspended: stop holding I/O back
-   * (delay releases what it delays), so the suspend can drain.
+   * (delay stops delaying; multipath stops queueing unless noflush), so
+   * the suspend can drain.
    */
-  void (*presuspend) (struct ndm_target *ti);
+  void (*presuspend) (struct ndm_target *ti, bool noflush);
   /* Optional.  The table is live again (after a suspend) or for the first
    * time (after a reload and resume).
    */
@@ -190,6 +232,19 @@ void ndm_target_event (struct ndm_target *ti);
  */
 struct ndm_device *ndm_table_get_device (struct ndm_target *ti,
                                          const char *uri, GError **err);
+/* The same for a target that can live without the device for now
+ * (multipath): an unreachable one comes back absent (dev->absent), not as
+ * an error, and its range is not checked until it is reached.
+ */
+struct ndm_device *ndm_table_get_device_tolerant (struct ndm_target *ti,
+                                                  const char *uri,
+                                                  GError **err);
+
+/* The mapped device's tuning (checker intervals and the like). */
+const struct ndm_config *ndm_target_config (struct ndm_target *ti);
+
+/* Commands of dev started and not ended, over all its connections. */
+int64_t ndm_device_inflight (struct ndm_device *dev);
 
 /* For ctr: parse a non-negative integer argument, quoting it on error:
  * "<what> 'abc' is not a number".
@@ -211,5 +266,6 @@ extern const struct ndm_target_type ndm_error_target;
 extern const struct ndm_target_type ndm_flakey_target;
 extern const struct ndm_target_type ndm_delay_target;
 extern const struct ndm_target_type ndm_dust_target;
+extern const struct ndm_target_type ndm_multipath_target;
 
 #endif /* NBD_DM_TARGET_H */

@@ -59,8 +59,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOP=$(cd "$HERE/../.." && pwd)
-PY=/usr/bin/python3              # system python: fio/json only, no venv needed
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$HERE/lib.sh"
 
 RUNTIME=${RUNTIME:-5}
 RAMP=${RAMP:-1}
@@ -81,21 +81,8 @@ QUIET_WAIT=${QUIET_WAIT:-0}
 OUTDIR=${OUTDIR:-$TOP/bench-results/$(date +%Y%m%d-%H%M%S)}
 DOC=${DOC-$TOP/docs/performance.md}
 
-PLUGIN=${1:-${NBD_DM_PLUGIN:-}}
-if [ -z "$PLUGIN" ]; then
-  for p in "$TOP/build-bench/plugin/nbdkit-dm-plugin.so" "$TOP/build/plugin/nbdkit-dm-plugin.so"; do
-    if [ -f "$p" ]; then PLUGIN=$p; break; fi
-  done
-fi
-if [ -z "$PLUGIN" ] || [ ! -f "$PLUGIN" ]; then
-  echo "bench.sh: nbdkit-dm-plugin.so not found; build it (see the header) or pass its path" >&2
-  exit 1
-fi
-PLUGIN=$(cd "$(dirname "$PLUGIN")" && pwd)/$(basename "$PLUGIN")
-
-for tool in nbdkit nbdinfo nbdcopy fio qemu-nbd numfmt; do
-  command -v "$tool" >/dev/null || { echo "bench.sh: $tool is missing" >&2; exit 1; }
-done
+find_plugin "${1:-}"
+need_tools nbdkit nbdinfo nbdcopy fio qemu-nbd numfmt
 
 # Sizes in bytes; the striped table needs LEN (sectors) to be a multiple of
 # CHUNK * 4, so that both striped-2 and striped-4 tile the device exactly.
@@ -104,46 +91,12 @@ SIZE_B=$(bytes "$SIZE")
 DSIZE_B=$(bytes "$DSIZE")
 for b in "$SIZE_B" "$DSIZE_B"; do
   if (( b % (512 * CHUNK * 4) )); then
-    echo "bench.sh: SIZE and DSIZE must be multiples of $((512 * CHUNK * 4)) bytes (CHUNK*4 sectors)" >&2
-    exit 1
+    die "SIZE and DSIZE must be multiples of $((512 * CHUNK * 4)) bytes (CHUNK*4 sectors)"
   fi
 done
 
 mkdir -p "$OUTDIR"
-T=$(mktemp -d /tmp/nbd-dm-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-  local p i
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do reap "${PIDS[i]}"; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM         # exit runs the EXIT trap, hence cleanup
-
-uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }
-
-wait_sock() { # name pid
-  local i
-  for i in $(seq 1 200); do
-    if [ -S "$T/$1.sock" ] && nbdinfo --size "$(uri "$1")" >/dev/null 2>&1; then return 0; fi
-    kill -0 "$2" 2>/dev/null || { echo "server $1 died:" >&2; cat "$T/$1.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "server $1 did not come up" >&2; exit 1
-}
-
-started() { # name pid: remember it (for cleanup and stop_servers), wait until it serves
-  PIDS+=("$2"); echo "$2" >"$T/$1.pid"; wait_sock "$1" "$2"
-}
-
-# start_nbdkit NAME [nbdkit args...]   (foreground child; pid in $T/NAME.pid)
-start_nbdkit() {
-  local name=$1; shift
-  nbdkit -f -U "$T/$name.sock" "$@" >"$T/$name.log" 2>&1 &
-  started "$name" $!
-}
+setup_tmp nbd-dm-bench
 
 # start_qemu NAME DEVICE_NAME
 start_qemu() {
@@ -151,41 +104,6 @@ start_qemu() {
   # shellcheck disable=SC2086
   qemu-nbd -f raw -t -e 0 $QEMU_EXTRA -k "$T/$1.sock" "$(uri "$2")" >"$T/$1.log" 2>&1 &
   started "$1" $!
-}
-
-# start_dm NAME THREADS TABLE : nbd-dm over the table (DM_EXTRA appended)
-start_dm() {
-  local name=$1 threads=$2 table=$3 extra=()
-  read -ra extra <<<"$DM_EXTRA"
-  start_nbdkit "$name" -t "$threads" "$PLUGIN" table-text="$table" "${extra[@]}"
-}
-
-# reap PID: wait for our child to exit; SIGKILL it after 10 s.
-reap() {
-  local i st
-  for ((i = 0; i < 100; i++)); do
-    st=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null || echo gone)
-    if [ "$st" = Z ] || [ "$st" = gone ]; then break; fi
-    sleep 0.1
-  done
-  [ $i -lt 100 ] || { echo "pid $1 ignored SIGTERM; killing it" >&2; kill -KILL "$1" 2>/dev/null || true; }
-  wait "$1" 2>/dev/null || true
-}
-
-# stop_servers NAME... : SIGTERM all, then reap in reverse order.  An nbdkit
-# does not exit while clients stay connected, so the proxies (started after
-# their devices) must go first.  The PIDs are forgotten afterwards, so that
-# cleanup never signals a PID the kernel may have handed to someone else.
-stop_servers() {
-  local n p i keep=() q pids=()
-  for n in "$@"; do
-    p=$(cat "$T/$n.pid"); pids+=("$p"); kill "$p" 2>/dev/null || true
-  done
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do reap "${pids[i]}"; done
-  for q in "${PIDS[@]}"; do
-    [[ " ${pids[*]} " == *" $q "* ]] || keep+=("$q")
-  done
-  PIDS=("${keep[@]}")
 }
 
 # prefill NAME BYTES: write a pattern so reads hit data (a sparse memory
@@ -201,49 +119,6 @@ striped_table() {
   echo "$t"
 }
 
-cputicks() { # pid -> utime+stime ticks (0 if none)
-  if [ -z "${1:-}" ] || [ ! -r "/proc/$1/stat" ]; then echo 0; return; fi
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
-sysbusy() { awk '/^cpu /{ print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9 }' /proc/stat; }
-
-# measure TAG DEVICES PROXY -- cmd...  : runs cmd, writes $OUTDIR/TAG.cpu.json.
-# DEVICES is a comma list of server names; CPU% = % of one core over the
-# whole command (connect + ramp included).  Returns cmd's status.
-measure() {
-  local tag=$1 devs=$2 px=$3; shift 4
-  local b0=0 b1=0 p0 p1 s0 s1 t0 t1 ppid="" d dpids=() dl rc=0
-  IFS=, read -ra dl <<<"$devs"
-  for d in "${dl[@]}"; do dpids+=("$(cat "$T/$d.pid")"); done
-  [ -n "$px" ] && ppid=$(cat "$T/$px.pid")
-  for d in "${dpids[@]}"; do b0=$((b0 + $(cputicks "$d"))); done
-  p0=$(cputicks "$ppid"); s0=$(sysbusy); t0=$(date +%s.%N)
-  "$@" || rc=$?
-  t1=$(date +%s.%N); p1=$(cputicks "$ppid"); s1=$(sysbusy)
-  for d in "${dpids[@]}"; do b1=$((b1 + $(cputicks "$d"))); done
-  # shellcheck disable=SC2086  # s0/s1 are two numbers each
-  "$PY" - "$OUTDIR/$tag.cpu.json" "$(getconf CLK_TCK)" "$t0" "$t1" "$b0" "$b1" "$p0" "$p1" $s0 $s1 "$(cat /proc/loadavg)" <<'EOF'
-import json, os, sys
-o, hz, t0, t1, b0, b1, p0, p1, sb0, st0, sb1, st1, la = sys.argv[1:]
-hz = float(hz); wall = float(t1) - float(t0)
-pct = lambda a, b: 100.0 * (int(b) - int(a)) / hz / wall
-busy = 100.0 * os.cpu_count() * (int(sb1) - int(sb0)) / max(1, int(st1) - int(st0))
-json.dump({"wall": wall, "backend_cpu": pct(b0, b1), "proxy_cpu": pct(p0, p1),
-           "machine_busy": busy, "loadavg": la}, open(o, "w"))
-EOF
-  return "$rc"
-}
-
-# fio_run TAG URI RW BS QD : --output=FILE, because the nbd engine prints
-# "fio: connected to NBD server" on stdout before the JSON otherwise.
-fio_run() {
-  local tag=$1 u=$2 rw=$3 bs=$4 qd=$5
-  fio --name="$tag" --ioengine=nbd --uri="$u" --rw="$rw" --bs="$bs" --iodepth="$qd" \
-      --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --norandommap --randrepeat=0 \
-      --lat_percentiles=1 --group_reporting \
-      --output-format=json --output="$OUTDIR/$tag.json" >"$OUTDIR/$tag.fio.log" 2>&1
-}
-
 # nbdcopy_run TAG URI : copy the whole export to null: (nbdcopy uses up to 4
 # connections when the server advertises multi-conn).  Its CPU (user+sys, %
 # of one core) is recorded as the client's, as fio's is for fio runs.
@@ -257,16 +132,6 @@ nbdcopy_run() {
   awk -v a="$s0" -v b="$s1" -v n="$n" -v c="$cpu" \
     'BEGIN { printf "{\"nbdcopy_s\": %.4f, \"bytes\": %d, \"cpu\": %.1f}\n", b - a, n, 100 * c / (b - a) }' \
     >"$OUTDIR/$1.nbdcopy.json"
-}
-
-# wait (max QUIET_WAIT s) until foreign CPU load < 25% of a core
-quiet() {
-  local i b0 t0 b1 t1
-  for ((i = 0; i < QUIET_WAIT; i++)); do
-    read -r b0 t0 < <(sysbusy); sleep 1; read -r b1 t1 < <(sysbusy)
-    [ $((100 * $(nproc) * (b1 - b0) / (t1 - t0 > 0 ? t1 - t0 : 1))) -lt 25 ] && return 0
-  done
-  return 0
 }
 
 want() { [ -z "$CONFIGS" ] || [[ " $CONFIGS " == *" $1 "* ]]; }
@@ -288,11 +153,8 @@ run_one() {
     W1n) set -- nbdcopy_run "$tag" "$u" ;;
     W6)  set -- fio_run "$tag" "$u" randread 4k "$W6_QD" ;;
   esac
-  # A failing config (e.g. the plugin crashed) is recorded and the run goes
-  # on: the report shows it as failed instead of losing the other numbers.
-  if ! measure "$tag" "$devs" "$px" -- "$@"; then
-    echo "  $tag FAILED (see $OUTDIR/$tag.fio.log)" >&2; : >"$OUTDIR/$tag.failed"
-  fi
+  # a failing config (e.g. the plugin crashed) is marked, the others go on
+  measure "$tag" "$devs" "$px" -- "$@" || mark_failed "$tag"
   # say it once; the following runs of this config fail fast
   if [ -n "$px" ] && [ ! -e "$OUTDIR/$px.died.log" ] && ! kill -0 "$(cat "$T/$px.pid")" 2>/dev/null; then
     echo "  server $px died; its log:" >&2; cp "$T/$px.log" "$OUTDIR/$px.died.log"; cat "$T/$px.log" >&2
@@ -314,46 +176,17 @@ run_workload() {
 echo "# output: $OUTDIR" >&2
 echo "# plugin: $PLUGIN" >&2
 # interference check: a 2-core box shared with others skews results
-read -r ib0 it0 < <(sysbusy); sleep 2; read -r ib1 it1 < <(sysbusy)
-IDLE_BUSY=$(( 100 * $(nproc) * (ib1 - ib0) / (it1 - it0 > 0 ? it1 - it0 : 1) ))
+IDLE_BUSY=$(busy_pct 2)
 echo "# machine busy before start: ${IDLE_BUSY}% of one core (should be ~0)" >&2
 
-# the exact command, every knob spelled out, to run from the repo top
-rel() { case $1 in "$TOP"/*) echo "${1#"$TOP"/}" ;; *) echo "$1" ;; esac; }
-shq() { # quote for sh, readably: bare when safe, else '...'
-  if [[ $1 =~ ^[A-Za-z0-9_./:=,+-]+$ ]]; then echo "$1"; else echo "'${1//\'/\'\\\'\'}'"; fi
-}
-CMD=""
-for k in RUNTIME RAMP REPS WORKLOADS CONFIGS SIZE CHUNK DM_THREADS DM_EXTRA \
-         DSIZE DELAY DTHREADS WTHREADS W6_QD QEMU_EXTRA QUIET_WAIT; do
-  CMD+="$k=$(shq "${!k}") "
-done
-CMD+="tests/bench/bench.sh $(shq "$(rel "$PLUGIN")")"
-
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$PLUGIN")/../CMakeCache.txt" 2>/dev/null || true)
-git_rev=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$TOP" status --porcelain -- core plugin include 2>/dev/null)" ]; then
-  git_rev+=" + uncommitted changes in core/plugin/include"
-fi
+CMD=$(command_line RUNTIME RAMP REPS WORKLOADS CONFIGS SIZE CHUNK DM_THREADS DM_EXTRA \
+                   DSIZE DELAY DTHREADS WTHREADS W6_QD QEMU_EXTRA QUIET_WAIT)
 {
-  echo "date=$(date -Is)"
-  echo "command=$CMD"
-  echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
-  echo "cores=$(nproc)"
+  meta_facts "$CMD" "$IDLE_BUSY"
   echo "memory=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-  echo "kernel=$(uname -sr)"
   echo "virt=$(systemd-detect-virt 2>/dev/null || echo unknown)"
-  echo "nbdkit=$(nbdkit --version | head -1)"
-  echo "libnbd=$(nbdinfo --version | sed -n 's/^libnbd //p')"
-  echo "fio=$(fio --version)"
   echo "qemu_nbd=$(qemu-nbd --version | sed -n 1p)"
-  echo "plugin=$(rel "$PLUGIN")"
-  echo "plugin_build=CMAKE_BUILD_TYPE=${build_type:-unknown}, git $git_rev"
-  echo "busy_before=${IDLE_BUSY}"
-  echo "loadavg_before=$(cat /proc/loadavg)"
-  for k in RUNTIME RAMP REPS SIZE CHUNK DM_THREADS DM_EXTRA DSIZE DELAY DTHREADS WTHREADS W6_QD QEMU_EXTRA; do
-    echo "$k=${!k}"
-  done
+  knobs RUNTIME RAMP REPS SIZE CHUNK DM_THREADS DM_EXTRA DSIZE DELAY DTHREADS WTHREADS W6_QD QEMU_EXTRA
 } >"$OUTDIR/meta.txt"
 
 # ---------------------------------------------------------------- REF limits

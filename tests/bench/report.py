@@ -13,11 +13,13 @@ output file (between the ANALYSIS markers, or a plain "## Analysis" section)
 is carried over, since a human writes it.
 """
 import glob
-import json
 import os
 import re
-import statistics
 import sys
+
+from reportlib import (BUILD, MP_BEGIN, MP_END, busy_before, caution, fmt, med,
+                       parse_args, read_fio, read_json, read_meta, seconds, spread,
+                       spread_cell, verdict, write_file)
 
 KEY = {"W1": "mib", "W1n": "mib", "W2": "mib", "W3": "iops", "W4": "iops",
        "W5": "p50", "W6": "iops"}
@@ -48,38 +50,20 @@ def describe(w, meta):
                   f"{meta.get('DTHREADS', '?')})"}[w]
 
 
-def read_meta(d):
-    meta = {}
-    p = os.path.join(d, "meta.txt")
-    if os.path.exists(p):
-        for line in open(p):
-            k, _, v = line.rstrip("\n").partition("=")
-            meta[k] = v
-    return meta
-
-
 def load_rep(d, tag):
     """One rep: dict with the metrics, or None if it has no result file."""
     w, cfg, rep = tag.split(".")
     r = {"w": w, "cfg": cfg, "rep": rep, "failed": os.path.exists(os.path.join(d, tag + ".failed"))}
-    cj = os.path.join(d, tag + ".cpu.json")
-    c = json.load(open(cj)) if os.path.exists(cj) else {}
+    c = read_json(os.path.join(d, tag + ".cpu.json"), {})
     r.update(dev=c.get("backend_cpu"), px=c.get("proxy_cpu"), busy=c.get("machine_busy"))
     fj = os.path.join(d, tag + ".json")
     nj = os.path.join(d, tag + ".nbdcopy.json")
     if r["failed"]:
         return r
     if os.path.exists(fj):
-        txt = open(fj).read()
-        # the nbd engine may print "fio: connected to NBD server" before the JSON
-        j = json.loads(txt[txt.index("{"):])["jobs"][0]
-        side = j["write"] if j["write"]["io_bytes"] > j["read"]["io_bytes"] else j["read"]
-        pct = side["lat_ns"].get("percentile") or side["clat_ns"].get("percentile", {})
-        r.update(mib=side["bw"] / 1024.0, iops=side["iops"],
-                 p50=pct.get("50.000000", 0) / 1000.0, p99=pct.get("99.000000", 0) / 1000.0,
-                 fio=j["usr_cpu"] + j["sys_cpu"])
+        r.update(read_fio(fj))
     elif os.path.exists(nj):
-        n = json.load(open(nj))
+        n = read_json(nj)
         r.update(mib=n["bytes"] / n["nbdcopy_s"] / 2**20, iops=None, p50=None, p99=None,
                  fio=n.get("cpu", 0.0))
     else:
@@ -88,11 +72,6 @@ def load_rep(d, tag):
     if r["busy"] is not None:
         r["other"] = max(0.0, r["busy"] - (r["fio"] or 0) - (r["dev"] or 0) - (r["px"] or 0))
     return r
-
-
-def med(lst, k):
-    v = [r[k] for r in lst if r.get(k) is not None]
-    return statistics.median(v) if v else None
 
 
 def load(d):
@@ -110,10 +89,8 @@ def load(d):
         ok = [r for r in lst if not r["failed"]]
         row = {"n": len(ok), "failed": len(lst) - len(ok)}
         for m in ("mib", "iops", "p50", "p99", "px", "dev", "other"):
-            row[m] = med(ok, m)
-        key = KEY[k[0]]
-        vals = [r[key] for r in ok if r.get(key)]
-        row["spread"] = (max(vals) - min(vals)) / statistics.median(vals) if len(vals) > 1 else None
+            row[m] = med(r.get(m) for r in ok)
+        row["spread"] = spread(r.get(KEY[k[0]]) for r in ok)
         rows[k] = row
     return rows
 
@@ -124,10 +101,6 @@ def ratio(rows, w, cfg, base):
     if a and b and a.get(k) and b.get(k):
         return a[k] / b[k]
     return None
-
-
-def fmt(v, f="{:.0f}", none="–"):
-    return none if v is None else f.format(v)
 
 
 def fmt_num(v):
@@ -185,12 +158,9 @@ def workload_table(rows, w, meta):
             cells.append(fmt(r["p50"]))
         if w != "W1n":
             cells.append(fmt(r["p99"]))
-        sp = fmt(None if r["spread"] is None else 100 * r["spread"], "{:.0f}%", "–")
-        if r["failed"]:
-            sp += f", {r['failed']} failed"
         cells += [fmt(ratio(rows, w, c, "direct"), "{:.2f}"),
                   fmt(ratio(rows, w, c, "nbdkit-nbd"), "{:.2f}"),
-                  f"{sp} ({r['n']})", "–" if direct else fmt(r["px"])]
+                  spread_cell(r), "–" if direct else fmt(r["px"])]
         if w != "W1n":
             cells.append(fmt(usop, "{:.1f}"))
         cells += [fmt(r["dev"]), fmt(r["other"])]
@@ -208,15 +178,12 @@ def workload_table(rows, w, meta):
 
 def little(meta):
     """QD / delay: the IOPS ceiling of W6 for any configuration."""
-    m = re.fullmatch(r"([0-9.]+)(ms|us|s)?", meta.get("DELAY", ""))
     try:
         qd = int(meta.get("W6_QD", "64"))
     except ValueError:
         return None
-    if not m or float(m.group(1)) == 0:
-        return None
-    sec = float(m.group(1)) * {"ms": 1e-3, "us": 1e-6, "s": 1.0, None: 1.0}[m.group(2)]
-    return qd / sec
+    sec = seconds(meta.get("DELAY", ""))
+    return qd / sec if sec else None
 
 
 def scaling_ceiling(meta):
@@ -231,13 +198,6 @@ def scaling_ceiling(meta):
 def rfmt(r, threshold):
     """Two decimals, or three when two would round onto the threshold."""
     return f"{r:.3f}" if round(r, 2) == threshold and r != threshold else f"{r:.2f}"
-
-
-def verdict(ok, margin, noise):
-    s = "met" if ok else "**not met**"
-    if noise is not None and abs(margin) <= noise:
-        s += " (within the spread)"
-    return s
 
 
 def targets(rows):
@@ -297,40 +257,35 @@ def keep_analysis(path):
     return PLACEHOLDER
 
 
+def keep_multipath(path):
+    """The multipath section (bench-multipath.sh writes it), kept as is."""
+    if not path or not os.path.exists(path):
+        return None
+    m = re.search(re.escape(MP_BEGIN) + r".*?" + re.escape(MP_END),
+                  open(path).read(), re.S)
+    return m.group(0) if m else None
+
+
 def render(d, rows, meta, analysis):
     g = meta.get
-    smoke = []
-    try:
-        if float(g("RUNTIME", "5")) < 5 or int(g("REPS", "3")) < 3:
-            smoke.append(f"RUNTIME={g('RUNTIME')} s, REPS={g('REPS')}")
-    except ValueError:
-        pass
-    try:
-        if int(g("busy_before", "0")) > 25:
-            smoke.append(f"the machine was {g('busy_before')}% of one core busy before the start")
-    except ValueError:
-        pass
     o = ["# nbd-dm performance", "",
          f"<!-- Generated by tests/bench/report.py from {os.path.basename(os.path.normpath(d))}; "
          "regenerate it instead of editing, except the Analysis section, which is kept. -->", ""]
-    if smoke:
-        o += [f"> **Caution: not a representative measurement** ({'; '.join(smoke)}).", ""]
+    o += caution(meta)
     o += [f"Measured {g('date', '?')} with `tests/bench/bench.sh`: fio's nbd engine (one job, "
           "one connection) and nbdcopy against the device itself, the reference proxies and "
           "nbd-dm, all in one run with the repetitions interleaved, so the ratios are what "
           "to read; absolute numbers move with the machine.", ""]
 
     o += ["## Reproduce", "", "From the top of the repository:", "", "```sh",
-          "cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2",
-          g("command", "tests/bench/bench.sh"), "```", ""]
+          BUILD, g("command", "tests/bench/bench.sh"), "```", ""]
 
     o += ["## Machine", "",
           f"- {g('cpu', '?')}, {g('cores', '?')} cores, {g('memory', '?')} RAM, "
           f"{g('kernel', '?')}, virtualization: {g('virt', '?')}",
           f"- {g('nbdkit', '?')}, libnbd {g('libnbd', '?')}, {g('fio', '?')}, {g('qemu_nbd', '?')}",
           f"- plugin: `{g('plugin', '?')}` ({g('plugin_build', '?')})",
-          f"- machine busy before the start: {g('busy_before', '?')}% of one core "
-          f"(load average {' '.join(g('loadavg_before', '?').split()[:3])})"]
+          f"- machine busy before the start: {busy_before(meta)}"]
     ref = os.path.join(d, "REF.txt")
     if os.path.exists(ref):
         o.append("- ceilings (REF):")
@@ -377,23 +332,16 @@ def render(d, rows, meta, analysis):
 
 
 def main(argv):
-    out = None
-    if "--out" in argv:
-        i = argv.index("--out")
-        out = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
-    if len(argv) != 1:
-        sys.exit("usage: report.py OUTDIR [--out docs/performance.md]")
-    d = argv[0]
+    d, out = parse_args(argv, "--out", "report.py OUTDIR [--out docs/performance.md]")
     rows = load(d)
     if not rows:
         sys.exit(f"report.py: no results in {d}")
     text = render(d, rows, read_meta(d), keep_analysis(out))
+    mp = keep_multipath(out)
+    if mp:
+        text += "\n" + mp + "\n"
     if out:
-        tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, out)
+        write_file(out, text)
     else:
         sys.stdout.write(text)
 

@@ -291,3 +291,105 @@ cmp_files ()
     return 1
   fi
 }
+
+# ---- the control socket (include/nbd-dm/control.h) ------------------------
+#
+# Tests of the protocol speak it straight over the socket, so they do not
+# depend on nbd-dmsetup.  Python scripts 'import ndmctl' (PYTHONPATH):
+#
+#   c = ndmctl.Conn(sock)       one connection
+#   c.request("status")         -> payload lines; ndmctl.Error on "error"
+#   c.send(b"raw bytes\n"); c.reply() -> ("ok", [lines]) | ("error", msg)
+#   ndmctl.request(sock, line)  one request on a fresh connection
+#
+# DMSETUP is the CLI (tests that need it: requires test -x "$DMSETUP").
+DMSETUP=${NDM_BUILD_DIR:-/nonexistent}/tools/nbd-dmsetup
+mkdir "$NDM_TMP/py"
+export PYTHONPATH=$NDM_TMP/py${PYTHONPATH:+:$PYTHONPATH}
+cat >"$NDM_TMP/py/ndmctl.py" <<'PYEOF'
+import socket
+
+class Error(Exception):
+    pass
+
+class Conn:
+    def __init__(self, path, timeout=30):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.f = self.sock.makefile("rb")
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = (data + "\n").encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        """One reply line without its newline; EOFError if closed."""
+        ln = self.f.readline()
+        if not ln.endswith(b"\n"):
+            raise EOFError("control connection closed (got %r)" % ln)
+        return ln[:-1].decode(errors="replace")
+
+    def reply(self):
+        head = self.line()
+        if head.startswith("error "):
+            return ("error", head[6:])
+        word, _, n = head.partition(" ")
+        if word != "ok" or not n.isdigit() or n != str(int(n)):
+            raise Error("malformed reply header %r" % head)
+        return ("ok", [self.line() for _ in range(int(n))])
+
+    def request(self, line):
+        self.send(line)
+        status, payload = self.reply()
+        if status == "error":
+            raise Error("%s: error %s" % (line[:200], payload))
+        return payload
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+def request(path, line):
+    c = Conn(path)
+    try:
+        return c.request(line)
+    finally:
+        c.close()
+PYEOF
+
+# ctl SOCKET REQUEST: send one request line; print the payload of "ok N",
+# or print "REQUEST: error MSG" to stderr and fail.
+ctl ()
+{
+  $PY -c '
+import sys, ndmctl
+try:
+    for ln in ndmctl.request(sys.argv[1], sys.argv[2]):
+        print(ln)
+except ndmctl.Error as e:
+    sys.exit(str(e))
+' "$1" "$2"
+}
+
+# stop_dm PID: stop a dm server now (SIGTERM) and check it as the exit
+# handler would: a non-zero exit or a sanitizer report fails.  The exit
+# handler then leaves it alone.
+stop_dm ()
+{
+  local pid=$1 status=0 i
+  local -a keep=()
+
+  stop_pid "$pid" || status=$?
+  for i in "${_ndm_dm_pids[@]}"; do
+    [ "$i" = "$pid" ] || keep+=("$i")
+  done
+  _ndm_dm_pids=("${keep[@]}")
+  if [ $status -ne 0 ]; then
+    echo "$0: dm server $pid exited with status $status:" >&2
+    cat "${_ndm_dm_log[$pid]}" >&2
+    return 1
+  fi
+  check_sanitizer_log "${_ndm_dm_log[$pid]}"
+}

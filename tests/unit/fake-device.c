@@ -53,6 +53,9 @@ struct fake_dev {
   GThread *thread;
   bool stopping;
   bool closed;
+  bool down;
+  uint64_t probe_size;
+  unsigned probes, fences;
   struct fake_chan *chan;
 };
 
@@ -268,6 +271,11 @@ fake_submit (struct ndm_device *dev, struct ndm_bio *bio,
     };
 
     g_array_append_val (fd->log, fc);
+    if (fd->down) {
+      *err = ENOTCONN;
+      g_mutex_unlock (&fd->lock);
+      return -1;
+    }
     if (fc.index == fd->fail_submit_at) {
       *err = fd->fail_submit_err;
       g_mutex_unlock (&fd->lock);
@@ -323,6 +331,58 @@ fake_start (struct ndm_device *dev)
 {
 }
 
+/* Fence: every held command fails with ENOTCONN and its data is dropped,
+ * as a closed connection's would be.
+ */
+static void
+fake_fence (struct ndm_device *dev, const char *why)
+{
+  struct fake_dev *fd = (struct fake_dev *) dev;
+  GPtrArray *held;
+  unsigned i;
+
+  g_mutex_lock (&fd->lock);
+  fd->fences++;
+  held = fd->pending;
+  fd->pending = g_ptr_array_new ();
+  g_mutex_unlock (&fd->lock);
+  for (i = 0; i < held->len; i++)
+    finish (fd, held->pdata[i], ENOTCONN);
+  g_ptr_array_unref (held);
+}
+
+static int
+fake_probe (struct ndm_device *dev, unsigned timeout_ms, uint64_t *size,
+            GError **err)
+{
+  struct fake_dev *fd = (struct fake_dev *) dev;
+  int r = 0;
+
+  g_mutex_lock (&fd->lock);
+  fd->probes++;
+  if (fd->down || dev->absent) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: probe: "
+                 "connect: Connection refused", dev->uri);
+    r = -1;
+  }
+  else
+    *size = fd->probe_size ? fd->probe_size : dev->size;
+  g_mutex_unlock (&fd->lock);
+  return r;
+}
+
+static bool
+fake_connected (struct ndm_device *dev)
+{
+  struct fake_dev *fd = (struct fake_dev *) dev;
+  bool up;
+
+  g_mutex_lock (&fd->lock);
+  up = !fd->down && !dev->absent;
+  g_mutex_unlock (&fd->lock);
+  return up;
+}
+
 static void
 fake_close (struct ndm_device *dev)
 {
@@ -345,6 +405,9 @@ static const struct ndm_device_ops fake_device_ops = {
   .name = "fake",
   .submit = fake_submit,
   .start = fake_start,
+  .fence = fake_fence,
+  .probe = fake_probe,
+  .connected = fake_connected,
   .close = fake_close,
 };
 
@@ -366,7 +429,8 @@ param_u64 (GHashTable *params, const char *key, uint64_t dflt)
 }
 
 static struct ndm_device *
-fake_open (const char *uri, const struct ndm_config *cfg, GError **err)
+fake_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
+           GError **err)
 {
   g_autoptr (GHashTable) params =
     g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -383,7 +447,7 @@ fake_open (const char *uri, const struct ndm_config *cfg, GError **err)
   }
   q = strchr (uri, '?');
   name = q ? g_strndup (uri + 7, q - uri - 7) : g_strdup (uri + 7);
-  if (g_str_has_prefix (name, "missing")) {
+  if (g_str_has_prefix (name, "missing") && !tolerant) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
                  "device %s: connect: No such file or directory", uri);
     g_free (name);
@@ -427,6 +491,11 @@ fake_open (const char *uri, const struct ndm_config *cfg, GError **err)
   fd->log = g_array_new (FALSE, FALSE, sizeof (struct fake_cmd));
   fd->fail_at = g_hash_table_new (g_direct_hash, g_direct_equal);
   fd->fail_submit_at = G_MAXUINT;
+  if (g_str_has_prefix (name, "missing")) {
+    /* Opened tolerant: absent, and it stays so. */
+    fd->dev.absent = true;
+    fd->down = true;
+  }
 
   mode = g_hash_table_lookup (params, "mode");
   if (mode == NULL || strcmp (mode, "immediate") == 0)
@@ -681,4 +750,44 @@ fake_complete_all (struct fake_dev *fd)
       return;
     finish (fd, p, 0);
   }
+}
+
+void
+fake_set_down (struct fake_dev *fd, bool down)
+{
+  g_mutex_lock (&fd->lock);
+  fd->down = down;
+  if (!down)
+    __atomic_store_n (&fd->dev.absent, false, __ATOMIC_RELEASE);
+  g_mutex_unlock (&fd->lock);
+}
+
+void
+fake_set_probe_size (struct fake_dev *fd, uint64_t size)
+{
+  g_mutex_lock (&fd->lock);
+  fd->probe_size = size;
+  g_mutex_unlock (&fd->lock);
+}
+
+unsigned
+fake_probes (struct fake_dev *fd)
+{
+  unsigned n;
+
+  g_mutex_lock (&fd->lock);
+  n = fd->probes;
+  g_mutex_unlock (&fd->lock);
+  return n;
+}
+
+unsigned
+fake_fences (struct fake_dev *fd)
+{
+  unsigned n;
+
+  g_mutex_lock (&fd->lock);
+  n = fd->fences;
+  g_mutex_unlock (&fd->lock);
+  return n;
 }

@@ -64,6 +64,17 @@ void fake_fail_range (struct fake_dev *fd, uint64_t offset, uint64_t len,
                       int err);
 void fake_partial_reads (struct fake_dev *fd, bool on);
 
+/* A path going away and coming back: while down, commands fail at submit
+ * with ENOTCONN, probes fail, connected() is false.  fake://missing...
+ * opened tolerant starts absent and down; up, it is present.
+ */
+void fake_set_down (struct fake_dev *fd, bool down);
+/* What probe() reports as the export size (default: the real size). */
+void fake_set_probe_size (struct fake_dev *fd, uint64_t size);
+/* Probes so far, and fences. */
+unsigned fake_probes (struct fake_dev *fd);
+unsigned fake_fences (struct fake_dev *fd);
+
 /* The command log, copied. */
 GArray *fake_log (struct fake_dev *fd);          /* of struct fake_cmd */
 unsigned fake_submitted (struct fake_dev *fd);

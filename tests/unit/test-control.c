@@ -263,6 +263,23 @@ test_resize_rule (void)
   cmd_ok (md, out, "resume");
   g_assert_cmpuint (ndm_md_get_size (md), ==, 4096 * 512);
   ndm_md_client_close (md);
+
+  /* Loaded with nobody connected, resumed after a client came: refused
+   * then, the live table serving on, the loaded one kept.
+   */
+  g_assert_cmpint (ndm_md_command (md, 2, (char *[]) { "reload",
+      "0 2048 linear fake://a?size=4M 0", NULL }, out, &err), ==, 0);
+  ndm_md_client_open (md);
+  g_assert_cmpint (ndm_md_command (md, 1, (char *[]) { "resume", NULL },
+                                   out, &err), ==, -1);
+  g_assert_nonnull (strstr (err->message, "resume: clients connected since "
+                            "the reload: the new table has 2048 sectors"));
+  g_clear_error (&err);
+  g_assert_cmpuint (ndm_md_get_size (md), ==, 4096 * 512);
+  cmd_ok (md, out, "info");
+  g_assert_null (strstr (out->str, "SUSPENDED"));
+  g_assert_nonnull (strstr (out->str, "LIVE & INACTIVE"));
+  ndm_md_client_close (md);
   h_md_free (md);
 }
 

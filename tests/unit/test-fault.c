@@ -282,6 +282,56 @@ test_delay_waits_and_counts (void)
                         "number");
 }
 
+/* Poll the status line until it is want (the request runs on its own
+ * thread); the test fails after 10 s.
+ */
+static void
+wait_status (struct ndm_md *md, const char *want)
+{
+  g_autoptr (GString) out = g_string_new (NULL);
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (;;) {
+    g_string_truncate (out, 0);
+    ndm_md_status (md, out);
+    if (strcmp (out->str, want) == 0)
+      return;
+    if (g_get_monotonic_time () > end)
+      g_error ("status '%s', expected '%s'", out->str, want);
+    g_usleep (2000);
+  }
+}
+
+/* A suspend does not wait out delays (dm-delay flushes its list): an
+ * hour's delay ends at the suspend, and delays again after resume.
+ */
+static void
+test_delay_suspend_releases (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 delay fake://a 0 0 fake://a 0 3600000", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  char buf[4096];
+  struct h_io *io;
+
+  memset (buf, 'd', sizeof buf);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4096, 0, 0);
+  wait_status (md, "0 2048 delay 0 1 0\n");
+  msg_ok (md, out, "suspend");
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_assert_cmpint (fake_data (fake_lookup ("a"))[4095], ==, 'd');
+  wait_status (md, "0 2048 delay 0 0 0\n");
+  msg_ok (md, out, "resume");
+
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4096, 4096, 0);
+  wait_status (md, "0 2048 delay 0 1 0\n");
+  g_assert_false (h_io_done (io));
+  msg_ok (md, out, "suspend --noflush");
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  msg_ok (md, out, "resume");
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -294,5 +344,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/fault/dust/bad-blocks", test_dust_bad_blocks);
   g_test_add_func ("/fault/delay/waits-and-counts",
                    test_delay_waits_and_counts);
+  g_test_add_func ("/fault/delay/suspend-releases",
+                   test_delay_suspend_releases);
   return g_test_run ();
 }

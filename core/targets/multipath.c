@@ -1,0 +1,1182 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* multipath: several paths (NBD exports) to the same data; I/O goes down
+ * one path, and when a path fails only the unfinished tail of a request
+ * goes down another, so clients never notice (dm-mpath, request-based).
+ *
+ *   <start> <length> multipath <#features> <features...>
+ *       <#hw_handler args> [<hw_handler> ...] <#path groups> <initial group>
+ *       {<selector> <#selector args> <selector args...>
+ *        <#paths> <#path args> {<path> <path args...>}...}...
+ *
+ * Features: queue_if_no_path (hold I/O while no path works, instead of
+ * EIO); no_path_retry <N|queue|fail> (nbd-dm, multipath.conf's knob:
+ * queue for N checker intervals once the last path failed, then fail;
+ * where given it overrides queue_if_no_path, and counts afresh once a
+ * path is back).  The messages queue_if_no_path / fail_if_no_path set
+ * the feature as dm's do.
+ * Hardware handlers do not exist here: #hw_handler args must be 0.
+ * Selectors: round-robin, queue-length, service-time (core/selectors/).
+ * Paths are NBD URIs; one that cannot be reached at load is kept, failed,
+ * for the checker; at least one must answer (docs/targets/multipath.md).
+ *
+ * Failover (DESIGN.md R3-R5, R10): a path error on a bio (the connection,
+ * not the data: ndm_errno_is_path_error) fails the path, fences its
+ * device (its connections are shut down, so nothing it had in flight can
+ * complete later) and returns REQUEUE: the core re-maps only the tail
+ * [start + credited, end) and map picks another path.  A write of the tail
+ * waits (DELAY_REQUEUE) until the fenced device has no command left in
+ * flight.  Target errors (EIO from a live server, ENOSPC, EPERM, ...) are
+ * returned unchanged and the path stays up.  With no valid path, I/O is
+ * held (queue_if_no_path, bounded by no_path_retry and no-path-timeout)
+ * or fails with EIO at once.
+ *
+ * Path checker: a thread per target probes every path each
+ * checker-interval (a handshake and a one-block read on a connection of
+ * its own), as multipathd does: an active path that does not answer is
+ * failed and fenced; a failed one is reinstated when it answers with the
+ * target's size and its data connections are up.  A path that fails
+ * again within flap-window of coming back is probed again only after
+ * flap-damping.  The message queue_if_no_path starts the no_path_retry
+ * count afresh (multipathd's restorequeueing).
+ *
+ * Thread model and locks: map and end_io run on request owners, message
+ * and status on the control thread, the checker on its own; all take
+ * multipath_c.lock (order 2 in core/request.c), which also covers the
+ * selectors.  Device fences and probes run without it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "nbd-dm/bio.h"
+#include "nbd-dm/target.h"
+#include "../log.h"
+#include "../selectors/selector.h"
+#include "../stats.h"
+
+struct mp_group;
+
+/* How often a write's tail looks whether its fenced path is quiet. */
+#define MP_FENCE_POLL_US 2000
+
+struct mp_path {
+  struct ndm_path path;         /* dev and the selector's context */
+  struct mp_group *pg;
+  bool active;                  /* 'A', else 'F' */
+  unsigned fail_count;
+  gint64 reinstated_at;         /* us, 0 = never failed */
+  gint64 damp_until;            /* us: not reinstated before (flapping) */
+  char *reason;                 /* why it is failed, for logs and JSON */
+};
+
+struct mp_group {
+  unsigned num;                 /* from 1, in table order */
+  struct ndm_path_selector ps;
+  GPtrArray *paths;             /* struct mp_path * */
+  bool bypassed;                /* 'D' */
+};
+
+struct multipath_c {
+  struct ndm_target *ti;
+  GMutex lock;                  /* protects everything below */
+  GCond cond;                   /* checker: stop */
+  GPtrArray *groups;            /* struct mp_group *, owning their paths */
+  GPtrArray *paths;             /* struct mp_path *, all, in table order */
+  struct mp_group *current_pg;
+  struct mp_group *next_pg;     /* switch to it (switch_group, initial) */
+  unsigned nr_valid;
+  /* Whether I/O is held while no path is valid: see should_queue. */
+  bool queue_if_no_path;        /* the feature (table or message) */
+  bool has_no_path_retry;       /* no_path_retry in the table: it decides */
+  int no_path_retry;            /* -1 queue, 0 fail, N intervals (any
+                                   holding is bounded by no-path-timeout) */
+  bool retries_exhausted;       /* N intervals passed without a path */
+  bool fail_if_no_path;         /* the message: overrides both */
+  bool suspending;              /* a flush suspend drains: no holding */
+  gint64 no_path_since;         /* us, when the last path failed */
+  uint64_t size;                /* bytes every path must have */
+  unsigned initial_pg;
+  GThread *checker;
+  bool stopping;
+};
+
+/* The clone's scratch space (ndm_clone_per_io). */
+struct mp_io {
+  struct mp_path *path;         /* chosen by the last map, or NULL */
+  struct mp_path *fenced;       /* failed under this clone: writes of its
+                                   tail wait for its commands to end */
+  gint64 queued_since;          /* us: first map that found no path */
+  uint64_t nr_bytes;            /* told to the selector at start_io */
+};
+
+G_STATIC_ASSERT (sizeof (struct mp_io) <= NDM_PER_IO_SIZE);
+
+/* ---- table parsing ------------------------------------------------------------ */
+
+/* Words of the table, consumed in order, with a "what is missing" error. */
+struct args {
+  unsigned argc;
+  char **argv;
+};
+
+static const char *
+shift (struct args *a, const char *what, GError **err)
+{
+  if (a->argc == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "the table ends where %s was expected", what);
+    return NULL;
+  }
+  a->argc--;
+  return *a->argv++;
+}
+
+static int
+shift_u64 (struct args *a, const char *what, uint64_t max, uint64_t *out,
+           GError **err)
+{
+  const char *w = shift (a, what, err);
+
+  if (w == NULL || ndm_parse_u64 (w, what, out, err) == -1)
+    return -1;
+  if (*out > max) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "%s '%s': expected at most %" PRIu64, what, w, max);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_features (struct multipath_c *m, struct args *a, GError **err)
+{
+  uint64_t n;
+  struct args f;
+
+  if (shift_u64 (a, "#features", a->argc, &n, err) == -1)
+    return -1;
+  f.argc = n;
+  f.argv = a->argv;
+  a->argc -= n;
+  a->argv += n;
+  while (f.argc > 0) {
+    const char *w = shift (&f, "a feature", err);
+
+    if (!g_ascii_strcasecmp (w, "queue_if_no_path"))
+      m->queue_if_no_path = true;
+    else if (!g_ascii_strcasecmp (w, "no_path_retry")) {
+      const char *v = shift (&f, "no_path_retry's value", err);
+      uint64_t nr;
+
+      if (v == NULL)
+        return -1;
+      m->has_no_path_retry = true;
+      if (!g_ascii_strcasecmp (v, "queue"))
+        m->no_path_retry = -1;
+      else if (!g_ascii_strcasecmp (v, "fail"))
+        m->no_path_retry = 0;
+      else if (ndm_parse_u64 (v, "no_path_retry", &nr, NULL) == 0 &&
+               nr > 0 && nr <= 100000)
+        m->no_path_retry = nr;
+      else {
+        g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                     "no_path_retry '%s': expected a number of checker "
+                     "intervals, queue or fail", v);
+        return -1;
+      }
+    }
+    else {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "unknown feature '%s': expected queue_if_no_path or "
+                   "no_path_retry <N|queue|fail>", w);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void
+path_free (gpointer data)
+{
+  struct mp_path *p = data;
+
+  g_free (p->reason);
+  g_free (p);
+}
+
+static void
+group_free (struct mp_group *pg)
+{
+  if (pg->ps.type != NULL)
+    pg->ps.type->destroy (&pg->ps);
+  g_ptr_array_unref (pg->paths);
+  g_free (pg);
+}
+
+/* With the size known, a reachable path of another size is refused: it
+ * is not the same data (NBD has no WWID; size is what identifies).
+ */
+static void
+path_check_identity (struct multipath_c *m, struct mp_path *p)
+{
+  struct ndm_device *dev = p->path.dev;
+
+  if (dev->absent || dev->size == m->size)
+    return;
+  p->active = false;
+  g_free (p->reason);
+  p->reason = g_strdup_printf ("size %" PRIu64 " bytes, the other paths "
+                               "have %" PRIu64 ": not the same data",
+                               dev->size, m->size);
+  ndm_log_error ("multipath: path %s refused: %s", dev->uri, p->reason);
+}
+
+/* The path whose device dev is, or NULL (m->lock held once serving). */
+static struct mp_path *
+path_of_device (struct multipath_c *m, struct ndm_device *dev)
+{
+  unsigned i;
+
+  for (i = 0; i < m->paths->len; i++) {
+    struct mp_path *p = m->paths->pdata[i];
+
+    if (p->path.dev == dev)
+      return p;
+  }
+  return NULL;
+}
+
+static struct mp_group *
+parse_group (struct ndm_target *ti, struct multipath_c *m, struct args *a,
+             unsigned num, GError **err)
+{
+  struct mp_group *pg = g_new0 (struct mp_group, 1);
+  const char *name = shift (a, "a path selector", err);
+  uint64_t nsel, npaths, nargs;
+  unsigned i;
+
+  pg->num = num;
+  pg->paths = g_ptr_array_new_with_free_func (path_free);
+  if (name == NULL)
+    goto err;
+  pg->ps.type = ndm_ps_type_lookup (name);
+  if (pg->ps.type == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "group %u: unknown path selector '%s': expected "
+                 "round-robin, queue-length or service-time", num, name);
+    goto err;
+  }
+  if (shift_u64 (a, "#selector args", a->argc, &nsel, err) == -1 ||
+      pg->ps.type->create (&pg->ps, nsel, a->argv, err) == -1) {
+    pg->ps.type = NULL;
+    goto err;
+  }
+  a->argc -= nsel;
+  a->argv += nsel;
+  if (shift_u64 (a, "#paths", 1024, &npaths, err) == -1 ||
+      shift_u64 (a, "#path args", pg->ps.type->table_args, &nargs, err)
+      == -1)
+    goto err;
+  if (npaths == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "group %u: #paths is 0: expected at least one path", num);
+    goto err;
+  }
+  for (i = 0; i < npaths; i++) {
+    struct mp_path *p = g_new0 (struct mp_path, 1);
+    const char *uri = shift (a, "a path", err);
+
+    g_ptr_array_add (pg->paths, p);
+    p->pg = pg;
+    if (uri == NULL || a->argc < nargs) {
+      if (uri != NULL)
+        g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                     "path %s: expected %" PRIu64 " path args", uri, nargs);
+      goto err;
+    }
+    p->path.dev = ndm_table_get_device_tolerant (ti, uri, err);
+    if (p->path.dev != NULL && path_of_device (m, p->path.dev) != NULL) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "path %s is listed twice: expected each path once", uri);
+      goto err;
+    }
+    if (p->path.dev == NULL ||
+        pg->ps.type->add_path (&pg->ps, &p->path, nargs, a->argv, err)
+        == -1)
+      goto err;
+    g_ptr_array_add (m->paths, p);
+    a->argc -= nargs;
+    a->argv += nargs;
+    p->active = !p->path.dev->absent;
+    if (!p->active)
+      p->reason = g_strdup ("not reachable");
+    else if (m->size == 0)
+      m->size = p->path.dev->size;
+    path_check_identity (m, p);
+    if (!p->active)
+      pg->ps.type->fail_path (&pg->ps, &p->path);
+    else
+      m->nr_valid++;
+  }
+  return pg;
+
+ err:
+  group_free (pg);
+  return NULL;
+}
+
+static void multipath_dtr (struct ndm_target *ti);
+
+static int
+multipath_ctr (struct ndm_target *ti, unsigned argc, char **argv,
+               GError **err)
+{
+  struct multipath_c *m = g_new0 (struct multipath_c, 1);
+  struct args a = { argc, argv };
+  uint64_t nhw, npgs, initial;
+  unsigned i;
+
+  m->ti = ti;
+  g_mutex_init (&m->lock);
+  g_cond_init (&m->cond);
+  m->groups = g_ptr_array_new ();
+  m->paths = g_ptr_array_new ();
+  m->no_path_retry = -1;
+  ti->private = m;
+
+  if (parse_features (m, &a, err) == -1 ||
+      shift_u64 (&a, "#hw_handler args", G_MAXUINT32, &nhw, err) == -1)
+    goto err;
+  if (nhw != 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "#hw_handler args '%" PRIu64 "': hardware handlers do not "
+                 "exist for NBD paths, expected 0", nhw);
+    goto err;
+  }
+  if (shift_u64 (&a, "#path groups", 1024, &npgs, err) == -1 ||
+      shift_u64 (&a, "the initial group", npgs, &initial, err) == -1)
+    goto err;
+  if (npgs == 0 || initial == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "expected at least one path group and an initial group "
+                 "from 1 to #path groups");
+    goto err;
+  }
+  for (i = 1; i <= npgs; i++) {
+    struct mp_group *pg = parse_group (ti, m, &a, i, err);
+
+    if (pg == NULL)
+      goto err;
+    g_ptr_array_add (m->groups, pg);
+  }
+  if (a.argc != 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "unexpected '%s' after %" PRIu64 " path groups", a.argv[0],
+                 npgs);
+    goto err;
+  }
+  if (m->nr_valid == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "no path can be used: at least one must answer at load");
+    goto err;
+  }
+  /* Absent paths have no size yet: refused later if it is not this one. */
+  m->initial_pg = initial;
+  m->next_pg = m->groups->pdata[initial - 1];
+  return 0;
+
+ err:
+  multipath_dtr (ti);
+  ti->private = NULL;
+  return -1;
+}
+
+static void
+multipath_dtr (struct ndm_target *ti)
+{
+  struct multipath_c *m = ti->private;
+  unsigned i;
+
+  if (m == NULL)
+    return;
+  g_mutex_lock (&m->lock);
+  m->stopping = true;
+  g_cond_broadcast (&m->cond);
+  g_mutex_unlock (&m->lock);
+  if (m->checker != NULL)
+    g_thread_join (m->checker);
+  for (i = 0; i < m->groups->len; i++)
+    group_free (m->groups->pdata[i]);
+  g_ptr_array_unref (m->groups);
+  g_ptr_array_unref (m->paths);
+  g_cond_clear (&m->cond);
+  g_mutex_clear (&m->lock);
+  g_free (m);
+}
+
+/* ---- path state ------------------------------------------------------------------ */
+
+/* With m->lock held.  Returns true if this call failed it (the caller
+ * then fences its device, outside the lock).
+ */
+static bool
+fail_path_locked (struct multipath_c *m, struct mp_path *p, const char *why)
+{
+  gint64 now = g_get_monotonic_time ();
+  const struct ndm_config *cfg = ndm_target_config (m->ti);
+
+  if (!p->active)
+    return false;
+  p->active = false;
+  p->fail_count++;
+  p->pg->ps.type->fail_path (&p->pg->ps, &p->path);
+  g_free (p->reason);
+  p->reason = g_strdup (why);
+  if (--m->nr_valid == 0)
+    m->no_path_since = now;
+  if (p->reinstated_at != 0 &&
+      now - p->reinstated_at < cfg->flap_window_ms * INT64_C (1000)) {
+    p->damp_until = now + cfg->flap_damping_ms * INT64_C (1000);
+    ndm_log_error ("multipath: path %s failed %.1f s after it came back: "
+                   "not reinstated for %u s", p->path.dev->uri,
+                   (now - p->reinstated_at) / 1e6,
+                   cfg->flap_damping_ms / 1000);
+  }
+  ndm_log_error ("multipath: failing path %s (%s): %u valid path%s left",
+                 p->path.dev->uri, why, m->nr_valid,
+                 m->nr_valid == 1 ? "" : "s");
+  ndm_target_event (m->ti);
+  return true;
+}
+
+static void
+fence_path (struct mp_path *p)
+{
+  struct ndm_device *dev = p->path.dev;
+
+  if (dev->ops->fence != NULL)
+    dev->ops->fence (dev, "fenced: its multipath path failed");
+}
+
+/* With m->lock held. */
+static void
+reinstate_path_locked (struct multipath_c *m, struct mp_path *p)
+{
+  if (p->active)
+    return;
+  p->active = true;
+  p->pg->ps.type->reinstate_path (&p->pg->ps, &p->path);
+  /* Flapping is failing again soon after a failure, not after the first
+   * contact with a path that was absent at load.
+   */
+  p->reinstated_at = p->fail_count > 0 ? g_get_monotonic_time () : 0;
+  p->damp_until = 0;
+  g_free (p->reason);
+  p->reason = NULL;
+  m->nr_valid++;
+  m->no_path_since = 0;
+  m->retries_exhausted = false;    /* no_path_retry counts afresh */
+  /* At error level, as the failure was: operators watch for both. */
+  ndm_log_error ("multipath: reinstating path %s: %u valid path%s",
+                 p->path.dev->uri, m->nr_valid, m->nr_valid == 1 ? "" : "s");
+  ndm_target_event (m->ti);
+}
+
+/* ---- choosing a path ------------------------------------------------------------ */
+
+/* With m->lock held: a path in pg, making pg current if one is found. */
+static struct mp_path *
+choose_in_group (struct multipath_c *m, struct mp_group *pg, uint64_t nr)
+{
+  struct ndm_path *path = pg->ps.type->select_path (&pg->ps, nr);
+
+  if (path == NULL)
+    return NULL;
+  m->current_pg = pg;
+  return (struct mp_path *) path;
+}
+
+/* With m->lock held: dm's choice.  Stay on the current group while it has
+ * a valid path; else the group asked for; else the first group with one,
+ * bypassed groups only when nothing else is left.
+ */
+static struct mp_path *
+choose_path (struct multipath_c *m, uint64_t nr)
+{
+  struct mp_path *p;
+  int bypassed;
+  unsigned i;
+
+  if (m->nr_valid == 0)
+    return NULL;
+  if (m->next_pg != NULL) {
+    struct mp_group *pg = m->next_pg;
+
+    m->next_pg = NULL;
+    if ((p = choose_in_group (m, pg, nr)) != NULL)
+      return p;
+  }
+  if (m->current_pg != NULL && (p = choose_in_group (m, m->current_pg, nr)))
+    return p;
+  for (bypassed = 0; bypassed <= 1; bypassed++)
+    for (i = 0; i < m->groups->len; i++) {
+      struct mp_group *pg = m->groups->pdata[i];
+
+      if (pg->bypassed == bypassed && (p = choose_in_group (m, pg, nr)))
+        return p;
+    }
+  return NULL;
+}
+
+static bool
+op_writes (enum ndm_op op)
+{
+  return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
+}
+
+/* A flush goes to every valid path: each server acknowledged writes of
+ * its own and only it can make them stable.
+ */
+static void
+map_flush_locked (struct multipath_c *m, struct ndm_clone *clone)
+{
+  unsigned i;
+
+  for (i = 0; i < m->paths->len; i++) {
+    struct mp_path *p = m->paths->pdata[i];
+
+    if (p->active)
+      ndm_clone_map_flush (clone, p->path.dev);
+  }
+}
+
+/* With m->lock held: hold I/O while no path is valid?  no_path_retry,
+ * where given, overrides queue_if_no_path as in multipath.conf.
+ */
+static bool
+should_queue (const struct multipath_c *m)
+{
+  if (m->fail_if_no_path || m->suspending)
+    return false;
+  if (m->has_no_path_retry)
+    return m->no_path_retry != 0 && !m->retries_exhausted;
+  return m->queue_if_no_path;
+}
+
+/* With m->lock held: no valid path for the clone.  Hold it (queue) or
+ * not, by queue_if_no_path and the no-path-timeout deadline.
+ */
+static bool
+hold_without_path (struct multipath_c *m, struct mp_io *io)
+{
+  const struct ndm_config *cfg = ndm_target_config (m->ti);
+  gint64 now = g_get_monotonic_time ();
+  bool hold = should_queue (m);
+
+  if (io->queued_since == 0)
+    io->queued_since = now;
+  if (hold && cfg->no_path_timeout_ms != 0 &&
+      now - io->queued_since > cfg->no_path_timeout_ms * INT64_C (1000)) {
+    ndm_log_error ("multipath: no path for %.1f s (no-path-timeout): held "
+                   "I/O fails", cfg->no_path_timeout_ms / 1000.0);
+    hold = false;
+  }
+  if (!hold)
+    io->queued_since = 0;
+  return hold;
+}
+
+/* With m->lock held: tell the selector the clone's I/O on io->path
+ * ended.
+ */
+static void
+end_io_locked (struct mp_io *io)
+{
+  struct mp_group *pg = io->path->pg;
+
+  if (pg->ps.type->end_io != NULL)
+    pg->ps.type->end_io (&pg->ps, &io->path->path, io->nr_bytes);
+  io->path = NULL;
+}
+
+static int
+multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_io *io = ndm_clone_per_io (clone);
+  struct mp_path *p;
+
+  /* R10: the tail of a write does not go out while the path that failed
+   * under it still has commands that could land.
+   */
+  if (io->fenced != NULL && op_writes (clone->op)) {
+    if (ndm_device_inflight (io->fenced->path.dev) > 0) {
+      /* They end within a poll of the fence: look again soon. */
+      clone->not_before = g_get_monotonic_time () + MP_FENCE_POLL_US;
+      return NDM_MAPIO_DELAY_REQUEUE;
+    }
+    io->fenced = NULL;
+  }
+
+  g_mutex_lock (&m->lock);
+  /* A flush goes to every valid path: no selector's turn is used. */
+  p = m->nr_valid == 0 ? NULL : clone->op == NDM_OP_FLUSH ? NULL
+    : choose_path (m, clone->len);
+  if (p == NULL && (m->nr_valid == 0 || clone->op != NDM_OP_FLUSH)) {
+    bool hold = hold_without_path (m, io);
+
+    g_mutex_unlock (&m->lock);
+    if (hold)
+      return NDM_MAPIO_DELAY_REQUEUE;
+    clone->kill_error = EIO;
+    return NDM_MAPIO_KILL;
+  }
+  io->queued_since = 0;
+  if (clone->op == NDM_OP_FLUSH) {
+    map_flush_locked (m, clone);
+    g_mutex_unlock (&m->lock);
+    return NDM_MAPIO_REMAPPED;
+  }
+  io->path = p;
+  io->nr_bytes = clone->len;
+  if (p->pg->ps.type->start_io != NULL)
+    p->pg->ps.type->start_io (&p->pg->ps, &p->path, clone->len);
+  g_mutex_unlock (&m->lock);
+
+  /* Every path has the data at the same place: 1:1. */
+  ndm_clone_remap (clone, p->path.dev, ndm_clone_target_offset (clone));
+  return NDM_MAPIO_REMAPPED;
+}
+
+/* With m->lock held: fail the path of every bio that met a path error
+ * (the path's state is a fact, whatever the request's outcome).  Those
+ * this call failed are added to *fence (made when needed) for the caller
+ * to fence without the lock.
+ */
+static void
+fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
+                GPtrArray **fence)
+{
+  struct mp_io *io = ndm_clone_per_io (clone);
+  struct ndm_bio *bio;
+
+  ndm_clone_for_each_bio (bio, clone) {
+    g_autofree char *why = NULL;
+    struct mp_path *p;
+
+    if (bio->status == 0 || !ndm_errno_is_path_error (bio->status))
+      continue;
+    p = path_of_device (m, bio->dev);
+    if (p == NULL)
+      continue;
+    if (op_writes (clone->op))
+      io->fenced = p;
+    if (!p->active)
+      continue;
+    why = g_strdup_printf ("%s on a %" PRIu64 "-byte %s at byte %" PRIu64,
+                           ndm_errno_name (bio->status), bio->len,
+                           op_writes (clone->op) ? "write" : "command",
+                           bio->dev_offset);
+    if (fail_path_locked (m, p, why)) {
+      if (*fence == NULL)
+        *fence = g_ptr_array_new ();
+      g_ptr_array_add (*fence, p);
+    }
+  }
+}
+
+static int
+multipath_end_io (struct ndm_target *ti, struct ndm_clone *clone,
+                  int *error)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_io *io = ndm_clone_per_io (clone);
+  g_autoptr (GPtrArray) fence = NULL;
+  unsigned i;
+  int r = NDM_ENDIO_DONE;
+
+  g_mutex_lock (&m->lock);
+  if (io->path != NULL)
+    end_io_locked (io);
+  fail_bio_paths (m, clone, &fence);
+  /* R3: the error at the frontier decides.  A path error there: R4, the
+   * core re-maps [credited, len) only, on another path.  With nowhere to
+   * go and no queueing, R5: a request that exhausts its paths fails with
+   * EIO.  A target error is the data's answer: unchanged, path stays up.
+   */
+  if (*error != 0 && ndm_errno_is_path_error (*error)) {
+    if (m->nr_valid == 0 && !should_queue (m))
+      *error = EIO;
+    else
+      r = NDM_ENDIO_REQUEUE;
+  }
+  g_mutex_unlock (&m->lock);
+  for (i = 0; fence != NULL && i < fence->len; i++)
+    fence_path (fence->pdata[i]);
+  return r;
+}
+
+/* The clone's bios never started (R6): the selector forgets its I/O. */
+static void
+multipath_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_io *io = ndm_clone_per_io (clone);
+
+  g_mutex_lock (&m->lock);
+  if (io->path != NULL)
+    end_io_locked (io);
+  g_mutex_unlock (&m->lock);
+}
+
+/* ---- suspend --------------------------------------------------------------------- */
+
+/* A flush suspend must drain: held I/O fails (dm's presuspend turns
+ * queue_if_no_path off); a noflush one keeps it held across the swap.
+ */
+static void
+multipath_presuspend (struct ndm_target *ti, bool noflush)
+{
+  struct multipath_c *m = ti->private;
+
+  g_mutex_lock (&m->lock);
+  if (!noflush)
+    m->suspending = true;
+  g_mutex_unlock (&m->lock);
+}
+
+static gpointer checker_thread (gpointer data);
+
+static void
+multipath_resume (struct ndm_target *ti)
+{
+  struct multipath_c *m = ti->private;
+
+  g_mutex_lock (&m->lock);
+  m->suspending = false;
+  if (m->checker == NULL)
+    m->checker = g_thread_new ("ndm-mpath-check", checker_thread, m);
+  g_mutex_unlock (&m->lock);
+}
+
+/* ---- the path checker ------------------------------------------------------------ */
+
+/* Probe one path without m->lock.  Returns NULL if it answers as a path
+ * of this target should, else why not.
+ */
+static char *
+probe_path (struct multipath_c *m, struct mp_path *p)
+{
+  const struct ndm_config *cfg = ndm_target_config (m->ti);
+  struct ndm_device *dev = p->path.dev;
+  GError *e = NULL;
+  uint64_t size = 0;
+  char *why;
+
+  if (dev->ops->probe == NULL)
+    return NULL;
+  if (dev->ops->probe (dev, cfg->checker_interval_ms, &size, &e) == -1) {
+    why = g_strdup (e->message);
+    g_error_free (e);
+    return why;
+  }
+  if (size != m->size)
+    return g_strdup_printf ("size %" PRIu64 " bytes, the other paths have "
+                            "%" PRIu64 ": not the same data", size, m->size);
+  return NULL;
+}
+
+/* One round, as multipathd's checker: every path that is not damped is
+ * probed.  A failed one that answers, and whose own connections are back,
+ * is reinstated; an active one that does not answer is failed (before
+ * I/O finds out, and so that a server waiting for its clients to leave
+ * before it exits is let go).
+ */
+static void
+checker_round (struct multipath_c *m)
+{
+  const struct ndm_config *cfg = ndm_target_config (m->ti);
+  g_autoptr (GPtrArray) todo = g_ptr_array_new ();
+  gint64 now = g_get_monotonic_time ();
+  unsigned i;
+
+  g_mutex_lock (&m->lock);
+  for (i = 0; i < m->paths->len; i++) {
+    struct mp_path *p = m->paths->pdata[i];
+
+    if (p->active || now >= p->damp_until)
+      g_ptr_array_add (todo, p);
+  }
+  /* no_path_retry N: N rounds without a path, then stop holding I/O. */
+  if (m->nr_valid == 0 && m->has_no_path_retry && m->no_path_retry > 0 &&
+      !m->retries_exhausted &&
+      now - m->no_path_since >=
+      (gint64) m->no_path_retry * cfg->checker_interval_ms * 1000) {
+    m->retries_exhausted = true;
+    ndm_log_error ("multipath: no path for %d checker intervals "
+                   "(no_path_retry): held I/O fails", m->no_path_retry);
+    ndm_target_event (m->ti);
+  }
+  g_mutex_unlock (&m->lock);
+
+  for (i = 0; i < todo->len; i++) {
+    struct mp_path *p = todo->pdata[i];
+    struct ndm_device *dev = p->path.dev;
+    g_autofree char *why = probe_path (m, p);
+    bool fence = false;
+
+    g_mutex_lock (&m->lock);
+    if (p->active) {
+      if (why != NULL) {
+        g_autofree char *reason = g_strdup_printf ("checker: %s", why);
+
+        fence = fail_path_locked (m, p, reason);
+      }
+    }
+    else {
+      if (why == NULL && (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE) ||
+                          (dev->ops->connected != NULL &&
+                           !dev->ops->connected (dev))))
+        why = g_strdup ("it answers; its connections are coming back");
+      if (why == NULL)
+        reinstate_path_locked (m, p);
+      else if (p->reason == NULL || strcmp (p->reason, why) != 0) {
+        ndm_log_info ("multipath: path %s not reinstated: %s", dev->uri,
+                      why);
+        g_free (p->reason);
+        p->reason = g_steal_pointer (&why);
+      }
+    }
+    g_mutex_unlock (&m->lock);
+    if (fence)
+      fence_path (p);
+  }
+}
+
+static gpointer
+checker_thread (gpointer data)
+{
+  struct multipath_c *m = data;
+  const struct ndm_config *cfg = ndm_target_config (m->ti);
+
+  g_mutex_lock (&m->lock);
+  while (!m->stopping) {
+    g_cond_wait_until (&m->cond, &m->lock, g_get_monotonic_time () +
+                       cfg->checker_interval_ms * G_TIME_SPAN_MILLISECOND);
+    if (m->stopping)
+      break;
+    g_mutex_unlock (&m->lock);
+    checker_round (m);
+    g_mutex_lock (&m->lock);
+  }
+  g_mutex_unlock (&m->lock);
+  return NULL;
+}
+
+/* ---- messages ---------------------------------------------------------------- */
+
+static struct mp_path *
+find_path (struct multipath_c *m, const char *uri)
+{
+  unsigned i;
+
+  for (i = 0; i < m->paths->len; i++) {
+    struct mp_path *p = m->paths->pdata[i];
+
+    if (strcmp (p->path.dev->uri, uri) == 0)
+      return p;
+  }
+  return NULL;
+}
+
+/* reinstate_path by hand: only a path that is the same data and can be
+ * reached (the checker asks the same of the paths it reinstates).
+ */
+static bool
+path_may_serve (struct multipath_c *m, struct mp_path *p, GError **err)
+{
+  struct ndm_device *dev = p->path.dev;
+
+  if (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "reinstate_path: path %s has not been reached yet",
+                 dev->uri);
+    return false;
+  }
+  if (dev->size != m->size) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "reinstate_path: path %s has %" PRIu64 " bytes, the "
+                 "others %" PRIu64 ": not the same data", dev->uri,
+                 dev->size, m->size);
+    return false;
+  }
+  return true;
+}
+
+static struct mp_group *
+find_group (struct multipath_c *m, const char *arg, GError **err)
+{
+  uint64_t n;
+
+  if (ndm_parse_u64 (arg, "group", &n, err) == -1)
+    return NULL;
+  if (n == 0 || n > m->groups->len) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "group '%s': expected 1 to %u", arg, m->groups->len);
+    return NULL;
+  }
+  return m->groups->pdata[n - 1];
+}
+
+static int
+multipath_message (struct ndm_target *ti, unsigned argc, char **argv,
+                   GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  const char *msg = argv[0];
+  struct mp_group *pg;
+  struct mp_path *p;
+  unsigned i;
+
+  if (argc == 1 && (!g_ascii_strcasecmp (msg, "queue_if_no_path") ||
+                    !g_ascii_strcasecmp (msg, "fail_if_no_path"))) {
+    g_mutex_lock (&m->lock);
+    /* As dm: the feature itself changes (and the table line with it);
+     * as multipathd's restorequeueing, no_path_retry counts afresh.
+     */
+    m->queue_if_no_path = !g_ascii_strcasecmp (msg, "queue_if_no_path");
+    m->fail_if_no_path = !m->queue_if_no_path;
+    m->retries_exhausted = false;
+    if (m->nr_valid == 0)
+      m->no_path_since = g_get_monotonic_time ();
+    g_mutex_unlock (&m->lock);
+    ndm_target_event (ti);
+    return 0;
+  }
+  if (argc != 2) {
+    static const char *const one_arg[] = {
+      "fail_path", "reinstate_path", "switch_group", "enable_group",
+      "disable_group", "queue_if_no_path", "fail_if_no_path",
+    };
+    unsigned k;
+
+    for (k = 0; k < G_N_ELEMENTS (one_arg); k++)
+      if (!g_ascii_strcasecmp (msg, one_arg[k])) {
+        g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                     "%s: expected %s, got %u argument%s", msg,
+                     k < 2 ? "one argument, the path"
+                     : k < 5 ? "one argument, the group number"
+                     : "no argument", argc - 1, argc == 2 ? "" : "s");
+        return -1;
+      }
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "unknown message '%s': expected queue_if_no_path, "
+                 "fail_if_no_path, fail_path <path>, reinstate_path <path>, "
+                 "switch_group <n>, enable_group <n> or disable_group <n>",
+                 msg);
+    return -1;
+  }
+  if (!g_ascii_strcasecmp (msg, "fail_path") ||
+      !g_ascii_strcasecmp (msg, "reinstate_path")) {
+    bool fence = false;
+
+    p = find_path (m, argv[1]);
+    if (p == NULL) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "%s: no path '%s' in this target", msg, argv[1]);
+      return -1;
+    }
+    if (!g_ascii_strcasecmp (msg, "reinstate_path") &&
+        !path_may_serve (m, p, err))
+      return -1;
+    g_mutex_lock (&m->lock);
+    if (!g_ascii_strcasecmp (msg, "fail_path"))
+      fence = fail_path_locked (m, p, "failed by message");
+    else
+      reinstate_path_locked (m, p);
+    g_mutex_unlock (&m->lock);
+    if (fence)
+      fence_path (p);
+    return 0;
+  }
+  if (!g_ascii_strcasecmp (msg, "switch_group") ||
+      !g_ascii_strcasecmp (msg, "enable_group") ||
+      !g_ascii_strcasecmp (msg, "disable_group")) {
+    if ((pg = find_group (m, argv[1], err)) == NULL)
+      return -1;
+    g_mutex_lock (&m->lock);
+    if (!g_ascii_strcasecmp (msg, "switch_group")) {
+      for (i = 0; i < m->groups->len; i++)
+        ((struct mp_group *) m->groups->pdata[i])->bypassed = false;
+      m->next_pg = pg;
+      m->current_pg = NULL;
+    }
+    else {
+      /* As dm's bypass_pg: the group is chosen afresh at the next I/O. */
+      pg->bypassed = !g_ascii_strcasecmp (msg, "disable_group");
+      m->current_pg = NULL;
+    }
+    g_mutex_unlock (&m->lock);
+    ndm_target_event (ti);
+    return 0;
+  }
+  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+               "unknown message '%s'", msg);
+  return -1;
+}
+
+/* ---- status ---------------------------------------------------------------------- */
+
+/* dm-mpath's layouts (Documentation/admin-guide/device-mapper):
+ * info:  2 <queue_io> <pg_init_count> 0 <#groups> <group>
+ *        {A|D|E <#ps args> <ps args> <#paths> <#path info args>
+ *         {<path> A|F <fail count> <path info args>}...}...
+ * table: <#features> <features> 0 <#groups> <group>
+ *        {<selector> <#ps args> <ps args> <#paths> <#path args>
+ *         {<path> <path args>}...}...
+ */
+static void
+multipath_status (struct ndm_target *ti, enum ndm_status_type type,
+                  GString *result)
+{
+  struct multipath_c *m = ti->private;
+  gsize start = result->len;
+  unsigned i, j, pg_num;
+
+  g_mutex_lock (&m->lock);
+  if (type == NDM_STATUS_INFO)
+    g_string_append_printf (result, "2 %u 0 ",
+                            m->nr_valid == 0 && should_queue (m));
+  else {
+    g_string_append_printf (result, "%u ", m->queue_if_no_path +
+                            m->has_no_path_retry * 2);
+    if (m->queue_if_no_path)
+      g_string_append (result, "queue_if_no_path ");
+    if (m->has_no_path_retry) {
+      /* fail_if_no_path overrides it: the line says so, and a table
+       * saved from it reloads to the same behaviour.
+       */
+      int npr = m->fail_if_no_path ? 0 : m->no_path_retry;
+
+      if (npr < 0)
+        g_string_append (result, "no_path_retry queue ");
+      else if (npr == 0)
+        g_string_append (result, "no_path_retry fail ");
+      else
+        g_string_append_printf (result, "no_path_retry %d ", npr);
+    }
+  }
+  g_string_append (result, "0 ");
+  pg_num = m->next_pg ? m->next_pg->num
+    : m->current_pg ? m->current_pg->num : 1;
+  g_string_append_printf (result, "%u %u ", m->groups->len, pg_num);
+
+  for (i = 0; i < m->groups->len; i++) {
+    struct mp_group *pg = m->groups->pdata[i];
+    const struct ndm_ps_type *t = pg->ps.type;
+
+    if (type == NDM_STATUS_INFO)
+      g_string_append_printf (result, "%c ", pg->bypassed ? 'D'
+                              : pg == m->current_pg ? 'A' : 'E');
+    else
+      g_string_append_printf (result, "%s ", t->name);
+    t->status (&pg->ps, NULL, type, result);
+    g_string_append_printf (result, "%u %u ", pg->paths->len,
+                            type == NDM_STATUS_INFO ? t->info_args
+                            : t->table_args);
+    for (j = 0; j < pg->paths->len; j++) {
+      struct mp_path *p = pg->paths->pdata[j];
+
+      g_string_append_printf (result, "%s ", p->path.dev->uri);
+      if (type == NDM_STATUS_INFO)
+        g_string_append_printf (result, "%s %u ", p->active ? "A" : "F",
+                                p->fail_count);
+      t->status (&pg->ps, &p->path, type, result);
+    }
+  }
+  g_mutex_unlock (&m->lock);
+  /* dm leaves a trailing blank; dmsetup users see none in the docs. */
+  while (result->len > start && result->str[result->len - 1] == ' ')
+    g_string_truncate (result, result->len - 1);
+}
+
+/* {"queue_if_no_path":..,"queueing":..,"valid_paths":N,"groups":[{"group":
+ * 1,"state":"A","selector":"round-robin","paths":[{"path":uri,"state":
+ * "F","fail_count":1,"reason":"...","damped_ms":N}]}]}
+ */
+static void
+multipath_status_json (struct ndm_target *ti, GString *out)
+{
+  struct multipath_c *m = ti->private;
+  gint64 now = g_get_monotonic_time ();
+  unsigned i, j;
+
+  g_mutex_lock (&m->lock);
+  /* queue_if_no_path: the feature; holds_io: whether I/O is held when
+   * no path is valid, all settings weighed; queueing: held now.
+   */
+  g_string_append_printf (out, "{\"queue_if_no_path\":%s,\"holds_io\":%s,"
+                          "\"queueing\":%s,\"valid_paths\":%u,"
+                          "\"groups\":[",
+                          m->queue_if_no_path ? "true" : "false",
+                          should_queue (m) ? "true" : "false",
+                          m->nr_valid == 0 && should_queue (m) ? "true"
+                          : "false", m->nr_valid);
+  for (i = 0; i < m->groups->len; i++) {
+    struct mp_group *pg = m->groups->pdata[i];
+
+    g_string_append_printf (out, "%s{\"group\":%u,\"state\":\"%c\","
+                            "\"selector\":", i ? "," : "", pg->num,
+                            pg->bypassed ? 'D' : pg == m->current_pg ? 'A'
+                            : 'E');
+    ndm_json_string (out, pg->ps.type->name);
+    g_string_append (out, ",\"paths\":[");
+    for (j = 0; j < pg->paths->len; j++) {
+      struct mp_path *p = pg->paths->pdata[j];
+
+      g_string_append (out, j ? ",{\"path\":" : "{\"path\":");
+      ndm_json_string (out, p->path.dev->uri);
+      g_string_append_printf (out, ",\"state\":\"%s\",\"fail_count\":%u",
+                              p->active ? "A" : "F", p->fail_count);
+      if (p->reason != NULL) {
+        g_string_append (out, ",\"reason\":");
+        ndm_json_string (out, p->reason);
+      }
+      if (!p->active && p->damp_until > now)
+        g_string_append_printf (out, ",\"damped_ms\":%" G_GINT64_FORMAT,
+                                (p->damp_until - now) / 1000);
+      g_string_append_c (out, '}');
+    }
+    g_string_append (out, "]}");
+  }
+  g_string_append (out, "]}");
+  g_mutex_unlock (&m->lock);
+}
+
+static int
+multipath_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
+                           void *data)
+{
+  struct multipath_c *m = ti->private;
+  unsigned i;
+  int r = 0;
+
+  for (i = 0; i < m->paths->len && r == 0; i++) {
+    struct mp_path *p = m->paths->pdata[i];
+
+    /* A path refused for its size is not used: no range to check. */
+    if (p->reason == NULL || p->path.dev->size == m->size)
+      r = fn (ti, p->path.dev, 0, ti->len << NDM_SECTOR_SHIFT, data);
+  }
+  return r;
+}
+
+const struct ndm_target_type ndm_multipath_target = {
+  .name = "multipath", .version = { 1, 14, 0 },
+  .ctr = multipath_ctr, .dtr = multipath_dtr,                /* required */
+  .map = multipath_map, .end_io = multipath_end_io,
+  .release_clone = multipath_release_clone,
+  .status = multipath_status, .status_json = multipath_status_json,
+  .message = multipath_message,                              /* optional */
+  .iterate_devices = multipath_iterate_devices,
+  .presuspend = multipath_presuspend, .resume = multipath_resume,
+};

@@ -1,0 +1,767 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dmsetup: the control CLI of nbd-dm.  It sends one request to the
+ * control socket of a running nbdkit-dm-plugin (control=SOCKET) and
+ * prints the reply's payload, so that the verbs read like dmsetup's:
+ *
+ *     nbd-dmsetup -c /tmp/dm.ctl status
+ *     nbd-dmsetup -c /tmp/dm.ctl reload --allow-resize vol.table
+ *
+ * The protocol is in include/nbd-dm/control.h: one request line of
+ * shell-quoted words, then "ok N" and N payload lines, or "error MSG".
+ * This file knows the verbs only to catch usage errors before connecting;
+ * what they do is the server's business.
+ *
+ * Exit status: 0 ok, 1 the command or the connection failed, 2 usage.
+ *
+ * Single-threaded.  Links only GLib (no ndm-core): control.h is included
+ * for the protocol's constants.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "nbd-dm/control.h"
+
+#ifndef NDM_VERSION
+#define NDM_VERSION "unknown"
+#endif
+
+#define PROG "nbd-dmsetup"
+
+/* A reply line the client accepts.  The protocol bounds requests, not
+ * replies; this bound only stops a broken server from eating memory (a
+ * --json payload is one line, so allow far more than any request).
+ */
+#define REPLY_MAX_LINE (64u << 20)
+
+enum exit_status {
+  EXIT_OK = 0,
+  EXIT_FAILED = 1,
+  EXIT_USAGE = 2,
+};
+
+/* The per-verb options, as bits of struct verb.options. */
+enum {
+  OPT_CLEAR = 1 << 0,           /* stats --clear */
+  OPT_NOFLUSH = 1 << 1,         /* suspend --noflush */
+  OPT_ALLOW_RESIZE = 1 << 2,    /* reload --allow-resize */
+  OPT_TEXT = 1 << 3,            /* reload --text TEXT */
+};
+
+struct verb {
+  const char *name;
+  unsigned options;             /* OPT_* bits the verb accepts */
+  unsigned min_args, max_args;  /* positional arguments after the verb */
+};
+
+/* The verbs of control.h.  The server checks everything again; these
+ * checks are here so that a typo is a usage error (exit 2) that names the
+ * bad word, even without a server to ask.
+ */
+static const struct verb verbs[] = {
+  { "info", 0, 0, 0 },
+  { "table", 0, 0, 0 },
+  { "status", 0, 0, 0 },
+  { "stats", OPT_CLEAR, 0, 0 },
+  { "message", 0, 2, G_MAXUINT },
+  { "suspend", OPT_NOFLUSH, 0, 0 },
+  { "reload", OPT_ALLOW_RESIZE | OPT_TEXT, 0, 1 },
+  { "resume", 0, 0, 0 },
+  { "clear", 0, 0, 0 },
+  { "wait", 0, 0, 1 },
+  { "version", 0, 0, 0 },
+  { "help", 0, 0, 0 },
+};
+
+static const char usage_text[] =
+  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"
+  "Commands:\n"
+  "  info | table | status | resume | clear | version | help\n"
+  "  stats [--clear]\n"
+  "  message SECTOR WORD...\n"
+  "  suspend [--noflush]\n"
+  "  reload [--allow-resize] FILE       (FILE '-' is standard input)\n"
+  "  reload [--allow-resize] --text TEXT\n"
+  "  wait [EVENT_NR]\n"
+  "SOCKET defaults to $NBD_DM_CONTROL.  Options may follow the command;\n"
+  "'--' ends them.  See nbd-dmsetup(8).\n";
+
+/* After a usage error: enough to fix a typo without scrolling. */
+static const char short_usage[] =
+  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"
+  "Commands: info table status stats message suspend reload resume clear\n"
+  "          wait version help   (" PROG " --help for their arguments)\n";
+
+static bool verbose;
+
+static void fail (const char *fmt, ...) G_GNUC_PRINTF (1, 2) G_GNUC_NORETURN;
+static void usage_error (const char *fmt, ...)
+  G_GNUC_PRINTF (1, 2) G_GNUC_NORETURN;
+
+/* The command failed: say why and exit 1. */
+static void
+fail (const char *fmt, ...)
+{
+  va_list ap;
+
+  fflush (stdout);
+  fputs (PROG ": ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+  exit (EXIT_FAILED);
+}
+
+/* The command line is wrong: say why, remind of the usage, exit 2. */
+static void
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs (PROG ": ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+  fputs (short_usage, stderr);
+  exit (EXIT_USAGE);
+}
+
+static void
+debug (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+static void
+debug (const char *fmt, ...)
+{
+  va_list ap;
+
+  if (!verbose)
+    return;
+  fputs (PROG ": ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+}
+
+/* A printable copy of a line from the server, for error messages: a
+ * broken server may send anything, and the message must stay one line.
+ * Long lines are cut, since this is a diagnosis, not the payload.
+ */
+static char *
+printable (const char *s, size_t len)
+{
+  g_autofree char *cut = g_strndup (s, MIN (len, 200));
+  g_autofree char *esc = g_strescape (cut, NULL);
+
+  return g_strdup_printf ("%s%s", esc, len > 200 ? "..." : "");
+}
+
+static const struct verb *
+find_verb (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (verbs); i++)
+    if (strcmp (verbs[i].name, name) == 0)
+      return &verbs[i];
+  return NULL;
+}
+
+/* A non-negative decimal integer, as the protocol's sectors and event
+ * numbers are written.  No sign, no "0x": the server would refuse them
+ * anyway, and catching them here makes them usage errors.
+ */
+static bool
+is_number (const char *s)
+{
+  guint64 v;
+
+  return g_ascii_isdigit (s[0]) &&
+    g_ascii_string_to_unsigned (s, 10, 0, G_MAXUINT64, &v, NULL);
+}
+
+/* --timeout: positive seconds, fractions allowed (tests like 0.5). */
+static double
+parse_timeout (const char *s)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = g_ascii_strtod (s, &end);
+  if (end == s || *end != '\0' || errno != 0 || !isfinite (v) || v <= 0 ||
+      v > 1e9)
+    usage_error ("--timeout: '%s' is not a positive number of seconds", s);
+  return v;
+}
+
+/* Read a whole file, or standard input for "-". */
+static char *
+read_file (const char *path, size_t *len)
+{
+  g_autoptr (GError) err = NULL;
+  GString *buf;
+  char chunk[65536];
+  size_t n;
+  char *contents;
+  gsize glen;
+
+  if (strcmp (path, "-") != 0) {
+    if (!g_file_get_contents (path, &contents, &glen, &err))
+      fail ("reload: %s", err->message);
+    *len = glen;
+    return contents;
+  }
+
+  buf = g_string_new (NULL);
+  while ((n = fread (chunk, 1, sizeof chunk, stdin)) > 0)
+    g_string_append_len (buf, chunk, n);
+  if (ferror (stdin))
+    fail ("reload: reading the table from standard input: %s",
+          g_strerror (errno));
+  *len = buf->len;
+  return g_string_free (buf, FALSE);
+}
+
+/* A table file as the one word "reload" takes: each line loses its '#'
+ * comment and the lines are joined with ';', which table-text= also reads
+ * as a line break.  Empty lines stay (as empty pieces), so the server's
+ * "line N:" errors count the file's lines.  A ';' inside a line splits
+ * it, as it does in table-text=: then the numbers drift from the file's.
+ */
+static char *
+table_from_file (const char *path)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  size_t len, i, n;
+
+  text = read_file (path, &len);
+  if (memchr (text, '\0', len) != NULL)
+    fail ("reload: '%s' holds a NUL byte: it is not a table file", path);
+
+  lines = g_strsplit (text, "\n", -1);
+  n = g_strv_length (lines);
+  /* The newline ending the last line does not start another one. */
+  if (n > 0 && lines[n - 1][0] == '\0') {
+    g_free (lines[n - 1]);
+    lines[--n] = NULL;
+  }
+  for (i = 0; i < n; i++) {
+    char *hash = strchr (lines[i], '#');
+    size_t l;
+
+    if (hash != NULL)
+      *hash = '\0';
+    /* A file written on Windows: the '\r' is no blank to the server. */
+    l = strlen (lines[i]);
+    if (l > 0 && lines[i][l - 1] == '\r')
+      lines[i][l - 1] = '\0';
+  }
+  return g_strjoinv (";", lines);
+}
+
+/* Append one word to the request.  Arguments are always quoted: the
+ * server splits words as the shell does, and a table or message is full
+ * of blanks.  The line can hold no newline, so neither can a word.
+ */
+static void
+add_arg (GString *req, const char *what, const char *arg)
+{
+  g_autofree char *quoted = NULL;
+
+  if (strchr (arg, '\n') != NULL) {
+    g_autofree char *esc = printable (arg, strlen (arg));
+
+    usage_error ("%s '%s' contains a newline, which the control protocol "
+                 "cannot carry%s", what, esc,
+                 strcmp (what, "--text") == 0 ?
+                 " (separate table lines with ';')" : "");
+  }
+  quoted = g_shell_quote (arg);
+  g_string_append_c (req, ' ');
+  g_string_append (req, quoted);
+}
+
+/* Time left before the --timeout deadline, as poll wants it: -1 means no
+ * deadline; 0 means the time is up.
+ */
+static int
+time_left_ms (gint64 deadline)
+{
+  gint64 left;
+
+  if (deadline < 0)
+    return -1;
+  left = deadline - g_get_monotonic_time ();
+  if (left <= 0)
+    return 0;
+  return (int) MIN ((left + 999) / 1000, G_MAXINT);
+}
+
+/* Wait until fd is ready for events, or fail when the deadline passes. */
+static void
+wait_fd (int fd, short events, gint64 deadline)
+{
+  struct pollfd pfd = { .fd = fd, .events = events };
+  int r;
+
+  for (;;) {
+    int ms = time_left_ms (deadline);
+
+    if (ms == 0)
+      fail ("timed out waiting for the server");
+    r = poll (&pfd, 1, ms);
+    if (r > 0)
+      return;                   /* ready, or an error the caller will see */
+    if (r < 0 && errno != EINTR)
+      fail ("poll: %s", g_strerror (errno));
+  }
+}
+
+static int
+connect_control (const char *path)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd;
+
+  if (strlen (path) >= sizeof addr.sun_path)
+    fail ("control socket path '%s' is too long (at most %zu bytes)",
+          path, sizeof addr.sun_path - 1);
+  memcpy (addr.sun_path, path, strlen (path) + 1);
+
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    fail ("socket: %s", g_strerror (errno));
+  if (connect (fd, (struct sockaddr *) &addr, sizeof addr) < 0)
+    fail ("cannot connect to control socket '%s': %s",
+          path, g_strerror (errno));
+  /* From here on every wait goes through poll, so --timeout covers the
+   * whole exchange: a server that stops reading or never answers.
+   */
+  if (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NONBLOCK) < 0)
+    fail ("fcntl: %s", g_strerror (errno));
+  return fd;
+}
+
+/* Send the whole request.  Returns false if the server hung up before
+ * taking all of it: it may have said why in a reply, so the caller reads
+ * on instead of failing here.
+ */
+static bool
+send_request (int fd, const char *buf, size_t len, gint64 deadline)
+{
+  while (len > 0) {
+    ssize_t r = send (fd, buf, len, MSG_NOSIGNAL);
+
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_fd (fd, POLLOUT, deadline);
+        continue;
+      }
+      if (errno == EPIPE || errno == ECONNRESET) {
+        debug ("the server hung up while the request was being sent");
+        return false;
+      }
+      fail ("sending the request: %s", g_strerror (errno));
+    }
+    buf += r;
+    len -= r;
+  }
+  return true;
+}
+
+/* Buffered line reader on the socket. */
+struct reader {
+  int fd;
+  gint64 deadline;
+  GString *buf;                 /* bytes received, not yet returned */
+  size_t start;                 /* where the next line begins in buf */
+};
+
+/* The next line, without its '\n', in *line (valid until the next call)
+ * and its length in *len.  Returns false at EOF on a line boundary; EOF
+ * inside a line, a read error or the deadline make the command fail.
+ */
+static bool
+read_line (struct reader *rd, const char **line, size_t *len)
+{
+  size_t scanned = rd->start;
+
+  for (;;) {
+    char *nl = memchr (rd->buf->str + scanned, '\n', rd->buf->len - scanned);
+    char chunk[65536];
+    ssize_t r;
+
+    if (nl != NULL) {
+      *line = rd->buf->str + rd->start;
+      *len = nl - *line;
+      *nl = '\0';
+      rd->start = nl + 1 - rd->buf->str;
+      return true;
+    }
+    scanned = rd->buf->len;
+    if (rd->buf->len - rd->start > REPLY_MAX_LINE)
+      fail ("protocol error: a reply line is longer than %u bytes",
+            REPLY_MAX_LINE);
+
+    /* Drop the lines already returned before the buffer grows. */
+    if (rd->start > 0) {
+      g_string_erase (rd->buf, 0, rd->start);
+      scanned -= rd->start;
+      rd->start = 0;
+    }
+
+    r = recv (rd->fd, chunk, sizeof chunk, 0);
+    if (r > 0) {
+      g_string_append_len (rd->buf, chunk, r);
+      continue;
+    }
+    if (r == 0) {
+      if (rd->buf->len > rd->start) {
+        g_autofree char *esc = printable (rd->buf->str + rd->start,
+                                          rd->buf->len - rd->start);
+
+        fail ("protocol error: the server closed the connection in the "
+              "middle of the line '%s'", esc);
+      }
+      return false;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      wait_fd (rd->fd, POLLIN, rd->deadline);
+      continue;
+    }
+    if (errno == ECONNRESET)
+      return false;             /* hung up: as EOF, with its message */
+    fail ("reading the reply: %s", g_strerror (errno));
+  }
+}
+
+/* Read the reply and print its payload, a line at a time as it comes
+ * ("wait" and a slow "suspend" print when they return).  Returns only if
+ * the server said "ok N" and sent N lines.
+ */
+static void
+read_reply (int fd, gint64 deadline, bool sent_all)
+{
+  struct reader rd = { .fd = fd, .deadline = deadline,
+                       .buf = g_string_new (NULL) };
+  const char *line;
+  size_t len;
+  guint64 n, i;
+
+  if (!read_line (&rd, &line, &len)) {
+    if (!sent_all)
+      fail ("the server hung up while the request was being sent");
+    fail ("protocol error: the server closed the connection without "
+          "replying");
+  }
+  debug ("< %s", line);
+
+  if (strlen (line) != len) {
+    g_autofree char *esc = printable (line, len);
+
+    fail ("protocol error: the reply '%s' holds a NUL byte", esc);
+  }
+  if (strcmp (line, "error") == 0)
+    fail ("the server refused the command and gave no reason");
+  if (g_str_has_prefix (line, "error "))
+    fail ("%s", line + strlen ("error "));
+  if (!g_str_has_prefix (line, "ok ") ||
+      !g_ascii_isdigit (line[strlen ("ok ")]) ||
+      !g_ascii_string_to_unsigned (line + strlen ("ok "), 10, 0, G_MAXUINT64,
+                                   &n, NULL)) {
+    g_autofree char *esc = printable (line, len);
+
+    fail ("protocol error: expected 'ok N' or 'error MESSAGE', "
+          "the server replied '%s'", esc);
+  }
+
+  for (i = 0; i < n; i++) {
+    if (!read_line (&rd, &line, &len))
+      fail ("protocol error: the server closed the connection after %"
+            G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT " lines it "
+            "announced", i, n);
+    fwrite (line, 1, len, stdout);
+    putchar ('\n');
+    fflush (stdout);
+  }
+  g_string_free (rd.buf, TRUE);
+}
+
+/* The command line, once parsed. */
+struct cmdline {
+  const char *socket_path;      /* -c, or $NBD_DM_CONTROL */
+  const struct verb *verb;
+  GPtrArray *args;              /* positional words after the verb */
+  const char *text;             /* reload --text */
+  unsigned options;             /* OPT_* */
+  bool json;
+  double timeout;               /* seconds; 0 for none */
+};
+
+/* Options may come before or after the verb, as with dmsetup; "--"
+ * stops option parsing so that a message word may start with '-'.  The
+ * value of an option is the rest of its word ("-cSOCK", "--text=T") or
+ * the next word.  Exits on a usage error, or after --help or --version.
+ */
+static void
+parse_cmdline (int argc, char *argv[], struct cmdline *cl)
+{
+  static const struct { unsigned bit; const char *name; } verb_opts[] = {
+    { OPT_CLEAR, "--clear" }, { OPT_NOFLUSH, "--noflush" },
+    { OPT_ALLOW_RESIZE, "--allow-resize" }, { OPT_TEXT, "--text" },
+  };
+  bool options_done = false;
+  const char *verb_word;
+  size_t k;
+  int i;
+
+  cl->socket_path = g_getenv ("NBD_DM_CONTROL");
+  cl->args = g_ptr_array_new ();
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *value = NULL;
+    g_autofree char *name = NULL;
+
+    if (options_done || a[0] != '-' || a[1] == '\0') {
+      g_ptr_array_add (cl->args, (char *) a);
+      continue;
+    }
+    if (strcmp (a, "--") == 0) {
+      options_done = true;
+      continue;
+    }
+
+    if (a[1] == '-') {
+      const char *eq = strchr (a, '=');
+
+      name = eq ? g_strndup (a, eq - a) : g_strdup (a);
+      value = eq ? eq + 1 : NULL;
+    }
+    else {
+      /* Short options: -c takes a value, the others none. */
+      name = g_strndup (a, 2);
+      if (a[2] != '\0') {
+        if (a[1] != 'c')
+          usage_error ("unknown option '%s'", a);
+        value = a + 2;
+      }
+    }
+
+#define NEEDS_VALUE                                                     \
+    do {                                                                \
+      if (value == NULL) {                                              \
+        if (i + 1 >= argc)                                              \
+          usage_error ("option '%s' needs a value", name);              \
+        value = argv[++i];                                              \
+      }                                                                 \
+    } while (0)
+#define NO_VALUE                                                        \
+    do {                                                                \
+      if (value != NULL)                                                \
+        usage_error ("option '%s' takes no value", a);                  \
+    } while (0)
+
+    if (strcmp (name, "-c") == 0 || strcmp (name, "--control") == 0) {
+      NEEDS_VALUE;
+      cl->socket_path = value;
+    }
+    else if (strcmp (name, "--timeout") == 0) {
+      NEEDS_VALUE;
+      cl->timeout = parse_timeout (value);
+    }
+    else if (strcmp (name, "--text") == 0) {
+      NEEDS_VALUE;
+      cl->text = value;
+      cl->options |= OPT_TEXT;
+    }
+    else if (strcmp (name, "--json") == 0) {
+      NO_VALUE;
+      cl->json = true;
+    }
+    else if (strcmp (name, "-v") == 0 || strcmp (name, "--verbose") == 0) {
+      NO_VALUE;
+      verbose = true;
+    }
+    else if (strcmp (name, "--clear") == 0) {
+      NO_VALUE;
+      cl->options |= OPT_CLEAR;
+    }
+    else if (strcmp (name, "--noflush") == 0) {
+      NO_VALUE;
+      cl->options |= OPT_NOFLUSH;
+    }
+    else if (strcmp (name, "--allow-resize") == 0) {
+      NO_VALUE;
+      cl->options |= OPT_ALLOW_RESIZE;
+    }
+    else if (strcmp (name, "-h") == 0 || strcmp (name, "--help") == 0) {
+      fputs (usage_text, stdout);
+      exit (EXIT_OK);
+    }
+    else if (strcmp (name, "-V") == 0 || strcmp (name, "--version") == 0) {
+      printf ("%s %s (control protocol %d)\n", PROG, NDM_VERSION,
+              NDM_CONTROL_PROTOCOL);
+      exit (EXIT_OK);
+    }
+    else
+      usage_error ("unknown option '%s'", a);
+#undef NEEDS_VALUE
+#undef NO_VALUE
+  }
+
+  if (cl->args->len == 0)
+    usage_error ("no command given");
+  verb_word = g_ptr_array_steal_index (cl->args, 0);
+  cl->verb = find_verb (verb_word);
+  if (cl->verb == NULL)
+    usage_error ("unknown command '%s'", verb_word);
+  for (k = 0; k < G_N_ELEMENTS (verb_opts); k++)
+    if (cl->options & ~cl->verb->options & verb_opts[k].bit)
+      usage_error ("option '%s' does not apply to '%s'",
+                   verb_opts[k].name, cl->verb->name);
+}
+
+/* The positional arguments each verb takes. */
+static void
+check_args (const struct cmdline *cl)
+{
+  const struct verb *v = cl->verb;
+  GPtrArray *args = cl->args;
+
+  if (args->len < v->min_args) {
+    if (strcmp (v->name, "message") == 0)
+      usage_error ("message: expected a sector and a message, "
+                   "e.g. 'message 0 WORD...'");
+    usage_error ("%s: missing argument", v->name);
+  }
+  if (args->len > v->max_args)
+    usage_error ("%s: unexpected argument '%s'", v->name,
+                 (char *) args->pdata[v->max_args]);
+
+  if (strcmp (v->name, "message") == 0 && !is_number (args->pdata[0]))
+    usage_error ("message: sector '%s' is not a number of sectors",
+                 (char *) args->pdata[0]);
+  if (strcmp (v->name, "wait") == 0 && args->len == 1 &&
+      !is_number (args->pdata[0]))
+    usage_error ("wait: event number '%s' is not a number",
+                 (char *) args->pdata[0]);
+  if (strcmp (v->name, "reload") == 0) {
+    if (cl->text != NULL && args->len > 0)
+      usage_error ("reload: give either FILE ('%s') or --text, not both",
+                   (char *) args->pdata[0]);
+    if (cl->text == NULL && args->len == 0)
+      usage_error ("reload: missing table FILE (or --text TEXT)");
+  }
+}
+
+/* The request line, '\n' included: the verb and its options as they are
+ * (fixed words of this program), then the arguments, quoted.
+ */
+static GString *
+build_request (const struct cmdline *cl)
+{
+  GString *req = g_string_new (cl->verb->name);
+  g_autofree char *table = NULL;
+  const char *what = "argument";
+  g_autoptr (GPtrArray) words = g_ptr_array_new ();
+  guint j;
+
+  if (cl->json)
+    g_string_append (req, " --json");
+  if (cl->options & OPT_CLEAR)
+    g_string_append (req, " --clear");
+  if (cl->options & OPT_NOFLUSH)
+    g_string_append (req, " --noflush");
+  if (cl->options & OPT_ALLOW_RESIZE)
+    g_string_append (req, " --allow-resize");
+
+  /* reload sends the table as its one word; a file becomes one here. */
+  if (strcmp (cl->verb->name, "reload") == 0) {
+    if (cl->text != NULL) {
+      g_ptr_array_add (words, (char *) cl->text);
+      what = "--text";
+    }
+    else {
+      table = table_from_file (cl->args->pdata[0]);
+      g_ptr_array_add (words, table);
+      what = "table file";
+    }
+  }
+  else
+    for (j = 0; j < cl->args->len; j++)
+      g_ptr_array_add (words, cl->args->pdata[j]);
+
+  /* The server, too, reads words starting with "--" as options: a word
+   * like that (a message word, say) needs its "--" passed on.
+   */
+  for (j = 0; j < words->len; j++)
+    if (g_str_has_prefix (words->pdata[j], "--")) {
+      g_string_append (req, " --");
+      break;
+    }
+  for (j = 0; j < words->len; j++)
+    add_arg (req, what, words->pdata[j]);
+  g_string_append_c (req, '\n');
+
+  /* The server would refuse it and hang up; say so without trying. */
+  if (req->len > NDM_CONTROL_MAX_LINE)
+    fail ("%s: the request is %zu bytes, more than the control socket "
+          "takes (%d bytes)", cl->verb->name, req->len,
+          NDM_CONTROL_MAX_LINE);
+  return req;
+}
+
+int
+main (int argc, char *argv[])
+{
+  struct cmdline cl = { 0 };
+  g_autoptr (GString) req = NULL;
+  gint64 deadline = -1;
+  bool sent_all;
+  int fd;
+
+  parse_cmdline (argc, argv, &cl);
+  check_args (&cl);
+  if (cl.socket_path == NULL || cl.socket_path[0] == '\0')
+    usage_error ("no control socket: use -c SOCKET or set NBD_DM_CONTROL");
+  req = build_request (&cl);
+
+  /* The deadline starts before connecting: --timeout is how long the
+   * user is willing to wait for the whole command.
+   */
+  if (cl.timeout > 0)
+    deadline = g_get_monotonic_time () +
+      (gint64) (cl.timeout * G_USEC_PER_SEC);
+
+  debug ("connecting to '%s'", cl.socket_path);
+  fd = connect_control (cl.socket_path);
+  debug ("> %.*s", (int) req->len - 1, req->str);
+  sent_all = send_request (fd, req->str, req->len, deadline);
+  read_reply (fd, deadline, sent_all);
+  close (fd);
+  g_ptr_array_free (cl.args, TRUE);
+
+  if (fflush (stdout) != 0 || ferror (stdout))
+    fail ("writing to standard output: %s", g_strerror (errno));
+  return EXIT_OK;
+}
