@@ -619,9 +619,10 @@ multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
 
   g_mutex_lock (&m->lock);
   /* A flush goes to every valid path: no selector's turn is used. */
-  p = m->nr_valid == 0 ? NULL : clone->op == NDM_OP_FLUSH ? NULL
-    : choose_path (m, clone->len);
-  if (p == NULL && (m->nr_valid == 0 || clone->op != NDM_OP_FLUSH)) {
+  p = NULL;
+  if (m->nr_valid > 0 && clone->op != NDM_OP_FLUSH)
+    p = choose_path (m, clone->len);
+  if (m->nr_valid == 0 || (p == NULL && clone->op != NDM_OP_FLUSH)) {
     bool hold = hold_without_path (m, io);
 
     g_mutex_unlock (&m->lock);
