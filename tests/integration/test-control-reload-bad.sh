@@ -103,7 +103,7 @@ if [ -x "$DMSETUP" ]; then
   test $rc -eq 1
   grep -q "line 5" "$NDM_TMP/cli.err"
   grep -q "'12x'" "$NDM_TMP/cli.err"
-  ctl "$ctlsock" info | grep -q "^Tables present: *LIVE$"
+  ctl "$ctlsock" info | grep "^Tables present: *LIVE$" >/dev/null
   sed -i 's/ 12x$/ 2048/' "$NDM_TMP/bad.table"
   "$DMSETUP" -c "$ctlsock" reload "$NDM_TMP/bad.table"
   "$DMSETUP" -c "$ctlsock" resume
