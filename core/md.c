@@ -544,11 +544,26 @@ md_check_resize (struct ndm_md *md, struct ndm_table *t, bool allow_resize,
   return -1;
 }
 
+/* With command_lock held: t (or none) becomes the loaded table. */
+static void
+md_set_inactive (struct ndm_md *md, struct ndm_table *t, bool resize_ok)
+{
+  struct ndm_table *old;
+
+  g_mutex_lock (&md->state_lock);
+  old = md->inactive;
+  md->inactive = t;
+  md->inactive_resize_ok = resize_ok;
+  g_mutex_unlock (&md->state_lock);
+  if (old != NULL)
+    ndm_table_unref (old);
+}
+
 int
 ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
                GError **err)
 {
-  struct ndm_table *t, *old;
+  struct ndm_table *t;
 
   g_mutex_lock (&md->command_lock);
   t = ndm_table_create (md, text, err);
@@ -561,30 +576,17 @@ ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
     g_mutex_unlock (&md->command_lock);
     return -1;
   }
-  g_mutex_lock (&md->state_lock);
-  old = md->inactive;
-  md->inactive = t;
-  md->inactive_resize_ok = allow_resize;
-  g_mutex_unlock (&md->state_lock);
+  md_set_inactive (md, t, allow_resize);
   g_mutex_unlock (&md->command_lock);
-  if (old != NULL)
-    ndm_table_unref (old);
   return 0;
 }
 
 int
 ndm_md_clear (struct ndm_md *md, GError **err)
 {
-  struct ndm_table *old;
-
   g_mutex_lock (&md->command_lock);
-  g_mutex_lock (&md->state_lock);
-  old = md->inactive;
-  md->inactive = NULL;
-  g_mutex_unlock (&md->state_lock);
+  md_set_inactive (md, NULL, false);
   g_mutex_unlock (&md->command_lock);
-  if (old != NULL)
-    ndm_table_unref (old);
   return 0;
 }
 
