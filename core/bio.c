@@ -22,6 +22,7 @@
  * first is started by the owner.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -142,6 +143,34 @@ op_writes (enum ndm_op op)
   return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
 }
 
+/* Bios are kept in clone-offset order (stable among equal offsets: the
+ * legs of one piece stay in map order), whatever order a target maps
+ * them in: they are started in this order, so a start failure (R6)
+ * cancels only bios at or after its own offset, and a cancelled bio can
+ * never be a clone's frontier (R2, R3).  Targets map mostly in order,
+ * so the tail is checked first.
+ */
+static void
+clone_insert_bio (struct ndm_clone *clone, struct ndm_bio *bio)
+{
+  struct ndm_bio **pp = clone->bios_tail;
+
+  if (clone->bios != NULL) {
+    struct ndm_bio *last = (struct ndm_bio *)
+      ((char *) clone->bios_tail - offsetof (struct ndm_bio, next));
+
+    if (last->clone_off > bio->clone_off)
+      for (pp = &clone->bios; (*pp)->clone_off <= bio->clone_off;
+           pp = &(*pp)->next)
+        ;
+  }
+  bio->next = *pp;
+  *pp = bio;
+  if (bio->next == NULL)
+    clone->bios_tail = &bio->next;
+  clone->nr_bios++;
+}
+
 static struct ndm_bio *
 bio_add (struct ndm_clone *clone, struct ndm_device *dev,
          uint64_t dev_offset, uint64_t clone_off, uint64_t len)
@@ -168,9 +197,7 @@ bio_add (struct ndm_clone *clone, struct ndm_device *dev,
   if (op_writes (bio->op) && dev->caps.read_only)
     bio->status = EPERM;          /* fails when started, like a device would */
 
-  *clone->bios_tail = bio;
-  clone->bios_tail = &bio->next;
-  clone->nr_bios++;
+  clone_insert_bio (clone, bio);
   return bio;
 }
 
@@ -203,7 +230,6 @@ map_aligned_pieces (struct ndm_clone *clone, struct ndm_device *dev,
   uint32_t align = dev->limits.min_block;
   uint64_t pos = 0;
 
-  max = align_down (max, align);
   if (dev_offset & (align - 1)) {
     uint64_t head = MIN (len, align - (dev_offset & (align - 1)));
 
@@ -228,7 +254,7 @@ map_nodata_pieces (struct ndm_clone *clone, struct ndm_device *dev,
                    uint64_t dev_offset, uint64_t clone_off, uint64_t len)
 {
   uint32_t align = dev->limits.min_block;
-  uint64_t max = align_down (dev->limits.max_len, align);
+  uint64_t max = ndm_clone_max_bio_len (clone, dev);
   uint64_t start, end, pos;
 
   if (clone->op == NDM_OP_TRIM) {
@@ -251,6 +277,29 @@ map_nodata_pieces (struct ndm_clone *clone, struct ndm_device *dev,
   }
 }
 
+uint64_t
+ndm_clone_max_bio_len (const struct ndm_clone *clone,
+                       const struct ndm_device *dev)
+{
+  uint32_t align = dev->limits.min_block;
+  uint64_t max;
+
+  switch (clone->op) {
+  case NDM_OP_READ:
+  case NDM_OP_WRITE:
+    max = dev->limits.max_data;
+    break;
+  case NDM_OP_ZERO:
+    /* Emulated zeroes are writes from the zero region. */
+    max = dev->caps.zero ? dev->limits.max_len : dev->limits.max_data;
+    break;
+  default:
+    max = dev->limits.max_len;
+    break;
+  }
+  return MAX (align_down (max, align), align);
+}
+
 void
 ndm_clone_map_bio (struct ndm_clone *clone, struct ndm_device *dev,
                    uint64_t dev_offset, uint64_t clone_off, uint64_t len)
@@ -261,23 +310,18 @@ ndm_clone_map_bio (struct ndm_clone *clone, struct ndm_device *dev,
   case NDM_OP_READ:
   case NDM_OP_WRITE:
     map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
-                        dev->limits.max_data);
+                        ndm_clone_max_bio_len (clone, dev));
     break;
   case NDM_OP_ZERO:
-    if (!dev->caps.zero) {
+    if (!dev->caps.zero && (clone->flags & NDM_REQ_FAST_ZERO)) {
       /* Emulated by writing zeros: never fast. */
-      if (clone->flags & NDM_REQ_FAST_ZERO) {
-        struct ndm_bio *bio = bio_add (clone, dev, dev_offset, clone_off, len);
+      struct ndm_bio *bio = bio_add (clone, dev, dev_offset, clone_off, len);
 
-        bio->status = ENOTSUP;
-        break;
-      }
-      map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
-                          dev->limits.max_data);
+      bio->status = ENOTSUP;
+      break;
     }
-    else
-      map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
-                          dev->limits.max_len);
+    map_aligned_pieces (clone, dev, dev_offset, clone_off, len,
+                        ndm_clone_max_bio_len (clone, dev));
     break;
   case NDM_OP_TRIM:
     if (dev->caps.trim)
@@ -306,25 +350,57 @@ ndm_clone_remap (struct ndm_clone *clone, struct ndm_device *dev,
     ndm_clone_map_bio (clone, dev, dev_offset, 0, clone->len);
 }
 
+static bool
+dev_in (const GPtrArray *devs, const struct ndm_device *dev)
+{
+  unsigned i;
+
+  for (i = 0; devs != NULL && i < devs->len; i++)
+    if (devs->pdata[i] == dev)
+      return true;
+  return false;
+}
+
+/* R9: a device is flushed once per request.  It counts as flushed only
+ * when its flush succeeded (ndm_request_note_flushes, at the end of each
+ * round); within a round one flush bio per device is enough.
+ */
 void
 ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev)
 {
   struct ndm_request *rq = clone->rq;
   struct ndm_bio *bio;
-  unsigned i;
 
-  if (!dev->caps.flush)
+  if (!dev->caps.flush || dev_in (rq->flushed, dev) ||
+      dev_in (rq->flush_mapped, dev))
     return;
-  if (rq->flush_devs == NULL)
-    rq->flush_devs = g_ptr_array_new ();
-  for (i = 0; i < rq->flush_devs->len; i++)
-    if (rq->flush_devs->pdata[i] == dev)
-      return;
-  g_ptr_array_add (rq->flush_devs, dev);
+  if (rq->flush_mapped == NULL)
+    rq->flush_mapped = g_ptr_array_new ();
+  g_ptr_array_add (rq->flush_mapped, dev);
 
   bio = bio_add (clone, dev, 0, 0, 0);
   bio->op = NDM_OP_FLUSH;
   bio->flags = 0;
+}
+
+void
+ndm_request_note_flushes (struct ndm_request *rq)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_bio *bio;
+
+    ndm_clone_for_each_bio (bio, &rq->clones[i])
+      if (bio->op == NDM_OP_FLUSH && bio->status == 0 &&
+          !dev_in (rq->flushed, bio->dev)) {
+        if (rq->flushed == NULL)
+          rq->flushed = g_ptr_array_new ();
+        g_ptr_array_add (rq->flushed, bio->dev);
+      }
+  }
+  if (rq->flush_mapped != NULL)
+    g_ptr_array_set_size (rq->flush_mapped, 0);
 }
 
 void

@@ -31,6 +31,13 @@
 /* dm's DM_MAPIO_DELAY_REQUEUE / DM_ENDIO_DELAY_REQUEUE wait. */
 #define NDM_DELAY_REQUEUE_MS   100
 
+/* R13: consecutive rounds that start no device command and ask for no
+ * delay before a request gives up with the start error.  A target that
+ * makes progress without I/O (multipath failing one path per round) needs
+ * one round per path; nothing legitimate needs this many.
+ */
+#define NDM_MAX_EMPTY_ROUNDS   1000
+
 /* ---- waiter (core/waiter.c) -------------------------------------------- */
 
 struct ndm_waiter {
@@ -218,6 +225,8 @@ struct ndm_request {
 
   /* Owner-only from here. */
   bool stop;                    /* R6: a start failed, cancel the rest */
+  int start_error;              /* that start's errno (this round) */
+  unsigned nr_started;          /* device commands started this round */
   unsigned cursor_clone;        /* next bio to start: clone index ... */
   struct ndm_bio *cursor_bio;   /* ... and bio in it */
   unsigned nr_clones;
@@ -225,7 +234,8 @@ struct ndm_request {
   unsigned nr_channels;
   unsigned max_channels;
   struct ndm_rq_channel *channels;
-  GPtrArray *flush_devs;        /* devices with a flush bio (dedup) */
+  GPtrArray *flushed;           /* devices whose flush succeeded (R9) */
+  GPtrArray *flush_mapped;      /* devices with a flush bio this round */
   GPtrArray *old_tables;        /* tables it ran on before a resume; its
                                    finished clones still point into them */
   bool waits_inflight;          /* on md->inflight's queue */
@@ -275,6 +285,12 @@ void ndm_bio_free (struct ndm_bio *bio);
 int ndm_bio_start (struct ndm_bio *bio, int *err);
 /* Owner: finish a NEW bio without starting it. */
 void ndm_bio_cancel (struct ndm_bio *bio, int status);
+
+/* Owner, when a round is over, before its clones are decided: devices
+ * whose flush bio succeeded count as flushed for the rest of the request
+ * (R9: a requeued flush skips them, and only them).
+ */
+void ndm_request_note_flushes (struct ndm_request *rq);
 
 /* A bio that needs no device command (block status of a device without
  * base:allocation): answered and DONE at map time.

@@ -242,6 +242,10 @@ request_cut (struct ndm_request *rq, unsigned *max, uint64_t pos,
   struct ndm_target *ti, *end = t->targets + t->nr_targets;
   uint64_t start = pos;
 
+  /* Callers check the range against this table first (the front door,
+   * request_rebind): a range past its end would wrap n_bytes below.
+   */
+  g_assert (pos < stop && stop <= t->size);
   for (ti = ndm_table_find_target (t, pos); ti < end && pos < stop; ti++) {
     uint64_t tend = (ti->begin + ti->len) << NDM_SECTOR_SHIFT;
     uint64_t n_bytes = MIN (tend, stop) - pos;
@@ -375,7 +379,10 @@ request_start_bios (struct ndm_request *rq)
       r = ndm_bio_start (bio, &err);
       if (r == 1)
         return;                 /* waits for budget or an RMW range */
+      if (r == 0)
+        rq->nr_started++;
       if (r == -1) {
+        rq->start_error = err;
         rq->stop = true;
         rq->cursor_bio = bio->next;
         request_cancel_rest (rq);
@@ -473,11 +480,12 @@ request_delay (struct ndm_request *rq)
   return 0;
 }
 
-/* The front end quits while the request is held between rounds: what is
- * unfinished ends with NDM_EQUIT (nothing of it is in flight).
+/* The request ends between rounds although clones were requeued (nothing
+ * of it is in flight): the front end quits (NDM_EQUIT), or rounds went
+ * on starting nothing.  What is unfinished ends with error.
  */
 static void
-request_abandon (struct ndm_request *rq, unsigned *first_err)
+request_abandon (struct ndm_request *rq, unsigned *first_err, int error)
 {
   unsigned i;
 
@@ -486,7 +494,7 @@ request_abandon (struct ndm_request *rq, unsigned *first_err)
 
     if (clone->finished)
       continue;
-    clone_finish (clone, NDM_EQUIT);
+    clone_finish (clone, error);
     if (i < *first_err)
       *first_err = i;
   }
@@ -588,6 +596,7 @@ request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
   unsigned i;
 
   *delay = false;
+  ndm_request_note_flushes (rq);
   for (i = 0; i < rq->nr_clones; i++) {
     struct ndm_clone *clone = &rq->clones[i];
     int r, error;
@@ -755,11 +764,10 @@ request_rebind (struct ndm_request *rq, unsigned *first_err)
       (GDestroyNotify) ndm_table_unref);
   g_ptr_array_add (rq->old_tables, rq->table);
   rq->table = t;
-  if (rq->flush_devs != NULL)
-    g_ptr_array_set_size (rq->flush_devs, 0);
 
   for (i = 0; i < n_old; i++) {
     struct ndm_clone *c = &old[i];
+    uint64_t end = c->offset + c->len;
 
     if (c->finished) {
       *clone_append (rq, &max) = *c;
@@ -769,8 +777,37 @@ request_rebind (struct ndm_request *rq, unsigned *first_err)
     clone_free_bios (c);
     if (c->extents != NULL)
       g_array_unref (c->extents);
-    request_cut (rq, &max, c->offset, c->offset + c->len, c->buf);
+    if (rq->op == NDM_OP_FLUSH)
+      continue;                 /* cut below, against the whole table */
+    if (c->offset < t->size)
+      request_cut (rq, &max, c->offset, MIN (end, t->size), c->buf);
+    if (end > t->size) {
+      /* The table shrank under the held request: what lies past its end
+       * fails as it would at the front door.  The clone keeps its old
+       * target (its table is in old_tables) for the log.
+       */
+      struct ndm_clone *past = clone_append (rq, &max);
+      uint64_t from = MAX (c->offset, t->size);
+
+      *past = *c;
+      past->offset = from;
+      past->len = end - from;
+      past->buf = c->buf != NULL ? c->buf + (from - c->offset) : NULL;
+      past->bios = NULL;
+      past->nr_bios = 0;
+      past->extents = NULL;
+      past->finished = true;
+      past->error = EINVAL;
+      ndm_log_error ("request out of range after a resume: %" PRIu64
+                     " bytes at %" PRIu64 ", the device has %" PRIu64
+                     " bytes now", past->len, from, t->size);
+    }
   }
+  /* A flush goes to every device of the table it ends on (R9); those
+   * flushed before stay flushed (rq->flushed).
+   */
+  if (rq->op == NDM_OP_FLUSH)
+    request_cut (rq, &max, 0, t->size, NULL);
   g_free (old);
   request_fix_tails (rq);
 
@@ -819,8 +856,10 @@ request_fini (struct ndm_request *rq)
   }
   if (rq->clones != rq->inline_clones)
     g_free (rq->clones);
-  if (rq->flush_devs != NULL)
-    g_ptr_array_unref (rq->flush_devs);
+  if (rq->flushed != NULL)
+    g_ptr_array_unref (rq->flushed);
+  if (rq->flush_mapped != NULL)
+    g_ptr_array_unref (rq->flush_mapped);
   if (rq->old_tables != NULL)
     g_ptr_array_unref (rq->old_tables);
   g_mutex_clear (&rq->lock);
@@ -832,7 +871,7 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
              uint64_t offset, uint32_t flags, GArray *out, int *err)
 {
   struct ndm_request rq;
-  unsigned first_err;
+  unsigned first_err, empty_rounds = 0;
   int rq_error = 0;
   bool delay;
   unsigned i;
@@ -864,6 +903,25 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
     request_drive (&rq);
     if (!request_decide (&rq, &first_err, &delay))
       break;
+    /* R13: every round sees the quit gate, and rounds that start nothing
+     * and ask for no delay (a target that requeues what cannot start)
+     * are bounded: the request fails with the start error.
+     */
+    if (ndm_md_quitting (md)) {
+      request_abandon (&rq, &first_err, NDM_EQUIT);
+      break;
+    }
+    if (rq.nr_started > 0)
+      empty_rounds = 0;
+    else if (!delay && ++empty_rounds >= NDM_MAX_EMPTY_ROUNDS) {
+      int e = rq.start_error != 0 ? rq.start_error : EIO;
+
+      ndm_log_error ("request gives up after %u rounds that started "
+                     "nothing: %s (%" PRIu64 " bytes at %" PRIu64 ")",
+                     empty_rounds, ndm_errno_name (e), rq.len, rq.offset);
+      request_abandon (&rq, &first_err, e);
+      break;
+    }
     if (g_atomic_int_get (&md->suspended)) {
       /* Leave the channels first: other owners may be waiting for this
        * one to read their replies, and the suspend for them.
@@ -874,12 +932,14 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
         request_rebind (&rq, &first_err);
     }
     if (parked == -1 || (delay && request_delay (&rq) == -1)) {
-      request_abandon (&rq, &first_err);
+      request_abandon (&rq, &first_err, NDM_EQUIT);
       break;
     }
 
     /* Map again what was requeued, then start from the first of them. */
     rq.stop = false;
+    rq.nr_started = 0;
+    rq.start_error = 0;
     rq.cursor_clone = rq.nr_clones;
     rq.cursor_bio = NULL;
     for (i = 0; i < rq.nr_clones; i++) {

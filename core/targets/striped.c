@@ -148,21 +148,29 @@ stripe_start_bytes (const struct stripe *s)
   return s->physical_start << NDM_SECTOR_SHIFT;
 }
 
-/* Each stripe's share of [off, off + len) is one contiguous device range. */
+/* Each stripe's share of [off, off + len) is one contiguous device range,
+ * but not contiguous in the clone.  Where the device needs it in several
+ * bios, each piece is mapped on its own, with the clone offset of its own
+ * first byte (R2 credits from there), cut at device block boundaries.
+ */
 static void
 stripe_map_range (struct stripe_c *sc, struct ndm_clone *clone, uint64_t off)
 {
   uint32_t i;
 
   for (i = 0; i < sc->stripes; i++) {
+    struct ndm_device *dev = sc->stripe[i].dev;
+    uint64_t start = stripe_start_bytes (&sc->stripe[i]);
     uint64_t begin = stripe_map_range_offset (sc, off, i);
     uint64_t end = stripe_map_range_offset (sc, off + clone->len, i);
+    uint64_t max = ndm_clone_max_bio_len (clone, dev);
+    uint64_t pos, n;
 
-    if (end > begin)
-      ndm_clone_map_bio (clone, sc->stripe[i].dev,
-                         stripe_start_bytes (&sc->stripe[i]) + begin,
-                         stripe_unmap_offset (sc, i, begin) - off,
-                         end - begin);
+    for (pos = begin; pos < end; pos += n) {
+      n = MIN (end - pos, max - (start + pos) % dev->limits.min_block);
+      ndm_clone_map_bio (clone, dev, start + pos,
+                         stripe_unmap_offset (sc, i, pos) - off, n);
+    }
   }
 }
 

@@ -150,6 +150,14 @@ void ndm_clone_map_bio (struct ndm_clone *clone, struct ndm_device *dev,
 void ndm_clone_remap (struct ndm_clone *clone, struct ndm_device *dev,
                       uint64_t dev_offset);
 
+/* The most bytes ndm_clone_map_bio puts in one bio of the clone's op for
+ * dev (R7).  A target whose device range is not contiguous in the clone
+ * (striped trim and zero) cuts its range at this size itself, so that
+ * each call's clone_off is the clone offset of its first byte.
+ */
+uint64_t ndm_clone_max_bio_len (const struct ndm_clone *clone,
+                                const struct ndm_device *dev);
+
 /* Flush clone: add a flush bio for dev unless the request has one. */
 void ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev);
 

@@ -214,6 +214,19 @@ h_io_wait (struct h_io *io)
 }
 
 int
+h_io_wait_bounded (struct h_io *io, unsigned seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_TIME_SPAN_SECOND;
+
+  while (!h_io_done (io)) {
+    if (g_get_monotonic_time () > deadline)
+      g_error ("the request did not end within %u s", seconds);
+    g_usleep (1000);
+  }
+  return h_io_wait (io);
+}
+
+int
 h_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
       uint64_t offset, uint32_t flags)
 {

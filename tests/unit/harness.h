@@ -31,6 +31,10 @@ struct h_io *h_io_start (struct ndm_md *md, enum ndm_op op, void *buf,
 bool h_io_done (struct h_io *io);
 /* Wait for it; returns 0 or the client errno. */
 int h_io_wait (struct h_io *io);
+/* The same, but the test fails (instead of hanging) if the request has
+ * not ended within seconds: for faults that never reply.
+ */
+int h_io_wait_bounded (struct h_io *io, unsigned seconds);
 /* Synchronous: 0 or the client errno. */
 int h_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
           uint64_t offset, uint32_t flags);

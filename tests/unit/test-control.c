@@ -324,6 +324,62 @@ test_noflush_holds_requeue_onto_new_table (void)
   h_md_free (md);
 }
 
+/* noflush onto a smaller table (reload --allow-resize): the part of a
+ * held request past the new end fails with EINVAL, as it would at the
+ * front door; the part before it lands on the new table.  (It used to be
+ * dropped and acknowledged, or cut into a clone of ~2^64 bytes.)
+ */
+static void
+test_noflush_onto_smaller_table (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 probe fake://a?mode=held&max=4096 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b;
+  g_autofree char *buf = g_malloc (16384);
+  struct suspender s;
+  struct h_io *io;
+
+  h_fill (buf, 16384, 22);
+  h_probe_requeue (1);
+  /* Bytes [4096, 20480): the tail [8192, 20480) is held. */
+  io = h_io_start (md, NDM_OP_WRITE, buf, 16384, 4096, 0);
+  fake_wait_pending (a, 4);
+  suspend_start (&s, md, true);
+  fake_complete (a, 0, 0);
+  fake_complete (a, 1, ENOTCONN);
+  fake_complete (a, 2, 0);
+  fake_complete (a, 3, 0);
+  g_thread_join (s.thread);
+  g_assert_false (h_io_done (io));
+
+  /* 12 KiB: the held tail crosses the new end. */
+  g_assert_cmpint (ndm_md_reload (md, "0 24 probe fake://b?mode=held 0",
+                                  true, NULL), ==, 0);
+  b = fake_lookup ("b");
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  fake_wait_pending (b, 1);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, EINVAL);
+  g_assert_cmpmem (fake_data (b) + 8192, 4096, buf + 4096, 4096);
+
+  /* And a tail wholly past the new end. */
+  g_assert_cmpint (ndm_md_reload (
+                     md, "0 2048 probe fake://c?mode=held&max=4096 0", true,
+                     NULL), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  h_probe_requeue (1);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 8192, 65536, 0);
+  fake_wait_pending (fake_lookup ("c"), 2);
+  suspend_start (&s, md, true);
+  fake_complete (fake_lookup ("c"), 0, ENOTCONN);
+  fake_complete (fake_lookup ("c"), 1, 0);
+  g_thread_join (s.thread);
+  g_assert_cmpint (ndm_md_reload (md, "0 16 zero", true, NULL), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, EINVAL);
+  h_md_free (md);
+}
+
 struct waiter {
   struct ndm_md *md;
   GString *out;
@@ -378,5 +434,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/control/suspend/noflush-requeue-onto-new-table",
                    test_noflush_holds_requeue_onto_new_table);
   g_test_add_func ("/control/wait/event", test_wait_event);
+  g_test_add_func ("/control/suspend/noflush-onto-smaller-table",
+                   test_noflush_onto_smaller_table);
   return g_test_run ();
 }

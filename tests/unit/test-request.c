@@ -428,6 +428,33 @@ test_r9_flush_every_device_once (void)
   h_md_free (md);
 }
 
+/* R9 across rounds: a device counts as flushed only when its flush
+ * succeeded.  a's flush fails at submit, which cancels b's (R6); the
+ * probe requeues: both are flushed in the next round.  Then a's flush
+ * succeeds and b's fails with a path error: only b's is sent again.
+ */
+static void
+test_r9_requeued_flush (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 probe fake://a 0\n"
+    "8 8 probe fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+
+  fake_fail_submit_at (a, 0, ENOTCONN);
+  h_probe_requeue (1);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_FLUSH), ==, 2);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_FLUSH), ==, 1);
+
+  fake_fail_at (b, 1, ENOTCONN);
+  h_probe_requeue (1);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_FLUSH), ==, 3);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_FLUSH), ==, 3);
+  h_md_free (md);
+}
+
 /* R9: a flush fails if any device's flush fails, and waits for all. */
 static void
 test_r9_flush_failure (void)
@@ -533,6 +560,64 @@ test_out_of_range (void)
   h_md_free (md);
 }
 
+/* R13: a target that requeues what cannot start (here the probe, over a
+ * device whose every submit fails) does not hold the request for ever:
+ * after NDM_MAX_EMPTY_ROUNDS rounds that started nothing it fails with
+ * the start error.
+ */
+static void
+test_r13_empty_rounds_bounded (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 probe fake://a 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  char buf[4096];
+  struct h_io *io;
+
+  fake_set_down (a, true);
+  h_probe_requeue (G_MAXUINT);
+  io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, 0);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, EIO);
+  g_assert_cmpuint (fake_submitted (a), ==, NDM_MAX_EMPTY_ROUNDS);
+  h_md_free (md);
+}
+
+static gint quit_now;
+
+static bool
+quit_now_fn (void)
+{
+  return g_atomic_int_get (&quit_now);
+}
+
+/* R13: every round sees the quit gate.  The probe requeues every failed
+ * round for ever, each round starting a command; when the front end
+ * quits, the request ends with ESHUTDOWN.
+ */
+static void
+test_r13_rounds_see_quit (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a;
+  char buf[4096];
+  struct h_io *io;
+
+  ndm_config_init (&cfg);
+  cfg.quitting = quit_now_fn;
+  g_atomic_int_set (&quit_now, 0);
+  md = h_md_new ("0 8 probe fake://a 0", &cfg);
+  a = fake_lookup ("a");
+  fake_fail_range (a, 0, 4096, EIO);
+  h_probe_requeue (G_MAXUINT);
+  io = h_io_start (md, NDM_OP_READ, buf, sizeof buf, 0, 0);
+  while (fake_submitted (a) < 10)
+    g_usleep (1000);
+  g_assert_false (h_io_done (io));
+  g_atomic_int_set (&quit_now, 1);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, ESHUTDOWN);
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -565,6 +650,11 @@ main (int argc, char *argv[])
   g_test_add_func ("/request/r9/flush-every-device-once",
                    test_r9_flush_every_device_once);
   g_test_add_func ("/request/r9/flush-failure", test_r9_flush_failure);
+  g_test_add_func ("/request/r9/requeued-flush-every-device",
+                   test_r9_requeued_flush);
+  g_test_add_func ("/request/r13/empty-rounds-bounded",
+                   test_r13_empty_rounds_bounded);
+  g_test_add_func ("/request/r13/rounds-see-quit", test_r13_rounds_see_quit);
   g_test_add_func ("/request/r9/fua-native-and-emulated",
                    test_r9_fua_native_and_emulated);
   g_test_add_func ("/target/error/eio-and-rest-serves", test_target_error);

@@ -179,6 +179,87 @@ test_flush_all_stripes (void)
   h_md_free (md);
 }
 
+/* R6 x striped: a stripe's device is down and a trim, zero or block status
+ * starts in the other stripe's chunk.  Stripe 1 has the lower clone
+ * offset; a start failure on stripe 0 must not cancel it into the
+ * frontier (which used to requeue the same round for ever): the request
+ * ends with the start error, once.
+ */
+static void
+test_dead_stripe_nodata (void)
+{
+  static const enum ndm_op ops[] = {
+    NDM_OP_TRIM, NDM_OP_ZERO, NDM_OP_BLOCK_STATUS,
+  };
+  unsigned i;
+
+  for (i = 0; i < G_N_ELEMENTS (ops); i++) {
+    struct ndm_md *md = h_md_new (
+      "0 256 striped 2 8 fake://a 0 fake://b 0", NULL);
+    struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+    g_autoptr (GArray) ext = g_array_new (FALSE, FALSE,
+                                          sizeof (struct ndm_extent));
+    struct h_io *io;
+    int err = 0;
+
+    fake_set_down (a, true);
+    if (ops[i] == NDM_OP_BLOCK_STATUS)
+      g_assert_cmpint (ndm_md_extents (md, 65536, 4096, 0, ext, &err), ==,
+                       -1);
+    else {
+      io = h_io_start (md, ops[i], NULL, 65536, 4096, 0);
+      err = h_io_wait_bounded (io, 5);
+    }
+    g_assert_cmpint (err, ==, EIO);
+    /* Each stripe saw its command once: no second round. */
+    g_assert_cmpuint (fake_submitted (a), ==, 1);
+    g_assert_cmpuint (fake_submitted (b), <=, 1);
+    h_md_free (md);
+  }
+}
+
+/* R6 x striped x fast zero, nothing broken: devices with a 4 KiB block,
+ * a fast zero from stripe 1's chunk to 100 bytes into stripe 0's.  Stripe
+ * 0's unaligned piece cannot be fast (ENOTSUP at start); the client gets
+ * ENOTSUP at once.
+ */
+static void
+test_fast_zero_unaligned (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 256 striped 2 8 fake://a?min=4096 0 fake://b?min=4096 0", NULL);
+  struct h_io *io = h_io_start (md, NDM_OP_ZERO, NULL, 4096 + 100, 4096,
+                                NDM_REQ_FAST_ZERO);
+
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, ENOTSUP);
+  /* Without the flag the same range is zeroed (read-modify-write). */
+  g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 4096 + 100, 4096, 0), ==, 0);
+  h_md_free (md);
+}
+
+/* R2 x striped trim: pieces of one stripe's range that the device takes
+ * in several commands each carry their own clone offset, so a failure in
+ * a later piece credits everything before it, and no more.
+ */
+static void
+test_nodata_pieces_clone_offsets (void)
+{
+  /* 2 stripes of 4 KiB chunks; one trim command per chunk.  Stripe a's
+   * second piece holds chunk 2 (clone offset 8K), stripe b's first
+   * chunk 1 (4K): b's error is at the frontier although a's arrives
+   * first.  (Offsets taken from the device range would put a's piece at
+   * 4K, tied with b's, and the first to arrive would win.)
+   */
+  struct ndm_md *md = h_md_new (
+    "0 64 striped 2 8 fake://a?maxlen=4096 0 fake://b?maxlen=4096 0", NULL);
+
+  fake_fail_at (fake_lookup ("a"), 1, ENOSPC);
+  fake_fail_at (fake_lookup ("b"), 0, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_TRIM, NULL, 32768, 0, 0), ==, EIO);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("a"), NDM_OP_TRIM), ==, 4);
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -192,5 +273,11 @@ main (int argc, char *argv[])
                    test_trim_zero_per_stripe);
   g_test_add_func ("/striped/r11/extents-merged", test_extents_merged);
   g_test_add_func ("/striped/r9/flush-all-stripes", test_flush_all_stripes);
+  g_test_add_func ("/striped/r6/dead-stripe-nodata-ends",
+                   test_dead_stripe_nodata);
+  g_test_add_func ("/striped/r6/fast-zero-unaligned-enotsup",
+                   test_fast_zero_unaligned);
+  g_test_add_func ("/striped/r2/nodata-piece-clone-offsets",
+                   test_nodata_pieces_clone_offsets);
   return g_test_run ();
 }
