@@ -239,6 +239,30 @@ device_area_check (struct ndm_target *ti, struct ndm_device *dev,
   return 0;
 }
 
+/* A target's error e (consumed), prefixed with the line and the target.
+ * A target that fails must say why; one that forgets (e NULL) must not
+ * take the server down with it (a bad reload reaches a live server, R13):
+ * it gets a plain message, and a critical, fatal in the unit tests and
+ * under G_DEBUG=fatal-criticals, so the forgetting target is found.
+ */
+static void
+target_error (GError **err, unsigned lineno,
+              const struct ndm_target_type *type, GError *e,
+              const char *what)
+{
+  if (e == NULL) {
+    g_critical ("target %s failed without setting its error (line %u)",
+                type->name, lineno);
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: %s: the target %s without saying why",
+                 lineno, type->name, what);
+    return;
+  }
+  g_set_error (err, e->domain, e->code, "line %u: %s: %s",
+               lineno, type->name, e->message);
+  g_error_free (e);
+}
+
 static int
 table_add_line (struct ndm_table *t, unsigned lineno, char **words,
                 unsigned nwords, uint64_t *next_start, GError **err)
@@ -306,9 +330,7 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
   ti->len = len;
   ti->line = lineno;
   if (type->ctr (ti, nwords - 3, words + 3, &e) == -1) {
-    g_set_error (err, e->domain, e->code, "line %u: %s: %s",
-                 lineno, type->name, e->message);
-    g_error_free (e);
+    target_error (err, lineno, type, e, "refused its arguments");
     return -1;
   }
   ti->type = type;              /* from now on dtr runs */
@@ -316,9 +338,7 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
   t->nr_targets++;
   if (type->iterate_devices != NULL &&
       type->iterate_devices (ti, device_area_check, &e) != 0) {
-    g_set_error (err, e->domain, e->code, "line %u: %s: %s",
-                 lineno, type->name, e->message);
-    g_error_free (e);
+    target_error (err, lineno, type, e, "refused its devices");
     return -1;
   }
   *next_start = start + len;

@@ -3,6 +3,7 @@
  * was expected; table/status lines are dmsetup's; capabilities are the
  * intersection over devices (R12); tuning keys are checked.
  */
+#include "nbd-dm/target.h"
 #include "harness.h"
 
 static void
@@ -61,6 +62,43 @@ test_parse_errors (void)
 
   for (i = 0; i < G_N_ELEMENTS (cases); i++)
     h_expect_table_error (cases[i].table, cases[i].want);
+}
+
+/* A target whose ctr fails without saying why. */
+static int
+mute_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  return -1;
+}
+
+static const struct ndm_target_type mute_target = {
+  .name = "mute", .version = { 1, 0, 0 }, .ctr = mute_ctr,
+};
+
+/* A ctr returning -1 with no error gets a message naming the line and the
+ * target, never a NULL dereference (a bad reload reaching a live server
+ * killed it so), and a critical, so tests catch the target that forgot.
+ */
+static void
+test_ctr_without_error (void)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &mute_target, NULL,
+  };
+  struct ndm_md *md = h_md_new_empty (targets);
+  GError *err = NULL;
+
+  g_test_expect_message (NULL, G_LOG_LEVEL_CRITICAL,
+                         "target mute failed without setting its error "
+                         "(line 2)");
+  g_assert_cmpint (ndm_md_load (md, "0 8 zero\n8 8 mute a b", &err), ==,
+                   -1);
+  g_test_assert_expected_messages ();
+  g_assert_nonnull (err);
+  g_assert_cmpstr (err->message, ==, "line 2: mute: the target refused its "
+                   "arguments without saying why");
+  g_error_free (err);
+  h_md_free (md);
 }
 
 /* A bad table changes nothing, and frees what it opened. */
@@ -207,6 +245,8 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/table/parse/errors-name-line-and-word",
                    test_parse_errors);
+  g_test_add_func ("/table/parse/ctr-without-error",
+                   test_ctr_without_error);
   g_test_add_func ("/table/parse/bad-table-changes-nothing",
                    test_bad_table_leaves_live_one);
   g_test_add_func ("/table/format/table-and-status-lines",
