@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # control: a bad reload changes nothing.  Each bad table (bad word, an
-# unknown target, a gap, an unreachable device, an empty table) gets an
-# error reply naming the line and quoting the bad word; info still shows
-# only a LIVE table, 'table' is unchanged, and the open connection keeps
+# unknown target, a gap, an unreachable device, an empty table, a count
+# word larger than the words after it) gets an error reply naming the
+# line and quoting the bad word; the server survives it (a multipath
+# #features count one too high used to kill it), info still shows only
+# a LIVE table, 'table' is unchanged, and the open connection keeps
 # reading and writing through the old table.  A bad reload after a good
 # one leaves the good one loaded (as dm's table_load), and resume then
 # makes it live.
@@ -47,6 +49,13 @@ bad = [
     (f"0 2048 zero;2048 2048 linear {GONE} 0", ["line 2", GONE]),
     (f"0 4096 dust {B} 0 1000", ["line 1", "dust", "'1000'"]),
     ("# nothing but a comment", ["empty"]),
+    # Count words checked against the words after them (these two
+    # crashed the server: a read past the words, a NULL error).
+    ("0 4096 multipath 1", ["line 1", "multipath", "#features '1'"]),
+    ("0 4096 multipath 2 no_path_retry",
+     ["line 1", "multipath", "#features '2'"]),
+    (f"0 4096 multipath 1 no_path_retry 0 1 1 round-robin 0 1 0 {B}",
+     ["line 1", "multipath", "no_path_retry has no value"]),
 ]
 
 def check_unchanged(what, inactive):

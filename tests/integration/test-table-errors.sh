@@ -85,6 +85,11 @@ bad "zero argument" table-text="0 8 zero junk" -- \
   "line 1" "zero" "'junk'"
 bad "short line" table-text="0 8" -- \
   "line 1"
+bad "multipath #features past the end" table-text="0 8 multipath 1" -- \
+  "line 1" "multipath" "#features '1'"
+bad "multipath no_path_retry last" \
+  table-text="0 8 multipath 2 no_path_retry" -- \
+  "line 1" "multipath" "#features '2'"
 bad "unreachable device" table-text="0 8 zero;8 8 linear $gone 0" -- \
   "line 2" "linear" "nobody-listens-here" "No such file"
 bad "not an NBD URI" table-text="0 8 linear /dev/sda 0" -- \

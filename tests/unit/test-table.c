@@ -101,6 +101,101 @@ test_ctr_without_error (void)
   h_md_free (md);
 }
 
+/* Load "0 16 <words>": true if it loads; if not, the message must be the
+ * target's own (the ctr's), never the table's generic one.
+ */
+static bool
+load_or_refuse (char **words)
+{
+  g_autofree char *args = g_strjoinv (" ", words);
+  g_autofree char *table = g_strdup_printf ("0 16 %s", args);
+  g_autofree char *prefix = g_strdup_printf ("line 1: %s: ", words[0]);
+  struct ndm_md *md = h_md_new_empty (NULL);
+  GError *err = NULL;
+  bool loaded = ndm_md_load (md, table, &err) == 0;
+
+  if (!loaded) {
+    if (!g_str_has_prefix (err->message, prefix) ||
+        strstr (err->message, "without saying why") != NULL)
+      g_error ("table '%s': error '%s' is not the target's", table,
+               err->message);
+    g_error_free (err);
+  }
+  h_md_free (md);
+  return loaded;
+}
+
+/* Every built-in target, given any leading part of a good line, or a good
+ * line with one number changed (one more, one less, 0, 1, 2^64 - 1,
+ * 10^23), loads or fails with its own message: each count word is
+ * checked against the words left after it, and a failing ctr says why
+ * (else the critical of test_ctr_without_error aborts this test).  Under
+ * ASan this also checks that no ctr reads past its words.  The leading
+ * parts include the tables the fuzzer found ('multipath 1',
+ * 'multipath 2 no_path_retry').
+ */
+static void
+test_every_target_argument_counts (void)
+{
+  static const char *const good[] = {
+    "linear fake://a 8",
+    "striped 2 8 fake://a 0 fake://b 16",
+    "zero",
+    "error",
+    "flakey fake://a 0 1 1",
+    "flakey fake://a 8 0 5 8 drop_writes corrupt_bio_byte 32 r 1 0 "
+    "random_seed 3",
+    "flakey fake://a 0 1 1 2 random_read_corrupt 1000",
+    "delay fake://a 0 10",
+    "delay fake://a 0 10 fake://b 0 20",
+    "delay fake://a 0 10 fake://b 0 20 fake://a 16 30",
+    "dust fake://a 0 4096",
+    "multipath 0 0 1 1 round-robin 0 1 0 fake://a",
+    "multipath 1 queue_if_no_path 0 1 1 round-robin 0 2 1 fake://a 1 "
+    "fake://b 2",
+    "multipath 2 no_path_retry 3 0 2 2 queue-length 0 1 1 fake://a 1 "
+    "service-time 0 1 2 fake://b 1 10",
+    "multipath 3 no_path_retry queue queue_if_no_path 0 1 1 service-time 0 "
+    "2 2 fake://a 1 10 fake://b 2 0",
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (good); i++) {
+    g_auto (GStrv) w = g_strsplit (good[i], " ", -1);
+    guint n = g_strv_length (w), len, j;
+
+    if (!load_or_refuse (w))
+      g_error ("good line '%s' does not load", good[i]);
+    for (len = 1; len < n; len++) {
+      g_autofree char **v = g_new0 (char *, len + 1);  /* w's words */
+
+      memcpy (v, w, len * sizeof *v);
+      load_or_refuse (v);
+    }
+    for (j = 1; j < n; j++) {
+      guint64 x;
+      char *other[6];
+      unsigned k;
+
+      if (!g_ascii_string_to_unsigned (w[j], 10, 0, G_MAXUINT64, &x, NULL))
+        continue;
+      other[0] = g_strdup_printf ("%" G_GUINT64_FORMAT, x + 1);
+      other[1] = g_strdup_printf ("%" G_GUINT64_FORMAT, x - (x > 0));
+      other[2] = g_strdup ("0");
+      other[3] = g_strdup ("1");
+      other[4] = g_strdup ("18446744073709551615");
+      other[5] = g_strdup ("100000000000000000000000");
+      for (k = 0; k < G_N_ELEMENTS (other); k++) {
+        g_auto (GStrv) v = g_strdupv (w);
+
+        g_free (v[j]);
+        v[j] = other[k];        /* v owns it now */
+        load_or_refuse (v);
+      }
+    }
+  }
+}
+
 /* A bad table changes nothing, and frees what it opened. */
 static void
 test_bad_table_leaves_live_one (void)
@@ -247,6 +342,8 @@ main (int argc, char *argv[])
                    test_parse_errors);
   g_test_add_func ("/table/parse/ctr-without-error",
                    test_ctr_without_error);
+  g_test_add_func ("/table/parse/every-target-argument-counts",
+                   test_every_target_argument_counts);
   g_test_add_func ("/table/parse/bad-table-changes-nothing",
                    test_bad_table_leaves_live_one);
   g_test_add_func ("/table/format/table-and-status-lines",
