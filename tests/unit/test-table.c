@@ -64,6 +64,78 @@ test_parse_errors (void)
     h_expect_table_error (cases[i].table, cases[i].want);
 }
 
+/* Numbers that do not fit are refused at load as "too large", in the
+ * shared helpers, for every target: NBD sizes are int64_t, so a sector
+ * count ends below 2^63 bytes (NDM_MAX_SECTORS = 2^54 - 1).  Before, an
+ * offset of 2^55 sectors wrapped to byte 0 when shifted, passed the
+ * device range check and sent I/O to the start of the device.
+ */
+static void
+test_numbers_too_large (void)
+{
+#define TOO_BIG_SECTORS "is too large: expected at most 18014398509481983 " \
+  "sectors (NBD sizes are below 2^63 bytes)"
+  static const struct { const char *table, *want; } cases[] = {
+    /* 2^55 sectors: 2^64 bytes, 0 once wrapped. */
+    { "0 8 linear fake://a 36028797018963968",
+      "line 1: linear: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 linear fake://a 18014398509481984",              /* 2^54 */
+      "line 1: linear: offset '18014398509481984' " TOO_BIG_SECTORS },
+    { "0 8 linear fake://a 18446744073709551615",           /* 2^64 - 1 */
+      "line 1: linear: offset '18446744073709551615' " TOO_BIG_SECTORS },
+    { "0 8 linear fake://a 100000000000000000000000",       /* 10^23 */
+      "line 1: linear: offset '100000000000000000000000' is too large" },
+    { "0 16 striped 2 8 fake://a 0 fake://b 36028797018963968",
+      "line 1: striped: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 16 striped 100000000000000000000000 8 fake://a 0",
+      "line 1: striped: stripe count '100000000000000000000000' is too "
+      "large: expected at most 18446744073709551615" },
+    { "0 8 flakey fake://a 36028797018963968 1 1",
+      "line 1: flakey: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 flakey fake://a 0 100000000000000000000000 1",
+      "line 1: flakey: up interval '100000000000000000000000' is too "
+      "large" },
+    { "0 8 delay fake://a 36028797018963968 0",
+      "line 1: delay: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 delay fake://a 0 0 fake://b 36028797018963968 0",
+      "line 1: delay: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 dust fake://a 36028797018963968 512",
+      "line 1: dust: offset '36028797018963968' " TOO_BIG_SECTORS },
+    /* The table: a device of 2^63 bytes or more has no NBD size. */
+    { "0 18014398509481984 zero",
+      "line 1: length '18014398509481984' " TOO_BIG_SECTORS },
+    { "18446744073709551615 8 zero",
+      "line 1: start '18446744073709551615' " TOO_BIG_SECTORS },
+    { "0 8 zero\n8 18014398509481976 zero",
+      "line 2: length '18014398509481976' is too large: the device would "
+      "end at sector 18014398509481984, past 18014398509481983 (NBD sizes "
+      "are below 2^63 bytes)" },
+    { "0 9007199254740992 zero; 9007199254740992 9007199254740992 error",
+      "line 2: length '9007199254740992' is too large" },
+    /* Not digits stays "not a number", whatever its length. */
+    { "0 8 linear fake://a 1000000000000000000000x",
+      "line 1: linear: offset '1000000000000000000000x' is not a number "
+      "of sectors" },
+  };
+  struct ndm_md *md;
+  size_t i;
+
+#undef TOO_BIG_SECTORS
+  for (i = 0; i < G_N_ELEMENTS (cases); i++)
+    h_expect_table_error (cases[i].table, cases[i].want);
+
+  /* The largest device NBD can size, 2^63 - 512 bytes, loads. */
+  md = h_md_new ("0 9007199254740992 zero\n"
+                 "9007199254740992 9007199254740991 error", NULL);
+  g_assert_cmpuint (ndm_md_get_size (md), ==, (uint64_t) INT64_MAX - 511);
+  h_md_free (md);
+  /* An offset at the limit is a number, checked against the device. */
+  h_expect_table_error ("0 8 linear fake://a 18014398509481983",
+                        "line 1: linear: device fake://a is too small: 2048 "
+                        "sectors, the target uses sectors 18014398509481983 "
+                        "to 18014398509481991");
+}
+
 /* A target whose ctr fails without saying why. */
 static int
 mute_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
@@ -340,6 +412,8 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/table/parse/errors-name-line-and-word",
                    test_parse_errors);
+  g_test_add_func ("/table/parse/numbers-too-large",
+                   test_numbers_too_large);
   g_test_add_func ("/table/parse/ctr-without-error",
                    test_ctr_without_error);
   g_test_add_func ("/table/parse/every-target-argument-counts",
