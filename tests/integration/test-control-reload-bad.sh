@@ -68,6 +68,7 @@ bad = [
      ["line 1", "'18014398509481984'", "too large"], "--allow-resize "),
     ("0 4096 zero;4096 18014398509481980 error",
      ["line 2", "'18014398509481980'", "too large"], "--allow-resize "),
+    ("0 4096 error extra", ["line 1", "error", "'extra'"]),
 ]
 
 def check_unchanged(what, inactive):

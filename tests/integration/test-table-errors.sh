@@ -85,6 +85,8 @@ bad "zero argument" table-text="0 8 zero junk" -- \
   "line 1" "zero" "'junk'"
 bad "short line" table-text="0 8" -- \
   "line 1"
+bad "error argument" table-text="0 8 error junk" -- \
+  "line 1" "error" "'junk'"
 bad "multipath #features past the end" table-text="0 8 multipath 1" -- \
   "line 1" "multipath" "#features '1'"
 bad "multipath no_path_retry last" \

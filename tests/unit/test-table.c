@@ -57,6 +57,10 @@ test_parse_errors (void)
     { "0 4096 striped 2 8 fake://a 0 fake://b 1000000",
       "the target uses sectors 1000000 to 1002048" },
     { "0 8 zero\n# comment\n8 8 zero\n8 8 zero", "line 4: start 8 overlaps" },
+    /* error takes no arguments, as zero (docs/targets/error.md). */
+    { "0 8 error extra", "line 1: error: takes no arguments, got 'extra'" },
+    { "0 8 error fake://a 0", "line 1: error: takes no arguments, got "
+      "'fake://a' (dm's '<device> <offset>' form is for zoned devices" },
   };
   size_t i;
 
