@@ -7,7 +7,9 @@
  * Lines are split on newline or ';'; '#' starts a comment.  Targets must be
  * contiguous from sector 0 (no gap, no overlap).  Every error names the
  * line, quotes the word and says what was expected; on error nothing of
- * the table survives.
+ * the table survives.  Numbers are decimal; a count of sectors, and so
+ * the device, ends below 2^63 bytes (NDM_MAX_SECTORS: NBD sizes are
+ * int64_t), checked here once for every target.
  *
  * Thread model: create runs on the control path.  find_target runs on any
  * request owner's thread against a table it holds a reference on; tables
@@ -55,17 +57,25 @@ known_targets (void)
   return g_string_free (s, FALSE);
 }
 
+/* Decimal digits only, as dmsetup reads them: no sign, no 0x, no blanks.
+ * A number of digits that does not fit max is "too large", not "not a
+ * number": the operator wrote a number, just one we cannot take.
+ */
 static int
 parse_u64 (const char *arg, const char *what, const char *unit,
-           uint64_t *out, GError **err)
+           uint64_t max, const char *why_max, uint64_t *out, GError **err)
 {
   guint64 v;
 
-  /* Decimal digits only, as dmsetup reads them: no sign, no 0x. */
-  if (arg[0] < '0' || arg[0] > '9' ||
-      !g_ascii_string_to_unsigned (arg, 10, 0, G_MAXUINT64, &v, NULL)) {
+  if (arg[0] == '\0' || arg[strspn (arg, "0123456789")] != '\0') {
     g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
                  "%s '%s' is not a number%s", what, arg, unit);
+    return -1;
+  }
+  if (!g_ascii_string_to_unsigned (arg, 10, 0, max, &v, NULL)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "%s '%s' is too large: expected at most %" PRIu64 "%s",
+                 what, arg, max, why_max);
     return -1;
   }
   *out = v;
@@ -76,14 +86,15 @@ int
 ndm_parse_u64 (const char *arg, const char *what, uint64_t *out,
                GError **err)
 {
-  return parse_u64 (arg, what, "", out, err);
+  return parse_u64 (arg, what, "", G_MAXUINT64, "", out, err);
 }
 
 int
 ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
                    GError **err)
 {
-  return parse_u64 (arg, what, " of sectors", out, err);
+  return parse_u64 (arg, what, " of sectors", NDM_MAX_SECTORS,
+                    " sectors (NBD sizes are below 2^63 bytes)", out, err);
 }
 
 static struct ndm_device *
@@ -239,6 +250,30 @@ device_area_check (struct ndm_target *ti, struct ndm_device *dev,
   return 0;
 }
 
+/* A target's error e (consumed), prefixed with the line and the target.
+ * A target that fails must say why; one that forgets (e NULL) must not
+ * take the server down with it (a bad reload reaches a live server, R13):
+ * it gets a plain message, and a critical, fatal in the unit tests and
+ * under G_DEBUG=fatal-criticals, so the forgetting target is found.
+ */
+static void
+target_error (GError **err, unsigned lineno,
+              const struct ndm_target_type *type, GError *e,
+              const char *what)
+{
+  if (e == NULL) {
+    g_critical ("target %s failed without setting its error (line %u)",
+                type->name, lineno);
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "line %u: %s: the target %s without saying why",
+                 lineno, type->name, what);
+    return;
+  }
+  g_set_error (err, e->domain, e->code, "line %u: %s: %s",
+               lineno, type->name, e->message);
+  g_error_free (e);
+}
+
 static int
 table_add_line (struct ndm_table *t, unsigned lineno, char **words,
                 unsigned nwords, uint64_t *next_start, GError **err)
@@ -276,10 +311,13 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
                  lineno, words[1]);
     return -1;
   }
-  if (len > (UINT64_MAX >> NDM_SECTOR_SHIFT) - start) {
+  /* start is where the lines before end: at most NDM_MAX_SECTORS. */
+  if (len > NDM_MAX_SECTORS - start) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
-                 "line %u: length '%s' is too large: the device would "
-                 "end past 2^64 bytes", lineno, words[1]);
+                 "line %u: length '%s' is too large: the device would end "
+                 "at sector %" PRIu64 ", past %" PRIu64 " (NBD sizes are "
+                 "below 2^63 bytes)", lineno, words[1], start + len,
+                 (uint64_t) NDM_MAX_SECTORS);
     return -1;
   }
   type = NULL;
@@ -306,9 +344,7 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
   ti->len = len;
   ti->line = lineno;
   if (type->ctr (ti, nwords - 3, words + 3, &e) == -1) {
-    g_set_error (err, e->domain, e->code, "line %u: %s: %s",
-                 lineno, type->name, e->message);
-    g_error_free (e);
+    target_error (err, lineno, type, e, "refused its arguments");
     return -1;
   }
   ti->type = type;              /* from now on dtr runs */
@@ -316,9 +352,7 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
   t->nr_targets++;
   if (type->iterate_devices != NULL &&
       type->iterate_devices (ti, device_area_check, &e) != 0) {
-    g_set_error (err, e->domain, e->code, "line %u: %s: %s",
-                 lineno, type->name, e->message);
-    g_error_free (e);
+    target_error (err, lineno, type, e, "refused its devices");
     return -1;
   }
   *next_start = start + len;

@@ -6,6 +6,13 @@
  * Like dm's error target it gets no flushes (a flush of the whole device
  * still succeeds); reads, writes, trims, zeroes, caches and block status
  * fail (docs/targets/error.md).
+ *
+ * Arguments are refused, as zero refuses them.  dm's error target takes
+ * none either, but ignores any it is given, except that since its
+ * version 1.7 exactly two are '<device> <offset>', a device whose limits
+ * (zones) it copies.  NBD devices have no zones, so that form would only
+ * open a connection to nothing's benefit; and a word ignored is a typo
+ * or a misplaced line that nobody is told about.
  */
 #include <errno.h>
 
@@ -14,7 +21,13 @@
 static int
 error_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
 {
-  /* dm's error target ignores its arguments; so do we. */
+  if (argc != 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "takes no arguments, got '%s'%s", argv[0],
+                 argc == 2 ? " (dm's '<device> <offset>' form is for zoned "
+                 "devices, which NBD does not have)" : "");
+    return -1;
+  }
   return 0;
 }
 

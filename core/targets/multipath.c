@@ -146,29 +146,61 @@ shift_u64 (struct args *a, const char *what, uint64_t max, uint64_t *out,
   return 0;
 }
 
+/* A count of the words that follow it (dm's dm_read_arg_group): checked
+ * against what is left once the count itself is taken, so the group it
+ * announces can be taken whole.
+ */
+static int
+shift_count (struct args *a, const char *what, struct args *group,
+             GError **err)
+{
+  const char *w = shift (a, what, err);
+  uint64_t n;
+
+  if (w == NULL || ndm_parse_u64 (w, what, &n, err) == -1)
+    return -1;
+  if (n > a->argc) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "%s '%s' is more than the %u word%s after it", what, w,
+                 a->argc, a->argc == 1 ? "" : "s");
+    return -1;
+  }
+  group->argc = n;
+  group->argv = a->argv;
+  a->argc -= n;
+  a->argv += n;
+  return 0;
+}
+
 static int
 parse_features (struct multipath_c *m, struct args *a, GError **err)
 {
-  uint64_t n;
   struct args f;
 
-  if (shift_u64 (a, "#features", a->argc, &n, err) == -1)
+  if (shift_count (a, "#features", &f, err) == -1)
     return -1;
-  f.argc = n;
-  f.argv = a->argv;
-  a->argc -= n;
-  a->argv += n;
   while (f.argc > 0) {
     const char *w = shift (&f, "a feature", err);
 
+    if (w == NULL)
+      return -1;
     if (!g_ascii_strcasecmp (w, "queue_if_no_path"))
       m->queue_if_no_path = true;
     else if (!g_ascii_strcasecmp (w, "no_path_retry")) {
-      const char *v = shift (&f, "no_path_retry's value", err);
+      const char *v;
       uint64_t nr;
 
-      if (v == NULL)
+      /* Its value is one of the #features words, never the word after
+       * them (that is #hw_handler args).
+       */
+      if (f.argc == 0) {
+        g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                     "feature no_path_retry has no value within "
+                     "#features: expected no_path_retry <N|queue|fail>, "
+                     "2 words");
         return -1;
+      }
+      v = shift (&f, "no_path_retry's value", err);
       m->has_no_path_retry = true;
       if (!g_ascii_strcasecmp (v, "queue"))
         m->no_path_retry = -1;
@@ -251,7 +283,8 @@ parse_group (struct ndm_target *ti, struct multipath_c *m, struct args *a,
 {
   struct mp_group *pg = g_new0 (struct mp_group, 1);
   const char *name = shift (a, "a path selector", err);
-  uint64_t nsel, npaths, nargs;
+  struct args sel;
+  uint64_t npaths, nargs;
   unsigned i;
 
   pg->num = num;
@@ -265,13 +298,11 @@ parse_group (struct ndm_target *ti, struct multipath_c *m, struct args *a,
                  "round-robin, queue-length or service-time", num, name);
     goto err;
   }
-  if (shift_u64 (a, "#selector args", a->argc, &nsel, err) == -1 ||
-      pg->ps.type->create (&pg->ps, nsel, a->argv, err) == -1) {
+  if (shift_count (a, "#selector args", &sel, err) == -1 ||
+      pg->ps.type->create (&pg->ps, sel.argc, sel.argv, err) == -1) {
     pg->ps.type = NULL;
     goto err;
   }
-  a->argc -= nsel;
-  a->argv += nsel;
   if (shift_u64 (a, "#paths", 1024, &npaths, err) == -1 ||
       shift_u64 (a, "#path args", pg->ps.type->table_args, &nargs, err)
       == -1)

@@ -22,6 +22,13 @@
 #define NDM_SECTOR_SHIFT 9
 #define NDM_SECTOR_SIZE  (1u << NDM_SECTOR_SHIFT)
 
+/* NBD sizes and offsets are int64_t, so a mapped device, and every range
+ * a target uses on a device, ends below 2^63 bytes: at most 2^54 - 1
+ * sectors.  Any such count fits an int64_t once shifted to bytes, and the
+ * sum of two fits a uint64_t.  Table parsing enforces it (core/table.c).
+ */
+#define NDM_MAX_SECTORS  (INT64_MAX >> NDM_SECTOR_SHIFT)
+
 /* What a request, clone or bio does.  The names are the NBD commands. */
 enum ndm_op {
   NDM_OP_READ,

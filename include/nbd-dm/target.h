@@ -254,13 +254,15 @@ const struct ndm_config *ndm_target_config (struct ndm_target *ti);
 /* Commands of dev started and not ended, over all its connections. */
 int64_t ndm_device_inflight (struct ndm_device *dev);
 
-/* For ctr: parse a non-negative integer argument, quoting it on error:
- * "<what> 'abc' is not a number".
+/* For ctr: parse a non-negative decimal integer argument, quoting it on
+ * error: "<what> 'abc' is not a number", or "<what> '99999999999999999999'
+ * is too large: expected at most 18446744073709551615".
  */
 int ndm_parse_u64 (const char *arg, const char *what, uint64_t *out,
                    GError **err);
-/* The same for a count of sectors: "<what> 'abc' is not a number of
- * sectors".
+/* The same for a count of sectors ("<what> 'abc' is not a number of
+ * sectors"), at most NDM_MAX_SECTORS: so a target may shift it to bytes
+ * and add a length of the table to it without checking for wrap-around.
  */
 int ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
                        GError **err);

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # control: a bad reload changes nothing.  Each bad table (bad word, an
-# unknown target, a gap, an unreachable device, an empty table) gets an
-# error reply naming the line and quoting the bad word; info still shows
-# only a LIVE table, 'table' is unchanged, and the open connection keeps
-# reading and writing through the old table.  A bad reload after a good
-# one leaves the good one loaded (as dm's table_load), and resume then
-# makes it live.
+# unknown target, a gap, an unreachable device, an empty table, a count
+# word larger than the words after it, a number too large) gets an error
+# reply naming the line and quoting the bad word; the server survives it
+# (a multipath #features count one too high used to kill it), info still
+# shows only a LIVE table, 'table' is unchanged, and the open connection
+# keeps reading and writing through the old table.  A bad reload after a
+# good one leaves the good one loaded (as dm's table_load), and resume
+# then makes it live.
 source ./functions.sh
 requires nbdkit memory --version
 requires $PY -c 'import nbd, ndmctl'
@@ -47,6 +49,26 @@ bad = [
     (f"0 2048 zero;2048 2048 linear {GONE} 0", ["line 2", GONE]),
     (f"0 4096 dust {B} 0 1000", ["line 1", "dust", "'1000'"]),
     ("# nothing but a comment", ["empty"]),
+    # Count words checked against the words after them (these two
+    # crashed the server: a read past the words, a NULL error).
+    ("0 4096 multipath 1", ["line 1", "multipath", "#features '1'"]),
+    ("0 4096 multipath 2 no_path_retry",
+     ["line 1", "multipath", "#features '2'"]),
+    (f"0 4096 multipath 1 no_path_retry 0 1 1 round-robin 0 1 0 {B}",
+     ["line 1", "multipath", "no_path_retry has no value"]),
+    # Numbers that overflow: 2^55 sectors wrapped to byte 0, and a table
+    # of 2^63 bytes has no NBD size (--allow-resize: not the size rule).
+    (f"0 4096 linear {B} 36028797018963968",
+     ["line 1", "linear", "'36028797018963968'", "too large"]),
+    (f"0 4096 linear {B} 18446744073709551615",
+     ["line 1", "linear", "'18446744073709551615'", "too large"]),
+    (f"0 4096 linear {B} 100000000000000000000000",
+     ["line 1", "linear", "'100000000000000000000000'", "too large"]),
+    ("0 18014398509481984 zero",
+     ["line 1", "'18014398509481984'", "too large"], "--allow-resize "),
+    ("0 4096 zero;4096 18014398509481980 error",
+     ["line 2", "'18014398509481980'", "too large"], "--allow-resize "),
+    ("0 4096 error extra", ["line 1", "error", "'extra'"]),
 ]
 
 def check_unchanged(what, inactive):
@@ -60,9 +82,9 @@ def check_unchanged(what, inactive):
         f"{what}: I/O not served by the old table"
     ca.shutdown()
 
-for table, words in bad:
+for table, words, *flags in bad:
     try:
-        ctl.request(f"reload '{table}'")
+        ctl.request(f"reload {''.join(flags)}'{table}'")
         sys.exit(f"bad table accepted: {table}")
     except ndmctl.Error as e:
         msg = str(e).split(": error ", 1)[1]

@@ -85,6 +85,25 @@ bad "zero argument" table-text="0 8 zero junk" -- \
   "line 1" "zero" "'junk'"
 bad "short line" table-text="0 8" -- \
   "line 1"
+bad "error argument" table-text="0 8 error junk" -- \
+  "line 1" "error" "'junk'"
+bad "multipath #features past the end" table-text="0 8 multipath 1" -- \
+  "line 1" "multipath" "#features '1'"
+bad "multipath no_path_retry last" \
+  table-text="0 8 multipath 2 no_path_retry" -- \
+  "line 1" "multipath" "#features '2'"
+bad "offset wraps" table-text="0 8 linear $dev 36028797018963968" -- \
+  "line 1" "linear" "'36028797018963968'" "too large"
+bad "offset 2^64-1" table-text="0 8 linear $dev 18446744073709551615" -- \
+  "line 1" "linear" "'18446744073709551615'" "too large"
+bad "number beyond 64 bits" \
+  table-text="0 8 striped 100000000000000000000000 8 $dev 0" -- \
+  "line 1" "striped" "'100000000000000000000000'" "too large"
+bad "device of 2^63 bytes" table-text="0 18014398509481984 zero" -- \
+  "line 1" "'18014398509481984'" "too large"
+bad "device past 2^63 bytes" \
+  table-text="0 8 zero;8 18014398509481976 zero" -- \
+  "line 2" "'18014398509481976'" "too large"
 bad "unreachable device" table-text="0 8 zero;8 8 linear $gone 0" -- \
   "line 2" "linear" "nobody-listens-here" "No such file"
 bad "not an NBD URI" table-text="0 8 linear /dev/sda 0" -- \
@@ -126,6 +145,10 @@ start_dm "$good" \
   connections=2 max-inflight=64M max-bounce=16M connect-timeout=5 \
   reconnect-delay=500 structured-replies=false
 [ "$(nbdinfo --size "$(nbd_uri "$good")")" = $((272 * 512)) ]
+# The largest device NBD can size, one sector short of 2^63 bytes.
+big=$(tmp_sock)
+start_dm "$big" "0 9007199254740992 zero;9007199254740992 9007199254740991 zero"
+[ "$(nbdinfo --size "$(nbd_uri "$big")")" = 9223372036854775296 ]
 
 # --dump-plugin and --help.
 out=$NDM_TMP/out

@@ -132,17 +132,23 @@ h_md_free (struct ndm_md *md)
   fake_reset ();
 }
 
-void
-h_expect_table_error (const char *table, const char *want)
+struct ndm_md *
+h_md_new_empty (const struct ndm_target_type *const *extra)
 {
   struct ndm_config c;
-  struct ndm_md *md;
-  GError *err = NULL;
 
   ndm_config_init (&c);
   c.device_class = &fake_device_class;
-  c.extra_targets = test_targets;
-  md = ndm_md_new (&c);
+  c.extra_targets = extra != NULL ? extra : test_targets;
+  return ndm_md_new (&c);
+}
+
+void
+h_expect_table_error (const char *table, const char *want)
+{
+  struct ndm_md *md = h_md_new_empty (NULL);
+  GError *err = NULL;
+
   g_assert_cmpint (ndm_md_load (md, table, &err), ==, -1);
   g_assert_nonnull (err);
   if (strstr (err->message, want) == NULL)

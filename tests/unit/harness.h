@@ -19,6 +19,10 @@
 
 /* A mapped device over fakes, with the probe target.  cfg may be NULL. */
 struct ndm_md *h_md_new (const char *table, struct ndm_config *cfg);
+/* A mapped device over fakes with no table loaded yet, knowing the
+ * extra target types given (NULL-terminated), or the probe if NULL.
+ */
+struct ndm_md *h_md_new_empty (const struct ndm_target_type *const *extra);
 /* Free md and forget the fakes. */
 void h_md_free (struct ndm_md *md);
 /* Expect loading table to fail with a message containing want. */

@@ -496,6 +496,44 @@ test_table_errors (void)
                         "extra", "unexpected 'extra'");
 }
 
+/* Each count word is checked against the words left once it is taken.
+ * #features one too high read past the words (a heap overflow under
+ * ASan, SIGSEGV otherwise), and 'no_path_retry' last in the line made
+ * the ctr fail without an error, which table.c dereferenced: both killed
+ * a live server on reload.  The first two tables are the fuzzer's
+ * (shared/repro/fuzz-crashes/table-multipath-features-heap-overflow and
+ * -null-gerror, up to their NUL byte, where the table text ends).
+ */
+static void
+test_table_counts (void)
+{
+  h_expect_table_error ("0 4096 multipath 1",
+                        "line 1: multipath: #features '1' is more than the "
+                        "0 words after it");
+  h_expect_table_error ("0 4096 multipath 2 no_path_retry",
+                        "line 1: multipath: #features '2' is more than the "
+                        "1 word after it");
+  h_expect_table_error ("0 8 multipath 1 no_path_retry 0 1 1 round-robin 0 "
+                        "1 0 fake://a", "line 1: multipath: feature "
+                        "no_path_retry has no value within #features");
+  h_expect_table_error ("0 8 multipath 3 queue_if_no_path no_path_retry",
+                        "#features '3' is more than the 2 words after it");
+  h_expect_table_error ("0 8 multipath 18446744073709551615 queue_if_no_path",
+                        "#features '18446744073709551615' is more than the "
+                        "1 word after it");
+  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 4 1 0 fake://a",
+                        "line 1: multipath: #selector args '4' is more than "
+                        "the 3 words after it");
+  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 3 1 0 fake://a",
+                        "round-robin takes no selector arguments, got 3");
+  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1",
+                        "the table ends where a path was expected");
+  h_expect_table_error ("0 8 multipath 0 0 1 1 service-time 0 1 2 fake://a 1",
+                        "path fake://a: expected 2 path args");
+  h_expect_table_error ("0 8 multipath 0 0 2 1 round-robin 0 1 0 fake://a",
+                        "the table ends where a path selector was expected");
+}
+
 /* dm-mpath's status and table lines. */
 static void
 test_status_format (void)
@@ -871,6 +909,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/multipath/selector/service-time", test_service_time);
   g_test_add_func ("/multipath/selector/args", test_selector_args);
   g_test_add_func ("/multipath/table/errors", test_table_errors);
+  g_test_add_func ("/multipath/table/counts", test_table_counts);
   g_test_add_func ("/multipath/status", test_status_format);
   g_test_add_func ("/multipath/groups", test_groups);
   g_test_add_func ("/multipath/no-path/fail", test_no_path_fails);

@@ -3,6 +3,7 @@
  * was expected; table/status lines are dmsetup's; capabilities are the
  * intersection over devices (R12); tuning keys are checked.
  */
+#include "nbd-dm/target.h"
 #include "harness.h"
 
 static void
@@ -56,11 +57,219 @@ test_parse_errors (void)
     { "0 4096 striped 2 8 fake://a 0 fake://b 1000000",
       "the target uses sectors 1000000 to 1002048" },
     { "0 8 zero\n# comment\n8 8 zero\n8 8 zero", "line 4: start 8 overlaps" },
+    /* error takes no arguments, as zero (docs/targets/error.md). */
+    { "0 8 error extra", "line 1: error: takes no arguments, got 'extra'" },
+    { "0 8 error fake://a 0", "line 1: error: takes no arguments, got "
+      "'fake://a' (dm's '<device> <offset>' form is for zoned devices" },
   };
   size_t i;
 
   for (i = 0; i < G_N_ELEMENTS (cases); i++)
     h_expect_table_error (cases[i].table, cases[i].want);
+}
+
+/* Numbers that do not fit are refused at load as "too large", in the
+ * shared helpers, for every target: NBD sizes are int64_t, so a sector
+ * count ends below 2^63 bytes (NDM_MAX_SECTORS = 2^54 - 1).  Before, an
+ * offset of 2^55 sectors wrapped to byte 0 when shifted, passed the
+ * device range check and sent I/O to the start of the device.
+ */
+static void
+test_numbers_too_large (void)
+{
+#define TOO_BIG_SECTORS "is too large: expected at most 18014398509481983 " \
+  "sectors (NBD sizes are below 2^63 bytes)"
+  static const struct { const char *table, *want; } cases[] = {
+    /* 2^55 sectors: 2^64 bytes, 0 once wrapped. */
+    { "0 8 linear fake://a 36028797018963968",
+      "line 1: linear: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 linear fake://a 18014398509481984",              /* 2^54 */
+      "line 1: linear: offset '18014398509481984' " TOO_BIG_SECTORS },
+    { "0 8 linear fake://a 18446744073709551615",           /* 2^64 - 1 */
+      "line 1: linear: offset '18446744073709551615' " TOO_BIG_SECTORS },
+    { "0 8 linear fake://a 100000000000000000000000",       /* 10^23 */
+      "line 1: linear: offset '100000000000000000000000' is too large" },
+    { "0 16 striped 2 8 fake://a 0 fake://b 36028797018963968",
+      "line 1: striped: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 16 striped 100000000000000000000000 8 fake://a 0",
+      "line 1: striped: stripe count '100000000000000000000000' is too "
+      "large: expected at most 18446744073709551615" },
+    { "0 8 flakey fake://a 36028797018963968 1 1",
+      "line 1: flakey: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 flakey fake://a 0 100000000000000000000000 1",
+      "line 1: flakey: up interval '100000000000000000000000' is too "
+      "large" },
+    { "0 8 delay fake://a 36028797018963968 0",
+      "line 1: delay: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 delay fake://a 0 0 fake://b 36028797018963968 0",
+      "line 1: delay: offset '36028797018963968' " TOO_BIG_SECTORS },
+    { "0 8 dust fake://a 36028797018963968 512",
+      "line 1: dust: offset '36028797018963968' " TOO_BIG_SECTORS },
+    /* The table: a device of 2^63 bytes or more has no NBD size. */
+    { "0 18014398509481984 zero",
+      "line 1: length '18014398509481984' " TOO_BIG_SECTORS },
+    { "18446744073709551615 8 zero",
+      "line 1: start '18446744073709551615' " TOO_BIG_SECTORS },
+    { "0 8 zero\n8 18014398509481976 zero",
+      "line 2: length '18014398509481976' is too large: the device would "
+      "end at sector 18014398509481984, past 18014398509481983 (NBD sizes "
+      "are below 2^63 bytes)" },
+    { "0 9007199254740992 zero; 9007199254740992 9007199254740992 error",
+      "line 2: length '9007199254740992' is too large" },
+    /* Not digits stays "not a number", whatever its length. */
+    { "0 8 linear fake://a 1000000000000000000000x",
+      "line 1: linear: offset '1000000000000000000000x' is not a number "
+      "of sectors" },
+  };
+  struct ndm_md *md;
+  size_t i;
+
+#undef TOO_BIG_SECTORS
+  for (i = 0; i < G_N_ELEMENTS (cases); i++)
+    h_expect_table_error (cases[i].table, cases[i].want);
+
+  /* The largest device NBD can size, 2^63 - 512 bytes, loads. */
+  md = h_md_new ("0 9007199254740992 zero\n"
+                 "9007199254740992 9007199254740991 error", NULL);
+  g_assert_cmpuint (ndm_md_get_size (md), ==, (uint64_t) INT64_MAX - 511);
+  h_md_free (md);
+  /* An offset at the limit is a number, checked against the device. */
+  h_expect_table_error ("0 8 linear fake://a 18014398509481983",
+                        "line 1: linear: device fake://a is too small: 2048 "
+                        "sectors, the target uses sectors 18014398509481983 "
+                        "to 18014398509481991");
+}
+
+/* A target whose ctr fails without saying why. */
+static int
+mute_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  return -1;
+}
+
+static const struct ndm_target_type mute_target = {
+  .name = "mute", .version = { 1, 0, 0 }, .ctr = mute_ctr,
+};
+
+/* A ctr returning -1 with no error gets a message naming the line and the
+ * target, never a NULL dereference (a bad reload reaching a live server
+ * killed it so), and a critical, so tests catch the target that forgot.
+ */
+static void
+test_ctr_without_error (void)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &mute_target, NULL,
+  };
+  struct ndm_md *md = h_md_new_empty (targets);
+  GError *err = NULL;
+
+  g_test_expect_message (NULL, G_LOG_LEVEL_CRITICAL,
+                         "target mute failed without setting its error "
+                         "(line 2)");
+  g_assert_cmpint (ndm_md_load (md, "0 8 zero\n8 8 mute a b", &err), ==,
+                   -1);
+  g_test_assert_expected_messages ();
+  g_assert_nonnull (err);
+  g_assert_cmpstr (err->message, ==, "line 2: mute: the target refused its "
+                   "arguments without saying why");
+  g_error_free (err);
+  h_md_free (md);
+}
+
+/* Load "0 16 <words>": true if it loads; if not, the message must be the
+ * target's own (the ctr's), never the table's generic one.
+ */
+static bool
+load_or_refuse (char **words)
+{
+  g_autofree char *args = g_strjoinv (" ", words);
+  g_autofree char *table = g_strdup_printf ("0 16 %s", args);
+  g_autofree char *prefix = g_strdup_printf ("line 1: %s: ", words[0]);
+  struct ndm_md *md = h_md_new_empty (NULL);
+  GError *err = NULL;
+  bool loaded = ndm_md_load (md, table, &err) == 0;
+
+  if (!loaded) {
+    if (!g_str_has_prefix (err->message, prefix) ||
+        strstr (err->message, "without saying why") != NULL)
+      g_error ("table '%s': error '%s' is not the target's", table,
+               err->message);
+    g_error_free (err);
+  }
+  h_md_free (md);
+  return loaded;
+}
+
+/* Every built-in target, given any leading part of a good line, or a good
+ * line with one number changed (one more, one less, 0, 1, 2^64 - 1,
+ * 10^23), loads or fails with its own message: each count word is
+ * checked against the words left after it, and a failing ctr says why
+ * (else the critical of test_ctr_without_error aborts this test).  Under
+ * ASan this also checks that no ctr reads past its words.  The leading
+ * parts include the tables the fuzzer found ('multipath 1',
+ * 'multipath 2 no_path_retry').
+ */
+static void
+test_every_target_argument_counts (void)
+{
+  static const char *const good[] = {
+    "linear fake://a 8",
+    "striped 2 8 fake://a 0 fake://b 16",
+    "zero",
+    "error",
+    "flakey fake://a 0 1 1",
+    "flakey fake://a 8 0 5 8 drop_writes corrupt_bio_byte 32 r 1 0 "
+    "random_seed 3",
+    "flakey fake://a 0 1 1 2 random_read_corrupt 1000",
+    "delay fake://a 0 10",
+    "delay fake://a 0 10 fake://b 0 20",
+    "delay fake://a 0 10 fake://b 0 20 fake://a 16 30",
+    "dust fake://a 0 4096",
+    "multipath 0 0 1 1 round-robin 0 1 0 fake://a",
+    "multipath 1 queue_if_no_path 0 1 1 round-robin 0 2 1 fake://a 1 "
+    "fake://b 2",
+    "multipath 2 no_path_retry 3 0 2 2 queue-length 0 1 1 fake://a 1 "
+    "service-time 0 1 2 fake://b 1 10",
+    "multipath 3 no_path_retry queue queue_if_no_path 0 1 1 service-time 0 "
+    "2 2 fake://a 1 10 fake://b 2 0",
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (good); i++) {
+    g_auto (GStrv) w = g_strsplit (good[i], " ", -1);
+    guint n = g_strv_length (w), len, j;
+
+    if (!load_or_refuse (w))
+      g_error ("good line '%s' does not load", good[i]);
+    for (len = 1; len < n; len++) {
+      g_autofree char **v = g_new0 (char *, len + 1);  /* w's words */
+
+      memcpy (v, w, len * sizeof *v);
+      load_or_refuse (v);
+    }
+    for (j = 1; j < n; j++) {
+      guint64 x;
+      char *other[6];
+      unsigned k;
+
+      if (!g_ascii_string_to_unsigned (w[j], 10, 0, G_MAXUINT64, &x, NULL))
+        continue;
+      other[0] = g_strdup_printf ("%" G_GUINT64_FORMAT, x + 1);
+      other[1] = g_strdup_printf ("%" G_GUINT64_FORMAT, x - (x > 0));
+      other[2] = g_strdup ("0");
+      other[3] = g_strdup ("1");
+      other[4] = g_strdup ("18446744073709551615");
+      other[5] = g_strdup ("100000000000000000000000");
+      for (k = 0; k < G_N_ELEMENTS (other); k++) {
+        g_auto (GStrv) v = g_strdupv (w);
+
+        g_free (v[j]);
+        v[j] = other[k];        /* v owns it now */
+        load_or_refuse (v);
+      }
+    }
+  }
 }
 
 /* A bad table changes nothing, and frees what it opened. */
@@ -207,6 +416,12 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/table/parse/errors-name-line-and-word",
                    test_parse_errors);
+  g_test_add_func ("/table/parse/numbers-too-large",
+                   test_numbers_too_large);
+  g_test_add_func ("/table/parse/ctr-without-error",
+                   test_ctr_without_error);
+  g_test_add_func ("/table/parse/every-target-argument-counts",
+                   test_every_target_argument_counts);
   g_test_add_func ("/table/parse/bad-table-changes-nothing",
                    test_bad_table_leaves_live_one);
   g_test_add_func ("/table/format/table-and-status-lines",
