@@ -167,13 +167,28 @@ suspend_thread (gpointer data)
   return NULL;
 }
 
+/* Start a suspend on its own thread and return once the device says it
+ * is suspended (the gate is closed; the drain may go on), so that what
+ * the test does next happens under the suspend, whatever the scheduler.
+ */
 static void
 suspend_start (struct suspender *s, struct ndm_md *md, bool noflush)
 {
+  g_autoptr (GString) out = g_string_new (NULL);
+  gint64 end = g_get_monotonic_time () + 5 * G_TIME_SPAN_SECOND;
+
   s->md = md;
   s->noflush = noflush;
   s->done = 0;
   s->thread = g_thread_new ("suspend", suspend_thread, s);
+  for (;;) {
+    cmd_ok (md, out, "info");
+    if (strstr (out->str, "SUSPENDED") != NULL)
+      return;
+    if (g_get_monotonic_time () > end)
+      g_error ("the device did not say SUSPENDED within 5 s");
+    g_usleep (1000);
+  }
 }
 
 /* Suspend drains: it returns only when the in-flight request finished. */
