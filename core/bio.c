@@ -9,10 +9,12 @@
  * inside a block gets a bio of its own for that block, done through a
  * bounce buffer: read the block, then (writes and zeroes) patch it and
  * write it back.  Two such read-modify-writes of the same block would lose
- * one update, so each holds its block range in dev->rmw_ranges while it
- * runs, and a second waits.  An aligned write never shares a block with
- * another write unless the client overlapped them, which NBD leaves
- * undefined.
+ * one update, so each holds its block range as a cell in the prison of
+ * its data (core/prison.c: the device's, or its target's where several
+ * devices are paths to one export) while it runs, and a second waits.  An
+ * aligned write never shares a block with another write unless the client
+ * overlapped them, which NBD leaves undefined.  Every write also passes
+ * the prison's quarantines (R10) before it starts.
  *
  * Thread model: map, start and cancel run on the request owner's thread.
  * ndm_bio_endio runs wherever the device completes the command (a leader
@@ -187,6 +189,7 @@ bio_add (struct ndm_clone *clone, struct ndm_device *dev,
   if (clone->buf != NULL)
     bio->buf = clone->buf + clone_off;
   bio->state = NDM_BIO_NEW;
+  bio->prison = clone->ti->prison != NULL ? clone->ti->prison : dev->prison;
 
   if ((bio->flags & NDM_REQ_FUA) && op_writes (bio->op)) {
     if (!dev->caps.fua) {
@@ -422,48 +425,6 @@ ndm_bio_add_extent (struct ndm_bio *bio, uint64_t offset, uint64_t length,
   g_array_append_val (bio->extents, e);
 }
 
-/* ---- RMW ranges ------------------------------------------------------------ */
-
-static bool
-rmw_lock (struct ndm_bio *bio, struct ndm_waiter *w)
-{
-  struct ndm_device *dev = bio->dev;
-  GList *l;
-
-  g_mutex_lock (&dev->rmw_lock);
-  for (l = dev->rmw_ranges.head; l != NULL; l = l->next) {
-    struct ndm_bio *other = l->data;
-
-    if (other->rmw_offset < bio->rmw_offset + bio->rmw_len &&
-        bio->rmw_offset < other->rmw_offset + other->rmw_len) {
-      if (g_queue_find (&dev->rmw_waiters, w) == NULL)
-        g_queue_push_tail (&dev->rmw_waiters, w);
-      g_mutex_unlock (&dev->rmw_lock);
-      return false;
-    }
-  }
-  bio->rmw_link.data = bio;
-  g_queue_push_tail_link (&dev->rmw_ranges, &bio->rmw_link);
-  bio->rmw_locked = true;
-  g_mutex_unlock (&dev->rmw_lock);
-  return true;
-}
-
-static void
-rmw_unlock (struct ndm_bio *bio)
-{
-  struct ndm_device *dev = bio->dev;
-  struct ndm_waiter *w;
-
-  g_mutex_lock (&dev->rmw_lock);
-  g_queue_unlink (&dev->rmw_ranges, &bio->rmw_link);
-  bio->rmw_locked = false;
-  /* Wake every waiter: each checks its own range again. */
-  while ((w = g_queue_pop_head (&dev->rmw_waiters)) != NULL)
-    ndm_waiter_kick (w);
-  g_mutex_unlock (&dev->rmw_lock);
-}
-
 /* ---- starting and completing ------------------------------------------------ */
 
 /* Give back what the bio holds, record its status, mark it DONE and tell
@@ -481,8 +442,10 @@ bio_done (struct ndm_bio *bio, int status, bool counted)
     bio->bounce = NULL;
     ndm_budget_put (&md->bounce, bio->rmw_len);
   }
-  if (bio->rmw_locked)
-    rmw_unlock (bio);
+  if (bio->rmw_locked) {
+    ndm_prison_release (bio->prison, &bio->rmw_cell);
+    bio->rmw_locked = false;
+  }
   if (bio->budget != 0) {
     ndm_budget_put (&md->inflight, bio->budget);
     bio->budget = 0;
@@ -567,6 +530,7 @@ bio_issue (struct ndm_bio *bio, int *err)
 
   bio_cmd (bio, &cmd);
   bio->cmd_op = cmd.op;
+  bio->cmd_offset = cmd.offset;
   bio->cmd_len = cmd.len;
   bio->t_cmd = ndm_stats_start (dev->stats);
   if (dev->ops->submit (dev, bio, &cmd, ndm_request_channel_for (rq, dev),
@@ -618,6 +582,30 @@ bio_start_new (struct ndm_bio *bio, int *err)
     return -1;
   }
 
+  /* The data's prison: a write waits out a quarantine (R10) and a
+   * read-modify-write of another write in its block (R7).  Past a
+   * quarantine's deadline the write fails: a start failure (R6).
+   */
+  if (!bio->rmw_locked) {
+    bool writes = op_writes (bio->op);
+    int r;
+
+    if (bio->rmw && writes)
+      r = ndm_prison_detain (bio->prison, &bio->rmw_cell, bio->rmw_offset,
+                             bio->rmw_len, true, rq->owner,
+                             &rq->wait_until, err);
+    else
+      r = ndm_prison_detain (bio->prison, NULL, bio->dev_offset, bio->len,
+                             writes, rq->owner, &rq->wait_until, err);
+    if (r == 1)
+      return 1;
+    if (r == -1) {
+      bio_done (bio, *err, false);
+      return -1;
+    }
+    bio->rmw_locked = bio->rmw && writes;
+  }
+
   if (data != 0 && bio->budget == 0) {
     if (!ndm_budget_try_get (&md->inflight, data, rq->owner)) {
       rq->waits_inflight = true;
@@ -630,8 +618,6 @@ bio_start_new (struct ndm_bio *bio, int *err)
     }
   }
   if (bio->rmw) {
-    if (!bio->rmw_locked && !rmw_lock (bio, rq->owner))
-      return 1;
     if (!ndm_budget_try_get (&md->bounce, bio->rmw_len, rq->owner)) {
       rq->waits_bounce = true;
       return 1;
@@ -694,6 +680,13 @@ bio_ready (struct ndm_bio *bio, enum ndm_bio_step next)
   bio->step = next;
   g_atomic_int_set (&bio->state, NDM_BIO_READY);
   ndm_request_bio_ready (bio->clone->rq, bio);
+}
+
+void
+ndm_bio_quarantine (struct ndm_bio *bio, int status, struct ndm_ghost *g)
+{
+  if (status != 0 && g != NULL && op_writes (bio->cmd_op))
+    ndm_ghost_quarantine (g, bio->prison, bio->cmd_offset, bio->cmd_len);
 }
 
 void

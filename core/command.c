@@ -245,6 +245,58 @@ verb_stats (struct cmd *c, GString *out, GError **err)
 
 /* ---- message ----------------------------------------------------------------------- */
 
+struct find_device {
+  const char *uri;
+  struct ndm_device *dev;
+};
+
+static int
+find_device (struct ndm_target *ti, struct ndm_device *dev, uint64_t start,
+             uint64_t len, void *data)
+{
+  struct find_device *f = data;
+
+  if (strcmp (dev->uri, f->uri) == 0)
+    f->dev = dev;
+  return 0;
+}
+
+/* message <sector> device_dead <device>: a message of the core, for any
+ * target with devices.  The operator knows the device's server is gone
+ * (its process killed, its machine off): what its cut connections had
+ * sent can never land, so the writes they quarantine (R10) are released.
+ */
+static int
+message_device_dead (struct ndm_target *ti, int argc, char **argv,
+                     GError **err)
+{
+  struct find_device f = { .uri = argc == 1 ? argv[0] : NULL };
+
+  if (argc != 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "message: device_dead: expected one argument, the "
+                 "device, got %d", argc);
+    return -1;
+  }
+  if (ti->type->iterate_devices != NULL)
+    ti->type->iterate_devices (ti, find_device, &f);
+  if (f.dev == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "message: device_dead: no device '%s' in the %s target at "
+                 "sector %" PRIu64, argv[0], ti->type->name, ti->begin);
+    return -1;
+  }
+  if (f.dev->ops->declare_dead == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "message: device_dead: %s devices cannot be declared dead",
+                 f.dev->ops->name);
+    return -1;
+  }
+  ndm_log_error ("device %s: declared dead by the operator", f.dev->uri);
+  f.dev->ops->declare_dead (f.dev);
+  return 0;
+}
+
 static int
 verb_message (struct cmd *c, GString *out, GError **err)
 {
@@ -275,6 +327,11 @@ verb_message (struct cmd *c, GString *out, GError **err)
     return -1;
   }
   ti = ndm_table_find_target (t, sector << NDM_SECTOR_SHIFT);
+  if (!g_ascii_strcasecmp (c->argv[1], "device_dead")) {
+    r = message_device_dead (ti, c->argc - 2, c->argv + 2, err);
+    ndm_table_unref (t);
+    return r;
+  }
   if (ti->type->message == NULL) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "message: the %s target at sector %" PRIu64 " does not "

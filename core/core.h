@@ -28,6 +28,11 @@
 #define NDM_HARD_MAX_DATA      (64 * NDM_MIB)
 #define NDM_DEFAULT_MAX_LEN    (UINT32_C (1) << 31)
 
+/* fence-timeout's default: long enough for a paused VM or a stalled
+ * server to come back, short enough that a client is answered.
+ */
+#define NDM_DEFAULT_FENCE_TIMEOUT_MS 30000
+
 /* dm's DM_MAPIO_DELAY_REQUEUE / DM_ENDIO_DELAY_REQUEUE wait. */
 #define NDM_DELAY_REQUEUE_MS   100
 
@@ -100,6 +105,32 @@ bool ndm_budget_try_get (struct ndm_budget *b, uint64_t n,
 void ndm_budget_put (struct ndm_budget *b, uint64_t n);
 /* w stops waiting (it got the budget or gave up). */
 void ndm_budget_forget (struct ndm_budget *b, struct ndm_waiter *w);
+
+/* ---- prisons (core/prison.c) ---------------------------------------------- */
+
+struct ndm_prison;
+
+struct ndm_prison *ndm_prison_new (void);
+struct ndm_prison *ndm_prison_ref (struct ndm_prison *p);
+void ndm_prison_unref (struct ndm_prison *p);
+/* Quarantine cells in it now. */
+unsigned ndm_prison_quarantined (struct ndm_prison *p);
+
+/* Owner: may [offset, offset + len) be written (writes) or read now?
+ * With hold, also take it as a read-modify-write cell.  Returns 0 (go;
+ * hold is in the prison), 1 (wait: w is queued and kicked when a cell
+ * goes, *wait_until lowered to a quarantine's deadline), or -1 with *err
+ * EIO (a write into a quarantine past its deadline).
+ */
+int ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
+                       uint64_t offset, uint64_t len, bool writes,
+                       struct ndm_waiter *w, gint64 *wait_until, int *err);
+void ndm_prison_release (struct ndm_prison *p, struct ndm_cell *cell);
+/* From a completion: the write [offset, offset + len) failed under g and
+ * may still land: quarantine it in p until g is resolved.
+ */
+void ndm_ghost_quarantine (struct ndm_ghost *g, struct ndm_prison *p,
+                           uint64_t offset, uint64_t len);
 
 /* ---- table (core/table.c) ------------------------------------------------ */
 

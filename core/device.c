@@ -64,9 +64,7 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
   dev->md = md;
   dev->stats = ndm_stats_new ();
   dev->refs = 1;
-  g_mutex_init (&dev->rmw_lock);
-  g_queue_init (&dev->rmw_ranges);
-  g_queue_init (&dev->rmw_waiters);
+  dev->prison = ndm_prison_new ();
   g_hash_table_insert (md->devices, dev->uri, dev);
   if (md->started && dev->ops->start != NULL)
     dev->ops->start (dev);
@@ -94,9 +92,8 @@ ndm_md_put_device (struct ndm_md *md, struct ndm_device *dev)
   g_hash_table_remove (md->devices, dev->uri);
   g_mutex_unlock (&md->devices_lock);
 
-  g_assert (g_queue_is_empty (&dev->rmw_ranges));
-  g_queue_clear (&dev->rmw_waiters);
-  g_mutex_clear (&dev->rmw_lock);
   ndm_stats_free (dev->stats);
+  /* Quarantines (ghosts) may outlive the device: they hold the prison. */
+  ndm_prison_unref (g_steal_pointer (&dev->prison));
   dev->ops->close (dev);
 }

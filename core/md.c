@@ -45,6 +45,7 @@ ndm_config_init (struct ndm_config *cfg)
   cfg->flap_window_ms = 60000;
   cfg->flap_damping_ms = 30000;
   cfg->no_path_timeout_ms = 20000;
+  cfg->fence_timeout_ms = NDM_DEFAULT_FENCE_TIMEOUT_MS;
   cfg->structured_replies = false;
 }
 
@@ -127,6 +128,7 @@ ndm_config_set (struct ndm_config *cfg, const char *key, const char *value,
     static const struct { const char *key; size_t off; unsigned min; } secs[] = {
       { "checker-interval", offsetof (struct ndm_config, checker_interval_ms), 1 },
       { "no-path-timeout", offsetof (struct ndm_config, no_path_timeout_ms), 0 },
+      { "fence-timeout", offsetof (struct ndm_config, fence_timeout_ms), 1 },
       { "flap-window", offsetof (struct ndm_config, flap_window_ms), 0 },
       { "flap-damping", offsetof (struct ndm_config, flap_damping_ms), 0 },
     };

@@ -24,8 +24,10 @@
  *   1. ndm_md.table_lock (GRWLock)   taken only to ref the live table
  *   2. <target>_c.lock                path/leg state (targets that have one)
  *   3. ndm_request.lock               the ready list
- *   4. leaf locks, never nested:      ndm_channel.lock, ndm_budget.lock,
- *                                     ndm_device.rmw_lock, ndm_md.event_lock
+ *   4. leaf locks:                    ndm_channel.lock, ndm_budget.lock,
+ *                                     ndm_md.event_lock, never nested;
+ *                                     ndm_ghost.lock before
+ *                                     ndm_prison.lock (core/prison.c)
  * No ndm lock is held across a device submit or poll: libnbd runs
  * completion callbacks under its handle lock, and those callbacks take
  * locks 3 and 4.  ndm_md.devices_lock is control-path only.

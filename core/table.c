@@ -122,6 +122,13 @@ ndm_table_get_device (struct ndm_target *ti, const char *uri, GError **err)
   return table_get_device (ti, uri, false, err);
 }
 
+void
+ndm_target_set_prison (struct ndm_target *ti, struct ndm_device *dev)
+{
+  ndm_prison_unref (ti->prison);
+  ti->prison = ndm_prison_ref (dev->prison);
+}
+
 struct ndm_device *
 ndm_table_get_device_tolerant (struct ndm_target *ti, const char *uri,
                                GError **err)
@@ -175,6 +182,7 @@ table_free (struct ndm_table *t)
       ti->type->dtr (ti);
     if (ti->stats != NULL)
       ndm_stats_free (ti->stats);
+    ndm_prison_unref (ti->prison);
   }
   for (i = 0; i < t->devices->len; i++)
     ndm_md_put_device (t->md, t->devices->pdata[i]);

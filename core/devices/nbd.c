@@ -19,10 +19,24 @@
  * completes everything it had in flight with ENOTCONN, the connection
  * leaves the pool, and the device's reconnect thread (started after fork)
  * replaces it every reconnect-delay ms until the server answers again.
- * Losing a connection fences it: shutdown(2) of the socket, after which
- * its leader keeps polling until libnbd has failed every command it had
- * (R1: nothing is replied while a command may still land).  Three things
- * lose a connection besides socket errors:
+ *
+ * Losing a connection cuts it (conn_sever), and cutting must not lie
+ * about what the server may still do (R10): a server that is alive but
+ * stopped (SIGSTOP, a paused VM) still holds the commands it received and
+ * runs them when it resumes.  So libnbd is cut off, not the server:
+ * libnbd's socket descriptor is replaced (dup2) by a dead socket, so it
+ * reads EOF at once and fails every command it had (R1: then nothing of
+ * it touches a client buffer any more), while our own dup of the real
+ * socket stays open.  The cut connection's commands fail under a ghost
+ * (ndm_ghost_new): the writes among them are quarantined in their data's
+ * prison.  We half-close the real socket (the server sees EOF, finishes
+ * what it has, and closes) and the fence watcher (one thread for the
+ * process, started at the first cut) reads and discards what the server
+ * still sends until it closes: then nothing of the connection can land
+ * any more and the ghost is resolved.  A nbd_conn.io_lock (reader: every
+ * nbd_aio_* call on the handle; writer: the cut) makes sure libnbd is not
+ * inside a call that could close its descriptor while we replace it.
+ * Three things lose a connection besides socket errors:
  *   - an ESHUTDOWN reply: the server is going away (nbdkit answers so
  *     while it drains, and waits for its clients to leave), so every
  *     connection of the device is closed;
@@ -39,6 +53,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,7 +72,17 @@ struct nbd_conn {
   struct nbd_handle *h;
   int fd;                       /* dup of the handle's socket */
   bool sr;                      /* structured replies: block status ok */
+  GRWLock io_lock;              /* reader: an nbd_aio_* call on h; writer:
+                                   the cut (conn_sever) */
   gint dead;                    /* atomic: lost, fenced, out of the pool */
+  gint severed;                 /* atomic: libnbd reads a dead socket */
+  gint blind;                   /* atomic: cut without a way to watch the
+                                   server (its ghost waits for the
+                                   operator or fence-timeout) */
+  struct ndm_ghost *ghost;      /* atomic pointer, set once: what the
+                                   commands it fails may still do */
+  char *uri;                    /* its device's: a cut connection is
+                                   watched after its device closed */
   gint suspect;                 /* atomic: a command failed on the path */
   gint64 progress;              /* atomic (__atomic): last reply read, or
                                    first command out after idle (us) */
@@ -83,6 +108,296 @@ struct nbd_dev {
 };
 
 static const struct ndm_channel_ops nbd_channel_ops;
+
+/* ---- the fence watcher: when can a cut connection land nothing? ------------ */
+
+/* One end of a socket pair whose other end is closed: reads EOF, writes
+ * EPIPE, always readable.  libnbd's descriptor of a cut connection is
+ * made a copy of it (conn_sever), and its leader polls it.
+ */
+static gpointer
+dead_socket_make (gpointer unused)
+{
+  int sv[2];
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+    ndm_log_error ("nbd: socketpair: %s: cut connections cannot be "
+                   "watched", g_strerror (errno));
+    return GINT_TO_POINTER (-1);
+  }
+  close (sv[1]);
+  return GINT_TO_POINTER (sv[0]);
+}
+
+static int
+dead_socket (void)
+{
+  static GOnce once = G_ONCE_INIT;
+
+  return GPOINTER_TO_INT (g_once (&once, dead_socket_make, NULL));
+}
+
+/* Cut connections whose server may still run what they sent, one channel
+ * reference each.  The watcher thread polls their real sockets, reads and
+ * drops whatever the server still sends (so it is never blocked on a full
+ * socket) and, when the server closes its end, resolves the ghost: its
+ * quarantines go.  A connection whose ghost quarantines nothing and that
+ * has nothing in flight is let go at once.
+ *
+ * Thread model: add from conn_sever (any thread but a completion), the
+ * rest on the watcher.  watch.lock is a leaf lock.
+ */
+#define WATCH_POLL_MS 1000
+
+static struct {
+  GMutex lock;                  /* protects everything below */
+  GPtrArray *conns;             /* struct nbd_conn * */
+  GThread *thread;
+  int wake_fd;                  /* eventfd, or -1: poll every 100 ms */
+  unsigned devices;             /* open NBD devices: the watcher's users */
+  bool stopping;
+} watch = { .wake_fd = -1 };
+
+static void
+watch_wake (void)
+{
+  static const uint64_t one = 1;
+
+  if (watch.wake_fd >= 0 && write (watch.wake_fd, &one, sizeof one) < 0) {
+    /* EAGAIN: a wake-up is pending anyway. */
+  }
+}
+
+/* Whether the server has closed its end (or the socket failed).  Reads
+ * and drops what is there first: a reply the server sent before closing
+ * must not hide the close.
+ */
+static bool
+watch_server_closed (int fd)
+{
+  char buf[65536];
+
+  for (;;) {
+    ssize_t r = recv (fd, buf, sizeof buf, MSG_DONTWAIT);
+
+    if (r > 0)
+      continue;
+    if (r == 0)
+      return true;
+    if (errno == EINTR)
+      continue;
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
+/* With watch.lock held: stop watching conns->pdata[i]. */
+static void
+watch_drop_locked (unsigned i, const char *how)
+{
+  struct nbd_conn *c = g_ptr_array_steal_index_fast (watch.conns, i);
+
+  /* The device may be closed by now: only c's own fields are used. */
+  ndm_ghost_resolve (c->ghost, how);
+  ndm_channel_unref (&c->ch);
+}
+
+static gpointer
+watch_thread (gpointer unused)
+{
+  g_mutex_lock (&watch.lock);
+  while (!watch.stopping) {
+    unsigned i, n = watch.conns->len;
+    g_autofree struct pollfd *pfd = g_new (struct pollfd, n + 1);
+    g_autofree struct nbd_conn **conns = g_new (struct nbd_conn *, n + 1);
+
+    for (i = 0; i < n; i++) {
+      conns[i] = watch.conns->pdata[i];
+      pfd[i].fd = g_atomic_int_get (&conns[i]->blind) ? -1 : conns[i]->fd;
+      pfd[i].events = POLLIN | POLLRDHUP;
+      pfd[i].revents = 0;
+    }
+    pfd[n].fd = watch.wake_fd;
+    pfd[n].events = POLLIN;
+    pfd[n].revents = 0;
+    g_mutex_unlock (&watch.lock);
+
+    /* Only this thread drops entries, so conns[] stays valid. */
+    if (poll (pfd, n + 1, watch.wake_fd >= 0 ? WATCH_POLL_MS : 100) > 0 &&
+        (pfd[n].revents & POLLIN)) {
+      uint64_t v;
+
+      if (read (watch.wake_fd, &v, sizeof v) < 0) {
+        /* EAGAIN: someone else drained it. */
+      }
+    }
+
+    g_mutex_lock (&watch.lock);
+    for (i = watch.conns->len; i-- > 0; ) {
+      struct nbd_conn *c = watch.conns->pdata[i];
+      unsigned k;
+
+      for (k = 0; k < n && conns[k] != c; k++)
+        ;
+      if (k < n && pfd[k].revents != 0 && watch_server_closed (c->fd))
+        watch_drop_locked (i, "the server closed the connection");
+      else if (ndm_ghost_resolved (c->ghost))
+        watch_drop_locked (i, "");
+      else if (g_atomic_int_get (&c->ch.inflight) == 0 &&
+               ndm_ghost_cells (c->ghost) == 0)
+        watch_drop_locked (i, "nothing it failed had written");
+    }
+  }
+  while (watch.conns->len > 0)
+    watch_drop_locked (watch.conns->len - 1, "the devices are closed");
+  g_mutex_unlock (&watch.lock);
+  return NULL;
+}
+
+/* Watch c (a reference is taken) until its server closes it. */
+static void
+watch_add (struct nbd_conn *c)
+{
+  ndm_channel_ref (&c->ch);
+  g_mutex_lock (&watch.lock);
+  if (watch.conns == NULL)
+    watch.conns = g_ptr_array_new ();
+  g_ptr_array_add (watch.conns, c);
+  if (watch.thread == NULL && !watch.stopping) {
+    GError *e = NULL;
+
+    if (watch.wake_fd < 0)
+      watch.wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    watch.thread = g_thread_try_new ("ndm-fence-watch", watch_thread, NULL,
+                                     &e);
+    if (watch.thread == NULL) {
+      /* Tried again at the next cut; until then its writes stay
+       * quarantined (fence-timeout, or the operator's device_dead).
+       */
+      ndm_log_error ("nbd: cannot start the fence watcher: %s", e->message);
+      g_error_free (e);
+    }
+  }
+  g_mutex_unlock (&watch.lock);
+  watch_wake ();
+}
+
+/* A device opens or closes: the watcher runs while any is open. */
+static void
+watch_device_opened (void)
+{
+  g_mutex_lock (&watch.lock);
+  watch.devices++;
+  g_mutex_unlock (&watch.lock);
+}
+
+static void
+watch_device_closed (void)
+{
+  GThread *t = NULL;
+
+  g_mutex_lock (&watch.lock);
+  if (--watch.devices == 0 && watch.thread != NULL) {
+    t = g_steal_pointer (&watch.thread);
+    watch.stopping = true;
+  }
+  g_mutex_unlock (&watch.lock);
+  if (t == NULL)
+    return;
+  watch_wake ();
+  g_thread_join (t);
+  g_mutex_lock (&watch.lock);
+  watch.stopping = false;
+  g_mutex_unlock (&watch.lock);
+}
+
+/* The operator says uri's server is gone: its ghosts land nothing. */
+static void
+watch_declare_dead (const char *uri)
+{
+  unsigned i;
+
+  g_mutex_lock (&watch.lock);
+  for (i = 0; watch.conns != NULL && i < watch.conns->len; i++) {
+    struct nbd_conn *c = watch.conns->pdata[i];
+
+    if (strcmp (c->uri, uri) == 0)
+      ndm_ghost_resolve (c->ghost, "the operator declared the device dead");
+  }
+  g_mutex_unlock (&watch.lock);
+  watch_wake ();
+}
+
+/* Writes of uri's cut connections quarantined now (for status). */
+static unsigned
+watch_quarantined (const char *uri)
+{
+  unsigned i, n = 0;
+
+  g_mutex_lock (&watch.lock);
+  for (i = 0; watch.conns != NULL && i < watch.conns->len; i++) {
+    struct nbd_conn *c = watch.conns->pdata[i];
+
+    if (strcmp (c->uri, uri) == 0)
+      n += ndm_ghost_cells (c->ghost);
+  }
+  g_mutex_unlock (&watch.lock);
+  return n;
+}
+
+/* The ghost of c, made when first needed (set once). */
+static struct ndm_ghost *
+conn_ghost (struct nbd_conn *c, const char *why)
+{
+  struct ndm_ghost *g = g_atomic_pointer_get (&c->ghost);
+
+  if (g != NULL)
+    return g;
+  g = ndm_ghost_new (&c->nd->dev, why);
+  if (!g_atomic_pointer_compare_and_exchange (&c->ghost, NULL, g)) {
+    ndm_ghost_unref (g);
+    g = g_atomic_pointer_get (&c->ghost);
+  }
+  return g;
+}
+
+/* Cut libnbd off c's server without telling the server to forget
+ * anything: see the top of the file.  Any thread outside an nbd_aio_*
+ * call on c->h (it takes io_lock as writer) and outside completions.
+ */
+static void
+conn_sever (struct nbd_conn *c, const char *why)
+{
+  int dead = dead_socket ();
+  bool blind = false;
+
+  conn_ghost (c, why);
+  g_rw_lock_writer_lock (&c->io_lock);
+  if (!g_atomic_int_get (&c->severed) && !nbd_aio_is_dead (c->h) &&
+      !nbd_aio_is_closed (c->h)) {
+    int fd = nbd_aio_get_fd (c->h);
+
+    if (fd < 0 || dead < 0 || dup2 (dead, fd) == -1) {
+      /* Cut the socket itself: libnbd sees the end, and so do we, so
+       * the server's close cannot be told from ours.
+       */
+      blind = true;
+      shutdown (c->fd, SHUT_RDWR);
+    }
+  }
+  g_atomic_int_set (&c->severed, 1);
+  g_rw_lock_writer_unlock (&c->io_lock);
+
+  if (blind) {
+    g_atomic_int_set (&c->blind, 1);
+    ndm_log_error ("device %s: connection %u cut without a way to watch "
+                   "its server: writes it may still land stay quarantined "
+                   "until fence-timeout, or device_dead", c->nd->dev.uri,
+                   c->slot);
+  }
+  else
+    shutdown (c->fd, SHUT_WR);  /* the server: finish, then close */
+  watch_add (c);
+}
 
 /* ---- connecting ------------------------------------------------------------ */
 
@@ -186,7 +501,9 @@ conn_new (struct nbd_dev *nd, struct nbd_handle *h, unsigned slot,
   }
   c = g_new0 (struct nbd_conn, 1);
   ndm_channel_init (&c->ch, &nbd_channel_ops);   /* the pool's reference */
+  g_rw_lock_init (&c->io_lock);
   c->nd = nd;
+  c->uri = g_strdup (nd->dev.uri);
   c->h = h;
   c->fd = fd;
   c->sr = nbd_get_structured_replies_negotiated (h) == 1;
@@ -202,6 +519,9 @@ conn_release (struct ndm_channel *ch)
 
   nbd_close (c->h);
   close (c->fd);
+  ndm_ghost_unref (c->ghost);
+  g_rw_lock_clear (&c->io_lock);
+  g_free (c->uri);
   g_free (c);
 }
 
@@ -217,8 +537,10 @@ conn_lost (struct nbd_conn *c, const char *why)
 
   if (!g_atomic_int_compare_and_exchange (&c->dead, 0, 1))
     return;
-  /* Make sure libnbd sees the end too, whoever noticed first. */
-  shutdown (c->fd, SHUT_RDWR);
+  /* Make sure libnbd sees the end too, whoever noticed first, and that
+   * the server's fate is watched (R10).
+   */
+  conn_sever (c, why);
 
   g_mutex_lock (&nd->lock);
   if (nd->conns[c->slot] == c) {
@@ -317,7 +639,11 @@ conn_prepare (struct ndm_channel *ch, struct pollfd *pfd, int *timeout_ms)
       conn_lost (c, "the connection was closed");
     return -1;
   }
-  pfd->fd = c->fd;
+  /* Cut: libnbd reads the dead socket (at once); the real one is the
+   * fence watcher's.
+   */
+  pfd->fd = g_atomic_int_get (&c->severed) && dead_socket () >= 0
+    ? dead_socket () : c->fd;
   pfd->events = 0;
   if (dir & LIBNBD_AIO_DIRECTION_READ)
     pfd->events |= POLLIN;
@@ -331,17 +657,22 @@ static void
 conn_service (struct ndm_channel *ch, short revents)
 {
   struct nbd_conn *c = (struct nbd_conn *) ch;
-  unsigned dir = nbd_aio_get_direction (c->h);
+  unsigned dir;
   int r = 0;
 
-  if ((dir & LIBNBD_AIO_DIRECTION_READ) &&
-      (revents & (POLLIN | POLLHUP | POLLERR))) {
+  g_rw_lock_reader_lock (&c->io_lock);
+  dir = nbd_aio_get_direction (c->h);
+  if (g_atomic_int_get (&c->severed) && dir != 0)
+    r = nbd_aio_notify_read (c->h);     /* EOF from the dead socket */
+  else if ((dir & LIBNBD_AIO_DIRECTION_READ) &&
+           (revents & (POLLIN | POLLHUP | POLLERR))) {
     r = nbd_aio_notify_read (c->h);
     conn_set_progress (c);
   }
   else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) &&
            (revents & (POLLOUT | POLLHUP | POLLERR)))
     r = nbd_aio_notify_write (c->h);
+  g_rw_lock_reader_unlock (&c->io_lock);
   if (r == -1 || nbd_aio_is_dead (c->h) || nbd_aio_is_closed (c->h))
     conn_lost (c, r == -1 ? nbd_get_error () : "the connection was closed");
   if (g_atomic_int_get (&c->nd->draining))
@@ -359,6 +690,18 @@ static const struct ndm_channel_ops nbd_channel_ops = {
 /* Completion callback: under libnbd's handle lock.  Record and go; what
  * the error means for the connection is decided outside the callback.
  */
+/* Whether c's server has closed its end: then what it had can no longer
+ * land.  Looks, does not read (the data is libnbd's while it lives).
+ */
+static bool
+conn_server_closed (struct nbd_conn *c)
+{
+  struct pollfd pfd = { .fd = c->fd, .events = POLLRDHUP };
+
+  return poll (&pfd, 1, 0) == 1 &&
+    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static int
 cmd_complete (void *user_data, int *error)
 {
@@ -367,9 +710,17 @@ cmd_complete (void *user_data, int *error)
   int err = *error;
 
   if (err == ESHUTDOWN)
-    g_atomic_int_set (&c->nd->draining, 1);
-  else if (ndm_errno_is_path_error (err))
+    g_atomic_int_set (&c->nd->draining, 1);     /* the server did not run it */
+  else if (ndm_errno_is_path_error (err)) {
     g_atomic_int_set (&c->suspect, 1);
+    /* Failed without an answer: unless the server is known to have
+     * closed, it may run it yet (R10).  The cut follows (conn_lost,
+     * outside this callback), and with it the watch.
+     */
+    if (g_atomic_pointer_get (&c->ghost) != NULL || !conn_server_closed (c))
+      ndm_bio_quarantine (bio, err,
+                          conn_ghost (c, "the connection failed"));
+  }
   ndm_channel_ended (&c->ch);
   ndm_bio_endio (bio, err);
   return 1;                     /* retire the command */
@@ -471,6 +822,7 @@ nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
     conn_set_progress (c);      /* the io-timeout clock starts now */
   ndm_channel_started (&c->ch);
 
+  g_rw_lock_reader_lock (&c->io_lock);
   switch (cmd->op) {
   case NDM_OP_READ:
     cookie = nbd_aio_pread (c->h, cmd->buf, cmd->len, cmd->offset, cb, 0);
@@ -503,6 +855,7 @@ nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
                                    ? LIBNBD_CMD_FLAG_REQ_ONE : 0);
     break;
   }
+  g_rw_lock_reader_unlock (&c->io_lock);
 
   if (cookie == -1) {
     /* Not queued: libnbd will not call back (R6). */
@@ -759,12 +1112,20 @@ nbd_start (struct ndm_device *dev)
   g_mutex_unlock (&nd->lock);
 }
 
-/* "up", "degraded 1/2" or "down (reason)": how the pool stands. */
+static void
+nbd_declare_dead (struct ndm_device *dev)
+{
+  watch_declare_dead (dev->uri);
+}
+
+/* "up", "degraded 1/2" or "down (reason)": how the pool stands; then
+ * ", N writes quarantined" while cut connections may still land some.
+ */
 static void
 nbd_status (struct ndm_device *dev, GString *out)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
-  unsigned i, up = 0;
+  unsigned i, up = 0, q = watch_quarantined (dev->uri);
 
   g_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)
@@ -777,6 +1138,9 @@ nbd_status (struct ndm_device *dev, GString *out)
     g_string_append_printf (out, "down (%s)",
                             nd->last_error ? nd->last_error : "?");
   g_mutex_unlock (&nd->lock);
+  if (q > 0)
+    g_string_append_printf (out, ", %u write%s quarantined", q,
+                            q == 1 ? "" : "s");
 }
 
 static void
@@ -801,6 +1165,7 @@ nbd_close_device (struct ndm_device *dev)
   g_mutex_clear (&nd->lock);
   g_free (nd->dev.uri);
   g_free (nd);
+  watch_device_closed ();
 }
 
 static const struct ndm_device_ops nbd_device_ops = {
@@ -811,6 +1176,7 @@ static const struct ndm_device_ops nbd_device_ops = {
   .fence = nbd_fence,
   .probe = nbd_probe,
   .connected = nbd_connected,
+  .declare_dead = nbd_declare_dead,
   .close = nbd_close_device,
 };
 
@@ -866,6 +1232,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   }
 
   nd = g_new0 (struct nbd_dev, 1);
+  watch_device_opened ();
   nd->dev.ops = &nbd_device_ops;
   nd->dev.uri = g_strdup (uri);
   nd->connect_timeout_ms = cfg->connect_timeout_ms;
@@ -883,6 +1250,13 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
     nd->nr_conns = cfg->connections;
     nd->conns = g_new0 (struct nbd_conn *, nd->nr_conns);
     return &nd->dev;
+  }
+  if (nbd_get_size (h) < 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                 "device %s: the server sent no export size", uri);
+    nbd_close (h);
+    nbd_close_device (&nd->dev);
+    return NULL;
   }
   read_caps (nd, h);
   nd->nr_conns = nd->dev.caps.multi_conn ? cfg->connections : 1;

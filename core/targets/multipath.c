@@ -21,14 +21,17 @@
  *
  * Failover (DESIGN.md R3-R5, R10): a path error on a bio (the connection,
  * not the data: ndm_errno_is_path_error) fails the path, fences its
- * device (its connections are shut down, so nothing it had in flight can
- * complete later) and returns REQUEUE: the core re-maps only the tail
- * [start + credited, end) and map picks another path.  A write of the tail
- * waits (DELAY_REQUEUE) until the fenced device has no command left in
- * flight.  Target errors (EIO from a live server, ENOSPC, EPERM, ...) are
- * returned unchanged and the path stays up.  With no valid path, I/O is
- * held (queue_if_no_path, bounded by no_path_retry and no-path-timeout)
- * or fails with EIO at once.
+ * device (its connections are cut) and returns REQUEUE: the core re-maps
+ * only the tail [start + credited, end) and map picks another path.
+ * Cutting a connection does not recall what a live server already
+ * received, so a write the cut failed is quarantined in the data's prison
+ * (all paths share one: ndm_target_set_prison) until its server closes
+ * the connection; the tail, and any later write over it, waits for that
+ * in the core, up to fence-timeout (R10).  Reads move at once.  Target
+ * errors (EIO from a live server, ENOSPC, EPERM, ...) are returned
+ * unchanged and the path stays up.  With no valid path, I/O is held
+ * (queue_if_no_path, bounded by no_path_retry and no-path-timeout) or
+ * fails with EIO at once.
  *
  * Path checker: a thread per target probes every path each
  * checker-interval (a handshake and a one-block read on a connection of
@@ -54,9 +57,6 @@
 #include "../stats.h"
 
 struct mp_group;
-
-/* How often a write's tail looks whether its fenced path is quiet. */
-#define MP_FENCE_POLL_US 2000
 
 struct mp_path {
   struct ndm_path path;         /* dev and the selector's context */
@@ -102,8 +102,6 @@ struct multipath_c {
 /* The clone's scratch space (ndm_clone_per_io). */
 struct mp_io {
   struct mp_path *path;         /* chosen by the last map, or NULL */
-  struct mp_path *fenced;       /* failed under this clone: writes of its
-                                   tail wait for its commands to end */
   gint64 queued_since;          /* us: first map that found no path */
   uint64_t nr_bytes;            /* told to the selector at start_io */
 };
@@ -413,6 +411,12 @@ multipath_ctr (struct ndm_target *ti, unsigned argc, char **argv,
   /* Absent paths have no size yet: refused later if it is not this one. */
   m->initial_pg = initial;
   m->next_pg = m->groups->pdata[initial - 1];
+  /* One data behind every path: one prison for all of them (R7, R10),
+   * the first path's, so a reload naming the same first path keeps its
+   * quarantines.
+   */
+  ndm_target_set_prison (ti,
+                         ((struct mp_path *) m->paths->pdata[0])->path.dev);
   return 0;
 
  err:
@@ -636,18 +640,6 @@ multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
   struct mp_io *io = ndm_clone_per_io (clone);
   struct mp_path *p;
 
-  /* R10: the tail of a write does not go out while the path that failed
-   * under it still has commands that could land.
-   */
-  if (io->fenced != NULL && op_writes (clone->op)) {
-    if (ndm_device_inflight (io->fenced->path.dev) > 0) {
-      /* They end within a poll of the fence: look again soon. */
-      clone->not_before = g_get_monotonic_time () + MP_FENCE_POLL_US;
-      return NDM_MAPIO_DELAY_REQUEUE;
-    }
-    io->fenced = NULL;
-  }
-
   g_mutex_lock (&m->lock);
   /* A flush goes to every valid path: no selector's turn is used. */
   p = NULL;
@@ -688,7 +680,6 @@ static void
 fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
                 GPtrArray **fence)
 {
-  struct mp_io *io = ndm_clone_per_io (clone);
   struct ndm_bio *bio;
 
   ndm_clone_for_each_bio (bio, clone) {
@@ -700,8 +691,6 @@ fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
     p = path_of_device (m, bio->dev);
     if (p == NULL)
       continue;
-    if (op_writes (clone->op))
-      io->fenced = p;
     if (!p->active)
       continue;
     why = g_strdup_printf ("%s on a %" PRIu64 "-byte %s at byte %" PRIu64,

@@ -25,6 +25,20 @@
 struct ndm_clone;
 struct ndm_device;
 struct ndm_channel;
+struct ndm_ghost;
+struct ndm_prison;
+
+/* A range held in a prison (core/prison.c, core-private): by a bio that
+ * read-modify-writes it, or quarantined by a ghost.
+ */
+struct ndm_cell {
+  GList link;                   /* in its prison's cells */
+  uint64_t offset;              /* device bytes */
+  uint64_t len;
+  struct ndm_ghost *ghost;      /* quarantine: whose; NULL: a bio's RMW */
+  int64_t deadline;             /* quarantine: writes fail from then (us) */
+  struct ndm_prison *prison;    /* quarantine: with a reference */
+};
 
 /* Where a bio is in its life (core-private). */
 enum ndm_bio_state {
@@ -61,7 +75,7 @@ struct ndm_bio {
   enum ndm_bio_step step;
   bool rmw;                     /* unaligned: bounce through rmw_* */
   bool emulate_fua;             /* write then flush */
-  bool rmw_locked;              /* holds a range in dev->rmw_ranges */
+  bool rmw_locked;              /* holds rmw_cell in its prison */
   char *bounce;
   uint64_t rmw_offset;          /* aligned device range of the bounce */
   uint64_t rmw_len;
@@ -70,9 +84,11 @@ struct ndm_bio {
                                    device's submit before it starts it */
   GArray *extents;              /* block status answer, device offsets */
   struct ndm_bio *ready_next;   /* request's ready list */
-  GList rmw_link;               /* in dev->rmw_ranges */
+  struct ndm_prison *prison;    /* of the data: its target's or device's */
+  struct ndm_cell rmw_cell;
   enum ndm_op cmd_op;           /* the command out, for the device's */
-  uint64_t cmd_len;             /* stats */
+  uint64_t cmd_offset;          /* stats, and a ghost's quarantine */
+  uint64_t cmd_len;
   int64_t t_cmd;
 };
 

@@ -154,6 +154,11 @@ struct ndm_device_ops {
    * connection is up).  Without it: true.
    */
   bool (*connected) (struct ndm_device *dev);
+  /* Optional.  The operator says the device's server is gone (its
+   * process killed, its machine off): resolve every ghost of the device
+   * (ndm_ghost_resolve), releasing what they quarantine.
+   */
+  void (*declare_dead) (struct ndm_device *dev);
   /* Required.  Nothing is in flight; free everything. */
   void (*close) (struct ndm_device *dev);
 };
@@ -171,9 +176,7 @@ struct ndm_device {
   struct ndm_md *md;
   struct ndm_io_stats *stats;
   unsigned refs;                /* targets holding it; by md->devices_lock */
-  GMutex rmw_lock;              /* protects rmw_ranges, rmw_waiters */
-  GQueue rmw_ranges;            /* bios read-modify-writing (R7) */
-  GQueue rmw_waiters;           /* waiters for a range to be free */
+  struct ndm_prison *prison;    /* its data's cells (core/prison.c) */
 };
 
 /* Opens devices by URI.  The returned device has ops, uri, size, limits and
@@ -196,6 +199,40 @@ void ndm_device_limits_fixup (struct ndm_device_limits *limits);
 
 /* Called by a device, exactly once per started command (see above). */
 void ndm_bio_endio (struct ndm_bio *bio, int status);
+
+/* ---- ghosts: commands that may still land (R10) ------------------------ */
+
+/* A connection was cut while its server may be alive (fenced: a path
+ * failed, io-timeout, a server that stopped answering).  Closing our end
+ * does not recall what the server already received: a stopped or hung
+ * server runs it when it resumes, over anything written since.  A ghost
+ * stands for such a connection until its fate is known.  The device
+ * creates one when it cuts the connection and passes it with every
+ * command the connection fails (ndm_bio_quarantine): a failed write is
+ * then quarantined in its data's prison, and overlapping writes wait
+ * (fence-timeout at most, then EIO) until the device resolves the ghost:
+ * once nothing of it can land any more, because the server closed the
+ * connection or the operator said the server is dead.  Any thread but
+ * the resolve, which must not run under a device's handle lock.
+ */
+struct ndm_ghost;
+struct ndm_ghost *ndm_ghost_new (struct ndm_device *dev, const char *why);
+void ndm_ghost_ref (struct ndm_ghost *g);
+void ndm_ghost_unref (struct ndm_ghost *g);
+/* Nothing of it can land any more; how says why (for the log). */
+void ndm_ghost_resolve (struct ndm_ghost *g, const char *how);
+bool ndm_ghost_resolved (struct ndm_ghost *g);
+/* Ranges it quarantines now. */
+unsigned ndm_ghost_cells (struct ndm_ghost *g);
+
+/* A command of a cut connection failed with status: if it wrote, what it
+ * wrote is quarantined under g (nothing if g is NULL or status 0).  Call
+ * it before ndm_channel_ended and ndm_bio_endio: whoever sees the command
+ * ended must see its quarantine, and its owner meets it when it maps the
+ * tail.
+ */
+void ndm_bio_quarantine (struct ndm_bio *bio, int status,
+                         struct ndm_ghost *g);
 
 /* Block status answer for the command of bio (device offsets).  From the
  * completion path, before ndm_bio_endio().

@@ -80,6 +80,8 @@ struct ndm_config {
   unsigned connect_timeout_ms;  /* NBD handshake, at start-up */
   unsigned reconnect_ms;        /* delay between reconnect attempts */
   unsigned io_timeout_ms;       /* fence a device silent this long; 0 off */
+  unsigned fence_timeout_ms;    /* R10: writes wait this long for a cut
+                                   connection's server to close it */
   unsigned checker_interval_ms; /* multipath: probe every path */
   unsigned flap_window_ms;      /* multipath: a path failing again within
                                    this of its reinstatement flaps */
@@ -135,6 +137,9 @@ int ndm_config_set (struct ndm_config *cfg, const char *key,
   "                       it came back flaps (default 60).\n"               \
   "flap-damping=SECS      Multipath: a flapping path is reinstated only\n"  \
   "                       after this long (default 30).\n"                  \
+  "fence-timeout=SECS     How long a write waits for the server of a cut\n" \
+  "                       connection to close it, when a write it had may\n"\
+  "                       still land there (default 30); then it fails.\n" \
   "io-timeout=SECS        Fence a device connection that has commands out\n"\
   "                       and answers nothing for this long (default 0:\n" \
   "                       wait for ever).\n"                                \

@@ -64,6 +64,7 @@ struct ndm_target {
   unsigned line;                /* in the table text, for messages */
   void *private;                /* the target's context */
   struct ndm_io_stats *stats;   /* core-private */
+  struct ndm_prison *prison;    /* core-private: see ndm_target_set_prison */
 };
 
 /* One client request's part within one target.  Targets read it; only the
@@ -247,6 +248,15 @@ struct ndm_device *ndm_table_get_device (struct ndm_target *ti,
 struct ndm_device *ndm_table_get_device_tolerant (struct ndm_target *ti,
                                                   const char *uri,
                                                   GError **err);
+
+/* For ctr of a target whose devices hold the same data (multipath's
+ * paths): every bio of the target, whatever its device, takes its
+ * read-modify-write cells and meets quarantines (R7, R10) in dev's
+ * prison, so writes through different devices to the same block are
+ * serialised where the data is.  Device offsets must mean the same place
+ * on every device of the target.
+ */
+void ndm_target_set_prison (struct ndm_target *ti, struct ndm_device *dev);
 
 /* The mapped device's tuning (checker intervals and the like). */
 const struct ndm_config *ndm_target_config (struct ndm_target *ti);

@@ -31,10 +31,17 @@ struct fake_chan {
   int efd;                      /* "the socket": readable = replies */
 };
 
+/* A write a cut connection's server still holds (fence=ghost). */
+struct ghost_write {
+  struct ndm_cmd cmd;           /* buf is a copy */
+};
+
 struct fake_dev {
   struct ndm_device dev;
   char *name;
   enum fake_mode mode;
+  bool ghost_fence;             /* fence=ghost */
+  struct fake_dev *data_owner;  /* data=NAME: whose data; else NULL */
 
   GMutex lock;
   GCond cond;
@@ -57,6 +64,8 @@ struct fake_dev {
   uint64_t probe_size;
   unsigned probes, fences;
   struct fake_chan *chan;
+  struct ndm_ghost *ghost;      /* of the last ghost fence, unresolved */
+  GPtrArray *ghost_writes;      /* struct ghost_write *, to land */
 };
 
 static GMutex registry_lock;
@@ -331,13 +340,23 @@ fake_start (struct ndm_device *dev)
 {
 }
 
-/* Fence: every held command fails with ENOTCONN and its data is dropped,
- * as a closed connection's would be.
+static bool
+cmd_writes (const struct ndm_cmd *c)
+{
+  return c->op == NDM_OP_WRITE || c->op == NDM_OP_ZERO ||
+    c->op == NDM_OP_TRIM;
+}
+
+/* Fence: every held command fails with ENOTCONN.  Without fence=ghost its
+ * data is dropped, as a closed connection's would be; with it the
+ * server keeps the writes (copied: the client's buffer goes) to land
+ * them later, and the commands fail under a ghost.
  */
 static void
 fake_fence (struct ndm_device *dev, const char *why)
 {
   struct fake_dev *fd = (struct fake_dev *) dev;
+  struct ndm_ghost *g = NULL;
   GPtrArray *held;
   unsigned i;
 
@@ -345,10 +364,62 @@ fake_fence (struct ndm_device *dev, const char *why)
   fd->fences++;
   held = fd->pending;
   fd->pending = g_ptr_array_new ();
+  if (fd->ghost_fence && held->len > 0) {
+    if (fd->ghost == NULL)
+      fd->ghost = ndm_ghost_new (dev, why);
+    g = fd->ghost;
+    for (i = 0; i < held->len; i++) {
+      struct pending *p = held->pdata[i];
+      struct ghost_write *gw;
+
+      if (!cmd_writes (&p->cmd))
+        continue;
+      gw = g_new0 (struct ghost_write, 1);
+      gw->cmd = p->cmd;
+      if (p->cmd.buf != NULL)
+        gw->cmd.buf = g_memdup2 (p->cmd.buf, p->cmd.len);
+      g_ptr_array_add (fd->ghost_writes, gw);
+    }
+  }
   g_mutex_unlock (&fd->lock);
-  for (i = 0; i < held->len; i++)
-    finish (fd, held->pdata[i], ENOTCONN);
+  for (i = 0; i < held->len; i++) {
+    struct pending *p = held->pdata[i];
+
+    ndm_bio_quarantine (p->bio, ENOTCONN, g);
+    finish (fd, p, ENOTCONN);
+  }
   g_ptr_array_unref (held);
+}
+
+static void
+ghost_write_free (gpointer data)
+{
+  struct ghost_write *gw = data;
+
+  g_free (gw->cmd.buf);
+  g_free (gw);
+}
+
+/* The ghost's server is gone (or resumed and done): nothing more lands. */
+static void
+fake_resolve (struct fake_dev *fd, const char *how)
+{
+  struct ndm_ghost *g;
+
+  g_mutex_lock (&fd->lock);
+  g = g_steal_pointer (&fd->ghost);
+  g_ptr_array_set_size (fd->ghost_writes, 0);
+  g_mutex_unlock (&fd->lock);
+  if (g != NULL) {
+    ndm_ghost_resolve (g, how);
+    ndm_ghost_unref (g);
+  }
+}
+
+static void
+fake_declare_dead (struct ndm_device *dev)
+{
+  fake_resolve ((struct fake_dev *) dev, "declared dead");
 }
 
 static int
@@ -396,6 +467,7 @@ fake_close (struct ndm_device *dev)
   if (fd->thread != NULL)
     g_thread_join (fd->thread);
   g_assert_cmpuint (fd->pending->len, ==, 0);
+  fake_resolve (fd, "the device is closed");
   if (fd->chan != NULL)
     ndm_channel_unref (&fd->chan->ch);
   /* The data and the log stay readable until fake_reset. */
@@ -408,6 +480,7 @@ static const struct ndm_device_ops fake_device_ops = {
   .fence = fake_fence,
   .probe = fake_probe,
   .connected = fake_connected,
+  .declare_dead = fake_declare_dead,
   .close = fake_close,
 };
 
@@ -484,8 +557,21 @@ fake_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   fd->dev.caps.multi_conn = param_u64 (params, "multiconn", 1);
   g_mutex_init (&fd->lock);
   g_cond_init (&fd->cond);
-  fd->data = g_malloc0 (fd->dev.size);
-  fd->allocated = g_new0 (bool, fd->dev.size / FAKE_BLOCK + 1);
+  if (g_hash_table_lookup (params, "data") != NULL) {
+    /* Another path to that fake's export: its data, and its size. */
+    fd->data_owner = fake_lookup (g_hash_table_lookup (params, "data"));
+    g_assert_nonnull (fd->data_owner);
+    fd->dev.size = fd->data_owner->dev.size;
+    fd->data = fd->data_owner->data;
+    fd->allocated = fd->data_owner->allocated;
+  }
+  else {
+    fd->data = g_malloc0 (fd->dev.size);
+    fd->allocated = g_new0 (bool, fd->dev.size / FAKE_BLOCK + 1);
+  }
+  fd->ghost_fence = g_strcmp0 (g_hash_table_lookup (params, "fence"),
+                               "ghost") == 0;
+  fd->ghost_writes = g_ptr_array_new_with_free_func (ghost_write_free);
   fd->pending = g_ptr_array_new ();
   g_queue_init (&fd->arrived);
   fd->log = g_array_new (FALSE, FALSE, sizeof (struct fake_cmd));
@@ -549,8 +635,11 @@ fake_free (gpointer data)
 {
   struct fake_dev *fd = data;
 
-  g_free (fd->data);
-  g_free (fd->allocated);
+  if (fd->data_owner == NULL) {
+    g_free (fd->data);
+    g_free (fd->allocated);
+  }
+  g_ptr_array_unref (fd->ghost_writes);
   g_ptr_array_unref (fd->pending);
   g_queue_clear (&fd->arrived);
   g_array_unref (fd->log);
@@ -777,6 +866,39 @@ fake_probes (struct fake_dev *fd)
 
   g_mutex_lock (&fd->lock);
   n = fd->probes;
+  g_mutex_unlock (&fd->lock);
+  return n;
+}
+
+void
+fake_fence_now (struct fake_dev *fd)
+{
+  fake_fence (&fd->dev, "fenced by the test");
+}
+
+void
+fake_land_ghosts (struct fake_dev *fd)
+{
+  unsigned i;
+
+  g_mutex_lock (&fd->lock);
+  for (i = 0; i < fd->ghost_writes->len; i++) {
+    struct ghost_write *gw = fd->ghost_writes->pdata[i];
+    struct pending p = { .cmd = gw->cmd, .index = G_MAXUINT };
+
+    apply (fd, &p);
+  }
+  g_mutex_unlock (&fd->lock);
+  fake_resolve (fd, "the stopped server resumed and closed");
+}
+
+unsigned
+fake_quarantined (struct fake_dev *fd)
+{
+  unsigned n;
+
+  g_mutex_lock (&fd->lock);
+  n = fd->ghost != NULL ? ndm_ghost_cells (fd->ghost) : 0;
   g_mutex_unlock (&fd->lock);
   return n;
 }

@@ -21,6 +21,14 @@
  * Faults: a completion errno per command index, a submit failure at a
  * command index (R6), an errno for any command touching a byte range, and
  * partial reads (half the data, then the error).
+ *
+ * Two fakes can be two paths to one export: data=NAME shares the data of
+ * the fake NAME (opened first).  fence=ghost makes a fence behave like
+ * cutting the connection to a server that is alive but stopped: held
+ * commands fail with ENOTCONN under a ghost (R10), and the writes among
+ * them land later, when the test says the server resumes
+ * (fake_land_ghosts); without it, a fence drops them, as a server that
+ * died would.
  */
 #ifndef NDM_TEST_FAKE_DEVICE_H
 #define NDM_TEST_FAKE_DEVICE_H
@@ -74,6 +82,15 @@ void fake_set_probe_size (struct fake_dev *fd, uint64_t size);
 /* Probes so far, and fences. */
 unsigned fake_probes (struct fake_dev *fd);
 unsigned fake_fences (struct fake_dev *fd);
+/* Fence it now, as a device that timed out would be (io-timeout). */
+void fake_fence_now (struct fake_dev *fd);
+/* fence=ghost: the stopped server resumes: the writes it held land (in
+ * the order it received them), then it closes the cut connection: its
+ * ghost is resolved.
+ */
+void fake_land_ghosts (struct fake_dev *fd);
+/* Writes its ghosts quarantine now. */
+unsigned fake_quarantined (struct fake_dev *fd);
 
 /* The command log, copied. */
 GArray *fake_log (struct fake_dev *fd);          /* of struct fake_cmd */

@@ -335,6 +335,174 @@ test_fenced_commands_discarded (void)
   h_md_free (md);
 }
 
+/* ---- R7 x multipath: read-modify-write where the data is --------------------- */
+
+/* Two paths to one export (p2 shares p1's data), 4 KiB blocks.  Two
+ * 512-byte writes to one block go down different paths; each must
+ * read-modify-write the block, and the second must wait for the first:
+ * the paths are two devices, but the block is one.  (It used to read the
+ * old block on p2 while p1's update was still out: one update lost.)
+ */
+static void
+test_rmw_two_paths_one_block (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 multipath 0 0 1 1 round-robin 0 2 1 "
+    "fake://p1?mode=held&min=4096 1 fake://p2?data=p1&mode=held&min=4096 1",
+    NULL);
+  struct fake_dev *p1 = fake_lookup ("p1"), *p2 = fake_lookup ("p2");
+  char sa[512], sb[512], got[1024];
+  struct h_io *a, *b;
+
+  memset (sa, 'a', sizeof sa);
+  memset (sb, 'b', sizeof sb);
+  a = h_io_start (md, NDM_OP_WRITE, sa, 512, 0, 0);      /* to p1 */
+  fake_wait_pending (p1, 1);                              /* its read */
+  b = h_io_start (md, NDM_OP_WRITE, sb, 512, 512, 0);    /* to p2 */
+  g_usleep (30 * 1000);
+  g_assert_cmpuint (fake_submitted (p2), ==, 0);          /* b waits */
+  fake_complete (p1, 0, 0);
+  fake_wait_pending (p1, 1);                              /* a's write */
+  g_assert_cmpuint (fake_submitted (p2), ==, 0);
+  fake_complete (p1, 1, 0);
+  g_assert_cmpint (h_io_wait (a), ==, 0);
+  fake_wait_pending (p2, 1);
+  fake_complete (p2, 0, 0);
+  fake_wait_pending (p2, 1);
+  fake_complete (p2, 1, 0);
+  g_assert_cmpint (h_io_wait (b), ==, 0);
+  memcpy (got, fake_data (p1), sizeof got);
+  g_assert_cmpmem (got, 512, sa, 512);
+  g_assert_cmpmem (got + 512, 512, sb, 512);
+  h_md_free (md);
+}
+
+/* ---- R10: no ghost writes --------------------------------------------------- */
+
+/* p1's server is alive but stopped (fence=ghost): what it received runs
+ * when it resumes.  p2 is the other path to the same data.
+ */
+#define GHOST_PATHS \
+  "0 2048 multipath 0 0 1 1 round-robin 0 2 1 " \
+  "fake://p1?mode=held&fence=ghost 1 fake://p2?data=p1 1"
+#define P1 "fake://p1?mode=held&fence=ghost"
+
+static bool
+done_within (struct h_io *io, unsigned ms)
+{
+  gint64 end = g_get_monotonic_time () + ms * G_TIME_SPAN_MILLISECOND;
+
+  while (!h_io_done (io) && g_get_monotonic_time () < end)
+    g_usleep (1000);
+  return h_io_done (io);
+}
+
+/* Write X hangs on p1; the path fails and is fenced.  X may not move to
+ * p2 while p1's server may still run it: it waits, and so does a later
+ * write over it, while writes elsewhere and reads go on.  When p1's
+ * server resumes, X lands there first; only then is X written on p2 and
+ * acknowledged, and Y after it: the acknowledged Y is what stays.  (X
+ * used to be re-sent at once, and the resumed server wrote the stale X
+ * over the acknowledged Y.)
+ */
+static void
+test_ghost_write_waits_for_server (void)
+{
+  struct ndm_md *md = h_md_new (GHOST_PATHS, NULL);
+  struct fake_dev *p1 = fake_lookup ("p1"), *p2 = fake_lookup ("p2");
+  char x[4096], y[4096], z[4096], got[4096];
+  struct h_io *io;
+
+  memset (x, 'X', sizeof x);
+  memset (y, 'Y', sizeof y);
+  memset (z, 'Z', sizeof z);
+  io = h_io_start (md, NDM_OP_WRITE, x, sizeof x, 0, 0);
+  fake_wait_pending (p1, 1);
+  g_free (command_ok (md, "message 0 fail_path " P1));
+  g_assert_false (done_within (io, 50));
+  g_assert_cmpuint (fake_submitted (p2), ==, 0);
+  g_assert_cmpuint (fake_quarantined (p1), ==, 1);
+  /* Elsewhere, writes go on; reads of the quarantined block too. */
+  g_assert_cmpint (h_io_wait_bounded (h_io_start (md, NDM_OP_WRITE, z,
+                                                  sizeof z, 65536, 0), 5),
+                   ==, 0);
+  g_assert_cmpint (h_io_wait_bounded (h_io_start (md, NDM_OP_READ, got,
+                                                  sizeof got, 0, 0), 5),
+                   ==, 0);
+  g_assert_false (h_io_done (io));
+
+  fake_land_ghosts (p1);                /* the stopped server resumes */
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, y, sizeof y, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, got, sizeof got, 0, 0), ==, 0);
+  g_assert_cmpmem (got, sizeof got, y, sizeof y);
+  g_assert_cmpmem (fake_data (p1), 4096, y, sizeof y);
+  g_assert_cmpuint (fake_quarantined (p1), ==, 0);
+  h_md_free (md);
+}
+
+/* The server never comes back: after fence-timeout the waiting write
+ * fails with EIO, and so does every later write over the quarantined
+ * range, at once, until the operator says the server is dead.
+ */
+static void
+test_ghost_write_deadline (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *p1;
+  char x[4096], y[4096], got[4096];
+  GError *err = NULL;
+  struct h_io *io;
+
+  ndm_config_init (&cfg);
+  cfg.fence_timeout_ms = 200;
+  md = h_md_new (GHOST_PATHS, &cfg);
+  p1 = fake_lookup ("p1");
+  memset (x, 'X', sizeof x);
+  memset (y, 'Y', sizeof y);
+  io = h_io_start (md, NDM_OP_WRITE, x, sizeof x, 0, 0);
+  fake_wait_pending (p1, 1);
+  g_free (command_ok (md, "message 0 fail_path " P1));
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, EIO);
+  /* Past the deadline: at once, and only over the quarantined range. */
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, y, 512, 3584, 0), ==, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 8192, 0, 0), ==, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, y, sizeof y, 4096, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, got, sizeof got, 0, 0), ==, 0);
+
+  g_assert_null (command (md, "message 0 device_dead", &err));
+  g_assert_nonnull (strstr (err->message, "expected one argument"));
+  g_clear_error (&err);
+  g_assert_null (command (md, "message 0 device_dead fake://nope", &err));
+  g_assert_nonnull (strstr (err->message, "no device 'fake://nope'"));
+  g_clear_error (&err);
+  g_free (command_ok (md, "message 0 device_dead " P1));
+  g_assert_cmpuint (fake_quarantined (p1), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, y, sizeof y, 0, 0), ==, 0);
+  g_assert_cmpmem (fake_data (p1), 4096, y, sizeof y);
+  h_md_free (md);
+}
+
+/* A read fenced on p1 moves to p2 at once: no write of it can land. */
+static void
+test_ghost_read_moves_at_once (void)
+{
+  struct ndm_md *md = h_md_new (GHOST_PATHS, NULL);
+  struct fake_dev *p1 = fake_lookup ("p1");
+  char got[4096];
+  struct h_io *io;
+
+  memset (fake_data (p1), 'D', 4096);
+  io = h_io_start (md, NDM_OP_READ, got, sizeof got, 0, 0);
+  fake_wait_pending (p1, 1);
+  g_free (command_ok (md, "message 0 fail_path " P1));
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, 0);
+  g_assert_cmpint (got[0], ==, 'D');
+  g_assert_cmpuint (fake_quarantined (p1), ==, 0);
+  h_md_free (md);
+}
+
 /* R6: a clone whose bios never started is released, so the selector
  * does not count an I/O that never ran (queue-length would shun the path).
  */
@@ -925,5 +1093,13 @@ main (int argc, char *argv[])
   g_test_add_func ("/multipath/checker/identity", test_identity);
   g_test_add_func ("/multipath/checker/absent", test_absent_at_load);
   g_test_add_func ("/multipath/flush", test_flush);
+  g_test_add_func ("/multipath/r7/rmw-two-paths-one-block",
+                   test_rmw_two_paths_one_block);
+  g_test_add_func ("/multipath/r10/ghost-write-waits-for-server",
+                   test_ghost_write_waits_for_server);
+  g_test_add_func ("/multipath/r10/ghost-write-deadline",
+                   test_ghost_write_deadline);
+  g_test_add_func ("/multipath/r10/read-moves-at-once",
+                   test_ghost_read_moves_at_once);
   return g_test_run ();
 }

@@ -560,6 +560,41 @@ test_out_of_range (void)
   h_md_free (md);
 }
 
+/* R10 without paths: linear over a device whose connection is cut (here
+ * by the test, as io-timeout would) while its server is alive but
+ * stopped.  The write it had fails (EIO: nothing retries it), but the
+ * server may still run it, so the client's next write over it waits for
+ * the server; when the server resumes, the stale write lands first and
+ * the new one after it.  (The new write used to be sent on a new
+ * connection at once, and the resumed server overwrote it.)
+ */
+static void
+test_r10_linear_cut_quarantines (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 linear fake://a?mode=held&fence=ghost 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  char x[4096], y[4096];
+  struct h_io *io;
+
+  memset (x, 'X', sizeof x);
+  memset (y, 'Y', sizeof y);
+  io = h_io_start (md, NDM_OP_WRITE, x, sizeof x, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_fence_now (a);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, EIO);
+  io = h_io_start (md, NDM_OP_WRITE, y, 512, 1024, 0);
+  assert_still_waiting (io);
+  g_assert_cmpuint (fake_pending (a), ==, 0);
+  fake_land_ghosts (a);
+  fake_wait_pending (a, 1);
+  fake_complete_all (a);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, 0);
+  g_assert_cmpint (fake_data (a)[0], ==, 'X');
+  g_assert_cmpint (fake_data (a)[1024], ==, 'Y');
+  h_md_free (md);
+}
+
 /* R13: a target that requeues what cannot start (here the probe, over a
  * device whose every submit fails) does not hold the request for ever:
  * after NDM_MAX_EMPTY_ROUNDS rounds that started nothing it fails with
@@ -652,6 +687,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/request/r9/flush-failure", test_r9_flush_failure);
   g_test_add_func ("/request/r9/requeued-flush-every-device",
                    test_r9_requeued_flush);
+  g_test_add_func ("/request/r10/linear-cut-quarantines",
+                   test_r10_linear_cut_quarantines);
   g_test_add_func ("/request/r13/empty-rounds-bounded",
                    test_r13_empty_rounds_bounded);
   g_test_add_func ("/request/r13/rounds-see-quit", test_r13_rounds_see_quit);

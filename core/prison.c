@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: prisons — ranges of shared data that writes must not enter yet
+ * (dm's bio prison: cells that detain bios by block range).
+ *
+ * A prison belongs to the data, not to a connection: every device has
+ * one, and a target whose devices hold the same data (multipath's paths)
+ * puts all its bios in one prison (ndm_target_set_prison).  Two kinds of
+ * cell live in it, in device byte offsets:
+ *
+ *   - a read-modify-write cell (R7), held by the bio that bounces a block
+ *     from its read to its write: another write to the block waits, or
+ *     one of the two updates would be lost.  Two paths to one export are
+ *     two devices, so this must be the data's prison, not the device's;
+ *
+ *   - a quarantine cell (R10), left by a write whose command failed on a
+ *     connection that was cut while its server may be alive (a ghost):
+ *     that server may still execute the write when it resumes, over
+ *     anything written since.  Writes that overlap wait until the ghost is
+ *     resolved (the server closed the connection: nothing from it can land
+ *     any more), up to the ghost's deadline (fence-timeout), and fail with
+ *     EIO from then on, for as long as the cell stays.  Reads never wait:
+ *     the data they see is older or newer, and no acknowledged write is
+ *     overwritten by reading.
+ *
+ * Thread model: detain and release run on request owners; quarantine in
+ * completions (under a device's handle lock: leaf locks only); resolve on
+ * whatever thread learns the server's fate.  Lock order (order 4 in
+ * core/request.c): ndm_ghost.lock, then ndm_prison.lock; neither is held
+ * across anything but list work and waiter kicks.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+#include "log.h"
+
+struct ndm_prison {
+  gint refs;                    /* atomic: its device or target, cells */
+  GMutex lock;                  /* protects cells, waiters */
+  GQueue cells;                 /* struct ndm_cell * */
+  GQueue waiters;               /* struct ndm_waiter *, detained */
+  gint nr_quarantined;          /* atomic: quarantine cells (fast path) */
+};
+
+struct ndm_ghost {
+  gint refs;                    /* atomic */
+  GMutex lock;                  /* protects cells, resolved */
+  GSList *cells;                /* its quarantine cells */
+  bool resolved;
+  bool announced;               /* the first quarantine was logged */
+  char *uri;                    /* of its device, for messages */
+  char *why;                    /* why its connection was cut */
+  gint64 deadline;              /* us: overlapping writes fail from then */
+};
+
+/* ---- prisons ---------------------------------------------------------------- */
+
+struct ndm_prison *
+ndm_prison_new (void)
+{
+  struct ndm_prison *p = g_new0 (struct ndm_prison, 1);
+
+  p->refs = 1;
+  g_mutex_init (&p->lock);
+  g_queue_init (&p->cells);
+  g_queue_init (&p->waiters);
+  return p;
+}
+
+struct ndm_prison *
+ndm_prison_ref (struct ndm_prison *p)
+{
+  g_atomic_int_inc (&p->refs);
+  return p;
+}
+
+void
+ndm_prison_unref (struct ndm_prison *p)
+{
+  if (p == NULL || !g_atomic_int_dec_and_test (&p->refs))
+    return;
+  g_assert (g_queue_is_empty (&p->cells));
+  g_queue_clear (&p->waiters);
+  g_mutex_clear (&p->lock);
+  g_free (p);
+}
+
+unsigned
+ndm_prison_quarantined (struct ndm_prison *p)
+{
+  return g_atomic_int_get (&p->nr_quarantined);
+}
+
+static inline bool
+overlaps (const struct ndm_cell *c, uint64_t offset, uint64_t len)
+{
+  return c->offset < offset + len && offset < c->offset + c->len;
+}
+
+/* With p->lock held: wake every detained waiter; each looks again. */
+static void
+prison_wake_locked (struct ndm_prison *p)
+{
+  struct ndm_waiter *w;
+
+  while ((w = g_queue_pop_head (&p->waiters)) != NULL)
+    ndm_waiter_kick (w);
+}
+
+int
+ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
+                   uint64_t offset, uint64_t len, bool writes,
+                   struct ndm_waiter *w, gint64 *wait_until, int *err)
+{
+  gint64 now = 0;
+  bool wait = false;
+  GList *l;
+
+  /* Reads move at once (R10); and the common case takes no lock. */
+  if (hold == NULL && (!writes || ndm_prison_quarantined (p) == 0))
+    return 0;
+
+  g_mutex_lock (&p->lock);
+  for (l = p->cells.head; l != NULL; l = l->next) {
+    struct ndm_cell *c = l->data;
+
+    if (!overlaps (c, offset, len))
+      continue;
+    if (c->ghost == NULL) {
+      if (hold != NULL)
+        wait = true;            /* another read-modify-write of the block */
+      continue;
+    }
+    if (now == 0)
+      now = g_get_monotonic_time ();
+    if (now >= c->deadline) {
+      g_mutex_unlock (&p->lock);
+      *err = EIO;
+      return -1;
+    }
+    wait = true;
+    if (*wait_until == 0 || c->deadline < *wait_until)
+      *wait_until = c->deadline;
+  }
+  if (wait) {
+    if (g_queue_find (&p->waiters, w) == NULL)
+      g_queue_push_tail (&p->waiters, w);
+    g_mutex_unlock (&p->lock);
+    return 1;
+  }
+  if (hold != NULL) {
+    hold->offset = offset;
+    hold->len = len;
+    hold->ghost = NULL;
+    hold->link.data = hold;
+    g_queue_push_tail_link (&p->cells, &hold->link);
+  }
+  g_mutex_unlock (&p->lock);
+  return 0;
+}
+
+void
+ndm_prison_release (struct ndm_prison *p, struct ndm_cell *cell)
+{
+  g_mutex_lock (&p->lock);
+  g_queue_unlink (&p->cells, &cell->link);
+  prison_wake_locked (p);
+  g_mutex_unlock (&p->lock);
+}
+
+/* ---- ghosts ------------------------------------------------------------------ */
+
+struct ndm_ghost *
+ndm_ghost_new (struct ndm_device *dev, const char *why)
+{
+  struct ndm_ghost *g = g_new0 (struct ndm_ghost, 1);
+  unsigned timeout_ms = dev->md != NULL ? dev->md->cfg.fence_timeout_ms
+    : NDM_DEFAULT_FENCE_TIMEOUT_MS;
+
+  g->refs = 1;
+  g_mutex_init (&g->lock);
+  g->uri = g_strdup (dev->uri);
+  g->why = g_strdup (why);
+  g->deadline = g_get_monotonic_time () + timeout_ms * INT64_C (1000);
+  return g;
+}
+
+void
+ndm_ghost_ref (struct ndm_ghost *g)
+{
+  g_atomic_int_inc (&g->refs);
+}
+
+void
+ndm_ghost_unref (struct ndm_ghost *g)
+{
+  if (g == NULL || !g_atomic_int_dec_and_test (&g->refs))
+    return;
+  /* Cells hold no reference: a ghost still quarantining is a bug. */
+  g_assert (g->cells == NULL);
+  g_mutex_clear (&g->lock);
+  g_free (g->uri);
+  g_free (g->why);
+  g_free (g);
+}
+
+unsigned
+ndm_ghost_cells (struct ndm_ghost *g)
+{
+  unsigned n;
+
+  g_mutex_lock (&g->lock);
+  n = g_slist_length (g->cells);
+  g_mutex_unlock (&g->lock);
+  return n;
+}
+
+bool
+ndm_ghost_resolved (struct ndm_ghost *g)
+{
+  bool r;
+
+  g_mutex_lock (&g->lock);
+  r = g->resolved;
+  g_mutex_unlock (&g->lock);
+  return r;
+}
+
+void
+ndm_ghost_quarantine (struct ndm_ghost *g, struct ndm_prison *p,
+                      uint64_t offset, uint64_t len)
+{
+  struct ndm_cell *c;
+
+  g_mutex_lock (&g->lock);
+  if (g->resolved) {
+    g_mutex_unlock (&g->lock);
+    return;                     /* its server is gone: nothing can land */
+  }
+  c = g_new0 (struct ndm_cell, 1);
+  c->offset = offset;
+  c->len = len;
+  c->ghost = g;
+  c->deadline = g->deadline;
+  c->prison = ndm_prison_ref (p);
+  c->link.data = c;
+  g->cells = g_slist_prepend (g->cells, c);
+  g_mutex_lock (&p->lock);
+  g_queue_push_tail_link (&p->cells, &c->link);
+  g_atomic_int_inc (&p->nr_quarantined);
+  g_mutex_unlock (&p->lock);
+  if (!g->announced) {
+    g->announced = true;
+    ndm_log_error ("device %s: a write may still land after its connection "
+                   "was cut (%s): writes over it wait for the server to "
+                   "close the connection, then go on, or fail when "
+                   "fence-timeout is up", g->uri, g->why);
+  }
+  g_mutex_unlock (&g->lock);
+}
+
+void
+ndm_ghost_resolve (struct ndm_ghost *g, const char *how)
+{
+  GSList *cells, *l;
+  unsigned n = 0;
+
+  g_mutex_lock (&g->lock);
+  if (g->resolved) {
+    g_mutex_unlock (&g->lock);
+    return;
+  }
+  g->resolved = true;
+  cells = g_steal_pointer (&g->cells);
+  g_mutex_unlock (&g->lock);
+
+  for (l = cells; l != NULL; l = l->next) {
+    struct ndm_cell *c = l->data;
+    struct ndm_prison *p = c->prison;
+
+    g_mutex_lock (&p->lock);
+    g_queue_unlink (&p->cells, &c->link);
+    g_atomic_int_add (&p->nr_quarantined, -1);
+    prison_wake_locked (p);
+    g_mutex_unlock (&p->lock);
+    ndm_prison_unref (p);
+    g_free (c);
+    n++;
+  }
+  g_slist_free (cells);
+  if (n > 0)
+    ndm_log_error ("device %s: the connection cut earlier (%s) can land "
+                   "nothing any more (%s): %u quarantined range%s "
+                   "released", g->uri, g->why, how, n, n == 1 ? "" : "s");
+}
