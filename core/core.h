@@ -46,10 +46,30 @@
 /* ---- waiter (core/waiter.c) -------------------------------------------- */
 
 struct ndm_waiter {
-  int efd;                      /* eventfd, nonblocking */
+  int efd;                      /* eventfd, nonblocking; -1 while retired
+                                   without one (see core/waiter.c) */
   gint sleeping;                /* atomic: in poll(2), needs a write */
   gint kicked;                  /* atomic: something changed, recheck */
+  gint kickers;                 /* atomic: kicks that may still write efd */
+  struct ndm_waiter *next;      /* on a free list; by its lock */
 };
+
+/* Retired waiters that keep their eventfd for the next thread; the rest
+ * give it back (an eventfd per exited thread would pile up).
+ */
+#define NDM_WAITER_SPARE 8
+
+/* Tests only (NULL otherwise): called where the proof in core/waiter.c
+ * needs an interleaving that tests cannot otherwise force.
+ */
+enum ndm_waiter_hook_point {
+  NDM_WAITER_HOOK_KICK_WRITE,   /* a kicker is about to write efd */
+  NDM_WAITER_HOOK_RETIRE_KEPT,  /* a retirement kept efd (a spare) */
+  NDM_WAITER_HOOK_RETIRE_WAIT,  /* a retirement waits for kickers */
+  NDM_WAITER_HOOK_RETIRE_CLOSED, /* a retirement closed efd */
+};
+extern void (*ndm_waiter_test_hook) (struct ndm_waiter *w,
+                                     enum ndm_waiter_hook_point point);
 
 /* Before checking the conditions a wait depends on. */
 void ndm_waiter_prepare (struct ndm_waiter *w);

@@ -989,6 +989,14 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
 {
   int r;
 
+  /* No waiter, no way to wait for the bios: fail before starting any
+   * (R13).  ENOMEM, not EIO: the server is short of fds or memory, the
+   * data is fine and the request may be retried as it is.
+   */
+  if (ndm_waiter_self () == NULL) {
+    *err = ENOMEM;
+    return -1;
+  }
   if (ndm_md_enter (md) == -1) {
     *err = NDM_EQUIT;
     return -1;

@@ -10,31 +10,114 @@
  * never lost (the waker either sees "sleeping" or the waiter sees "kicked").
  *
  * Thread model: ndm_waiter_self, _prepare and _poll run on the waiter's own
- * thread; ndm_waiter_kick on any thread.  Waiters are recycled, not freed,
- * when their thread exits: a completion may still kick the waiter of an
- * owner that has just returned, which must stay harmless (a spurious wake).
+ * thread; ndm_waiter_kick on any thread.  The retirement (waiter_retire)
+ * runs on the waiter's thread as it exits.
+ *
+ * Running out of file descriptors (R13).  ndm_waiter_self returns NULL
+ * when the thread has no waiter and cannot get an eventfd (or memory) for
+ * one; the request then fails (ndm_request_run: ENOMEM) and the thread
+ * tries again at its next request.  Nothing here aborts.
+ *
+ * Retirement.  A completion may kick the waiter of an owner that has just
+ * returned, and its thread may be exiting: the struct is therefore never
+ * freed (retired waiters go on a free list and are reused), and a late
+ * kick is a spurious wake of whoever has the waiter then.  Keeping every
+ * retired waiter's eventfd would pile up one fd per thread that ever ran
+ * a request, so only NDM_WAITER_SPARE of them keep theirs ("spare"); the
+ * others close it ("bare") and get a fresh one when reused.  Closing is
+ * the delicate part: a kicker that decided to write must never find the
+ * fd closed, or reused by another file that would take its 8 bytes.  So:
+ *
+ *   kicker:   kicked = 1; if sleeping == 0, done (no write);
+ *             kickers++; if CAS (sleeping, 1 -> 0) then write (efd);
+ *             kickers--
+ *   owner:    sleeping = 1 ... poll ... sleeping = 0   (ndm_waiter_poll)
+ *   retire:   sleeping = 0; wait until kickers == 0; close (efd)
+ *
+ * All of these are sequentially consistent atomics, so they have one
+ * total order.  Only the owner sets "sleeping" to 1, and a retiring owner
+ * never does again.  A kicker writes only after its CAS read a 1, that is
+ * after an owner's "sleeping = 1" and before the owner's next
+ * "sleeping = 0" (a successful CAS is the next modification after the
+ * store it read).  That store precedes the retirement's look at
+ * "kickers", and the kicker's increment precedes its CAS: the retirement
+ * sees the kicker counted, and waits, until the kicker's decrement, which
+ * follows its write.  A kicker that comes later finds "sleeping" 0, fails
+ * its CAS (or does not try) and touches nothing but flags.  The kicker
+ * reads efd only after its CAS, which read the value stored after efd was
+ * set, and efd changes again only after the kicker's decrement: it never
+ * sees a stale or a closed fd.  Kickers never block between increment and
+ * decrement (a nonblocking write), so the wait is short; it spins with
+ * g_thread_yield and holds no lock.  A spare keeps its fd and needs no
+ * wait: a late write to it is a spurious wake of its next owner.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core.h"
+#include "log.h"
 
-static GMutex free_lock;                 /* protects free_waiters */
-static GSList *free_waiters;
+void (*ndm_waiter_test_hook) (struct ndm_waiter *w,
+                              enum ndm_waiter_hook_point point);
 
+static inline void
+test_hook (struct ndm_waiter *w, enum ndm_waiter_hook_point point)
+{
+  if (G_UNLIKELY (ndm_waiter_test_hook != NULL))
+    ndm_waiter_test_hook (w, point);
+}
+
+/* Free lists, linked through w->next; a leaf lock. */
+static GMutex free_lock;
+static struct ndm_waiter *spare_waiters;        /* efd open; by free_lock */
+static unsigned nr_spare;                       /* by free_lock */
+static struct ndm_waiter *bare_waiters;         /* efd -1; by free_lock */
+
+static void
+free_push (struct ndm_waiter **list, struct ndm_waiter *w)
+{
+  g_mutex_lock (&free_lock);
+  w->next = *list;
+  *list = w;
+  g_mutex_unlock (&free_lock);
+}
+
+/* The waiter's thread is exiting (GPrivate destructor): keep the waiter,
+ * and its fd only while there are few spares.  See the top of the file
+ * for why the wait makes the close safe.
+ */
 static void
 waiter_retire (gpointer data)
 {
   struct ndm_waiter *w = data;
+  bool keep;
+
+  g_atomic_int_set (&w->sleeping, 0);
 
   g_mutex_lock (&free_lock);
-  free_waiters = g_slist_prepend (free_waiters, w);
+  keep = nr_spare < NDM_WAITER_SPARE;
+  if (keep) {
+    w->next = spare_waiters;
+    spare_waiters = w;
+    nr_spare++;
+  }
   g_mutex_unlock (&free_lock);
+  if (keep) {
+    test_hook (w, NDM_WAITER_HOOK_RETIRE_KEPT);
+    return;
+  }
+
+  while (g_atomic_int_get (&w->kickers) != 0) {
+    test_hook (w, NDM_WAITER_HOOK_RETIRE_WAIT);
+    g_thread_yield ();
+  }
+  close (w->efd);
+  w->efd = -1;
+  test_hook (w, NDM_WAITER_HOOK_RETIRE_CLOSED);
+  free_push (&bare_waiters, w);
 }
 
 static GPrivate self_key = G_PRIVATE_INIT (waiter_retire);
@@ -56,24 +139,43 @@ ndm_waiter_self (void)
   if (w != NULL)
     return w;
 
+  /* A spare first: it needs no new fd. */
   g_mutex_lock (&free_lock);
-  if (free_waiters != NULL) {
-    w = free_waiters->data;
-    free_waiters = g_slist_delete_link (free_waiters, free_waiters);
+  if (spare_waiters != NULL) {
+    w = spare_waiters;
+    spare_waiters = w->next;
+    nr_spare--;
+  }
+  else if (bare_waiters != NULL) {
+    w = bare_waiters;
+    bare_waiters = w->next;
   }
   g_mutex_unlock (&free_lock);
 
   if (w == NULL) {
-    w = g_new0 (struct ndm_waiter, 1);
+    w = g_try_new0 (struct ndm_waiter, 1);
+    if (w == NULL) {
+      ndm_log_error ("cannot run a request on this thread: out of memory "
+                     "for its waiter");
+      return NULL;
+    }
+    w->efd = -1;
+  }
+  if (w->efd == -1) {
     w->efd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->efd == -1) {
-      /* Without a way to sleep the data path cannot run at all. */
-      perror ("nbd-dm: eventfd");
-      abort ();
+      /* Out of fds most likely (EMFILE, ENFILE).  This request fails and
+       * the next one on this thread tries again; the server goes on.
+       */
+      ndm_log_error ("cannot run a request on this thread: eventfd: %s",
+                     g_strerror (errno));
+      free_push (&bare_waiters, w);
+      return NULL;
     }
   }
   else
     waiter_drain (w);
+  w->next = NULL;
   g_atomic_int_set (&w->sleeping, 0);
   g_atomic_int_set (&w->kicked, 0);
   g_private_set (&self_key, w);
@@ -130,14 +232,24 @@ ndm_waiter_kick (struct ndm_waiter *w)
     }
   }
   g_atomic_int_set (&w->kicked, 1);
+  /* Not in poll: it will see "kicked".  The common case, and the only
+   * one for a retired waiter; no need to be counted.
+   */
+  if (!g_atomic_int_get (&w->sleeping))
+    return;
+  g_atomic_int_inc (&w->kickers);
   if (g_atomic_int_compare_and_exchange (&w->sleeping, 1, 0)) {
+    int efd;
     ssize_t r;
 
+    test_hook (w, NDM_WAITER_HOOK_KICK_WRITE);
+    efd = w->efd;
     do
-      r = write (w->efd, &one, sizeof one);
+      r = write (efd, &one, sizeof one);
     while (r == -1 && errno == EINTR);
     /* EAGAIN means the counter is full: the waiter will wake anyway. */
   }
+  g_atomic_int_add (&w->kickers, -1);
 }
 
 void

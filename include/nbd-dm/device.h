@@ -37,7 +37,9 @@ struct ndm_md;
 struct ndm_waiter;
 
 /* The calling thread's waiter (created on first use, never freed while
- * the process runs, so a late kick is harmless).
+ * the process runs, so a late kick is harmless), or NULL if the thread
+ * has none and cannot get one now (no fd or memory for it; logged).  The
+ * next call tries again.
  */
 struct ndm_waiter *ndm_waiter_self (void);
 
