@@ -316,8 +316,12 @@ ndm_clone_map_bio (struct ndm_clone *clone, struct ndm_device *dev,
                         ndm_clone_max_bio_len (clone, dev));
     break;
   case NDM_OP_ZERO:
-    if (!dev->caps.zero && (clone->flags & NDM_REQ_FAST_ZERO)) {
-      /* Emulated by writing zeros: never fast. */
+    if ((clone->flags & NDM_REQ_FAST_ZERO) &&
+        !(dev->caps.zero && dev->caps.fast_zero)) {
+      /* Emulated by writing zeros, or a device that did not say it can
+       * zero fast (the flag must not reach it: a server that did not
+       * advertise it may refuse, or abort, nbdkit 1.32 does): not fast.
+       */
       struct ndm_bio *bio = bio_add (clone, dev, dev_offset, clone_off, len);
 
       bio->status = ENOTSUP;

@@ -50,9 +50,12 @@ ndm_request_bio_ready (struct ndm_request *rq, struct ndm_bio *bio)
 {
   struct ndm_waiter *owner = rq->owner;
 
+  /* rq->ready is read without the lock (request_settled, the fast path
+   * of request_run_ready): every store is atomic too.
+   */
   g_mutex_lock (&rq->lock);
   bio->ready_next = rq->ready;
-  rq->ready = bio;
+  g_atomic_pointer_set (&rq->ready, bio);
   g_mutex_unlock (&rq->lock);
   ndm_waiter_kick (owner);
 }
@@ -331,7 +334,7 @@ request_run_ready (struct ndm_request *rq)
     return;
   g_mutex_lock (&rq->lock);
   list = rq->ready;
-  rq->ready = NULL;
+  g_atomic_pointer_set (&rq->ready, NULL);
   g_mutex_unlock (&rq->lock);
 
   while ((bio = list) != NULL) {
@@ -823,6 +826,26 @@ request_rebind (struct ndm_request *rq, unsigned *first_err)
 
 /* ---- the request -------------------------------------------------------------- */
 
+/* A fast zero fails with ENOTSUP where some piece of it cannot be fast
+ * (a device without fast zero, an unaligned piece that would bounce):
+ * decided before anything of it is sent, since NBD says such a failure
+ * SHOULD NOT alter the export.
+ */
+static bool
+request_cannot_be_fast (struct ndm_request *rq)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_bio *bio;
+
+    ndm_clone_for_each_bio (bio, &rq->clones[i])
+      if (bio->status == ENOTSUP)
+        return true;
+  }
+  return false;
+}
+
 static void
 request_init (struct ndm_request *rq, struct ndm_md *md, enum ndm_op op,
               void *buf, uint64_t count, uint64_t offset, uint32_t flags)
@@ -897,6 +920,12 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
   request_make_clones (&rq);
   for (i = 0; i < rq.nr_clones; i++)
     clone_map (&rq.clones[i]);
+  if (op == NDM_OP_ZERO && (flags & NDM_REQ_FAST_ZERO) &&
+      request_cannot_be_fast (&rq)) {
+    request_fini (&rq);
+    *err = ENOTSUP;
+    return -1;
+  }
 
   first_err = rq.nr_clones;
   for (;;) {

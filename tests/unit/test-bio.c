@@ -336,6 +336,35 @@ test_zero_native_flags (void)
   h_md_free (md);
 }
 
+/* Fast zero: ENOTSUP at once, with nothing sent to any device, where a
+ * piece cannot be fast: a device that cannot zero (emulated by writes),
+ * one that can but did not say it can fast (the flag must not reach it),
+ * or an unaligned piece (read-modify-write).
+ */
+static void
+test_fast_zero_refused_whole (void)
+{
+  static const char *const tables[] = {
+    "0 8 linear fake://a 0\n8 8 linear fake://b?zero=0 0",
+    "0 8 linear fake://a 0\n8 8 linear fake://b?fastzero=0 0",
+    "0 8 linear fake://a 0\n8 8 linear fake://b?min=4096 0",
+  };
+  unsigned i;
+
+  for (i = 0; i < G_N_ELEMENTS (tables); i++) {
+    struct ndm_md *md = h_md_new (tables[i], NULL);
+    struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+
+    g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 8192 - 512, 0,
+                           NDM_REQ_FAST_ZERO), ==, ENOTSUP);
+    g_assert_cmpuint (fake_submitted (a), ==, 0);
+    g_assert_cmpuint (fake_submitted (b), ==, 0);
+    /* Without the flag it is done, slowly where it must be. */
+    g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 8192 - 512, 0, 0), ==, 0);
+    h_md_free (md);
+  }
+}
+
 /* A read-only device refuses writes with EPERM, sending nothing. */
 static void
 test_read_only_device (void)
@@ -450,6 +479,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/bio/r8/bounce-cap-waits", test_bounce_cap_waits);
   g_test_add_func ("/bio/zero/emulated-by-writes", test_zero_emulated);
   g_test_add_func ("/bio/zero/native-flags", test_zero_native_flags);
+  g_test_add_func ("/bio/zero/fast-zero-refused-whole",
+                   test_fast_zero_refused_whole);
   g_test_add_func ("/bio/caps/read-only-device-eperm",
                    test_read_only_device);
   g_test_add_func ("/bio/read/partial-read-fails", test_partial_read_fails);

@@ -927,9 +927,16 @@ test_checker_fails_silent_path (void)
     fast_config (&cfg, 0));
   struct fake_dev *a = fake_lookup ("a");
   g_autofree char *json = NULL;
+  gint64 end;
 
   fake_set_down (a, true);
   wait_path_state (md, "fake://a", "F 1");
+  /* The checker shows the path failed, then fences it (outside its
+   * lock): wait for the fence too.
+   */
+  end = g_get_monotonic_time () + 5 * G_TIME_SPAN_SECOND;
+  while (fake_fences (a) == 0 && g_get_monotonic_time () < end)
+    g_usleep (1000);
   g_assert_cmpuint (fake_fences (a), ==, 1);
   g_assert_cmpuint (fake_submitted (a), ==, 0);
   json = command_ok (md, "status --json");

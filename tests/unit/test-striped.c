@@ -232,6 +232,9 @@ test_fast_zero_unaligned (void)
                                 NDM_REQ_FAST_ZERO);
 
   g_assert_cmpint (h_io_wait_bounded (io, 5), ==, ENOTSUP);
+  /* Refused before anything was sent (NBD: SHOULD NOT alter the export). */
+  g_assert_cmpuint (fake_submitted (fake_lookup ("a")), ==, 0);
+  g_assert_cmpuint (fake_submitted (fake_lookup ("b")), ==, 0);
   /* Without the flag the same range is zeroed (read-modify-write). */
   g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 4096 + 100, 4096, 0), ==, 0);
   h_md_free (md);
