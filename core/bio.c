@@ -559,6 +559,19 @@ bio_data_bytes (const struct ndm_bio *bio)
   return 0;
 }
 
+/* A device said EAGAIN at submit (no connection yet, one is coming): the
+ * owner looks again after NDM_DEVICE_RETRY_US, leading its channels
+ * meanwhile.  The device bounds how long it says so.
+ */
+static void
+bio_retry_later (struct ndm_request *rq)
+{
+  int64_t when = g_get_monotonic_time () + NDM_DEVICE_RETRY_US;
+
+  if (rq->wait_until == 0 || when < rq->wait_until)
+    rq->wait_until = when;
+}
+
 static int
 bio_start_new (struct ndm_bio *bio, int *err)
 {
@@ -621,7 +634,7 @@ bio_start_new (struct ndm_bio *bio, int *err)
       rq->waits_inflight = false;
     }
   }
-  if (bio->rmw) {
+  if (bio->rmw && bio->bounce == NULL) {
     if (!ndm_budget_try_get (&md->bounce, bio->rmw_len, rq->owner)) {
       rq->waits_bounce = true;
       return 1;
@@ -631,14 +644,21 @@ bio_start_new (struct ndm_bio *bio, int *err)
       rq->waits_bounce = false;
     }
     bio->bounce = g_malloc (bio->rmw_len);
-    bio->step = NDM_STEP_RMW_READ;
   }
-  else
-    bio->step = NDM_STEP_IO;
+  bio->step = bio->rmw ? NDM_STEP_RMW_READ : NDM_STEP_IO;
 
   g_atomic_int_inc (&rq->pending);
   g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
   if (bio_issue (bio, err) == -1) {
+    if (*err == EAGAIN) {
+      /* The device has no connection now and one is coming: start
+       * again soon, keeping what the bio holds.
+       */
+      g_atomic_int_set (&bio->state, NDM_BIO_NEW);
+      g_atomic_int_add (&rq->pending, -1);
+      bio_retry_later (rq);
+      return 1;
+    }
     bio_done (bio, *err, true);
     return -1;
   }
@@ -648,6 +668,7 @@ bio_start_new (struct ndm_bio *bio, int *err)
 static void
 bio_start_next_step (struct ndm_bio *bio)
 {
+  struct ndm_request *rq = bio->clone->rq;
   int err;
 
   if (bio->step == NDM_STEP_RMW_WRITE) {
@@ -659,8 +680,16 @@ bio_start_next_step (struct ndm_bio *bio)
       memcpy (dst, bio->buf, bio->len);
   }
   g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
-  if (bio_issue (bio, &err) == -1)
+  if (bio_issue (bio, &err) == -1) {
+    if (err == EAGAIN) {
+      g_atomic_int_set (&bio->state, NDM_BIO_READY);
+      bio->ready_next = rq->deferred;
+      rq->deferred = bio;
+      bio_retry_later (rq);
+      return;
+    }
     bio_done (bio, err, true);
+  }
 }
 
 int
@@ -698,6 +727,16 @@ ndm_bio_endio (struct ndm_bio *bio, int status)
 {
   ndm_stats_done (bio->dev->stats, bio->cmd_op, bio->cmd_len, status,
                   bio->t_cmd);
+  if (status == ESHUTDOWN && bio->reissues < NDM_MAX_REISSUES) {
+    /* The server did not run it: it is going away, and may be coming
+     * back (restarted behind the same address).  The same step again,
+     * on a fresh connection to the same device (the device drops those
+     * of the old server and says EAGAIN until it has one).
+     */
+    bio->reissues++;
+    bio_ready (bio, bio->step);
+    return;
+  }
   if (status == 0) {
     switch (bio->step) {
     case NDM_STEP_IO:

@@ -36,6 +36,15 @@
 /* dm's DM_MAPIO_DELAY_REQUEUE / DM_ENDIO_DELAY_REQUEUE wait. */
 #define NDM_DELAY_REQUEUE_MS   100
 
+/* A device that answers ESHUTDOWN did not run the command: it is sent
+ * again, on a fresh connection to the same device, up to this many times
+ * per bio; then the error stands (a path error).  A device without a
+ * connection yet, one coming, says EAGAIN at submit: looked at again
+ * every NDM_DEVICE_RETRY_US.
+ */
+#define NDM_MAX_REISSUES       3
+#define NDM_DEVICE_RETRY_US    (20 * 1000)
+
 /* R13: consecutive rounds that start no device command and ask for no
  * delay before a request gives up with the start error.  A target that
  * makes progress without I/O (multipath failing one path per round) needs
@@ -273,6 +282,8 @@ struct ndm_request {
   gint fail_seq;                /* atomic: R3 arrival order of failures */
   GMutex lock;                  /* protects ready */
   struct ndm_bio *ready;        /* bios whose step ended; owner goes on */
+  struct ndm_bio *deferred;     /* owner-only: READY bios whose device
+                                   said EAGAIN, tried again later */
 
   /* Owner-only from here. */
   bool stop;                    /* R6: a start failed, cancel the rest */

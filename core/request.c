@@ -330,12 +330,20 @@ request_run_ready (struct ndm_request *rq)
   struct ndm_bio *list, *bio;
   int err;
 
-  if (g_atomic_pointer_get (&rq->ready) == NULL)
-    return;
-  g_mutex_lock (&rq->lock);
-  list = rq->ready;
-  g_atomic_pointer_set (&rq->ready, NULL);
-  g_mutex_unlock (&rq->lock);
+  /* Deferred ones first: they are looked at again whenever the owner
+   * wakes (a device said EAGAIN; trying early costs a look at its pool).
+   */
+  list = g_steal_pointer (&rq->deferred);
+  if (g_atomic_pointer_get (&rq->ready) != NULL) {
+    struct ndm_bio **tail = &list;
+
+    while (*tail != NULL)
+      tail = &(*tail)->ready_next;
+    g_mutex_lock (&rq->lock);
+    *tail = rq->ready;
+    g_atomic_pointer_set (&rq->ready, NULL);
+    g_mutex_unlock (&rq->lock);
+  }
 
   while ((bio = list) != NULL) {
     list = bio->ready_next;
@@ -440,8 +448,8 @@ request_drive (struct ndm_request *rq)
     int timeout = -1;
 
     ndm_waiter_prepare (rq->owner);
-    request_run_ready (rq);
     rq->wait_until = 0;
+    request_run_ready (rq);
     request_start_bios (rq);
     if (request_settled (rq))
       return;

@@ -75,6 +75,7 @@ struct nbd_conn {
   GRWLock io_lock;              /* reader: an nbd_aio_* call on h; writer:
                                    the cut (conn_sever) */
   gint dead;                    /* atomic: lost, fenced, out of the pool */
+  gint cut;                     /* atomic: conn_sever ran or runs */
   gint severed;                 /* atomic: libnbd reads a dead socket */
   gint blind;                   /* atomic: cut without a way to watch the
                                    server (its ghost waits for the
@@ -96,6 +97,10 @@ struct nbd_dev {
   unsigned io_timeout_ms;       /* 0: none */
   bool structured_replies;
   gint draining;                /* atomic: a reply said ESHUTDOWN */
+  gint drain_gen;               /* atomic: drains so far */
+  gint settled_gen;             /* atomic: drains the reconnect thread has
+                                   since tried to come back from */
+  gint64 drained_at;            /* atomic (__atomic): the last drain, us */
 
   GMutex lock;                  /* protects everything below */
   GCond cond;                   /* reconnect thread: a slot was lost */
@@ -370,10 +375,11 @@ conn_sever (struct nbd_conn *c, const char *why)
   int dead = dead_socket ();
   bool blind = false;
 
+  if (!g_atomic_int_compare_and_exchange (&c->cut, 0, 1))
+    return;
   conn_ghost (c, why);
   g_rw_lock_writer_lock (&c->io_lock);
-  if (!g_atomic_int_get (&c->severed) && !nbd_aio_is_dead (c->h) &&
-      !nbd_aio_is_closed (c->h)) {
+  if (!nbd_aio_is_dead (c->h) && !nbd_aio_is_closed (c->h)) {
     int fd = nbd_aio_get_fd (c->h);
 
     if (fd < 0 || dead < 0 || dup2 (dead, fd) == -1) {
@@ -525,23 +531,19 @@ conn_release (struct ndm_channel *ch)
   g_free (c);
 }
 
-/* The connection is lost: take it out of the pool (dropping the pool's
- * reference) and have the reconnect thread replace it.  Its commands
- * were, or are being, completed by libnbd with ENOTCONN.
+/* Take the connection out of the pool (dropping the pool's reference):
+ * no new command goes to it, and the reconnect thread replaces it.  What
+ * it has in flight goes on (a server that answers ESHUTDOWN still answers
+ * what it ran); it closes when the last request lets go of it.
  */
 static void
-conn_lost (struct nbd_conn *c, const char *why)
+conn_retire (struct nbd_conn *c, const char *why)
 {
   struct nbd_dev *nd = c->nd;
   bool owned = false;
 
   if (!g_atomic_int_compare_and_exchange (&c->dead, 0, 1))
     return;
-  /* Make sure libnbd sees the end too, whoever noticed first, and that
-   * the server's fate is watched (R10).
-   */
-  conn_sever (c, why);
-
   g_mutex_lock (&nd->lock);
   if (nd->conns[c->slot] == c) {
     nd->conns[c->slot] = NULL;
@@ -559,12 +561,24 @@ conn_lost (struct nbd_conn *c, const char *why)
     ndm_channel_unref (&c->ch);
 }
 
-/* The server said ESHUTDOWN: it is draining and will not exit while we
- * stay connected.  Close every connection of the device; the reconnect
- * thread finds the server again when (if) it comes back.  Not from a
- * completion callback: conn_lost may be the last reference.
+/* The connection is lost: cut it (R10: the server's fate is watched from
+ * now on, and libnbd fails what it had at once) and retire it.  The
+ * caller holds a reference.
  */
-static void device_lose_all (struct nbd_dev *nd, const char *why);
+static void
+conn_lost (struct nbd_conn *c, const char *why)
+{
+  conn_sever (c, why);
+  conn_retire (c, why);
+}
+
+/* The server said ESHUTDOWN: it is draining and will not exit while we
+ * stay connected.  Retire every connection of the device (each closes
+ * once what it has in flight is answered); the reconnect thread finds the
+ * server again when (if) it comes back.  Not from a completion callback:
+ * conn_retire may drop the last reference.
+ */
+static void device_retire_all (struct nbd_dev *nd, const char *why);
 
 /* A reference to each connection in the pool now, into conns (room for
  * nr_conns), so they can be worked on without nd->lock.  Returns how
@@ -588,8 +602,29 @@ device_ref_conns (struct nbd_dev *nd, struct nbd_conn **conns)
 static void
 device_drain (struct nbd_dev *nd)
 {
-  if (g_atomic_int_compare_and_exchange (&nd->draining, 1, 0))
-    device_lose_all (nd, "the server is shutting down (ESHUTDOWN)");
+  if (g_atomic_int_compare_and_exchange (&nd->draining, 1, 0)) {
+    __atomic_store_n (&nd->drained_at, g_get_monotonic_time (),
+                      __ATOMIC_RELAXED);
+    g_atomic_int_inc (&nd->drain_gen);
+    device_retire_all (nd, "the server is shutting down (ESHUTDOWN)");
+  }
+}
+
+/* After a drain, until the reconnect thread has tried once to reach the
+ * server again (a server restarted behind the same address answers at
+ * once), commands wait for a fresh connection instead of failing: the
+ * server said ESHUTDOWN, so it did not run them.  Bounded by the time an
+ * attempt may take.
+ */
+static bool
+device_coming_back (struct nbd_dev *nd)
+{
+  gint64 since = g_get_monotonic_time () -
+    __atomic_load_n (&nd->drained_at, __ATOMIC_RELAXED);
+
+  return g_atomic_int_get (&nd->drain_gen) !=
+    g_atomic_int_get (&nd->settled_gen) &&
+    since < (nd->connect_timeout_ms + nd->reconnect_ms) * INT64_C (1000);
 }
 
 static inline gint64
@@ -615,7 +650,7 @@ conn_prepare (struct ndm_channel *ch, struct pollfd *pfd, int *timeout_ms)
 
   if (g_atomic_int_get (&nd->draining))
     device_drain (nd);
-  if (nd->io_timeout_ms != 0 && !g_atomic_int_get (&c->dead) &&
+  if (nd->io_timeout_ms != 0 && !g_atomic_int_get (&c->cut) &&
       g_atomic_int_get (&ch->inflight) > 0) {
     gint64 idle_ms = (g_get_monotonic_time () - conn_progress (c)) / 1000;
 
@@ -635,7 +670,7 @@ conn_prepare (struct ndm_channel *ch, struct pollfd *pfd, int *timeout_ms)
    */
   dir = nbd_aio_get_direction (c->h);
   if (dir == 0) {
-    if (!g_atomic_int_get (&c->dead))
+    if (!g_atomic_int_get (&c->cut))
       conn_lost (c, "the connection was closed");
     return -1;
   }
@@ -805,14 +840,19 @@ nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
             struct ndm_channel **chp, int *err)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
-  struct nbd_conn *c = conn_pick (nd, hint,
-                                  cmd->op == NDM_OP_BLOCK_STATUS);
+  struct nbd_conn *c;
   nbd_completion_callback cb = { .callback = cmd_complete, .user_data = bio };
   uint32_t fl = 0;
   int64_t cookie = -1;
 
+  /* A reply said ESHUTDOWN: let the old server's connections go before
+   * picking one (the command would get ESHUTDOWN again).
+   */
+  if (g_atomic_int_get (&nd->draining))
+    device_drain (nd);
+  c = conn_pick (nd, hint, cmd->op == NDM_OP_BLOCK_STATUS);
   if (c == NULL) {
-    *err = ENOTCONN;
+    *err = device_coming_back (nd) ? EAGAIN : ENOTCONN;
     return -1;
   }
   if (cmd->flags & NDM_REQ_FUA)
@@ -889,6 +929,138 @@ nbd_submit (struct ndm_device *dev, struct ndm_bio *bio,
 
 /* ---- background: health check and reconnect ---------------------------------- */
 
+/* A server that is shutting down (nbdkit 1.32 on SIGTERM) keeps idle
+ * connections open and answers the next command with ESHUTDOWN: nothing
+ * shows on a socket nobody writes to.  So an idle connection gets a
+ * one-block read now and then, as a client request would, and the
+ * reconnect thread reads the answer as the channel's leader: ESHUTDOWN
+ * drains the device (its connections are let go, fresh ones are made),
+ * a path error loses the connection.  A server restarted behind the same
+ * address is then found before a client request meets the old one, and
+ * the old one may exit.
+ */
+struct keepalive {
+  gint refs;                    /* atomic: the health check's, libnbd's */
+  gint done;                    /* atomic */
+  int err;
+  struct nbd_conn *c;
+  struct ndm_waiter *w;
+  char buf[];
+};
+
+static void
+keepalive_unref (void *user_data)
+{
+  struct keepalive *ka = user_data;
+
+  if (g_atomic_int_dec_and_test (&ka->refs))
+    g_free (ka);
+}
+
+/* Completion callback, under libnbd's handle lock: record and wake. */
+static int
+keepalive_done (void *user_data, int *error)
+{
+  struct keepalive *ka = user_data;
+
+  ka->err = *error;
+  if (*error == ESHUTDOWN)
+    g_atomic_int_set (&ka->c->nd->draining, 1);
+  ndm_channel_ended (&ka->c->ch);
+  g_atomic_int_set (&ka->done, 1);
+  ndm_waiter_kick (ka->w);
+  return 1;
+}
+
+static struct keepalive *
+keepalive_send (struct nbd_conn *c, struct ndm_waiter *w, uint32_t len)
+{
+  struct keepalive *ka = g_malloc0 (sizeof *ka + len);
+  int64_t cookie;
+
+  ka->refs = 2;
+  ka->c = c;
+  ka->w = w;
+  conn_set_progress (c);
+  ndm_channel_started (&c->ch);
+  g_rw_lock_reader_lock (&c->io_lock);
+  cookie = nbd_aio_pread (c->h, ka->buf, len, 0,
+                          (nbd_completion_callback) {
+                            .callback = keepalive_done, .user_data = ka,
+                            .free = keepalive_unref }, 0);
+  g_rw_lock_reader_unlock (&c->io_lock);
+  if (cookie == -1) {
+    /* Not queued: libnbd has called the free function already. */
+    ndm_channel_ended (&c->ch);
+    keepalive_unref (ka);
+    return NULL;
+  }
+  if (nbd_aio_get_direction (c->h) & LIBNBD_AIO_DIRECTION_WRITE)
+    ndm_channel_kick_leader (&c->ch);
+  return ka;
+}
+
+/* Reconnect thread: a keepalive on each of conns that is in the pool and
+ * has been idle for reconnect-delay, then lead their channels until the
+ * answers are in, for at most as long.
+ */
+static void
+health_keepalive (struct nbd_dev *nd, struct nbd_conn **conns, unsigned n)
+{
+  struct ndm_waiter *w = ndm_waiter_self ();
+  struct keepalive **ka = g_newa (struct keepalive *, n);
+  struct pollfd *pfd = g_newa (struct pollfd, n + 1);
+  struct ndm_channel **led = g_newa (struct ndm_channel *, n);
+  gint64 now = g_get_monotonic_time ();
+  gint64 end = now + nd->reconnect_ms * INT64_C (1000);
+  uint32_t len = MAX (nd->dev.limits.min_block, 1);
+  unsigned i, nka = 0;
+
+  if (w == NULL || nd->dev.size < len)
+    return;                     /* no waiter (out of fds): next time */
+  for (i = 0; i < n; i++) {
+    struct nbd_conn *c = conns[i];
+
+    ka[i] = NULL;
+    if (g_atomic_int_get (&c->dead) ||
+        g_atomic_int_get (&c->ch.inflight) > 0 ||
+        now - conn_progress (c) < nd->reconnect_ms * INT64_C (1000))
+      continue;
+    ka[i] = keepalive_send (c, w, len);
+    nka += ka[i] != NULL;
+  }
+
+  while (nka > 0 && (now = g_get_monotonic_time ()) < end) {
+    int timeout = (int) ((end - now + 999) / 1000);
+    unsigned nled = 0, pending = 0;
+
+    ndm_waiter_prepare (w);
+    for (i = 0; i < n; i++) {
+      if (ka[i] == NULL || g_atomic_int_get (&ka[i]->done))
+        continue;
+      pending++;
+      if (ndm_channel_lead (&conns[i]->ch, w, &pfd[nled], &timeout))
+        led[nled++] = &conns[i]->ch;
+    }
+    if (pending == 0)
+      break;
+    if (ndm_waiter_poll (w, pfd, nled, timeout) > 0)
+      for (i = 0; i < nled; i++)
+        if (pfd[i].revents != 0)
+          led[i]->ops->service (led[i], pfd[i].revents);
+  }
+
+  for (i = 0; i < n; i++) {
+    if (ka[i] == NULL)
+      continue;
+    ndm_channel_unlead (&conns[i]->ch, w);
+    if (g_atomic_int_get (&ka[i]->done) && ka[i]->err != 0 &&
+        ka[i]->err != ESHUTDOWN && ndm_errno_is_path_error (ka[i]->err))
+      conn_lost (conns[i], "the keepalive read failed");
+    keepalive_unref (ka[i]);
+  }
+}
+
 /* A server that went away while we had nothing in flight hangs up a
  * socket nobody polls.  Look (without reading: the leader owns the data)
  * and take such connections out now, before a request is spent finding
@@ -908,8 +1080,11 @@ health_check (struct nbd_dev *nd)
     if (poll (&pfd, 1, 0) == 1 &&
         (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
       conn_lost (conns[i], "the server hung up");
-    ndm_channel_unref (&conns[i]->ch);
   }
+  health_keepalive (nd, conns, n);
+  for (i = 0; i < n; i++)
+    ndm_channel_unref (&conns[i]->ch);
+  device_drain (nd);
 }
 
 static void read_caps (struct nbd_dev *nd, struct nbd_handle *h);
@@ -937,6 +1112,7 @@ device_first_contact (struct nbd_dev *nd, struct nbd_handle *h)
 static void
 reconnect_lost (struct nbd_dev *nd)
 {
+  gint gen = g_atomic_int_get (&nd->drain_gen);
   unsigned i;
 
   for (i = 0; i < nd->nr_conns; i++) {
@@ -983,6 +1159,7 @@ reconnect_lost (struct nbd_dev *nd)
     if (c != NULL)
       ndm_log_info ("device %s: connection %u reconnected", nd->dev.uri, i);
   }
+  g_atomic_int_set (&nd->settled_gen, gen);
 }
 
 /* Every reconnect-delay ms (sooner when a connection is lost): check idle
@@ -1020,6 +1197,18 @@ device_lose_all (struct nbd_dev *nd, const char *why)
 
   for (i = 0; i < n; i++) {
     conn_lost (conns[i], why);
+    ndm_channel_unref (&conns[i]->ch);
+  }
+}
+
+static void
+device_retire_all (struct nbd_dev *nd, const char *why)
+{
+  struct nbd_conn **conns = g_newa (struct nbd_conn *, nd->nr_conns);
+  unsigned i, n = device_ref_conns (nd, conns);
+
+  for (i = 0; i < n; i++) {
+    conn_retire (conns[i], why);
     ndm_channel_unref (&conns[i]->ch);
   }
 }

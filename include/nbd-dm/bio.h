@@ -83,7 +83,8 @@ struct ndm_bio {
   struct ndm_channel *ch;       /* the command's channel: set by the
                                    device's submit before it starts it */
   GArray *extents;              /* block status answer, device offsets */
-  struct ndm_bio *ready_next;   /* request's ready list */
+  struct ndm_bio *ready_next;   /* request's ready or deferred list */
+  unsigned reissues;            /* steps sent again after ESHUTDOWN */
   struct ndm_prison *prison;    /* of the data: its target's or device's */
   struct ndm_cell rmw_cell;
   enum ndm_op cmd_op;           /* the command out, for the device's */

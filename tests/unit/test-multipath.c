@@ -204,7 +204,7 @@ test_tail_from_zero (void)
   h_fill (buf, sizeof buf, 3);
   io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, 0);
   fake_wait_pending (a, 1);
-  fake_complete (a, 0, ESHUTDOWN);
+  fake_complete (a, 0, ECONNRESET);
   g_assert_cmpint (h_io_wait (io), ==, 0);
   blog = log_string (b);
   g_assert_cmpstr (blog, ==, "w 0+8192");

@@ -352,6 +352,42 @@ test_r5_client_errnos (void)
   g_assert_false (ndm_errno_is_path_error (EIO));
 }
 
+/* ESHUTDOWN means the server did not run the command (it is going away,
+ * maybe to be restarted behind the same address): the same command is
+ * sent again on the same device, up to NDM_MAX_REISSUES times, and only
+ * then is the error the request's (a path error: EIO).
+ */
+static void
+test_r5_eshutdown_reissued (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear " HELD " 0", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (K4);
+  g_autoptr (GArray) log = NULL;
+  struct h_io *io;
+  unsigned i;
+
+  h_fill (buf, K4, 5);
+  io = h_io_start (md, NDM_OP_WRITE, buf, K4, 8192, 0);
+  fake_wait_pending (a, 1);
+  fake_complete (a, 0, ESHUTDOWN);
+  fake_wait_pending (a, 1);
+  fake_complete (a, 1, 0);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, 0);
+  g_assert_cmpmem (fake_data (a) + 8192, K4, buf, K4);
+  log = fake_log (a);
+  g_assert_cmpuint (log->len, ==, 2);
+  g_assert_cmpuint (g_array_index (log, struct fake_cmd, 1).offset, ==, 8192);
+
+  io = h_io_start (md, NDM_OP_WRITE, buf, K4, 8192, 0);
+  for (i = 0; i <= NDM_MAX_REISSUES; i++) {
+    fake_wait_pending (a, 1);
+    fake_complete (a, 2 + i, ESHUTDOWN);
+  }
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, EIO);
+  h_md_free (md);
+}
+
 /* R6: the start of bio 2 fails; bios 0 and 1 are waited for, bio 3 is
  * never started, and the result is decided by R2/R3.
  */
@@ -678,6 +714,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/request/r4/requeue-remainder-only",
                    test_r4_requeue_remainder_only);
   g_test_add_func ("/request/r5/client-errnos", test_r5_client_errnos);
+  g_test_add_func ("/request/r5/eshutdown-reissued",
+                   test_r5_eshutdown_reissued);
   g_test_add_func ("/request/r6/submit-failure-waits-for-started",
                    test_r6_submit_failure_waits);
   g_test_add_func ("/request/r6/later-clones-not-started",
