@@ -14,7 +14,8 @@ shift || true
 case $build in /*) ;; *) build=$top/$build ;; esac
 
 packages=(
-  build-essential cmake pkg-config          # the build
+  build-essential cmake pkg-config          # the build; its gcc-12 brings
+                                            # libasan8, libubsan1, libtsan2
   libglib2.0-dev libnbd-dev nbdkit-plugin-dev
   nbdkit libnbd-bin python3-libnbd          # nbdkit, nbdinfo/nbdcopy, nbdsh
   qemu-utils fio socat                      # tests, demo, benchmarks

@@ -29,6 +29,7 @@ struct fake_chan {
   struct ndm_channel ch;
   struct fake_dev *fd;
   int efd;                      /* "the socket": readable = replies */
+  unsigned prepares;            /* relaxed atomic: fake_wait_prepared */
 };
 
 /* A write a cut connection's server still holds (fence=ghost). */
@@ -174,6 +175,7 @@ chan_prepare (struct ndm_channel *ch, struct pollfd *pfd, int *timeout_ms)
 {
   struct fake_chan *fc = (struct fake_chan *) ch;
 
+  __atomic_fetch_add (&fc->prepares, 1, __ATOMIC_RELAXED);
   pfd->fd = fc->efd;
   pfd->events = POLLIN;
   pfd->revents = 0;
@@ -799,6 +801,24 @@ fake_wait_pending (struct fake_dev *fd, unsigned n)
     }
   }
   g_mutex_unlock (&fd->lock);
+}
+
+/* Relaxed, so that TSan learns no order from the leader here (see the
+ * header); a sleep between looks orders nothing either.
+ */
+void
+fake_wait_prepared (struct fake_dev *fd, unsigned n)
+{
+  gint64 deadline = g_get_monotonic_time () + 5 * G_TIME_SPAN_SECOND;
+
+  g_assert_nonnull (fd->chan);
+  while (__atomic_load_n (&fd->chan->prepares, __ATOMIC_RELAXED) < n) {
+    if (g_get_monotonic_time () > deadline)
+      g_error ("fake %s: waited 5 s for the leader to prepare %u times, "
+               "it did %u", fd->name, n,
+               __atomic_load_n (&fd->chan->prepares, __ATOMIC_RELAXED));
+    g_usleep (100);
+  }
 }
 
 void

@@ -102,6 +102,13 @@ uint64_t fake_max_pending_bytes (struct fake_dev *fd);
 unsigned fake_pending (struct fake_dev *fd);
 /* Block until at least n commands are pending (5 s, then the test fails). */
 void fake_wait_pending (struct fake_dev *fd, unsigned n);
+/* channel mode: block until the channel's leader has prepared to poll it
+ * n times in all, each time an owner goes round its wait loop (5 s, then
+ * the test fails).  Relaxed on purpose: the test knows the owner went
+ * round, and TSan is told of no order from it, so what the owner did
+ * there stays concurrent with what the test does next.
+ */
+void fake_wait_prepared (struct fake_dev *fd, unsigned n);
 /* Complete the pending command with this submission index. */
 void fake_complete (struct fake_dev *fd, unsigned index, int err);
 void fake_complete_all (struct fake_dev *fd);

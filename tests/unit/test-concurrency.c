@@ -4,6 +4,7 @@
  * fakes) or only through the channel's leader ("channel" fakes: the
  * leader/follower path, with leadership handed on between owners).  Each
  * thread owns a region, so a model of it says what every read must see.
+ * One scripted case makes a completion meet its owner on the ready list.
  */
 #include "harness.h"
 
@@ -115,6 +116,42 @@ test_leader_follower_delayed (void)
     4096 * 512);
 }
 
+/* The ready list: the owner looks at rq->ready without the lock at the
+ * top of each round (request_run_ready), a completion whose step ended
+ * adds to it under the lock, so both sides must be atomic.  Scripted so
+ * the two always meet: a's write is sent, the owner reads b's reply and
+ * goes round once more (looking at the list), and only then does a's
+ * write step end, making the emulated FUA's flush ready.  The test learns
+ * that the owner went round through a relaxed counter, so TSan sees no
+ * order between the owner's look and the completion's store: a plain
+ * store there is reported on every run of the TSan build.  In any build,
+ * the step that ends while the owner sleeps must wake it, and the request
+ * end with the data on both devices.
+ */
+static void
+test_ready_races_owner (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a?mode=held&size=1M&fua=0 0\n"
+    "8 8 linear fake://b?mode=channel&size=1M 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  uint8_t buf[8192];
+  struct h_io *io;
+
+  h_fill (buf, sizeof buf, 1);
+  io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, NDM_REQ_FUA);
+  fake_wait_pending (a, 1);           /* a's write, sent before b's */
+  fake_wait_prepared (b, 2);          /* b's reply read, one more round */
+  fake_complete (a, 0, 0);            /* the flush step is ready */
+  fake_wait_pending (a, 1);
+  fake_complete (a, 1, 0);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  g_assert_cmpmem (fake_data (a), 4096, buf, 4096);
+  g_assert_cmpmem (fake_data (b), 4096, buf + 4096, 4096);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_FLUSH), ==, 1);
+  h_md_free (md);
+}
+
 /* Tiny caps: requests queue on the budgets instead of failing. */
 static void
 test_tiny_caps (void)
@@ -156,5 +193,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/concurrency/channel/leader-follower-delayed",
                    test_leader_follower_delayed);
   g_test_add_func ("/concurrency/r8/tiny-caps", test_tiny_caps);
+  g_test_add_func ("/concurrency/ready/step-end-races-owner",
+                   test_ready_races_owner);
   return g_test_run ();
 }
