@@ -24,6 +24,11 @@
 #include "core.h"
 #include "log.h"
 
+/* How long the accept thread waits after accept(2) ran out of
+ * descriptors or memory before it tries again.
+ */
+#define NDM_CONTROL_BACKOFF_MS 100
+
 struct client {
   struct ndm_control *ctl;
   int fd;
@@ -207,8 +212,19 @@ accept_thread (gpointer data)
     if (poll (pfd, 2, -1) == -1 || (pfd[1].revents & POLLIN))
       continue;
     fd = accept4 (ctl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd == -1)
+    if (fd == -1) {
+      /* Out of descriptors or memory: the client stays in the backlog
+       * and the socket stays readable.  Do not spin on it (R13): look
+       * again in a while, or when woken to stop.
+       */
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        ndm_log_error ("control: accept: %s: trying again in %d ms",
+                       g_strerror (errno), NDM_CONTROL_BACKOFF_MS);
+        poll (&pfd[1], 1, NDM_CONTROL_BACKOFF_MS);
+      }
       continue;
+    }
 
     g_mutex_lock (&ctl->lock);
     if (g_atomic_int_get (&ctl->stopping) ||
@@ -221,9 +237,17 @@ accept_thread (gpointer data)
     cl = g_new0 (struct client, 1);
     cl->ctl = ctl;
     cl->fd = fd;
+    /* The reference the thread starts with is its own to drop. */
+    cl->thread = ndm_thread_try_new ("ndm-control", client_thread, cl);
+    if (cl->thread == NULL) {
+      g_mutex_unlock (&ctl->lock);
+      reply_error (fd, "the server cannot start a thread for this client "
+                   "now; try again later");
+      close (fd);
+      g_free (cl);
+      continue;
+    }
     ctl->clients = g_list_prepend (ctl->clients, cl);
-    /* The reference g_thread_new returns is the thread's own to drop. */
-    cl->thread = g_thread_new ("ndm-control", client_thread, cl);
     g_mutex_unlock (&ctl->lock);
   }
   return NULL;
@@ -304,18 +328,32 @@ ndm_control_new (struct ndm_md *md, const char *path, GError **err)
   ctl->md = md;
   ctl->path = g_strdup (path);
   ctl->listen_fd = fd;
-  if (pipe2 (ctl->wake_pipe, O_CLOEXEC) == -1)
-    g_error ("control: pipe2: %s", g_strerror (errno));
+  if (pipe2 (ctl->wake_pipe, O_CLOEXEC) == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG, "control: pipe2: %s",
+                 g_strerror (errno));
+    close (fd);
+    unlink (ctl->path);
+    g_free (ctl->path);
+    g_free (ctl);
+    return NULL;
+  }
   g_mutex_init (&ctl->lock);
   return ctl;
 }
 
-void
-ndm_control_start (struct ndm_control *ctl)
+int
+ndm_control_start (struct ndm_control *ctl, GError **err)
 {
   if (ctl->accept_thread == NULL)
-    ctl->accept_thread = g_thread_new ("ndm-control-accept", accept_thread,
-                                       ctl);
+    ctl->accept_thread = ndm_thread_try_new ("ndm-control-accept",
+                                             accept_thread, ctl);
+  if (ctl->accept_thread == NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
+                 "control: %s: cannot start the thread that serves it",
+                 ctl->path);
+    return -1;
+  }
+  return 0;
 }
 
 void

@@ -16,6 +16,7 @@
 #include "nbd-dm/bio.h"
 #include "nbd-dm/device.h"
 #include "nbd-dm/target.h"
+#include "thread.h"
 
 #define NDM_KIB (UINT64_C (1) << 10)
 #define NDM_MIB (UINT64_C (1) << 20)

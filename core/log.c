@@ -152,3 +152,4 @@ ndm_errno_for_client (int err, bool shutting_down)
     return EIO;
   }
 }
+

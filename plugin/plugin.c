@@ -174,9 +174,14 @@ dm_get_ready (void)
 static int
 dm_after_fork (void)
 {
+  GError *err = NULL;
+
   ndm_md_start (md);
-  if (control != NULL)
-    ndm_control_start (control);
+  if (control != NULL && ndm_control_start (control, &err) == -1) {
+    nbdkit_error ("%s", err->message);
+    g_error_free (err);
+    return -1;
+  }
   return 0;
 }
 

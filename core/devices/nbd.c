@@ -106,7 +106,8 @@ struct nbd_dev {
   GCond cond;                   /* reconnect thread: a slot was lost */
   unsigned nr_conns;
   struct nbd_conn **conns;      /* NULL: lost, being reconnected */
-  GThread *thread;
+  GThread *thread;              /* the reconnect thread, once started */
+  bool started;                 /* nbd_start ran (after fork) */
   gint stopping;                /* atomic too: read while connecting */
   char *last_error;
   uint64_t reconnects;
@@ -268,19 +269,13 @@ watch_add (struct nbd_conn *c)
     watch.conns = g_ptr_array_new ();
   g_ptr_array_add (watch.conns, c);
   if (watch.thread == NULL && !watch.stopping) {
-    GError *e = NULL;
-
     if (watch.wake_fd < 0)
       watch.wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    watch.thread = g_thread_try_new ("ndm-fence-watch", watch_thread, NULL,
-                                     &e);
-    if (watch.thread == NULL) {
-      /* Tried again at the next cut; until then its writes stay
-       * quarantined (fence-timeout, or the operator's device_dead).
-       */
-      ndm_log_error ("nbd: cannot start the fence watcher: %s", e->message);
-      g_error_free (e);
-    }
+    /* If it cannot start, it is tried again at the next cut; until then
+     * quarantines stay (fence-timeout, or the operator's device_dead).
+     */
+    watch.thread = ndm_thread_try_new ("ndm-fence-watch", watch_thread,
+                                       NULL);
   }
   g_mutex_unlock (&watch.lock);
   watch_wake ();
@@ -536,6 +531,19 @@ conn_release (struct ndm_channel *ch)
  * it has in flight goes on (a server that answers ESHUTDOWN still answers
  * what it ran); it closes when the last request lets go of it.
  */
+static gpointer reconnect_thread (gpointer data);
+
+/* With nd->lock held: the reconnect thread, if it is due and missing (it
+ * could not be made before: R13).  Without it lost connections are not
+ * replaced, so every loss tries again.
+ */
+static void
+device_start_thread_locked (struct nbd_dev *nd)
+{
+  if (nd->started && nd->thread == NULL && !nd->stopping)
+    nd->thread = ndm_thread_try_new ("ndm-reconnect", reconnect_thread, nd);
+}
+
 static void
 conn_retire (struct nbd_conn *c, const char *why)
 {
@@ -551,6 +559,7 @@ conn_retire (struct nbd_conn *c, const char *why)
   }
   g_free (nd->last_error);
   nd->last_error = g_strdup (why);
+  device_start_thread_locked (nd);
   g_cond_signal (&nd->cond);
   g_mutex_unlock (&nd->lock);
 
@@ -1296,8 +1305,8 @@ nbd_start (struct ndm_device *dev)
   struct nbd_dev *nd = (struct nbd_dev *) dev;
 
   g_mutex_lock (&nd->lock);
-  if (nd->thread == NULL)
-    nd->thread = g_thread_new ("ndm-reconnect", reconnect_thread, nd);
+  nd->started = true;
+  device_start_thread_locked (nd);
   g_mutex_unlock (&nd->lock);
 }
 

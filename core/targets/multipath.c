@@ -55,6 +55,7 @@
 #include "../log.h"
 #include "../selectors/selector.h"
 #include "../stats.h"
+#include "../thread.h"
 
 struct mp_group;
 
@@ -96,6 +97,7 @@ struct multipath_c {
   uint64_t size;                /* bytes every path must have */
   unsigned initial_pg;
   GThread *checker;
+  bool resumed;                 /* the checker is due */
   bool stopping;
 };
 
@@ -450,6 +452,19 @@ multipath_dtr (struct ndm_target *ti)
 
 /* ---- path state ------------------------------------------------------------------ */
 
+static gpointer checker_thread (gpointer data);
+
+/* With m->lock held: the checker, if the target was resumed and it is
+ * missing (it could not be made before: R13).  Without it failed paths
+ * are never reinstated, so every path failure tries again.
+ */
+static void
+checker_start_locked (struct multipath_c *m)
+{
+  if (m->resumed && m->checker == NULL && !m->stopping)
+    m->checker = ndm_thread_try_new ("ndm-mpath-check", checker_thread, m);
+}
+
 /* With m->lock held.  Returns true if this call failed it (the caller
  * then fences its device, outside the lock).
  */
@@ -461,6 +476,7 @@ fail_path_locked (struct multipath_c *m, struct mp_path *p, const char *why)
 
   if (!p->active)
     return false;
+  checker_start_locked (m);
   p->active = false;
   p->fail_count++;
   p->pg->ps.type->fail_path (&p->pg->ps, &p->path);
@@ -765,8 +781,6 @@ multipath_presuspend (struct ndm_target *ti, bool noflush)
   g_mutex_unlock (&m->lock);
 }
 
-static gpointer checker_thread (gpointer data);
-
 static void
 multipath_resume (struct ndm_target *ti)
 {
@@ -774,8 +788,8 @@ multipath_resume (struct ndm_target *ti)
 
   g_mutex_lock (&m->lock);
   m->suspending = false;
-  if (m->checker == NULL)
-    m->checker = g_thread_new ("ndm-mpath-check", checker_thread, m);
+  m->resumed = true;
+  checker_start_locked (m);
   g_mutex_unlock (&m->lock);
 }
 

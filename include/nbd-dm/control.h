@@ -78,8 +78,10 @@ struct ndm_control;
 struct ndm_control *ndm_control_new (struct ndm_md *md, const char *path,
                                      GError **err);
 
-/* Start serving (after fork: threads do not survive it). */
-void ndm_control_start (struct ndm_control *ctl);
+/* Start serving (after fork: threads do not survive it).  Returns -1
+ * with *err if its thread cannot be made.
+ */
+int ndm_control_start (struct ndm_control *ctl, GError **err);
 
 /* Stop serving, close clients, remove the socket file. */
 void ndm_control_free (struct ndm_control *ctl);

@@ -2,8 +2,16 @@
 /* Control commands and suspend/reload/resume (DESIGN.md section 6, 7),
  * through ndm_md_command as the control socket runs them.
  */
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include "nbd-dm/control.h"
 #include "harness.h"
+#include "log.h"
+#include "thread.h"
 
 /* Run "verb args..." (split on blanks); returns 0 or -1, output in out. */
 static int
@@ -431,6 +439,135 @@ test_wait_event (void)
   h_md_free (md);
 }
 
+/* ---- the control socket under shortage (R13) ------------------------------ */
+
+static int
+sock_connect (const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_strlcpy (sa.sun_path, path, sizeof sa.sun_path);
+  g_assert_cmpint (connect (fd, (struct sockaddr *) &sa, sizeof sa), ==, 0);
+  return fd;
+}
+
+/* The first line the server sends on fd (it must send one: 5 s). */
+static char *
+sock_line (int fd)
+{
+  GString *s = g_string_new (NULL);
+  struct timeval tv = { .tv_sec = 5 };
+  char c;
+
+  setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (recv (fd, &c, 1, 0) == 1 && c != '\n')
+    g_string_append_c (s, c);
+  return g_string_free (s, FALSE);
+}
+
+static bool
+refuse_control_threads (const char *name)
+{
+  return strcmp (name, "ndm-control") == 0;
+}
+
+/* No thread can be made for a control client: the client is told so
+ * and closed, and the server serves the next one once it can.  (It used
+ * to abort in g_thread_new: an operator's connection killed the server.)
+ */
+static void
+test_control_client_thread_refused (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a 0", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("ndm-ctl-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "ctl", NULL);
+  struct ndm_control *ctl = ndm_control_new (md, path, NULL);
+  g_autofree char *l1 = NULL, *l2 = NULL;
+  int fd;
+
+  g_assert_nonnull (ctl);
+  g_assert_cmpint (ndm_control_start (ctl, NULL), ==, 0);
+  ndm_thread_test_refuse = refuse_control_threads;
+  fd = sock_connect (path);
+  l1 = sock_line (fd);
+  g_assert_true (g_str_has_prefix (l1, "error "));
+  g_assert_nonnull (strstr (l1, "cannot start a thread"));
+  close (fd);
+
+  ndm_thread_test_refuse = NULL;
+  fd = sock_connect (path);
+  g_assert_cmpint (send (fd, "version\n", 8, 0), ==, 8);
+  l2 = sock_line (fd);
+  g_assert_true (g_str_has_prefix (l2, "ok "));
+  close (fd);
+  ndm_control_free (ctl);
+  rmdir (dir);
+  h_md_free (md);
+}
+
+static gint logged;
+
+static void
+count_log (enum ndm_log_level level, const char *msg)
+{
+  unsigned n;
+
+  /* Suppressed lines count too: the rate limiter says how many. */
+  if (sscanf (msg, "%u similar error messages suppressed", &n) == 1)
+    g_atomic_int_add (&logged, n);
+  else
+    g_atomic_int_inc (&logged);
+}
+
+/* Out of descriptors, accept(2) fails with EMFILE and the client stays
+ * in the backlog: the accept thread must wait, not spin.  Over 1.5 s it
+ * tries about 15 times; spinning, it tried hundreds of thousands.
+ */
+static void
+test_control_accept_emfile_backs_off (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a 0", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("ndm-ctl-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "ctl", NULL);
+  struct ndm_control *ctl = ndm_control_new (md, path, NULL);
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  struct rlimit old, low;
+  int fd, probe;
+
+  g_assert_cmpint (ndm_control_start (ctl, NULL), ==, 0);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  g_strlcpy (sa.sun_path, path, sizeof sa.sun_path);
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &old), ==, 0);
+  /* Lower the limit to the highest descriptor now open: no new one. */
+  probe = dup (0);
+  close (probe);
+  low = old;
+  low.rlim_cur = probe;
+  g_atomic_int_set (&logged, 0);
+  ndm_set_log_fn (count_log);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &low), ==, 0);
+  g_assert_cmpint (connect (fd, (struct sockaddr *) &sa, sizeof sa), ==, 0);
+  g_usleep (1500 * 1000);
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &old), ==, 0);
+  g_usleep (300 * 1000);                /* flushes the suppressed count */
+  ndm_log_error ("end of test");
+  ndm_set_log_fn (NULL);
+  g_assert_cmpint (g_atomic_int_get (&logged), <, 200);
+  /* Once there are descriptors again, the waiting client is served. */
+  g_assert_cmpint (send (fd, "version\n", 8, 0), ==, 8);
+  {
+    g_autofree char *l = sock_line (fd);
+
+    g_assert_true (g_str_has_prefix (l, "ok "));
+  }
+  close (fd);
+  ndm_control_free (ctl);
+  rmdir (dir);
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -451,5 +588,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/control/wait/event", test_wait_event);
   g_test_add_func ("/control/suspend/noflush-onto-smaller-table",
                    test_noflush_onto_smaller_table);
+  g_test_add_func ("/control/r13/client-thread-refused",
+                   test_control_client_thread_refused);
+  g_test_add_func ("/control/r13/accept-emfile-backs-off",
+                   test_control_accept_emfile_backs_off);
   return g_test_run ();
 }

@@ -12,6 +12,7 @@
 
 #include "nbd-dm/control.h"
 #include "harness.h"
+#include "thread.h"
 
 #define KIB 1024
 
@@ -915,6 +916,37 @@ test_checker_reinstates (void)
   h_md_free (md);
 }
 
+static bool
+refuse_checker (const char *name)
+{
+  return strcmp (name, "ndm-mpath-check") == 0;
+}
+
+/* R13: the checker thread cannot be made when the target is resumed
+ * (no threads left): I/O is served all the same, and the next path
+ * failure tries again, so the failed path is still reinstated.
+ */
+static void
+test_checker_thread_refused (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a;
+  char buf[512];
+
+  ndm_thread_test_refuse = refuse_checker;
+  md = h_md_new (
+    "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1",
+    fast_config (&cfg, 0));
+  a = fake_lookup ("a");
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==, 0);
+  ndm_thread_test_refuse = NULL;
+  g_free (command_ok (md, "message 0 fail_path fake://a"));
+  g_assert_cmpuint (fake_probes (a), ==, 0);
+  wait_path_state (md, "fake://a", "A 1");      /* the checker, at last */
+  h_md_free (md);
+}
+
 /* As multipathd's checker: an active path that stops answering is
  * failed (and fenced) before any I/O finds out.
  */
@@ -1097,6 +1129,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/multipath/checker/fails-silent",
                    test_checker_fails_silent_path);
   g_test_add_func ("/multipath/checker/flap", test_flap_damping);
+  g_test_add_func ("/multipath/checker/thread-refused",
+                   test_checker_thread_refused);
   g_test_add_func ("/multipath/checker/identity", test_identity);
   g_test_add_func ("/multipath/checker/absent", test_absent_at_load);
   g_test_add_func ("/multipath/flush", test_flush);
