@@ -163,14 +163,19 @@ client_thread (gpointer data)
      * limit: the newline may arrive in the same read as the excess.
      */
     while ((nl = memchr (buf->str, '\n', buf->len)) != NULL) {
-      gsize n = nl - buf->str;
+      gsize n = nl - buf->str, len = n;
 
       if (n > NDM_CONTROL_MAX_LINE)
         break;
       *nl = '\0';
-      if (n > 0 && buf->str[n - 1] == '\r')
-        buf->str[n - 1] = '\0';
-      if (!handle_line (cl, buf->str))
+      if (len > 0 && buf->str[len - 1] == '\r')
+        buf->str[--len] = '\0';
+      /* A NUL would end the request early: a table cut short, quietly. */
+      if (strlen (buf->str) != len) {
+        if (!reply_error (cl->fd, "the request holds a NUL byte: refused"))
+          goto out;
+      }
+      else if (!handle_line (cl, buf->str))
         goto out;
       g_string_erase (buf, 0, n + 1);
     }

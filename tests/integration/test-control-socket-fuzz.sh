@@ -73,6 +73,7 @@ def garbage():
                            b"message 0 'a b", b'reload "0 8 zero']), "error"
     if k == 3:      # NULs
         return rnd.choice([b"\0", b"\0info", b"\0\0\0", b"bad\0info",
+                           b"info\0x", b"version\0",
                            b"\0" * rnd.randrange(1, 100)]), "error"
     if k == 4:      # unknown verbs
         return ("x" + "".join(rnd.choice("abcdefghij-_.")
