@@ -16,19 +16,23 @@
 
 static ndm_log_fn log_fn;
 
+/* Atomic: set once at start-up by a front end, but a test may swap it
+ * while threads log.
+ */
 void
 ndm_set_log_fn (ndm_log_fn fn)
 {
-  log_fn = fn;
+  g_atomic_pointer_set (&log_fn, fn);
 }
 
 static void
 log_emit (enum ndm_log_level level, const char *fmt, va_list ap)
 {
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  ndm_log_fn fn = g_atomic_pointer_get (&log_fn);
 
-  if (log_fn != NULL)
-    log_fn (level, msg);
+  if (fn != NULL)
+    fn (level, msg);
   else if (level == NDM_LOG_ERROR)
     fprintf (stderr, "nbd-dm: %s\n", msg);
 }
@@ -64,9 +68,10 @@ ndm_log_error (const char *fmt, ...)
   if (was_dropped != 0) {
     g_autofree char *m =
       g_strdup_printf ("%u similar error messages suppressed", was_dropped);
+    ndm_log_fn fn = g_atomic_pointer_get (&log_fn);
 
-    if (log_fn != NULL)
-      log_fn (NDM_LOG_ERROR, m);
+    if (fn != NULL)
+      fn (NDM_LOG_ERROR, m);
     else
       fprintf (stderr, "nbd-dm: %s\n", m);
   }
@@ -92,7 +97,7 @@ ndm_log_debug (const char *fmt, ...)
 {
   va_list ap;
 
-  if (log_fn == NULL)
+  if (g_atomic_pointer_get (&log_fn) == NULL)
     return;
   va_start (ap, fmt);
   log_emit (NDM_LOG_DEBUG, fmt, ap);

@@ -19,9 +19,9 @@ ndm_thread_try_new (const char *name, GThreadFunc fn, gpointer data)
 {
   GError *e = NULL;
   GThread *t = NULL;
+  bool (*refuse) (const char *) = g_atomic_pointer_get (&ndm_thread_test_refuse);
 
-  if (G_UNLIKELY (ndm_thread_test_refuse != NULL) &&
-      ndm_thread_test_refuse (name))
+  if (G_UNLIKELY (refuse != NULL) && refuse (name))
     g_set_error (&e, G_THREAD_ERROR, G_THREAD_ERROR_AGAIN,
                  "Resource temporarily unavailable (refused by a test)");
   else

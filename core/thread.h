@@ -16,8 +16,8 @@
  */
 GThread *ndm_thread_try_new (const char *name, GThreadFunc fn,
                              gpointer data);
-/* Tests only: when set, a thread named so is refused as if none could
- * be made.
+/* Tests only: when set (g_atomic_pointer_set), a thread named so is
+ * refused as if none could be made.
  */
 extern bool (*ndm_thread_test_refuse) (const char *name);
 

@@ -489,14 +489,14 @@ test_control_client_thread_refused (void)
 
   g_assert_nonnull (ctl);
   g_assert_cmpint (ndm_control_start (ctl, NULL), ==, 0);
-  ndm_thread_test_refuse = refuse_control_threads;
+  g_atomic_pointer_set (&ndm_thread_test_refuse, refuse_control_threads);
   fd = sock_connect (path);
   l1 = sock_line (fd);
   g_assert_true (g_str_has_prefix (l1, "error "));
   g_assert_nonnull (strstr (l1, "cannot start a thread"));
   close (fd);
 
-  ndm_thread_test_refuse = NULL;
+  g_atomic_pointer_set (&ndm_thread_test_refuse, NULL);
   fd = sock_connect (path);
   g_assert_cmpint (send (fd, "version\n", 8, 0), ==, 8);
   l2 = sock_line (fd);

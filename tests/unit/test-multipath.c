@@ -934,13 +934,13 @@ test_checker_thread_refused (void)
   struct fake_dev *a;
   char buf[512];
 
-  ndm_thread_test_refuse = refuse_checker;
+  g_atomic_pointer_set (&ndm_thread_test_refuse, refuse_checker);
   md = h_md_new (
     "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1",
     fast_config (&cfg, 0));
   a = fake_lookup ("a");
   g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==, 0);
-  ndm_thread_test_refuse = NULL;
+  g_atomic_pointer_set (&ndm_thread_test_refuse, NULL);
   g_free (command_ok (md, "message 0 fail_path fake://a"));
   g_assert_cmpuint (fake_probes (a), ==, 0);
   wait_path_state (md, "fake://a", "A 1");      /* the checker, at last */
