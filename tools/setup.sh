@@ -13,13 +13,17 @@ build=${1:-build}
 shift || true
 case $build in /*) ;; *) build=$top/$build ;; esac
 
+# Every command the tests, the demo and the commands it prints use, beyond
+# Debian's essential set (coreutils, diffutils, grep, sed, mawk, bash):
+# a missing one fails or skips a test, or breaks the demo, on a fresh machine.
 packages=(
   build-essential cmake pkg-config          # the build; its gcc-12 brings
                                             # libasan8, libubsan1, libtsan2
   libglib2.0-dev libnbd-dev nbdkit-plugin-dev
-  nbdkit libnbd-bin python3-libnbd          # nbdkit, nbdinfo/nbdcopy, nbdsh
+  nbdkit libnbd-bin python3 python3-libnbd  # nbdkit, nbdinfo/nbdcopy, nbdsh
+  file                                      # nbdinfo URI probes content with it
   qemu-utils fio socat                      # tests, demo, benchmarks
-  perl                                      # pod2man for the man pages
+  perl                                      # pod2man, podchecker
   libpod-markdown-perl                      # pod2markdown: docs/*.md check
 )
 
