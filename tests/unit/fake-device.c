@@ -297,12 +297,16 @@ fake_submit (struct ndm_device *dev, struct ndm_bio *bio,
   p->bio = bio;
   p->cmd = *cmd;
   p->index = fd->log->len - 1;
-  /* A strict server: misaligned or oversized commands are refused. */
+  /* A strict server: misaligned or oversized commands are refused, and
+   * so are a flush or FUA it did not advertise (R12).
+   */
   bad = cmd->op != NDM_OP_FLUSH &&
     ((cmd->offset | cmd->len) & (align - 1) ||
      cmd->offset + cmd->len > dev->size ||
      ((cmd->op == NDM_OP_READ || cmd->op == NDM_OP_WRITE) &&
       cmd->len > dev->limits.max_data));
+  bad |= (cmd->op == NDM_OP_FLUSH && !dev->caps.flush) ||
+    ((cmd->flags & NDM_REQ_FUA) && !dev->caps.fua);
   if (cmd->op == NDM_OP_READ || cmd->op == NDM_OP_WRITE) {
     fd->pending_bytes += cmd->len;
     fd->max_pending_bytes = MAX (fd->max_pending_bytes, fd->pending_bytes);
