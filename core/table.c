@@ -205,7 +205,17 @@ ndm_table_unref (struct ndm_table *t)
 }
 
 /* What the mapped device can advertise (R12): the intersection over its
- * devices.  Zero and error targets have no devices and can do anything.
+ * devices, but for flush.  Zero and error targets have no devices and
+ * can do anything, and have nothing to flush.
+ *
+ * Flush is the exception (R9): a device that advertises no flush has no
+ * volatile cache, so it needs none and takes nothing from the others.
+ * One device that can flush is enough to advertise it, and a flush goes
+ * to the devices that can (ndm_clone_map_flush).  An absent device's caps
+ * are unknown until it is reached: it may have a cache, so it counts as
+ * one that can.  FUA follows flush: per bio it is native where the device
+ * has it, write+flush where the device only flushes, a plain write where
+ * the device has no cache (bio_add).
  */
 static void
 table_compute_caps (struct ndm_table *t)
@@ -213,19 +223,21 @@ table_compute_caps (struct ndm_table *t)
   struct ndm_caps *c = &t->caps;
   unsigned i;
 
-  c->write = c->flush = c->fua = c->trim = c->fast_zero = true;
+  c->write = c->trim = c->fast_zero = true;
   c->cache = c->multi_conn = true;
+  c->flush = false;
   c->block_min = 1;             /* unaligned requests bounce (R7) */
   c->block_pref = 4096;
   c->block_max = NDM_DEFAULT_MAX_DATA;
   for (i = 0; i < t->devices->len; i++) {
     const struct ndm_device *dev = t->devices->pdata[i];
 
-    if (dev->absent)
-      continue;                 /* nothing known yet */
+    if (dev->absent) {
+      c->flush = true;          /* nothing known yet */
+      continue;
+    }
     c->write &= !dev->caps.read_only;
-    c->flush &= dev->caps.flush;
-    c->fua &= dev->caps.fua || dev->caps.flush;
+    c->flush |= dev->caps.flush;
     c->trim &= dev->caps.trim;
     c->fast_zero &= dev->caps.zero && dev->caps.fast_zero;
     c->cache &= dev->caps.cache;
@@ -233,6 +245,7 @@ table_compute_caps (struct ndm_table *t)
     c->block_pref = MAX (c->block_pref, dev->limits.pref_block);
     c->block_pref = MAX (c->block_pref, dev->limits.min_block);
   }
+  c->fua = c->flush;
   c->block_pref = MIN (c->block_pref, c->block_max);
 }
 

@@ -6,12 +6,13 @@
 # zero.  One device without multi-conn turns multi-conn off; one without
 # zero keeps zero (emulated, and it works) but loses fast zero; the largest
 # preferred block size of the devices wins; a read-only device makes the
-# device read-only.
+# device read-only; one without flush (no cache) keeps flush and FUA (R9).
 source ./functions.sh
 requires nbdinfo --version
 requires nbdkit memory --version
 requires nbdkit --filter=multi-conn --filter=nozero \
   --filter=blocksize-policy null --version
+requires nbdkit --filter=log --filter=fua eval get_size='echo 0' --version
 requires $PY -c 'import nbd'
 
 # caps URI EXPR...: assert on nbdinfo --json.  --no-content: the handshake
@@ -107,3 +108,61 @@ start_nbdkit -r -U "$r" memory 4M
 start_dm "$top5" "0 4096 linear $(nbd_uri "$a") 0
 4096 4096 linear $(nbd_uri "$r") 0"
 caps "$(nbd_uri "$top5")" 'e["is_read_only"] is True'
+
+# A device without flush has no volatile cache: it takes flush and FUA
+# away from nobody (R9).  f has native FUA, u flush without FUA (fua
+# filter), n neither (eval plugin with no flush method, a file behind it).
+# A flush reaches f and u once each, never n; a FUA write over the three
+# reaches f with FUA, u as Write then Flush, n as a plain write.
+f=$(tmp_sock); u=$(tmp_sock); n=$(tmp_sock); top6=$(tmp_sock)
+start_nbdkit -U "$f" --filter=log memory 1M logfile="$NDM_TMP/f.log"
+start_nbdkit -U "$u" --filter=log --filter=fua memory 1M \
+  logfile="$NDM_TMP/u.log"
+truncate -s 1M "$NDM_TMP/n.img"
+: >"$NDM_TMP/n.log"
+start_nbdkit -U "$n" eval get_size='echo 1048576' \
+  pread="dd if=$NDM_TMP/n.img iflag=skip_bytes,count_bytes skip=\$4 \
+         count=\$3 status=none" \
+  pwrite="echo \"pwrite \$3 \$4 flags=\$5\" >>$NDM_TMP/n.log
+          dd of=$NDM_TMP/n.img oflag=seek_bytes seek=\$4 conv=notrunc \
+             status=none"
+caps "$(nbd_uri "$n")" 'not e["can_flush"] and not e["can_fua"]' \
+  'not e["is_read_only"]'
+start_dm "$top6" "0 2048 linear $(nbd_uri "$f") 0
+2048 2048 linear $(nbd_uri "$u") 0
+4096 2048 linear $(nbd_uri "$n") 0"
+caps "$(nbd_uri "$top6")" 'e["can_flush"] is True' 'e["can_fua"] is True'
+$PY - "$(nbd_uri "$top6")" "$NDM_TMP" <<'EOF'
+import os, re, sys
+import nbd
+
+uri, tmp = sys.argv[1:]
+MiB = 1 << 20
+
+def lines(name):
+    with open(os.path.join(tmp, name + ".log")) as f:
+        return [l.rstrip() for l in f if l.strip()]
+
+def calls(name, action):
+    # log filter: "... connection=N Write id=M offset=... count=... fua=F"
+    return [l for l in lines(name) if re.search(r" %s id=\d+ " % action, l)]
+
+h = nbd.NBD()
+h.connect_uri(uri)
+h.flush()
+assert len(calls("f", "Flush")) == 1, lines("f")
+assert len(calls("u", "Flush")) == 1, lines("u")
+
+# 4 KiB of f, all of u, 4 KiB of n.
+data = os.urandom(MiB + 8192)
+h.pwrite(data, MiB - 4096, nbd.CMD_FLAG_FUA)
+w = calls("f", "Write")
+assert len(w) == 1 and "count=0x1000 fua=1" in w[0], lines("f")
+assert len(calls("f", "Flush")) == 1, "f has FUA: no Flush: %s" % lines("f")
+w = calls("u", "Write")
+assert len(w) == 1 and "count=0x100000 fua=0" in w[0], lines("u")
+assert len(calls("u", "Flush")) == 2, "u: Write then Flush: %s" % lines("u")
+assert lines("n") == ["pwrite 4096 0 flags="], lines("n")
+assert h.pread(MiB + 8192, MiB - 4096) == data, "FUA write did not land"
+print("ok")
+EOF

@@ -537,6 +537,54 @@ test_r9_fua_native_and_emulated (void)
   h_md_free (md);
 }
 
+/* Command i of a fake's log is op, with FUA or without. */
+static void
+expect_cmd (struct fake_dev *fd, unsigned i, enum ndm_op op, bool fua)
+{
+  g_autoptr (GArray) log = fake_log (fd);
+  const struct fake_cmd *cmd;
+
+  g_assert_cmpuint (i, <, log->len);
+  cmd = &g_array_index (log, struct fake_cmd, i);
+  g_assert_cmpint (cmd->op, ==, op);
+  g_assert_cmpint (!!(cmd->flags & NDM_REQ_FUA), ==, fua);
+}
+
+/* R9: a device without flush has no cache.  A flush goes to the devices
+ * that can flush, never to it (a strict fake refuses what it did not
+ * advertise); a FUA write reaches it as a plain write, and the others
+ * with native FUA (a) or as write+flush (c).
+ */
+static void
+test_r9_device_without_flush (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a 0\n"
+    "8 8 linear fake://b?flush=0&fua=0 0\n"
+    "16 8 linear fake://c?fua=0 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  struct fake_dev *c = fake_lookup ("c");
+  char buf[3 * 4096];
+
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_FLUSH), ==, 0);
+  g_assert_cmpuint (fake_count_op (c, NDM_OP_FLUSH), ==, 1);
+
+  memset (buf, 'f', sizeof buf);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, sizeof buf, 0, NDM_REQ_FUA),
+                   ==, 0);
+  g_assert_cmpuint (fake_submitted (a), ==, 2);
+  expect_cmd (a, 1, NDM_OP_WRITE, true);
+  g_assert_cmpuint (fake_submitted (b), ==, 1);
+  expect_cmd (b, 0, NDM_OP_WRITE, false);
+  g_assert_cmpuint (fake_submitted (c), ==, 3);
+  expect_cmd (c, 1, NDM_OP_WRITE, false);
+  expect_cmd (c, 2, NDM_OP_FLUSH, false);
+  g_assert_cmpint (fake_data (b)[0], ==, 'f');
+  h_md_free (md);
+}
+
 /* error target: EIO; the segments around it keep serving. */
 static void
 test_target_error (void)
@@ -723,6 +771,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/request/r9/flush-every-device-once",
                    test_r9_flush_every_device_once);
   g_test_add_func ("/request/r9/flush-failure", test_r9_flush_failure);
+  g_test_add_func ("/request/r9/device-without-flush",
+                   test_r9_device_without_flush);
   g_test_add_func ("/request/r9/requeued-flush-every-device",
                    test_r9_requeued_flush);
   g_test_add_func ("/request/r10/linear-cut-quarantines",

@@ -334,7 +334,7 @@ test_same_uri_one_device (void)
   h_md_free (md);
 }
 
-/* R12: advertise only what every device can do. */
+/* R12: advertise only what every device can do, but flush (R9). */
 static void
 test_caps_intersection (void)
 {
@@ -365,10 +365,46 @@ test_caps_intersection (void)
   g_assert_true (c.multi_conn);
   h_md_free (md);
 
-  /* No devices at all: everything is trivially possible. */
+  /* No devices at all: everything is trivially possible, and there is
+   * nothing to flush.
+   */
   md = h_md_new ("0 8 zero", NULL);
   ndm_md_get_caps (md, &c);
   g_assert_true (c.trim && c.fast_zero && c.multi_conn && c.cache);
+  g_assert_false (c.flush || c.fua);
+  h_md_free (md);
+}
+
+/* R9, R12: a device without flush has no volatile cache and takes
+ * nothing from the others: one device that can flush is enough to
+ * advertise flush, and FUA with it (native, emulated by write+flush, or
+ * a plain write to the device without a cache).
+ */
+static void
+test_caps_flush_any_device (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 linear fake://a 0\n"
+    "8 8 linear fake://b?flush=0&fua=0 0\n"
+    "16 8 linear fake://c?fua=0 0", NULL);
+  struct ndm_caps c;
+
+  ndm_md_get_caps (md, &c);
+  g_assert_true (c.flush);
+  g_assert_true (c.fua);
+  h_md_free (md);
+
+  /* b first: the order of the devices does not matter. */
+  md = h_md_new ("0 8 linear fake://b?flush=0&fua=0 0\n"
+                 "8 8 linear fake://a?fua=0 0", NULL);
+  ndm_md_get_caps (md, &c);
+  g_assert_true (c.flush && c.fua);
+  h_md_free (md);
+
+  md = h_md_new ("0 8 linear fake://a?flush=0&fua=0 0\n"
+                 "8 8 linear fake://b?flush=0&fua=0 0", NULL);
+  ndm_md_get_caps (md, &c);
+  g_assert_false (c.flush || c.fua);
   h_md_free (md);
 }
 
@@ -429,6 +465,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/table/devices/same-uri-one-device",
                    test_same_uri_one_device);
   g_test_add_func ("/table/r12/caps-intersection", test_caps_intersection);
+  g_test_add_func ("/table/r12/flush-if-any-device-can",
+                   test_caps_flush_any_device);
   g_test_add_func ("/table/config/keys", test_config_keys);
   return g_test_run ();
 }
