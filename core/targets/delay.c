@@ -6,7 +6,9 @@
  *                             [<flush device> <offset> <ms>]]
  *
  * The first triple is for reads (and, alone, for everything); the second
- * for writes, trims and zeroes (and flushes, unless a third is given).
+ * for writes, trims and zeroes (and flushes, unless a third is given).  A
+ * flush waits the flush class's delay and then goes to every device the
+ * line names (R9).
  * The wait does not hold a thread idle: the request's owner keeps reading
  * replies for other requests (leading its channels) while its own I/O
  * waits out the delay (clone->not_before in the core).  Cache and block
@@ -128,6 +130,18 @@ delay_map (struct ndm_target *ti, struct ndm_clone *clone)
       g_queue_push_tail (&c->waiting, clone);
     }
     g_mutex_unlock (&dc->lock);
+  }
+  if (clone->op == NDM_OP_FLUSH) {
+    unsigned i;
+
+    /* R9: every device of the line, not only the flush class's as in
+     * dm-delay: with a write device of its own, the writes cached there
+     * would never be flushed.  ndm_clone_map_flush sends one flush per
+     * device, none to a device without flush.
+     */
+    for (i = 0; i < DELAY_CLASSES; i++)
+      ndm_clone_map_flush (clone, dc->class[i].dev);
+    return NDM_MAPIO_REMAPPED;
   }
   ndm_clone_remap (clone, c->dev, (c->start << NDM_SECTOR_SHIFT) +
                    ndm_clone_target_offset (clone));

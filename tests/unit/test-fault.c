@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The fault targets: flakey (each feature while down, nothing while up),
- * dust (bad blocks by message), delay (I/O waits, status counts it).
+ * dust (bad blocks by message), delay (I/O waits, status counts it, a
+ * flush reaches every device it names).
  * Intervals of 0 make flakey deterministic: up 0 is always down, down 0
  * is never down.
  */
@@ -332,6 +333,45 @@ test_delay_suspend_releases (void)
   h_md_free (md);
 }
 
+/* R9: a flush reaches every device the line names, not only the flush
+ * class's: with a separate write device (6 or 9 arguments) the writes
+ * cached there would otherwise never be flushed (dm-delay sends it to
+ * the flush device only).  Each device gets one flush.
+ */
+static void
+test_delay_flush_every_device (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 delay fake://r 0 0 fake://w 0 0 fake://f 0 0", NULL);
+  char buf[4096];
+
+  memset (buf, 'w', sizeof buf);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4096, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("w"), NDM_OP_WRITE), ==, 1);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("w"), NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("f"), NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("r"), NDM_OP_FLUSH), ==, 1);
+  h_md_free (md);
+
+  /* Six arguments: reads from r, writes and flushes to w. */
+  md = h_md_new ("0 2048 delay fake://r 0 0 fake://w 0 0", NULL);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("w"), NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("r"), NDM_OP_FLUSH), ==, 1);
+  h_md_free (md);
+
+  /* One device named three times gets one flush; one without flush
+   * (no cache) none.
+   */
+  md = h_md_new ("0 2048 delay fake://a 0 0 fake://b?flush=0&fua=0 0 0 "
+                 "fake://a 0 0", NULL);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("a"), NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("b"), NDM_OP_FLUSH), ==, 0);
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -346,5 +386,7 @@ main (int argc, char *argv[])
                    test_delay_waits_and_counts);
   g_test_add_func ("/fault/delay/suspend-releases",
                    test_delay_suspend_releases);
+  g_test_add_func ("/fault/delay/flush-every-device",
+                   test_delay_flush_every_device);
   return g_test_run ();
 }
