@@ -144,6 +144,33 @@ dm_dump_plugin (void)
   printf ("dm_targets=linear,striped,zero,error,flakey,delay,dust,multipath\n");
   printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://,nbd+vsock://,"
           "nbds+vsock://\n");
+  printf ("dm_nbdkit_headers=%s\n", NBDKIT_VERSION_STRING);
+}
+
+/* nbdkit before 1.34 aborts ("raw_send_socket: Assertion 'sock >= 0'
+ * failed") when a client hangs up with several replies pending: one
+ * client dying mid-I/O takes every client and device of the server down
+ * (fixed in nbdkit 1.34.0).  The plugin cannot avoid it short of one
+ * request at a time per connection (nbdkit --threads 1), far too slow to
+ * impose.  Nor can it ask the nbdkit that loaded it for its version
+ * (nbdkit-plugin(3), "Run-time version of nbdkit": there is no way), so
+ * it goes by the headers it was built with (dm_nbdkit_headers in
+ * --dump-plugin): nbdkit promises to load plugins built against its own
+ * or older headers only, so one built against 1.32 most likely runs on
+ * 1.32, and one built against 1.34 on 1.34 or later.  Once, at start-up,
+ * where the operator sees it (an error is the only message nbdkit shows
+ * without -v); BUGS in nbdkit-dm-plugin(1) says what to do.
+ */
+static void
+warn_old_nbdkit (void)
+{
+#if NBDKIT_VERSION_MAJOR == 1 && NBDKIT_VERSION_MINOR < 34
+  nbdkit_error ("warning: built against nbdkit %s: nbdkit before 1.34 "
+                "aborts when a client hangs up with replies pending, "
+                "dropping every client; restart it on failure, or run it "
+                "with --threads 1 (slower): see BUGS in nbdkit-dm-plugin(1)",
+                NBDKIT_VERSION_STRING);
+#endif
 }
 
 /* Open the devices now, while errors still reach the user's terminal. */
@@ -152,6 +179,7 @@ dm_get_ready (void)
 {
   GError *err = NULL;
 
+  warn_old_nbdkit ();
   md = ndm_md_new (&cfg);
   if (ndm_md_load (md, table_text, &err) == -1) {
     nbdkit_error ("%s: %s", table_source, err->message);

@@ -25,6 +25,7 @@ packages=(
   qemu-utils fio socat                      # tests, demo, benchmarks
   perl                                      # pod2man, podchecker
   libpod-markdown-perl                      # pod2markdown: docs/*.md check
+  systemd                                   # systemd-analyze: the example unit
 )
 
 missing=()
