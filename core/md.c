@@ -324,6 +324,12 @@ ndm_md_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
   g_assert (op != NDM_OP_BLOCK_STATUS);
   if (ndm_request_run (md, op, buf, count, offset, flags, NULL, &e) == 0)
     return 0;
+  /* ENOTSUP is an answer NBD knows for a fast zero only.  nbdkit 1.32
+   * turns it into a plain write for a zero, and aborts if a write fails
+   * with it: a device that refuses a write so is an EIO.
+   */
+  if ((e == ENOTSUP || e == EOPNOTSUPP) && op == NDM_OP_WRITE)
+    e = EIO;
   *err = md_client_errno (md, e);
   return -1;
 }

@@ -223,7 +223,7 @@ table_compute_caps (struct ndm_table *t)
   struct ndm_caps *c = &t->caps;
   unsigned i;
 
-  c->write = c->trim = c->fast_zero = true;
+  c->write = c->trim = true;
   c->cache = c->multi_conn = true;
   c->flush = false;
   c->block_min = 1;             /* unaligned requests bounce (R7) */
@@ -239,13 +239,20 @@ table_compute_caps (struct ndm_table *t)
     c->write &= !dev->caps.read_only;
     c->flush |= dev->caps.flush;
     c->trim &= dev->caps.trim;
-    c->fast_zero &= dev->caps.zero && dev->caps.fast_zero;
     c->cache &= dev->caps.cache;
     c->multi_conn &= dev->caps.multi_conn;
     c->block_pref = MAX (c->block_pref, dev->limits.pref_block);
     c->block_pref = MAX (c->block_pref, dev->limits.min_block);
   }
   c->fua = c->flush;
+  /* Fast zero is advertised whenever zero is (it always is, emulated
+   * where a device cannot): NBD allows a server to answer every fast zero
+   * with a quick ENOTSUP, and nbd-dm does wherever a piece cannot be fast
+   * (request_cannot_be_fast), before anything is written.  Advertising
+   * it always also keeps nbdkit 1.32 alive: it aborts on a fast zero the
+   * export did not advertise, which a client may send anyway.
+   */
+  c->fast_zero = c->write;
   c->block_pref = MIN (c->block_pref, c->block_max);
 }
 

@@ -153,9 +153,12 @@ extern const char ndm_config_help[];
 struct ndm_caps {
   bool write;
   bool flush;
-  bool fua;                     /* native on every device, else emulated */
+  bool fua;                     /* with flush: native, emulated by write and
+                                   flush, or a plain write to a device
+                                   without a cache */
   bool trim;
-  bool fast_zero;
+  bool fast_zero;               /* whenever writable; ENOTSUP where not
+                                   fast (see table_compute_caps) */
   bool cache;
   bool multi_conn;
   uint32_t block_min;           /* advertised block sizes (bytes) */
