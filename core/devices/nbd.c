@@ -587,7 +587,9 @@ conn_lost (struct nbd_conn *c, const char *why)
  * server again when (if) it comes back.  Not from a completion callback:
  * conn_retire may drop the last reference.
  */
-static void device_retire_all (struct nbd_dev *nd, const char *why);
+static void device_each_conn (struct nbd_dev *nd,
+                              void (*fn) (struct nbd_conn *, const char *),
+                              const char *why);
 
 /* A reference to each connection in the pool now, into conns (room for
  * nr_conns), so they can be worked on without nd->lock.  Returns how
@@ -615,7 +617,8 @@ device_drain (struct nbd_dev *nd)
     __atomic_store_n (&nd->drained_at, g_get_monotonic_time (),
                       __ATOMIC_RELAXED);
     g_atomic_int_inc (&nd->drain_gen);
-    device_retire_all (nd, "the server is shutting down (ESHUTDOWN)");
+    device_each_conn (nd, conn_retire,
+                      "the server is shutting down (ESHUTDOWN)");
   }
 }
 
@@ -1194,30 +1197,21 @@ reconnect_thread (gpointer data)
   return NULL;
 }
 
-/* Every connection is lost (shut down) at once.  Their commands fail
- * with ENOTCONN as their leaders poll on; they come back through the
- * reconnect thread.
+/* Every connection of the device goes at once, each as fn says: lost
+ * (cut: its commands fail at once, and its server is watched) or retired
+ * (what it has in flight goes on).  They come back through the reconnect
+ * thread.
  */
 static void
-device_lose_all (struct nbd_dev *nd, const char *why)
+device_each_conn (struct nbd_dev *nd,
+                  void (*fn) (struct nbd_conn *, const char *),
+                  const char *why)
 {
   struct nbd_conn **conns = g_newa (struct nbd_conn *, nd->nr_conns);
   unsigned i, n = device_ref_conns (nd, conns);
 
   for (i = 0; i < n; i++) {
-    conn_lost (conns[i], why);
-    ndm_channel_unref (&conns[i]->ch);
-  }
-}
-
-static void
-device_retire_all (struct nbd_dev *nd, const char *why)
-{
-  struct nbd_conn **conns = g_newa (struct nbd_conn *, nd->nr_conns);
-  unsigned i, n = device_ref_conns (nd, conns);
-
-  for (i = 0; i < n; i++) {
-    conn_retire (conns[i], why);
+    fn (conns[i], why);
     ndm_channel_unref (&conns[i]->ch);
   }
 }
@@ -1226,7 +1220,7 @@ device_retire_all (struct nbd_dev *nd, const char *why)
 static void
 nbd_fence (struct ndm_device *dev, const char *why)
 {
-  device_lose_all ((struct nbd_dev *) dev, why);
+  device_each_conn ((struct nbd_dev *) dev, conn_lost, why);
 }
 
 static bool
