@@ -403,6 +403,39 @@ test_noflush_onto_smaller_table (void)
   h_md_free (md);
 }
 
+/* noflush x flush (R9): a flush held by a noflush suspend and resumed on
+ * another table flushes every device of that table, not only those under
+ * the old table's unfinished clones (device c is new: it used to be
+ * skipped, the flush acknowledged).
+ */
+static void
+test_noflush_flush_onto_new_table (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 probe fake://a?mode=held 0\n8 8 probe fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *c;
+  struct suspender s;
+  struct h_io *io;
+
+  h_probe_requeue (1);
+  io = h_io_start (md, NDM_OP_FLUSH, NULL, 0, 0, 0);
+  fake_wait_pending (a, 1);
+  suspend_start (&s, md, true);
+  fake_complete (a, 0, ENOTCONN);          /* the probe requeues */
+  g_thread_join (s.thread);
+  g_assert_cmpint (ndm_md_reload (md, "0 8 probe fake://a?mode=held 0\n"
+                                  "8 8 linear fake://c 0", false, NULL),
+                   ==, 0);
+  c = fake_lookup ("c");
+  g_assert_cmpint (ndm_md_resume (md, NULL), ==, 0);
+  fake_wait_pending (a, 1);
+  fake_complete_all (a);
+  g_assert_cmpint (h_io_wait_bounded (io, 5), ==, 0);
+  g_assert_cmpuint (fake_count_op (c, NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_FLUSH), ==, 2);
+  h_md_free (md);
+}
+
 struct waiter {
   struct ndm_md *md;
   GString *out;
@@ -588,6 +621,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/control/wait/event", test_wait_event);
   g_test_add_func ("/control/suspend/noflush-onto-smaller-table",
                    test_noflush_onto_smaller_table);
+  g_test_add_func ("/control/suspend/noflush-flush-onto-new-table",
+                   test_noflush_flush_onto_new_table);
   g_test_add_func ("/control/r13/client-thread-refused",
                    test_control_client_thread_refused);
   g_test_add_func ("/control/r13/accept-emfile-backs-off",
