@@ -34,12 +34,6 @@ ndm_device_limits_fixup (struct ndm_device_limits *l)
   l->max_len &= ~(l->min_block - 1);
 }
 
-int64_t
-ndm_device_inflight (struct ndm_device *dev)
-{
-  return __atomic_load_n (&dev->stats->inflight, __ATOMIC_ACQUIRE);
-}
-
 struct ndm_device *
 ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
                    GError **err)

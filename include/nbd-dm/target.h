@@ -261,9 +261,6 @@ void ndm_target_set_prison (struct ndm_target *ti, struct ndm_device *dev);
 /* The mapped device's tuning (checker intervals and the like). */
 const struct ndm_config *ndm_target_config (struct ndm_target *ti);
 
-/* Commands of dev started and not ended, over all its connections. */
-int64_t ndm_device_inflight (struct ndm_device *dev);
-
 /* For ctr: parse a non-negative decimal integer argument, quoting it on
  * error: "<what> 'abc' is not a number", or "<what> '99999999999999999999'
  * is too large: expected at most 18446744073709551615".
