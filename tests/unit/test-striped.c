@@ -165,6 +165,42 @@ test_extents_merged (void)
   h_md_free (md);
 }
 
+/* R11: a chunk that is part hole, part data on its stripe is answered
+ * extent by extent, not with the first extent's type for all of it.
+ * Chunks of 8 KiB over the fake's 4 KiB blocks: chunk 0 (stripe a) has
+ * data in its second half, chunk 1 (stripe b) in its first half.
+ */
+static void
+test_extents_within_chunk (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 128 striped 2 16 fake://a 0 fake://b 0", NULL);
+  g_autoptr (GArray) ext = g_array_new (FALSE, FALSE,
+                                        sizeof (struct ndm_extent));
+  char block[4096];
+  int err;
+  static const struct ndm_extent want[] = {
+    { 0, 4096, NDM_EXTENT_HOLE | NDM_EXTENT_ZERO },
+    { 4096, 8192, 0 },
+    { 12288, 128 * 512 - 12288, NDM_EXTENT_HOLE | NDM_EXTENT_ZERO },
+  };
+  unsigned i;
+
+  memset (block, 1, sizeof block);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, block, 4096, 4096, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, block, 4096, 8192, 0), ==, 0);
+  g_assert_cmpint (ndm_md_extents (md, 128 * 512, 0, 0, ext, &err), ==, 0);
+  g_assert_cmpuint (ext->len, ==, G_N_ELEMENTS (want));
+  for (i = 0; i < G_N_ELEMENTS (want); i++) {
+    struct ndm_extent *e = &g_array_index (ext, struct ndm_extent, i);
+
+    g_assert_cmpuint (e->offset, ==, want[i].offset);
+    g_assert_cmpuint (e->length, ==, want[i].length);
+    g_assert_cmpuint (e->type, ==, want[i].type);
+  }
+  h_md_free (md);
+}
+
 /* R9: flush of a striped segment reaches each stripe's device. */
 static void
 test_flush_all_stripes (void)
@@ -275,6 +311,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/striped/nodata/trim-zero-per-stripe",
                    test_trim_zero_per_stripe);
   g_test_add_func ("/striped/r11/extents-merged", test_extents_merged);
+  g_test_add_func ("/striped/r11/extents-within-chunk",
+                   test_extents_within_chunk);
   g_test_add_func ("/striped/r9/flush-all-stripes", test_flush_all_stripes);
   g_test_add_func ("/striped/r6/dead-stripe-nodata-ends",
                    test_dead_stripe_nodata);
