@@ -543,6 +543,24 @@ test_r9_fua_native_and_emulated (void)
   h_md_free (md);
 }
 
+/* R9: an emulated FUA write is acknowledged only once its flush has
+ * succeeded: a failed flush fails the write (it may not be durable).
+ */
+static void
+test_r9_fua_emulated_flush_fails (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 linear fake://b?fua=0 0", NULL);
+  struct fake_dev *b = fake_lookup ("b");
+  char buf[4096];
+
+  memset (buf, 'F', sizeof buf);
+  fake_fail_at (b, 1, EIO);     /* the flush after the write */
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4096, 0, NDM_REQ_FUA), ==,
+                   EIO);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_FLUSH), ==, 1);
+  h_md_free (md);
+}
+
 /* Command i of a fake's log is op, with FUA or without. */
 static void
 expect_cmd (struct fake_dev *fd, unsigned i, enum ndm_op op, bool fua)
@@ -777,6 +795,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/request/r9/flush-every-device-once",
                    test_r9_flush_every_device_once);
   g_test_add_func ("/request/r9/flush-failure", test_r9_flush_failure);
+  g_test_add_func ("/request/r9/fua-emulated-flush-fails",
+                   test_r9_fua_emulated_flush_fails);
   g_test_add_func ("/request/r9/device-without-flush",
                    test_r9_device_without_flush);
   g_test_add_func ("/request/r9/requeued-flush-every-device",
