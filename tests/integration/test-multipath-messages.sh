@@ -75,10 +75,14 @@ for i in range(int(sys.argv[2])):
 EOF
 }
 
-# nreads X: how many reads path X's server has received.
+# nreads X: how many of the reads above (4 KiB) path X's server has
+# received.  nbd-dm also reads on its own: a keepalive read of one
+# minimum block on a connection idle for reconnect-delay (1 s), which a
+# loaded machine reaches between two steps here; those are not counted.
 nreads ()
 {
-  grep -c ' Read id=' "$NDM_TMP/$1.log" || true
+  grep -c ' Read id=[0-9]* offset=0x[0-9a-f]* count=0x1000 ' \
+    "$NDM_TMP/$1.log" || true
 }
 
 # snapshot: remember how many reads a, b and c have received.
