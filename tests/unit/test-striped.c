@@ -121,6 +121,27 @@ test_trim_zero_per_stripe (void)
   h_md_free (md);
 }
 
+/* Block status of [0, len) of md is exactly want[0..n). */
+static void
+expect_extents (struct ndm_md *md, uint64_t len,
+                const struct ndm_extent *want, unsigned n)
+{
+  g_autoptr (GArray) ext = g_array_new (FALSE, FALSE,
+                                        sizeof (struct ndm_extent));
+  unsigned i;
+  int err;
+
+  g_assert_cmpint (ndm_md_extents (md, len, 0, 0, ext, &err), ==, 0);
+  g_assert_cmpuint (ext->len, ==, n);
+  for (i = 0; i < n; i++) {
+    struct ndm_extent *e = &g_array_index (ext, struct ndm_extent, i);
+
+    g_assert_cmpuint (e->offset, ==, want[i].offset);
+    g_assert_cmpuint (e->length, ==, want[i].length);
+    g_assert_cmpuint (e->type, ==, want[i].type);
+  }
+}
+
 /* R11: data in chunks 1 and 4 only; block status says so, merged. */
 static void
 test_extents_merged (void)
@@ -138,20 +159,11 @@ test_extents_merged (void)
     { 16384, 4096, 0 },
     { 20480, 256 * 512 - 20480, NDM_EXTENT_HOLE | NDM_EXTENT_ZERO },
   };
-  unsigned i;
 
   memset (chunk, 1, sizeof chunk);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, chunk, 4096, 4096, 0), ==, 0);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, chunk, 4096, 16384, 0), ==, 0);
-  g_assert_cmpint (ndm_md_extents (md, 256 * 512, 0, 0, ext, &err), ==, 0);
-  g_assert_cmpuint (ext->len, ==, G_N_ELEMENTS (want));
-  for (i = 0; i < G_N_ELEMENTS (want); i++) {
-    struct ndm_extent *e = &g_array_index (ext, struct ndm_extent, i);
-
-    g_assert_cmpuint (e->offset, ==, want[i].offset);
-    g_assert_cmpuint (e->length, ==, want[i].length);
-    g_assert_cmpuint (e->type, ==, want[i].type);
-  }
+  expect_extents (md, 256 * 512, want, G_N_ELEMENTS (want));
 
   /* From an unaligned offset, with REQ_ONE: the first extent only. */
   g_array_set_size (ext, 0);
@@ -175,29 +187,17 @@ test_extents_within_chunk (void)
 {
   struct ndm_md *md = h_md_new (
     "0 128 striped 2 16 fake://a 0 fake://b 0", NULL);
-  g_autoptr (GArray) ext = g_array_new (FALSE, FALSE,
-                                        sizeof (struct ndm_extent));
   char block[4096];
-  int err;
   static const struct ndm_extent want[] = {
     { 0, 4096, NDM_EXTENT_HOLE | NDM_EXTENT_ZERO },
     { 4096, 8192, 0 },
     { 12288, 128 * 512 - 12288, NDM_EXTENT_HOLE | NDM_EXTENT_ZERO },
   };
-  unsigned i;
 
   memset (block, 1, sizeof block);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, block, 4096, 4096, 0), ==, 0);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, block, 4096, 8192, 0), ==, 0);
-  g_assert_cmpint (ndm_md_extents (md, 128 * 512, 0, 0, ext, &err), ==, 0);
-  g_assert_cmpuint (ext->len, ==, G_N_ELEMENTS (want));
-  for (i = 0; i < G_N_ELEMENTS (want); i++) {
-    struct ndm_extent *e = &g_array_index (ext, struct ndm_extent, i);
-
-    g_assert_cmpuint (e->offset, ==, want[i].offset);
-    g_assert_cmpuint (e->length, ==, want[i].length);
-    g_assert_cmpuint (e->type, ==, want[i].type);
-  }
+  expect_extents (md, 128 * 512, want, G_N_ELEMENTS (want));
   h_md_free (md);
 }
 
