@@ -107,14 +107,15 @@ expected_tests () {
     sed 's/.*/^&$/' | paste -sd'|' || true
 }
 
-# What failed first in a ctest log: the test, why, and the g_test case
-# that failed if the TAP output names one.
+# What failed in a ctest log: the test, why, and the g_test case (its
+# path from TAP, or the C function of a failed assertion) if it says.
 first_failure () {
   local t c
   # The last list of failed tests (a flaky one may have failed before).
   t=$(awk '/^The following tests FAILED:/ { t = ""; getline;
              sub(/^[[:space:]]*[0-9]+ - /, ""); t = $0 } END { print t }' "$1")
-  c=$(sed -n 's/^not ok [0-9]* \(\/[^ ]*\).*/\1/p' "$1" | tail -1)
+  c=$(sed -n -e 's/^not ok [0-9]* \(\/[^ ]*\).*/\1/p' \
+             -e 's/^ERROR:[^:]*:[0-9]*:\([A-Za-z0-9_]*\):.*/\1/p' "$1" | tail -1)
   [ -n "$t" ] || t=$(sed -n 's/^run.sh: //p' "$1" | head -1)
   echo "${t:-ctest failed}${c:+ $c}"
 }
