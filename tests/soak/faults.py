@@ -25,8 +25,9 @@ import tables
 
 
 class Faults(threading.Thread):
-    def __init__(self, rng, run, log):
+    def __init__(self, rng, run, log, only=None):
         super().__init__(name="faults", daemon=True)
+        self.only = only        # fault kinds to draw from (all if None)
         self.rng, self.run_, self.log = rng, run, log
         self.stop_ev = threading.Event()
         self.restored = threading.Event()
@@ -67,10 +68,33 @@ class Faults(threading.Thread):
         self.ctl("resume")
         self.calm = calm
 
+    def focus(self, server):
+        """Point the workload at the data behind SERVER, so that requests
+        meet the fault (and what it leaves behind: a ghost write lands
+        when a stopped server resumes)."""
+        self.run_.focus = tables.ranges_on(self.run_.segs,
+                                           server.name.split(".")[0])
+
+    def overwrite(self, secs=0.7):
+        """For SECS, the workload writes over what was slow to complete
+        (writes held by the stopped server, maybe re-sent elsewhere), so
+        that a ghost of them landing later has something to overwrite."""
+        self.run_.overwrite_until = time.monotonic() + secs
+        self.sleep(secs)
+
+    def sweep(self, secs=1.5):
+        """Soon after a server resumes, for SECS, the workload only reads
+        what was slow to write and the focus ranges: what the resumed
+        server still held has landed (a ghost write, if R10 did not hold
+        it back), and must be seen before new writes cover it."""
+        self.sleep(0.3)
+        self.run_.sweep_until = time.monotonic() + secs
+
     # ---- the faults --------------------------------------------------------
 
     def f_kill(self):
         s = self.rng.choice(self.run_.backing_servers())
+        self.focus(s)
         self.log("fault: kill -9 %s" % s.name)
         s.kill()
         self.sleep(self.rng.uniform(0.1, 1.5))
@@ -79,14 +103,20 @@ class Faults(threading.Thread):
 
     def f_stop(self, long_):
         s = self.rng.choice(self.run_.backing_servers())
+        self.focus(s)
         p = self.run_.params
         secs = (p["io-timeout"] + self.rng.uniform(0.5, 2.5) if long_
                 else self.rng.uniform(0.1, 1.0))
         self.log("fault: SIGSTOP %s for %.1f s" % (s.name, secs))
         s.stop()
+        if long_:
+            self.overwrite()    # writes the stopped server will hold
         self.sleep(secs)
+        if long_:
+            self.overwrite()
         s.cont()
         self.log("fault: SIGCONT %s" % s.name)
+        self.sweep()
 
     def f_error(self):
         b = [b for b in self.run_.backings if "errors" in b.profile]
@@ -114,6 +144,7 @@ class Faults(threading.Thread):
     def f_path(self):
         mp = self.run_.mp_servers()
         s = self.rng.choice(mp)
+        self.focus(s)
         how = self.rng.choice(["kill", "fail_path", "stop"])
         self.log("fault: path %s lost (%s)" % (s.name, how))
         sector = self.run_.mp_sector()
@@ -131,9 +162,12 @@ class Faults(threading.Thread):
                 self.log("reinstate_path: %s" % e)
         else:
             s.stop()
+            self.overwrite()    # writes the stopped path will hold
             self.sleep(self.run_.params["io-timeout"] +
                        self.rng.uniform(0.5, 2))
+            self.overwrite()
             s.cont()
+            self.sweep()
         self.log("fault: path %s back" % s.name)
 
     def f_all_paths(self):
@@ -171,9 +205,11 @@ class Faults(threading.Thread):
               ("reload", 16), ("path", 14), ("all_paths", 3), ("dust", 8)]
 
     def one(self):
-        total = sum(w for _, w in self.FAULTS)
+        mix = [(k, w) for k, w in self.FAULTS
+               if not self.only or k in self.only]
+        total = sum(w for _, w in mix)
         x = self.rng.randrange(total)
-        for kind, w in self.FAULTS:
+        for kind, w in mix:
             if x < w:
                 break
             x -= w

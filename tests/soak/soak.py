@@ -71,6 +71,9 @@ class Run:
         self.dm = None
         self.faults = None
         self.res = {}
+        self.focus = []         # set by the faults thread: [(lo, hi)]
+        self.sweep_until = 0    # likewise (monotonic time)
+        self.overwrite_until = 0
 
     def log(self, msg):
         line = "%8.3f %s" % (time.monotonic() - self.t0, msg)
@@ -173,9 +176,11 @@ class Run:
         self.tracef = open(os.path.join(self.tmp, "ops.log"), "w")
         wl = Workload(random.Random(self.seed * 3 + 1), self.model,
                       self.dm.uri, a.conns, a.qd, self.log, REPLY_BOUND,
-                      self.tracef)
+                      self.tracef, lambda: self.focus,
+                      lambda name: getattr(self, name))
         self.wl = wl
-        self.faults = Faults(random.Random(self.seed * 3 + 2), self, self.log)
+        self.faults = Faults(random.Random(self.seed * 3 + 2), self, self.log,
+                             a.only.split(",") if a.only else None)
         self.faults.start()
         t_end = time.monotonic() + a.secs
         next_sample = time.monotonic() + 3
@@ -355,6 +360,8 @@ def main():
     p.add_argument("--qd", type=int, default=8)
     p.add_argument("--last", type=int, default=40)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--only", help="fault kinds, comma-separated: " +
+                   ",".join(k for k, _ in Faults.FAULTS))
     p.add_argument("--verbose", "-v", action="store_true")
     args = p.parse_args()
     plugin = os.environ.get("NDM_PLUGIN")

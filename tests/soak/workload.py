@@ -50,8 +50,14 @@ class Op:
 
 
 class Workload:
-    def __init__(self, rng, mdl, uri, conns, qd, log, reply_bound, trace):
+    def __init__(self, rng, mdl, uri, conns, qd, log, reply_bound, trace,
+                 focus, phase):
         self.rng, self.model, self.log = rng, mdl, log
+        self.focus = focus      # () -> byte ranges the faults point at
+        self._focus, self._window = None, 0
+        self.phase = phase      # (name) -> until when the phase lasts
+        self.slow = []          # write ranges that took long (faults.py)
+        self._sweep_pos = None
         self.trace = trace      # file: every request and reply, for replay
         self.qd, self.reply_bound = qd, reply_bound
         self.handles = []
@@ -92,7 +98,16 @@ class Workload:
         n = min(n, self.size)
         if r.random() < 0.01:
             self.hot = r.randrange(0, self.size)
-        if r.random() < 0.5:
+        focus = self.focus()
+        if focus is not self._focus:
+            # A new fault (faults.py): a window of the data behind it.
+            self._focus = focus
+            if focus:
+                a, b = r.choice(focus)
+                self._window = r.randrange(a, b)
+        if focus and r.random() < 0.5:
+            lo = self._window + r.randrange(0, 128 * KiB)
+        elif r.random() < 0.5:
             # A hot window makes requests in flight together overlap.
             lo = self.hot + r.randrange(0, 256 * KiB)
         else:
@@ -101,6 +116,22 @@ class Workload:
             lo &= ~4095
         lo = min(lo, self.size - n)
         return lo, lo + n
+
+    def _sweep_range(self):
+        """The next piece of the focus ranges, front to back."""
+        focus = self.focus()
+        if self._sweep_pos is None or self._sweep_pos[0] is not focus:
+            self._sweep_pos = [focus, 0, 0]
+        _, i, off = self._sweep_pos
+        i %= len(focus)
+        a, b = focus[i]
+        lo = max(a, off)
+        hi = min(b, lo + 256 * KiB)
+        if hi >= b:
+            self._sweep_pos[1:] = [i + 1, 0]
+        else:
+            self._sweep_pos[1:] = [i, hi]
+        return lo, hi
 
     def _kind(self):
         x = self.rng.randrange(self.total)
@@ -116,6 +147,20 @@ class Workload:
         h = self.handles[ci]
         kind = self._kind()
         lo, hi = self._range()
+        now = time.monotonic()
+        if now < self.phase("overwrite_until") and self.focus():
+            kind = "write"
+            if self.slow and self.rng.random() < 0.5:
+                lo, hi = self.rng.choice(self.slow)
+            else:
+                lo = self._window + self.rng.randrange(0, 128 * KiB)
+                hi = min(lo + self.rng.randrange(1, 16 * KiB), self.size)
+        elif now < self.phase("sweep_until") and self.focus():
+            kind = "read"
+            if self.slow and self.rng.random() < 0.7:
+                lo, hi = self.rng.choice(self.slow)
+            else:
+                lo, hi = self._sweep_range()
         self.n += 1
         op = Op(self.n, kind, lo, hi, ci)
         m = self.model
@@ -207,6 +252,9 @@ class Workload:
 
     def _check(self, op, err):
         m = self.model
+        if op.wid is not None and time.monotonic() - op.t > 1.0:
+            self.slow.append((op.lo, min(op.hi, op.lo + MiB)))
+            del self.slow[:-32]
         self.trace.write("%.3f < %s: %s\n" % (time.monotonic(), op,
                                                errno.errorcode.get(err, err)
                                                if err else "ok"))
