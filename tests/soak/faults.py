@@ -49,6 +49,8 @@ class Faults(threading.Thread):
         return servers.ctl(self.run_.ctl_sock, line)
 
     def watchdog(self):
+        if self.run_.closing:
+            return
         for s in self.run_.backing_servers():
             if not s.alive():
                 self.unplanned += 1

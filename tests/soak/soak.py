@@ -24,6 +24,7 @@ import argparse
 import collections
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -71,6 +72,7 @@ class Run:
         self.dm = None
         self.faults = None
         self.res = {}
+        self.closing = False    # cleanup started: restart nothing
         self.focus = []         # set by the faults thread: [(lo, hi)]
         self.sweep_until = 0    # likewise (monotonic time)
         self.overwrite_until = 0
@@ -78,6 +80,8 @@ class Run:
     def log(self, msg):
         line = "%8.3f %s" % (time.monotonic() - self.t0, msg)
         with self.lock:
+            if self.logf.closed:        # the fault thread, after cleanup
+                return
             self.events.append(line)
             self.logf.write(line + "\n")
             self.logf.flush()
@@ -289,6 +293,9 @@ class Run:
             raise Violation("sanitizer report in %s" % self.dm.log)
 
     def cleanup(self):
+        self.closing = True
+        if self.faults:
+            self.faults.stop_ev.set()
         for s in reversed(self.servers):
             if s.proc is not None:
                 s.kill()
@@ -387,6 +394,9 @@ def main():
                  out["bytes_verified"], out["targets"]), flush=True)
         print("soak:   ops (done, failed): %s" % out["by_op"])
         print("soak:   dm server: %s" % out["res"], flush=True)
+        print("soak:   soak client max RSS: %d kB"
+              % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+              flush=True)
         for k in ("requests", "errors", "faults", "bytes_verified"):
             total[k] += out[k]
     print("soak: PASS: %d seed(s), %d requests, %d faults, %d bytes verified,"
