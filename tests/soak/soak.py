@@ -344,8 +344,9 @@ def run_seed(seed, plugin, args):
     try:
         r.run()
     except (Violation, Exception) as e:
-        print("SOAK FAILED: seed %d (replay: soak.py --seed %d --secs %d)"
-              % (seed, seed, args.secs), file=sys.stderr)
+        replay = "--long" if args.long else "--secs %d" % args.secs
+        print("SOAK FAILED: seed %d (replay: soak.py --seed %d %s)"
+              % (seed, seed, replay), file=sys.stderr)
         if not isinstance(e, Violation):
             traceback.print_exc()
         print(str(e), file=sys.stderr)

@@ -170,8 +170,10 @@ class Workload:
             if self.slow and self.rng.random() < 0.5:
                 lo, hi = self.rng.choice(self.slow)
             else:
-                lo = self._window + self.rng.randrange(0, 128 * KiB)
-                hi = min(lo + self.rng.randrange(1, 16 * KiB), self.size)
+                n = min(self.rng.randrange(1, 16 * KiB), self.size)
+                lo = min(self._window + self.rng.randrange(0, 128 * KiB),
+                         self.size - n)
+                hi = lo + n
         elif now < self.phase("sweep_until") and self.focus():
             kind = "read"
             if self.slow and self.rng.random() < 0.7:
