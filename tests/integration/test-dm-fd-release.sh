@@ -5,7 +5,10 @@
 # requests at once, each with a waiter).  Once they have gone, the dm
 # server holds at most NDM_WAITER_SPARE (8) more fds than before the first
 # request.  "Gone" is when the server has no connection threads left:
-# nbdkit ends them after the client left.
+# nbdkit ends them after the client left.  reconnect-delay is an hour:
+# the device's reconnect thread gets a waiter of its own (one fd, for the
+# thread's life) once it sends a keepalive on a connection idle that long,
+# which a slow run (TSan) reached.
 source ./functions.sh
 source ./fd-lib.sh
 requires nbdkit memory --version
@@ -13,7 +16,7 @@ requires $PY -c 'import nbd'
 
 a=$(tmp_sock); top=$(tmp_sock)
 start_nbdkit -U "$a" memory 8M
-start_dm "$top" "0 16384 delay $(nbd_uri "$a") 0 10"
+start_dm "$top" "0 16384 delay $(nbd_uri "$a") 0 10" reconnect-delay=3600000
 dm=$NBDKIT_PID
 
 $PY - "$(nbd_uri "$top")" "$dm" <<'EOF'
