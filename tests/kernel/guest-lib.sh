@@ -10,6 +10,7 @@
 #   file <tag> <path> <md5>          a file ext4_fill wrote and fsynced
 #   kept <tag> <offset> <len> <md5>  raw bytes discard_check did not discard
 #   discarded <tag> <offset> <len>   the range it discarded
+#   rewrote <chunk> <times> <md5>    a 64 KiB chunk rewrite wrote last
 
 NBD_SERVER=10.0.2.100
 # busybox's sh runs its own applets before PATH: the host's tools (vm.sh
@@ -167,4 +168,39 @@ path_state ()
   ctl "$1" status |
     awk -v uri="$2" '{ for (i = 1; i + 2 <= NF; i++)
                          if ($i == uri) { print $(i + 1), $(i + 2); exit } }'
+}
+
+# rewrite DEV CHUNK: rewrite 64 KiB chunk number CHUNK of DEV in place
+# (O_DIRECT, fsynced) with fresh random data, again and again, until
+# /tmp/hold exists; then report "rewrote <chunk> <times> <md5>", the md5
+# of the last write acknowledged.  An older write of the chunk that
+# lands later (a ghost, R10) shows as another md5 at the end.
+rewrite ()
+{
+  local dev=$1 chunk=$2 n=0 sum=none
+
+  while [ ! -e /tmp/hold ]; do
+    head -c 65536 /dev/urandom >"/tmp/chunk$chunk"
+    dd if="/tmp/chunk$chunk" of="$dev" bs=64k seek="$chunk" oflag=direct \
+      conv=fsync 2>/dev/null || fail "rewriting chunk $chunk of $dev"
+    sum=$(md5sum <"/tmp/chunk$chunk" | cut -d' ' -f1)
+    n=$((n + 1))
+  done
+  echo "$chunk $n $sum" >>/tmp/rewrote
+  report "rewrote $chunk $n $sum"
+}
+
+# rewrite_check DEV: each chunk that rewrite reported reads back (cold
+# caches) as its last write.
+rewrite_check ()
+{
+  local dev=$1 chunk n sum got
+
+  drop_caches "$dev"
+  while read -r chunk n sum; do
+    got=$(dd if="$dev" bs=64k skip="$chunk" count=1 iflag=direct \
+            2>/dev/null | md5sum | cut -d' ' -f1)
+    [ "$got" = "$sum" ] ||
+      fail "$dev: chunk $chunk reads $got, its last write ($n) was $sum"
+  done </tmp/rewrote
 }

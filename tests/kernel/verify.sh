@@ -81,3 +81,26 @@ EOF
   echo "$tag: host sees the discarded $len bytes as zeroes (data and block" \
        "status), the $klen after them intact"
 }
+
+# verify_rewrites IMG: each 64 KiB chunk the guest's rewrite reported
+# holds its last write in IMG (a backing file), not an older one.
+verify_rewrites ()
+{
+  local img=$1 chunk n sum got count=0
+
+  while read -r chunk n sum; do
+    got=$(dd if="$img" bs=64k skip="$chunk" count=1 2>/dev/null | md5sum |
+            cut -d' ' -f1)
+    if [ "$got" != "$sum" ]; then
+      echo "$0: chunk $chunk holds $got, its last write ($n) was $sum:" \
+           "an older write landed after it (R10)" >&2
+      return 1
+    fi
+    count=$((count + 1))
+  done < <(vm_value rewrote)
+  if [ $count -eq 0 ]; then
+    echo "$0: the guest reported no rewritten chunk" >&2
+    return 1
+  fi
+  echo "rewrites: $count chunks hold their last write"
+}

@@ -174,6 +174,14 @@ vm_relay ()
   _vm_fwd+=("guestfwd=tcp:$VM_GUEST_HOST:$1-cmd:$PY $VM_HERE/ctl-relay.py $2")
 }
 
+# vm_flag PORT FILE: the guest's 10.0.2.100:PORT prints FILE as it is at
+# each connection, nothing while it does not exist: how the host tells
+# the guest that it may go on (`nc 10.0.2.100 PORT` in the guest).
+vm_flag ()
+{
+  _vm_fwd+=("guestfwd=tcp:$VM_GUEST_HOST:$1-cmd:cat $2")
+}
+
 # _vm_add_bin ROOT BIN: copy host binary BIN and its libraries into the
 # initramfs ROOT.
 _vm_add_bin ()
