@@ -108,7 +108,7 @@ ext4_check ()
 ext4_test ()
 {
   ext4_make "$1" "$2" ${3-}
-  ext4_fill "$2" data 4096 65536 1048577 3000001 4194304
+  ext4_fill "$2" data 4096 65536 1048577 2500001
   ext4_check "$1" "$2"
 }
 

@@ -11,7 +11,7 @@
 # On each the guest makes an ext4, writes files of random data (odd
 # sizes too), fsyncs each, unmounts, runs e2fsck -fn (clean), and reads
 # every file back with cold caches.  On linear and striped it writes
-# 16 MiB past the file system, blkdiscards the first half and reads
+# 8 MiB past the file system, blkdiscards the first half and reads
 # zeroes there and its data after.  The kernel must log no I/O error.
 # Then the host, through NBD and not through the guest: e2fsck -fn on a
 # copy of each device, every file's bytes (debugfs) equal to what the
@@ -62,11 +62,11 @@ attach /dev/nbd2 10811 2
 # nbd-client -C 4 is four connections, not one used four times.
 ctl 10812 info | grep -q '^Open count: *4$' ||
   fail "striped: the dm server counts $(ctl 10812 info | grep Open)"
-ext4_test /dev/nbd0 linear 48M
-ext4_test /dev/nbd1 striped 48M
+ext4_test /dev/nbd0 linear 56M
+ext4_test /dev/nbd1 striped 56M
 ext4_test /dev/nbd2 multipath
-discard_check /dev/nbd0 linear 48 16
-discard_check /dev/nbd1 striped 48 16
+discard_check /dev/nbd0 linear 56 8
+discard_check /dev/nbd1 striped 56 8
 dmesg_clean
 detach /dev/nbd0
 detach /dev/nbd1
