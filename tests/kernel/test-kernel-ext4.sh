@@ -21,8 +21,6 @@ source ../integration/functions.sh
 source ./vm.sh
 source ./verify.sh
 vm_requires
-requires nbdkit file --version
-requires $PY -c 'import nbd'
 
 mib=64
 sectors=$((mib << 11))

@@ -27,8 +27,6 @@ source ../integration/multipath-lib.sh
 source ./vm.sh
 source ./verify.sh
 vm_requires
-requires nbdkit file --version
-requires $PY -c 'import nbd'
 
 mib=64
 img=$NDM_TMP/multipath.img

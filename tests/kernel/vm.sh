@@ -43,6 +43,13 @@ vm_requires ()
       exit 1
     fi
   done
+  # The tests' devices and the host's checks (verify.sh).
+  if ! nbdkit file --version >/dev/null 2>&1 ||
+       ! $PY -c 'import nbd' 2>/dev/null; then
+    echo "$0: nbdkit's file plugin or $PY's nbd module is missing:" \
+         "run tools/setup.sh" >&2
+    exit 1
+  fi
 }
 
 # _vm_fetch PKG TAR-PATTERN...: unpack the parts of package PKG matching
