@@ -77,7 +77,7 @@ for chunk in 768 769 770 771; do
 done
 i=0
 while :; do
-  flag=$(nc 10.0.2.100 10813)
+  flag=$(nc 10.0.2.100 10813 || true)
   case $flag in
     hold) touch /tmp/hold ;;
     done) touch /tmp/hold; break ;;
