@@ -204,3 +204,42 @@ rewrite_check ()
       fail "$dev: chunk $chunk reads $got, its last write ($n) was $sum"
   done </tmp/rewrote
 }
+
+# workload DEV TAG PORT: while the host acts, a writer writes rounds of
+# files under /mnt/TAG (ext4_fill: the last file of round N is
+# /roundN/f3, what vm_wait_rounds counts), each fsynced, and four
+# rewriters rewrite chunks 768-771 of DEV (past a 48 MiB file system).
+# The host's flag file (vm_flag PORT) says "hold" to stop the rewriters
+# and "done" to stop all; then every one of them must have succeeded.
+workload ()
+{
+  local dev=$1 tag=$2 port=$3 pids chunk pid i=0
+
+  (
+    n=0
+    while [ ! -e /tmp/stop ]; do
+      n=$((n + 1))
+      ext4_fill "$tag" round$n 4096 262144 1048577
+    done
+  ) &
+  pids=$!
+  for chunk in 768 769 770 771; do
+    rewrite "$dev" $chunk &
+    pids="$pids $!"
+  done
+  while :; do
+    case $(nc "$NBD_SERVER" "$port" || true) in
+      hold) touch /tmp/hold ;;
+      done) break ;;
+    esac
+    i=$((i + 1))
+    [ $i -le 2400 ] || fail "the host did not say done within 240 s"
+    sleep 0.1
+  done
+  touch /tmp/hold /tmp/stop
+  for pid in $pids; do
+    wait $pid || fail "a writer or rewriter failed"
+  done
+  report "workload: $(wc -l <"/tmp/$tag.md5") files," \
+    "$(wc -l </tmp/rewrote) chunks"
+}

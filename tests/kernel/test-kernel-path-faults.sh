@@ -58,78 +58,23 @@ attach /dev/nbd0 10809 4
 ext4_make /dev/nbd0 mp 48M
 path_state 10812 "$A" | grep -q "^A " || fail "path a is not active"
 
-# writer: rounds of files, each fsynced, until /tmp/stop.
-writer ()
-{
-  local n=0
-
-  while [ ! -e /tmp/stop ]; do
-    n=$((n + 1))
-    ext4_fill mp round$n 4096 262144 1048577
-  done
-}
-writer &
-pids=$!
-# Four chunks past the file system (48 MiB), rewritten until "hold".
-for chunk in 768 769 770 771; do
-  rewrite /dev/nbd0 $chunk &
-  pids="$pids $!"
-done
-i=0
-while :; do
-  flag=$(nc 10.0.2.100 10813 || true)
-  case $flag in
-    hold) touch /tmp/hold ;;
-    done) touch /tmp/hold; break ;;
-  esac
-  i=$((i + 1))
-  [ $i -le 2400 ] || fail "the host did not finish its faults in 240 s"
-  sleep 0.1
-done
-touch /tmp/stop
-for pid in $pids; do
-  wait $pid || fail "a writer failed"
-done
-report "writer: $(wc -l </tmp/mp.md5) files"
+workload /dev/nbd0 mp 10813
 ext4_check /dev/nbd0 mp
 rewrite_check /dev/nbd0
 dmesg_clean
 detach /dev/nbd0
 EOF2
 
-# wait_rounds N: until the guest's writer has fsynced N more rounds.
-rounds=0
-wait_rounds ()
-{
-  local i n
-
-  for ((i = 0; i < 1200; i++)); do
-    n=$(vm_value file | grep -c '^mp /round[0-9]*/f3 ' || true)
-    if [ "$n" -ge $((rounds + $1)) ]; then
-      rounds=$n
-      return 0
-    fi
-    if ! alive "$VM_PID"; then
-      break
-    fi
-    sleep 0.1
-  done
-  echo "$0: the guest's writer is stuck at $n rounds:" >&2
-  ctl "$ctlsock" status >&2
-  _vm_show
-  exit 1
-}
-
 vm_start "$NDM_TMP/scenario.sh"
-wait_rounds 1
+vm_wait_rounds mp 1
 kill_pid "$a_pid"
 echo "path a: killed"
 mp_wait_path "$ctlsock" "$A" F 60
-wait_rounds 2
+vm_wait_rounds mp 2
 mp_restart "$pa" file "$img"
 mp_wait_path "$ctlsock" "$A" A 60
 echo "path a: restarted, reinstated"
-wait_rounds 2
+vm_wait_rounds mp 2
 kill -STOP "$b_pid"
 cleanup_fn kill -CONT "$b_pid"
 echo "path b: stopped"
@@ -150,7 +95,7 @@ for ((i = 0; i < 600; i++)); do
   sleep 0.1
 done
 mp_wait_path "$ctlsock" "$B" A 90
-wait_rounds 2
+vm_wait_rounds mp 2
 echo done >"$phase"
 vm_wait 300
 

@@ -43,61 +43,12 @@ cat >"$NDM_TMP/scenario.sh" <<'EOF2'
 attach /dev/nbd0 10809 4
 ext4_make /dev/nbd0 fs 48M
 
-# writer: rounds of files, each fsynced, until /tmp/stop.
-writer ()
-{
-  local n=0
-
-  while [ ! -e /tmp/stop ]; do
-    n=$((n + 1))
-    ext4_fill fs round$n 4096 262144 1048577
-  done
-}
-writer &
-pids=$!
-for chunk in 768 769 770 771; do
-  rewrite /dev/nbd0 $chunk &
-  pids="$pids $!"
-done
-i=0
-until [ "$(nc 10.0.2.100 10813 || true)" = done ]; do
-  i=$((i + 1))
-  [ $i -le 2400 ] || fail "the host did not finish in 240 s"
-  sleep 0.1
-done
-touch /tmp/hold /tmp/stop
-for pid in $pids; do
-  wait $pid || fail "a writer failed"
-done
-report "writer: $(wc -l </tmp/fs.md5) files"
+workload /dev/nbd0 fs 10813
 ext4_check /dev/nbd0 fs
 rewrite_check /dev/nbd0
 dmesg_clean
 detach /dev/nbd0
 EOF2
-
-# wait_round: until the guest's writer has fsynced one more round.
-rounds=0
-wait_round ()
-{
-  local i n
-
-  for ((i = 0; i < 1200; i++)); do
-    n=$(vm_value file | grep -c '^fs /round[0-9]*/f3 ' || true)
-    if [ "$n" -gt $rounds ]; then
-      rounds=$n
-      return 0
-    fi
-    if ! alive "$VM_PID"; then
-      break
-    fi
-    sleep 0.1
-  done
-  echo "$0: the guest's writer is stuck at $rounds rounds:" >&2
-  ctl "$ctlsock" info >&2
-  _vm_show
-  exit 1
-}
 
 # migrate FROM TO TABLE: what the server of file FROM holds is copied to
 # file TO while the dm server holds the guest's I/O, then TABLE (over
@@ -112,19 +63,19 @@ migrate ()
 }
 
 vm_start "$NDM_TMP/scenario.sh"
-wait_round
+vm_wait_rounds fs 1
 for pass in 1 2; do
   ctl "$ctlsock" suspend
   sleep 1
   ctl "$ctlsock" resume
   echo "pass $pass: suspended and resumed"
-  wait_round
+  vm_wait_rounds fs 1
   migrate "$img" "$img2" "$one"
   echo "pass $pass: migrated to d2"
-  wait_round
+  vm_wait_rounds fs 1
   migrate "$img2" "$img" "$two"
   echo "pass $pass: migrated back to d"
-  wait_round
+  vm_wait_rounds fs 1
 done
 echo done >"$phase"
 vm_wait 300

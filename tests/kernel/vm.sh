@@ -337,6 +337,30 @@ vm_wait_line ()
   return 1
 }
 
+# vm_wait_rounds TAG N: until the guest's workload (guest-lib.sh) on
+# TAG has fsynced N more rounds of files than at the last call.
+declare -A _vm_rounds=()
+vm_wait_rounds ()
+{
+  local tag=$1 want i n=0
+
+  want=$((${_vm_rounds[$tag]:-0} + $2))
+  for ((i = 0; i < 1200; i++)); do
+    n=$(vm_value file | grep -c "^$tag /round[0-9]*/f3 " || true)
+    if [ "$n" -ge "$want" ]; then
+      _vm_rounds[$tag]=$n
+      return 0
+    fi
+    if ! alive "$VM_PID"; then
+      break
+    fi
+    sleep 0.1
+  done
+  echo "$0: the guest's workload is stuck at $n rounds, waiting for $want:" >&2
+  _vm_show
+  return 1
+}
+
 _vm_show ()
 {
   tr -d '\r' <"$VM_CONSOLE" | grep -av '^NBDT: ' | tail -20 >&2
