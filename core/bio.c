@@ -145,6 +145,18 @@ op_writes (enum ndm_op op)
   return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
 }
 
+/* R7: a write that does not bounce still holds a shared cell where a
+ * read-modify-write may meet it: on a device with blocks (min > 1), and
+ * in a prison that several paths share (their limits may differ).
+ * Otherwise an RMW that read the block before this write landed writes
+ * the old bytes back over it, after it was acknowledged.
+ */
+static bool
+bio_may_meet_rmw (const struct ndm_bio *bio)
+{
+  return bio->dev->limits.min_block > 1 || bio->prison != bio->dev->prison;
+}
+
 /* Bios are kept in clone-offset order (stable among equal offsets: the
  * legs of one piece stay in map order), whatever order a target maps
  * them in: they are started in this order, so a start failure (R6)
@@ -600,17 +612,22 @@ bio_start_new (struct ndm_bio *bio, int *err)
   }
 
   /* The data's prison: a write waits out a quarantine (R10) and a
-   * read-modify-write of another write in its block (R7).  Past a
+   * read-modify-write of another write in its block, or a direct write
+   * in flight there (R7).  Past a
    * quarantine's deadline the write fails: a start failure (R6).
    */
   if (!bio->rmw_locked) {
     bool writes = op_writes (bio->op);
+    bool cell = writes && (bio->rmw || bio_may_meet_rmw (bio));
     int r;
 
-    if (bio->rmw && writes)
-      r = ndm_prison_detain (bio->prison, &bio->rmw_cell, bio->rmw_offset,
-                             bio->rmw_len, true, rq->owner,
-                             &rq->wait_until, err);
+    if (cell) {
+      bio->rmw_cell.shared = !bio->rmw;
+      r = ndm_prison_detain (bio->prison, &bio->rmw_cell,
+                             bio->rmw ? bio->rmw_offset : bio->dev_offset,
+                             bio->rmw ? bio->rmw_len : bio->len, true,
+                             rq->owner, &rq->wait_until, err);
+    }
     else
       r = ndm_prison_detain (bio->prison, NULL, bio->dev_offset, bio->len,
                              writes, rq->owner, &rq->wait_until, err);
@@ -620,7 +637,7 @@ bio_start_new (struct ndm_bio *bio, int *err)
       bio_done (bio, *err, false);
       return -1;
     }
-    bio->rmw_locked = bio->rmw && writes;
+    bio->rmw_locked = cell;
   }
 
   if (data != 0 && bio->budget == 0) {

@@ -147,7 +147,8 @@ void ndm_prison_unref (struct ndm_prison *p);
 unsigned ndm_prison_quarantined (struct ndm_prison *p);
 
 /* Owner: may [offset, offset + len) be written (writes) or read now?
- * With hold, also take it as a read-modify-write cell.  Returns 0 (go;
+ * With hold, also take it as a cell: a read-modify-write, or a direct
+ * write an RMW may meet (hold->shared).  Returns 0 (go;
  * hold is in the prison), 1 (wait: w is queued and kicked when a cell
  * goes, *wait_until lowered to a quarantine's deadline), or -1 with *err
  * EIO (a write into a quarantine past its deadline).

@@ -9,8 +9,11 @@
  *
  *   - a read-modify-write cell (R7), held by the bio that bounces a block
  *     from its read to its write: another write to the block waits, or
- *     one of the two updates would be lost.  Two paths to one export are
- *     two devices, so this must be the data's prison, not the device's;
+ *     one of the two updates would be lost.  A direct write where an RMW
+ *     may meet it holds a shared cell for its flight, so that an RMW does
+ *     not read the block before it lands and write the old bytes back
+ *     after.  Two paths to one export are two devices, so this must be
+ *     the data's prison, not the device's;
  *
  *   - a quarantine cell (R10), left by a write whose command failed on a
  *     connection that was cut while its server may be alive (a ghost):
@@ -127,8 +130,11 @@ ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
     if (!overlaps (c, offset, len))
       continue;
     if (c->ghost == NULL) {
-      if (hold != NULL)
-        wait = true;            /* another read-modify-write of the block */
+      /* A read-modify-write of the block excludes every other write to
+       * it; direct writes (shared) do not exclude each other.
+       */
+      if (hold != NULL && !(hold->shared && c->shared))
+        wait = true;
       continue;
     }
     if (now == 0)

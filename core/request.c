@@ -854,6 +854,26 @@ request_cannot_be_fast (struct ndm_request *rq)
   return false;
 }
 
+/* The request ends before any bio started (a fast zero that cannot be
+ * fast): each target gives back what its map took (delay's wait list, a
+ * path's I/O count), as after a failed start (R6), or it would keep a
+ * clone of a request that is gone.
+ */
+static void
+request_release_mapped (struct ndm_request *rq)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_clone *clone = &rq->clones[i];
+    struct ndm_target *ti = clone->ti;
+
+    if (clone->map_result != NDM_MAPIO_KILL &&
+        ti->type->release_clone != NULL)
+      ti->type->release_clone (ti, clone);
+  }
+}
+
 static void
 request_init (struct ndm_request *rq, struct ndm_md *md, enum ndm_op op,
               void *buf, uint64_t count, uint64_t offset, uint32_t flags)
@@ -930,6 +950,7 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
     clone_map (&rq.clones[i]);
   if (op == NDM_OP_ZERO && (flags & NDM_REQ_FAST_ZERO) &&
       request_cannot_be_fast (&rq)) {
+    request_release_mapped (&rq);
     request_fini (&rq);
     *err = ENOTSUP;
     return -1;

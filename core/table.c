@@ -21,7 +21,23 @@
 #include "core.h"
 #include "stats.h"
 
-G_DEFINE_QUARK (ndm-error-quark, ndm_error)
+/* Not G_DEFINE_QUARK: its cache is a plain static that the first callers
+ * write and read unordered (threads of different devices fail at once),
+ * a data race TSan reports.  Every caller stores the same value, so a
+ * relaxed atomic is all the order needed.
+ */
+GQuark
+ndm_error_quark (void)
+{
+  static GQuark quark;
+  GQuark q = __atomic_load_n (&quark, __ATOMIC_RELAXED);
+
+  if (q == 0) {
+    q = g_quark_from_static_string ("ndm-error-quark");
+    __atomic_store_n (&quark, q, __ATOMIC_RELAXED);
+  }
+  return q;
+}
 
 static const struct ndm_target_type *const builtin_targets[] = {
   &ndm_linear_target,

@@ -26,6 +26,8 @@ packages=(
   perl                                      # pod2man, podchecker
   libpod-markdown-perl                      # pod2markdown: docs/*.md check
   systemd                                   # systemd-analyze: the example unit
+  qemu-system-x86 cpio xz-utils zstd        # tests/kernel: the VM, its
+  binutils nbd-client e2fsprogs             # initramfs, its guest tools
 )
 
 missing=()

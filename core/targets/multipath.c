@@ -1187,21 +1187,34 @@ multipath_status_json (struct ndm_target *ti, GString *out)
   g_mutex_unlock (&m->lock);
 }
 
+/* A path refused for its size is not used: no range to check.  Its
+ * reason is read under m->lock, which the checker holds to rewrite it
+ * (status and messages run this on control threads); a device's size
+ * only once it is present (dev->absent's release/acquire).  fn is called
+ * without the lock.
+ */
 static int
 multipath_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
                            void *data)
 {
   struct multipath_c *m = ti->private;
+  g_autoptr (GPtrArray) devs = g_ptr_array_new ();
   unsigned i;
   int r = 0;
 
-  for (i = 0; i < m->paths->len && r == 0; i++) {
+  g_mutex_lock (&m->lock);
+  for (i = 0; i < m->paths->len; i++) {
     struct mp_path *p = m->paths->pdata[i];
+    struct ndm_device *dev = p->path.dev;
 
-    /* A path refused for its size is not used: no range to check. */
-    if (p->reason == NULL || p->path.dev->size == m->size)
-      r = fn (ti, p->path.dev, 0, ti->len << NDM_SECTOR_SHIFT, data);
+    if (p->reason == NULL ||
+        (!__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE) &&
+         dev->size == m->size))
+      g_ptr_array_add (devs, dev);
   }
+  g_mutex_unlock (&m->lock);
+  for (i = 0; i < devs->len && r == 0; i++)
+    r = fn (ti, devs->pdata[i], 0, ti->len << NDM_SECTOR_SHIFT, data);
   return r;
 }
 

@@ -35,7 +35,9 @@ struct ndm_cell {
   GList link;                   /* in its prison's cells */
   uint64_t offset;              /* device bytes */
   uint64_t len;
-  struct ndm_ghost *ghost;      /* quarantine: whose; NULL: a bio's RMW */
+  struct ndm_ghost *ghost;      /* quarantine: whose; NULL: a bio's */
+  bool shared;                  /* a bio's direct write: only an RMW
+                                   (not shared) excludes it */
   int64_t deadline;             /* quarantine: writes fail from then (us) */
   struct ndm_prison *prison;    /* quarantine: with a reference */
 };
@@ -75,7 +77,8 @@ struct ndm_bio {
   enum ndm_bio_step step;
   bool rmw;                     /* unaligned: bounce through rmw_* */
   bool emulate_fua;             /* write then flush */
-  bool rmw_locked;              /* holds rmw_cell in its prison */
+  bool rmw_locked;              /* holds rmw_cell in its prison (an RMW,
+                                   or a write an RMW may meet, shared) */
   char *bounce;
   uint64_t rmw_offset;          /* aligned device range of the bounce */
   uint64_t rmw_len;

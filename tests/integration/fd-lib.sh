@@ -58,6 +58,16 @@ def read_all(hs, n):
             sys.exit("a connection was dropped: %s" % nbd.get_error())
     return [x for e in errs for x in e]
 
+def sanitizer_thread(pid, t):
+    """The TSan runtime's background thread, started with nbdkit's first
+    thread and named after it like nbdkit's own: the one thread that
+    blocks SIGSEGV (and every other signal it can), which no thread of
+    nbdkit's does."""
+    for l in open("/proc/%d/task/%s/status" % (pid, t)):
+        if l.startswith("SigBlk:"):
+            return int(l.split()[1], 16) & (1 << (11 - 1)) != 0
+    return False
+
 def connection_threads(pid):
     """nbdkit's threads but the main one (the plugin names its own
     threads ndm-*)."""
@@ -65,10 +75,11 @@ def connection_threads(pid):
     for t in os.listdir("/proc/%d/task" % pid):
         try:
             comm = open("/proc/%d/task/%s/comm" % (pid, t)).read().strip()
+            if comm != "nbdkit" or int(t) == pid or sanitizer_thread(pid, t):
+                continue
         except OSError:
             continue            # gone meanwhile
-        if comm == "nbdkit" and int(t) != pid:
-            n += 1
+        n += 1
     return n
 
 def settle(pid):

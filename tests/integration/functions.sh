@@ -15,7 +15,9 @@
 #
 # Environment (set by ctest, tests/integration/CMakeLists.txt):
 #   NDM_PLUGIN     path to nbdkit-dm-plugin.so
-#   NDM_SANITIZED  1 if the plugin was built with ASan/UBSan
+#   NDM_SANITIZER  asan (ASan+UBSan), tsan (ThreadSanitizer) or none: what
+#                  the plugin was built with (NDM_SANITIZED=1, the older
+#                  name, still means asan)
 #   NDM_BUILD_DIR  the build directory
 
 set -euo pipefail
@@ -26,6 +28,9 @@ PY=/usr/bin/python3
 
 : "${NDM_PLUGIN:?NDM_PLUGIN must point at nbdkit-dm-plugin.so (run via ctest)}"
 : "${NDM_SANITIZED:=0}"
+if [ -z "${NDM_SANITIZER-}" ]; then
+  if [ "$NDM_SANITIZED" = 1 ]; then NDM_SANITIZER=asan; else NDM_SANITIZER=none; fi
+fi
 case $NDM_PLUGIN in /*) ;; *) NDM_PLUGIN=$PWD/$NDM_PLUGIN ;; esac
 if [ ! -f "$NDM_PLUGIN" ]; then
   echo "$0: NDM_PLUGIN=$NDM_PLUGIN: no such file (build first)" >&2
@@ -45,7 +50,7 @@ requires ()
 # dm server's sanitizer runtime is found and a shim built with gcc.
 requires nbdkit --version
 requires nbdinfo --version
-if [ "$NDM_SANITIZED" = 1 ]; then requires gcc --version; fi
+if [ "$NDM_SANITIZER" != none ]; then requires gcc --version; fi
 
 # Everything a test creates lives here; removed at exit.
 NDM_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ndm-it.XXXXXX")
@@ -96,19 +101,40 @@ nbd_uri ()
 _ndm_sanitizer_env ()
 {
   local shim=$NDM_TMP/swift-demangle-shim.so
+  local here
 
-  if [ "$NDM_SANITIZED" = 1 ]; then
-    if [ ! -e "$shim" ]; then
-      printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
-        'char *swift_demangle (const char *m, size_t n, char *o, size_t *on,' \
-        '                      uint32_t f) { return NULL; }' |
-        gcc -shared -fPIC -o "$shim" -x c -
-    fi
-    echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so)" \
-         "$(gcc -print-file-name=libubsan.so) $shim"
-    echo "ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=0"
-    echo "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"
+  [ "$NDM_SANITIZER" != none ] || return 0
+  if [ ! -e "$shim" ]; then
+    printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+      'char *swift_demangle (const char *m, size_t n, char *o, size_t *on,' \
+      '                      uint32_t f) { return NULL; }' |
+      gcc -shared -fPIC -o "$shim" -x c -
   fi
+  case $NDM_SANITIZER in
+    asan)
+      echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so)" \
+           "$(gcc -print-file-name=libubsan.so) $shim"
+      echo "ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=0"
+      echo "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"
+      ;;
+    tsan)
+      # What TSan sees in nbdkit and what it cannot: tests/tsan/README.md.
+      # The shim: TSan's runtime shares ASan's lazy start-up and lookup.
+      # G_SLICE: see tsan_slice_off in tests/tsan/glib-tsan.c (the plugin
+      # cannot restart nbdkit the way a unit test restarts itself: by the
+      # time it is loaded GLib has read G_SLICE).  The plugin's own
+      # __tsan_default_options is read before nbdkit loads it, too late,
+      # hence the same options here.  halt_on_error: the first report
+      # ends the server (exit 66), which fails the test at once; the report
+      # is in the log either way, and check_sanitizer_log fails on it.
+      # TSAN_OPTIONS from the caller's environment go last, to override
+      # (e.g. halt_on_error=0 to collect every report of a run).
+      here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tsan" && pwd)
+      echo "LD_PRELOAD=$(gcc -print-file-name=libtsan.so) $shim"
+      echo "G_SLICE=always-malloc"
+      echo "TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$here/suppressions.txt${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+      ;;
+  esac
 }
 
 # run_dm ARGS...: run nbdkit in the foreground with the dm plugin's
@@ -124,10 +150,13 @@ run_dm ()
   timeout 20 env "${env[@]}" nbdkit "$@"
 }
 
-# check_sanitizer_log FILE: fail if FILE holds an ASan or UBSan report.
+# check_sanitizer_log FILE: fail if FILE holds an ASan, UBSan or TSan
+# report (TSan's start with "WARNING", its failures to start "FATAL").
 check_sanitizer_log ()
 {
   local re='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:'
+
+  re+='|WARNING: ThreadSanitizer|FATAL: ThreadSanitizer'
 
   if grep -E -q "$re" "$1"; then
     echo "$0: sanitizer report in $1:" >&2

@@ -62,7 +62,8 @@ expect_status ()
   fi
 }
 
-# reads N: N 4 KiB reads through the target, one after another.
+# reads N: N 4 KiB reads through the target, one after another, none at
+# offset 0 (see nreads).
 reads ()
 {
   $PY - "$uri" "$1" <<'EOF'
@@ -71,18 +72,18 @@ import nbd
 h = nbd.NBD()
 h.connect_uri(sys.argv[1])
 for i in range(int(sys.argv[2])):
-    h.pread(4096, 4096 * i)
+    h.pread(4096, 4096 * (i + 1))
 EOF
 }
 
-# nreads X: how many of the reads above (4 KiB) path X's server has
-# received.  nbd-dm also reads on its own: a keepalive read of one
-# minimum block on a connection idle for reconnect-delay (1 s), which a
-# loaded machine reaches between two steps here; those are not counted.
+# nreads X: how many of this test's reads path X's server has received.
+# The dm server's keepalives (a one-block read at offset 0 on a connection
+# idle for reconnect-delay, whichever group it is in) are not counted: a
+# slow run (TSan, a loaded machine) has them land between a snapshot and
+# its check.
 nreads ()
 {
-  grep -c ' Read id=[0-9]* offset=0x[0-9a-f]* count=0x1000 ' \
-    "$NDM_TMP/$1.log" || true
+  grep -E -c ' Read id=[0-9]+ offset=0x[1-9a-f]' "$NDM_TMP/$1.log" || true
 }
 
 # snapshot: remember how many reads a, b and c have received.

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-dm: tell ThreadSanitizer about GLib's GMutex and GCond.
  *
- * Linked into the unit tests of a -DNDM_SANITIZE=TSAN build only (the
- * ndm-tsan-glib target of tests/tsan/CMakeLists.txt), with the linker's
- * --wrap for each function below: a call to g_mutex_lock in the core or
- * a test lands in __wrap_g_mutex_lock, which calls GLib's
- * (__real_g_mutex_lock) and tells TSan what it did.  Calls GLib makes to itself are not redirected: what
- * they protect is GLib's own memory, which TSan does not see either.
+ * Linked into the unit tests and the plugin of a -DNDM_SANITIZE=TSAN
+ * build only (the ndm-tsan-glib target of tests/tsan/CMakeLists.txt),
+ * with the linker's --wrap for each function below: a call to
+ * g_mutex_lock in the core or a test lands in __wrap_g_mutex_lock, which
+ * calls GLib's (__real_g_mutex_lock) and tells TSan what it did.  Calls
+ * GLib makes to itself are not redirected: what they protect is GLib's
+ * own memory, which TSan does not see either.  In the plugin, nbdkit
+ * loads this with the TSan runtime already preloaded (README.md).
  *
  * Why: TSan sees synchronisation only where it intercepts it (pthread_*,
  * atomics in instrumented code, reads and writes of fds).  GLib is not
@@ -29,15 +31,27 @@
  * magazines and GLib's own locks, so TSan, seeing neither a free nor a
  * malloc, reports the new owner's first access against the old owner's.
  *
- * Not annotated: g_once.  Its fast path is a plain read of once->status
- * in the caller, which no annotation here can make an acquire.  The
- * core's two g_once publish an mmap'd address and an fd, nothing TSan
- * tracks; one that initialised memory for other threads to read would be
- * reported, and would want a GMutex instead.
+ * g_once is wrapped too: its fast path, inlined in the caller, is an
+ * acquire load of once->status whose release (GLib storing READY) TSan
+ * never sees, so what the initialiser made (memory, and file descriptors,
+ * which TSan tracks too) raced with every later caller's use of it
+ * (integration test test-multipath-no-path: dead_socket's fd in
+ * core/devices/nbd.c, reached from two devices' threads).  g_once_init_enter/leave are not wrapped: nbd-dm
+ * does not use them.
+ *
+ * GLib's error-domain lock (a static GRWLock) is made at the first GError
+ * of the process: GLib allocates it and publishes it with its own atomics,
+ * which TSan does not see, so the next thread's first GError raced with
+ * the allocation (integration test test-multipath-no-path: two devices'
+ * reconnect threads failing at once).  tsan_glib_errors_early makes that
+ * first GError at start-up, before any thread, so pthread_create orders
+ * it before every thread's use: no race left to report, and no
+ * suppression that could hide one of ours.
  *
  * Thread model: every function runs on the caller's thread, as GLib's.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +68,7 @@ gboolean __real_g_mutex_trylock (GMutex *m);
 void __real_g_mutex_unlock (GMutex *m);
 void __real_g_cond_wait (GCond *c, GMutex *m);
 gboolean __real_g_cond_wait_until (GCond *c, GMutex *m, gint64 end_time);
+gpointer __real_g_once_impl (GOnce *once, GThreadFunc func, gpointer arg);
 
 /* Only the linker refers to these: declared to keep
  * -Wmissing-prototypes quiet.
@@ -65,6 +80,7 @@ gboolean __wrap_g_mutex_trylock (GMutex *m);
 void __wrap_g_mutex_unlock (GMutex *m);
 void __wrap_g_cond_wait (GCond *c, GMutex *m);
 gboolean __wrap_g_cond_wait_until (GCond *c, GMutex *m, gint64 end_time);
+gpointer __wrap_g_once_impl (GOnce *once, GThreadFunc func, gpointer arg);
 const char *__tsan_default_options (void);
 
 void
@@ -146,10 +162,84 @@ __wrap_g_cond_wait_until (GCond *c, GMutex *m, gint64 end_time)
   return r;
 }
 
+/* The initialiser releases on the GOnce before GLib stores READY, and the
+ * fast path's acquire load of once->status is at that same address (the
+ * first field), so TSan pairs them.  A caller that waited in g_once_impl
+ * for another thread's initialiser acquires when it returns.
+ */
+struct once_call {
+  GOnce *once;
+  GThreadFunc func;
+  gpointer arg;
+};
+
+static gpointer
+once_run (gpointer data)
+{
+  struct once_call *call = data;
+  gpointer r = call->func (call->arg);
+
+  __tsan_release (call->once);
+  return r;
+}
+
+gpointer
+__wrap_g_once_impl (GOnce *once, GThreadFunc func, gpointer arg)
+{
+  struct once_call call = { once, func, arg };
+  gpointer r = __real_g_once_impl (once, once_run, &call);
+
+  __tsan_acquire (once);
+  return r;
+}
+
+/* Runs when the program or the plugin is loaded (nbdkit loads the plugin
+ * before it starts a thread).
+ */
+__attribute__ ((constructor)) static void
+tsan_glib_errors_early (void)
+{
+  g_error_free (g_error_new_literal (G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                                     "tsan: GLib's error-domain lock"));
+}
+
+/* The canary of tests/tsan/test-plugin.sh: with NDM_TSAN_CANARY set, a
+ * race TSan must report, in the program or plugin this is linked into,
+ * at load.  It shows the whole chain works where the tests cannot see it
+ * fail otherwise: the runtime preloaded into nbdkit, the plugin
+ * instrumented, the options halting the server, the log check failing.
+ */
+static uint64_t canary_data;
+static uint64_t canary_flag;    /* relaxed: orders nothing */
+
+static gpointer
+canary_writer (gpointer unused)
+{
+  canary_data = 42;
+  __atomic_store_n (&canary_flag, 1, __ATOMIC_RELAXED);
+  return NULL;
+}
+
+__attribute__ ((constructor)) static void
+tsan_canary (void)
+{
+  GThread *t;
+
+  if (getenv ("NDM_TSAN_CANARY") == NULL)
+    return;
+  t = g_thread_new ("tsan-canary", canary_writer, NULL);
+  while (__atomic_load_n (&canary_flag, __ATOMIC_RELAXED) == 0)
+    g_thread_yield ();
+  fprintf (stderr, "tsan canary: read %" G_GUINT64_FORMAT "\n", canary_data);
+  g_thread_join (t);
+}
+
 /* GSlice reads G_SLICE once, at GLib's first allocation, which comes
  * before any constructor of ours: setting it here would be too late.  So
  * a program started without it starts itself again with it (ctest or by
- * hand alike); glibc passes main's argv to constructors.
+ * hand alike); glibc passes main's argv to constructors, a dlopened
+ * library's too: nbdkit loading the plugin restarts the same way
+ * (functions.sh sets G_SLICE for it, so the tests do not need that).
  */
 __attribute__ ((constructor)) static void
 tsan_slice_off (int argc, char **argv, char **envp)
@@ -167,7 +257,9 @@ tsan_slice_off (int argc, char **argv, char **envp)
 
 /* Read by the TSan runtime at start-up; TSAN_OPTIONS adds to it.  Any
  * report ends the test program at once with a status of its own, so a
- * race fails the test that ran into it, whoever runs the binary.
+ * race fails the test that ran into it, whoever runs the binary.  Not
+ * read in the plugin: nbdkit loads it after the runtime has started
+ * (functions.sh passes the same options in TSAN_OPTIONS).
  */
 const char *
 __tsan_default_options (void)

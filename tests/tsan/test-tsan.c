@@ -25,6 +25,7 @@
  */
 void __real_g_mutex_lock (GMutex *m);
 void __real_g_mutex_unlock (GMutex *m);
+gpointer __real_g_once_impl (GOnce *once, GThreadFunc func, gpointer arg);
 
 /* Each field checked for races is 8 bytes, so it has a shadow granule of
  * its own: TSan keeps a few accesses per 8 bytes, and those to a
@@ -243,6 +244,101 @@ test_cond_wait_until (void)
   cond_handover (true);
 }
 
+/* g_once: the initialiser writes plainly, a later caller takes the fast
+ * path and reads.  Nothing but the GOnce orders the two.
+ */
+static GOnce once_block = G_ONCE_INIT;
+static uint64_t once_data;
+static uint64_t once_done;      /* relaxed: orders nothing */
+
+static gpointer
+once_init (gpointer unused)
+{
+  once_data = 42;
+  return &once_data;
+}
+
+static gpointer
+once_initialiser (gpointer data)
+{
+  if (wrapped)
+    g_once (&once_block, once_init, NULL);
+  else
+    __real_g_once_impl (&once_block, once_init, NULL);
+  __atomic_store_n (&once_done, 1, __ATOMIC_RELAXED);
+  return NULL;
+}
+
+static void
+once_handover (bool wrap)
+{
+  GThread *t;
+  uint64_t *p;
+
+  wrapped = wrap;
+  t = g_thread_new ("tsan-once", once_initialiser, NULL);
+  while (__atomic_load_n (&once_done, __ATOMIC_RELAXED) == 0)
+    g_thread_yield ();
+  p = g_once (&once_block, once_init, NULL);
+  g_assert_cmpuint (*p, ==, 42);
+  g_thread_join (t);
+}
+
+static void
+test_once (void)
+{
+  if (g_test_subprocess ()) {
+    once_handover (true);
+    return;
+  }
+  /* A subprocess: the GOnce is the process's, used once. */
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
+/* Without the wrapper, the fast path orders nothing for TSan: if this
+ * stops being reported, GLib's g_once became visible to TSan by itself.
+ */
+static void
+test_once_unwrapped (void)
+{
+  if (g_test_subprocess ()) {
+    once_handover (false);
+    return;
+  }
+  expect_race_reported ();
+}
+
+/* GError: a thread's first error after another's, nothing ordering
+ * them (two devices failing at once).
+ */
+static uint64_t error_made;     /* relaxed: orders nothing */
+
+static gpointer
+error_first (gpointer unused)
+{
+  g_error_free (g_error_new_literal (G_FILE_ERROR, G_FILE_ERROR_IO, "a"));
+  __atomic_store_n (&error_made, 1, __ATOMIC_RELAXED);
+  return NULL;
+}
+
+static void
+test_error_first_use (void)
+{
+  if (g_test_subprocess ()) {
+    GThread *t = g_thread_new ("tsan-error", error_first, NULL);
+
+    while (__atomic_load_n (&error_made, __ATOMIC_RELAXED) == 0)
+      g_thread_yield ();
+    g_error_free (g_error_new_literal (G_FILE_ERROR, G_FILE_ERROR_IO, "b"));
+    g_thread_join (t);
+    return;
+  }
+  /* A subprocess: the first GError of the process. */
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
 static gpointer
 count_under_rwlock (gpointer data)
 {
@@ -283,5 +379,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/tsan/glib/cond-wait", test_cond_wait);
   g_test_add_func ("/tsan/glib/cond-wait-until", test_cond_wait_until);
   g_test_add_func ("/tsan/glib/rwlock", test_rwlock);
+  g_test_add_func ("/tsan/glib/once", test_once);
+  g_test_add_func ("/tsan/glib/error-first-use", test_error_first_use);
+  g_test_add_func ("/tsan/glib/once-unwrapped-reported",
+                   test_once_unwrapped);
   return g_test_run ();
 }

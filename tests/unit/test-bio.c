@@ -111,6 +111,53 @@ test_rmw_head_middle_tail (void)
   h_md_free (md);
 }
 
+/* R7: a read-modify-write and a direct write of the same block exclude
+ * each other, whichever starts first.  Otherwise the RMW reads the block,
+ * the direct write lands and is acknowledged, and the RMW's write-back
+ * puts the old bytes back around its own: an acknowledged write lost
+ * (found by the soak, tests/soak).
+ */
+static void
+test_rmw_direct_write_same_block (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a?min=4096&mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  char small[512], block[4096];
+  struct h_io *rmw, *direct;
+  unsigned round;
+
+  memset (small, 's', sizeof small);
+  memset (block, 'D', sizeof block);
+  for (round = 0; round < 2; round++) {
+    uint64_t base = round * 4096;
+
+    if (round == 0) {           /* the RMW first, in its read */
+      rmw = h_io_start (md, NDM_OP_WRITE, small, 512, base + 512, 0);
+      fake_wait_pending (a, 1);
+      direct = h_io_start (md, NDM_OP_WRITE, block, 4096, base, 0);
+    }
+    else {                      /* the direct write first, in flight */
+      direct = h_io_start (md, NDM_OP_WRITE, block, 4096, base, 0);
+      fake_wait_pending (a, 1);
+      rmw = h_io_start (md, NDM_OP_WRITE, small, 512, base + 512, 0);
+    }
+    g_usleep (30 * 1000);
+    g_assert_cmpuint (fake_pending (a), ==, 1);         /* the other waits */
+    while (!h_io_done (rmw) || !h_io_done (direct)) {
+      if (fake_pending (a) > 0)
+        fake_complete_all (a);
+      g_usleep (1000);
+    }
+    g_assert_cmpint (h_io_wait (rmw), ==, 0);
+    g_assert_cmpint (h_io_wait (direct), ==, 0);
+    /* Outside the small write, only the direct write's bytes. */
+    g_assert_cmpmem (fake_data (a) + base, 512, block, 512);
+    g_assert_cmpmem (fake_data (a) + base + 1024, 3072, block, 3072);
+  }
+  h_md_free (md);
+}
+
 struct rmw_worker {
   struct ndm_md *md;
   unsigned id;
@@ -469,6 +516,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/bio/r7/rmw-small-write", test_rmw_small_write);
   g_test_add_func ("/bio/r7/rmw-head-middle-tail",
                    test_rmw_head_middle_tail);
+  g_test_add_func ("/bio/r7/rmw-direct-write-same-block",
+                   test_rmw_direct_write_same_block);
   g_test_add_func ("/bio/r7/rmw-neighbours-concurrent",
                    test_rmw_neighbours_concurrent);
   g_test_add_func ("/bio/r7/unaligned-zero-and-trim",

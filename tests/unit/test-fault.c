@@ -283,6 +283,27 @@ test_delay_waits_and_counts (void)
                         "number");
 }
 
+/* A fast zero refused with ENOTSUP after map (a device that cannot zero
+ * fast) was on delay's wait list when it returned: the refusal must give
+ * back what map took, or the list keeps a clone of a finished request
+ * and the next suspend kicks it (found by the soak, tests/soak).
+ */
+static void
+test_delay_fast_zero_refused (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 delay fake://a?fastzero=0 0 0 fake://a?fastzero=0 0 1500", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 4096, 0, NDM_REQ_FAST_ZERO),
+                   ==, ENOTSUP);
+  ndm_md_status (md, out);
+  g_assert_cmpstr (out->str, ==, "0 2048 delay 0 0 0\n");
+  msg_ok (md, out, "suspend");
+  msg_ok (md, out, "resume");
+  h_md_free (md);
+}
+
 /* Poll the status line until it is want (the request runs on its own
  * thread); the test fails after 10 s.
  */
@@ -386,6 +407,8 @@ main (int argc, char *argv[])
                    test_delay_waits_and_counts);
   g_test_add_func ("/fault/delay/suspend-releases",
                    test_delay_suspend_releases);
+  g_test_add_func ("/fault/delay/fast-zero-refused",
+                   test_delay_fast_zero_refused);
   g_test_add_func ("/fault/delay/flush-every-device",
                    test_delay_flush_every_device);
   return g_test_run ();

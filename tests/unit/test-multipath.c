@@ -1079,6 +1079,43 @@ test_absent_at_load (void)
   h_md_free (md);
 }
 
+static gpointer
+bring_back_a (gpointer data)
+{
+  g_usleep (100 * 1000);
+  fake_set_down (data, false);
+  return NULL;
+}
+
+/* Status lists the target's devices (iterate_devices) while the checker
+ * rewrites a path's reason.  Here the status runs before the checker
+ * reinstates a, with nothing between them but time: the status thread
+ * takes no lock after its look at the reason, and the device comes back
+ * from another thread.  Under TSan the look and the rewrite must be
+ * ordered (the target's lock), else this reports a race.
+ */
+static void
+test_status_while_checker_rewrites (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md = h_md_new (
+    "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1",
+    fast_config (&cfg, 0));
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *json = NULL;
+  GThread *t;
+
+  fake_set_down (a, true);
+  wait_path_state (md, "fake://a", "F 1");
+  t = g_thread_new ("bring-back", bring_back_a, a);
+  json = command_ok (md, "status --json");
+  g_assert_nonnull (strstr (json, "\"uri\":\"fake://a\""));
+  g_usleep (300 * 1000);        /* the checker reinstates a meanwhile */
+  g_thread_join (t);
+  wait_path_state (md, "fake://a", "A 1");
+  h_md_free (md);
+}
+
 /* Flush goes to every valid path; a failed one is skipped. */
 static void
 test_flush (void)
@@ -1133,6 +1170,8 @@ main (int argc, char *argv[])
                    test_checker_thread_refused);
   g_test_add_func ("/multipath/checker/identity", test_identity);
   g_test_add_func ("/multipath/checker/absent", test_absent_at_load);
+  g_test_add_func ("/multipath/checker/status-while-rewriting",
+                   test_status_while_checker_rewrites);
   g_test_add_func ("/multipath/flush", test_flush);
   g_test_add_func ("/multipath/r7/rmw-two-paths-one-block",
                    test_rmw_two_paths_one_block);

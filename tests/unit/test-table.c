@@ -447,6 +447,40 @@ test_config_keys (void)
   g_clear_error (&err);
 }
 
+static int quark_taken;         /* relaxed: orders nothing on purpose */
+
+static gpointer
+quark_first_use (gpointer unused)
+{
+  GQuark q = NDM_ERROR;
+
+  __atomic_store_n (&quark_taken, 1, __ATOMIC_RELAXED);
+  return GUINT_TO_POINTER (q);
+}
+
+/* Two devices' threads can make the first errors of a process at once,
+ * with nothing ordering them.  The second use must not race with the
+ * first's caching of the quark: under TSan the subprocess would end with
+ * a report.  The subprocess is the process's first use of the quark.
+ */
+static void
+test_error_quark_first_use (void)
+{
+  if (g_test_subprocess ()) {
+    GThread *t = g_thread_new ("quark", quark_first_use, NULL);
+    GQuark q;
+
+    while (__atomic_load_n (&quark_taken, __ATOMIC_RELAXED) == 0)
+      g_thread_yield ();
+    q = NDM_ERROR;
+    g_assert_cmpuint (q, ==, GPOINTER_TO_UINT (g_thread_join (t)));
+    g_assert_cmpstr (g_quark_to_string (q), ==, "ndm-error-quark");
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -469,5 +503,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/table/r12/flush-if-any-device-can",
                    test_caps_flush_any_device);
   g_test_add_func ("/table/config/keys", test_config_keys);
+  g_test_add_func ("/table/error-quark/first-use-from-two-threads",
+                   test_error_quark_first_use);
   return g_test_run ();
 }

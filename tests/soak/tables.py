@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Random dm tables for the soak, and their data-preserving reloads.
+
+A layout is a list of segments, one per table line, over backing files
+each served by one or more nbdkit servers (several: multipath paths to
+the same file).  Every segment that maps data gets its own ranges of
+its files, at odd offsets, so no two segments alias: the model then
+needs no mapping, only which ranges are the zero and error targets.
+
+Reloads re-cut the same layout (same data at the same device offsets):
+the same table; a "calm" one with flakey, dust and delay turned into
+linear lines on the same ranges (for the verify pass); or one with
+linear lines split in two.
+"""
+
+import model
+
+SECTOR = 512
+TARGETS = ["linear", "striped", "zero", "error", "flakey", "delay", "dust",
+           "multipath"]
+
+
+class Backing:
+    """One backing file and the servers that export it."""
+
+    def __init__(self, name, profile, paths):
+        self.name = name
+        self.profile = profile      # set of: limits, nofua, slow, errors
+        self.paths = paths          # number of servers (multipath: > 1)
+        self.end = 0                # sectors allocated so far
+        self.uris = []              # filled in by the driver
+
+    def alloc(self, rng, sectors):
+        self.end += rng.randrange(0, 40)        # odd gaps, odd offsets
+        off = self.end
+        self.end += sectors
+        return off
+
+
+class Segment:
+    def __init__(self, start, length, target, **kw):
+        self.start, self.length, self.target = start, length, target
+        self.__dict__.update(kw)
+
+
+def _profile(rng):
+    p = set()
+    for f, prob in (("limits", 0.4), ("nofua", 0.3), ("slow", 0.3),
+                    ("errors", 0.5)):
+        if rng.random() < prob:
+            p.add(f)
+    return p
+
+
+def generate(rng):
+    """A random layout: (backings, segments)."""
+    files = [Backing("f%d" % i, _profile(rng), 1)
+             for i in range(rng.randrange(3, 6))]
+    # No delay filter under the paths: it drops a delayed write when its
+    # connection closes, so a stopped path's writes would never land
+    # later, and the ghosts R10 guards against would not exist.
+    mp = Backing("mp", _profile(rng) - {"errors", "slow"},
+                 rng.randrange(2, 4))
+    backings = files + [mp]
+    kinds = TARGETS + [rng.choice(TARGETS) for _ in range(rng.randrange(0, 4))]
+    rng.shuffle(kinds)
+    segs = []
+    start = 0
+    for kind in kinds:
+        length = rng.randrange(64, 3000)
+        dev = rng.choice(files)
+        if kind == "striped":
+            n = rng.randrange(2, min(4, len(files)) + 1)
+            chunk = rng.choice([1, 3, 7, 8, 16, 24, 64, 128])
+            length = max(length // (chunk * n), 1) * chunk * n
+            devs = rng.sample(files, n)
+            legs = [(d, d.alloc(rng, length // n)) for d in devs]
+            seg = Segment(start, length, kind, chunk=chunk, legs=legs)
+        elif kind in ("zero", "error"):
+            seg = Segment(start, length, kind)
+        elif kind == "multipath":
+            seg = Segment(start, length, kind, dev=mp,
+                          off=mp.alloc(rng, length),
+                          queue=rng.random() < 0.5,
+                          selector=rng.choice(["round-robin", "queue-length",
+                                               "service-time"]),
+                          groups=rng.choice([1, 1, 2]))
+        else:
+            seg = Segment(start, length, kind, dev=dev,
+                          off=dev.alloc(rng, length))
+            if kind == "flakey":
+                seg.up = rng.randrange(2, 7)
+                seg.down = rng.randrange(1, 3)
+                seg.features = rng.choice(
+                    ["", "1 error_reads", "1 error_writes",
+                     "2 error_reads error_writes"])
+            elif kind == "delay":
+                seg.ms = rng.randrange(0, 15)
+                seg.wms = rng.choice([None, rng.randrange(0, 15)])
+            elif kind == "dust":
+                seg.blksz = rng.choice([512, 1024, 4096])
+        segs.append(seg)
+        start += length
+    return backings, segs
+
+
+def _mp_args(seg):
+    paths = seg.dev.uris
+    nargs = {"round-robin": 1, "queue-length": 1, "service-time": 2}
+    pargs = {"round-robin": "1", "queue-length": "1", "service-time": "1 1"}
+    groups = [paths] if seg.groups == 1 or len(paths) < 2 else \
+        [paths[:1], paths[1:]]
+    out = ["1 queue_if_no_path" if seg.queue else "0", "0",
+           str(len(groups)), "1"]
+    for g in groups:
+        out += [seg.selector, "0", str(len(g)), str(nargs[seg.selector])]
+        for p in g:
+            out += [p, pargs[seg.selector]]
+    return " ".join(out)
+
+
+def line(seg, calm=False):
+    """SEG's table line; CALM: the same data with no failing or delay."""
+    head = "%d %d " % (seg.start, seg.length)
+    t = seg.target
+    if t in ("zero", "error"):
+        return head + t
+    if t == "striped":
+        legs = " ".join("%s %d" % (d.uris[0], off) for d, off in seg.legs)
+        return head + "striped %d %d %s" % (len(seg.legs), seg.chunk, legs)
+    if t == "multipath":
+        return head + "multipath " + _mp_args(seg)
+    base = "%s %d" % (seg.dev.uris[0], seg.off)
+    if calm or t == "linear":
+        return head + "linear " + base
+    if t == "flakey":
+        extra = (" " + seg.features) if seg.features else ""
+        return head + "flakey %s %d %d%s" % (base, seg.up, seg.down, extra)
+    if t == "delay":
+        w = "" if seg.wms is None else " %s %d" % (base, seg.wms)
+        return head + "delay %s %d%s" % (base, seg.ms, w)
+    if t == "dust":
+        return head + "dust %s %d" % (base, seg.blksz)
+    raise ValueError(t)
+
+
+def table(segs, calm=False):
+    return "\n".join(line(s, calm) for s in segs) + "\n"
+
+
+def split_table(rng, segs):
+    """The same mapping with each linear line split in two."""
+    out = []
+    for s in segs:
+        if s.target == "linear" and s.length > 1:
+            cut = rng.randrange(1, s.length)
+            out.append("%d %d linear %s %d" % (s.start, cut, s.dev.uris[0],
+                                                s.off))
+            out.append("%d %d linear %s %d" % (s.start + cut, s.length - cut,
+                                                s.dev.uris[0], s.off + cut))
+        else:
+            out.append(line(s))
+    return "\n".join(out) + "\n"
+
+
+def fixed_ranges(segs):
+    """The model's fixed ranges, in bytes."""
+    out = []
+    for s in segs:
+        if s.target == "zero":
+            out.append((s.start * SECTOR, (s.start + s.length) * SECTOR,
+                        model.FIXED_ZERO))
+        elif s.target == "error":
+            out.append((s.start * SECTOR, (s.start + s.length) * SECTOR,
+                        model.FIXED_ERROR))
+    return out
+
+
+def ranges_on(segs, backing_name):
+    """Byte ranges of the device whose data lives on the named backing."""
+    out = []
+    for s in segs:
+        names = [d.name for d, _ in s.legs] if s.target == "striped" else \
+            [s.dev.name] if hasattr(s, "dev") else []
+        if backing_name in names:
+            out.append((s.start * SECTOR, (s.start + s.length) * SECTOR))
+    return out
+
+
+def size(segs):
+    return sum(s.length for s in segs) * SECTOR
