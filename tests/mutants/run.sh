@@ -12,7 +12,7 @@
 #   -k        keep the work directory (logs: DIR/log/<mutant>.txt)
 #   -n        skip the run of the whole suite on the unmutated tree
 #
-# On demand, not in CI: about 20 minutes for all of them on 2 cores (see
+# On demand, not in CI: 15-20 minutes for all of them on 2 cores (see
 # tests/mutants/README.md for the last figures).  Prints one line per
 # mutant (killed / SURVIVED / did not apply / did not build) and
 # "killed K of N"; exits 0 only if every mutant was killed.
