@@ -26,6 +26,8 @@ packages=(
   perl                                      # pod2man, podchecker
   libpod-markdown-perl                      # pod2markdown: docs/*.md check
   systemd                                   # systemd-analyze: the example unit
+  clang libclang-rt-14-dev                  # tests/fuzz: libFuzzer (clang's
+                                            # runtime is only recommended)
 )
 
 missing=()
