@@ -854,6 +854,27 @@ request_cannot_be_fast (struct ndm_request *rq)
   return false;
 }
 
+/* The request ends before any bio starts (a fast zero refused whole):
+ * what each map took goes back, as for a clone whose bios never started
+ * (R6).  Without it a delay target's queue keeps the freed clone (its
+ * status then reads it) and a multipath selector counts the I/O in
+ * flight for ever.
+ */
+static void
+request_release_unstarted (struct ndm_request *rq)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_clone *clone = &rq->clones[i];
+    struct ndm_target *ti = clone->ti;
+
+    if (clone->map_result == NDM_MAPIO_REMAPPED &&
+        ti->type->release_clone != NULL)
+      ti->type->release_clone (ti, clone);
+  }
+}
+
 static void
 request_init (struct ndm_request *rq, struct ndm_md *md, enum ndm_op op,
               void *buf, uint64_t count, uint64_t offset, uint32_t flags)
@@ -930,6 +951,7 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
     clone_map (&rq.clones[i]);
   if (op == NDM_OP_ZERO && (flags & NDM_REQ_FAST_ZERO) &&
       request_cannot_be_fast (&rq)) {
+    request_release_unstarted (&rq);
     request_fini (&rq);
     *err = ENOTSUP;
     return -1;
