@@ -13,9 +13,10 @@
  *
  * Checked after every command: it answered (ok with a payload, or an
  * error with a message), and `status` and `table` work.  At the end: a
- * suspended device resumes, every printer works, and the live table's
- * `table` output (messages change it: fail_if_no_path) loads back to the
- * same table.  And nothing crashes, spins or leaks.
+ * suspended device resumes, every printer works, and if a message or a
+ * resume worked, the live table's `table` output (fail_if_no_path
+ * changes it) loads back to the same table.  And nothing crashes, spins
+ * or leaks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,10 @@ wait_would_block (struct ndm_md *md, int argc, char **argv)
   return v >= (guint) g_atomic_int_get (&md->event_nr);
 }
 
-static void
+/* Returns true if the line changed the live table (a message or a
+ * resume that worked).
+ */
+static bool
 run_line (struct ndm_md *md, const char *line)
 {
   g_auto (GStrv) argv = NULL;
@@ -82,14 +86,14 @@ run_line (struct ndm_md *md, const char *line)
   int argc, r;
 
   if (!g_shell_parse_argv (line, &argc, &argv, NULL))
-    return;
+    return false;
   if (fuzz_is_request (argv[0])) {
     if (!g_atomic_int_get (&md->suspended))
       fuzz_run_request (md, argv, argc);
-    return;
+    return false;
   }
   if (wait_would_block (md, argc, argv))
-    return;
+    return false;
   r = ndm_md_command_full (md, argc, argv, out, always_cancelled, NULL,
                            &err);
   if ((r == -1) != (err != NULL) || (r == -1 && err->message[0] == '\0')) {
@@ -99,6 +103,7 @@ run_line (struct ndm_md *md, const char *line)
   }
   g_clear_error (&err);
   g_free (fuzz_check_printers (md, false));
+  return r == 0 && (is_verb (argv, "message") || is_verb (argv, "resume"));
 }
 
 int
@@ -109,6 +114,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   g_autofree char *table = NULL;
   struct ndm_md *md;
   GError *err = NULL;
+  bool changed = false;
   unsigned i;
 
   fuzz_init ();
@@ -121,12 +127,16 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
    */
   ndm_md_client_open (md);
   for (i = 0; lines[i] != NULL && i < FUZZ_MAX_LINES; i++)
-    run_line (md, lines[i]);
+    changed |= run_line (md, lines[i]);
   if (g_atomic_int_get (&md->suspended) && ndm_md_resume (md, &err) == -1)
     g_error ("fuzz: cannot resume at the end: %s", err->message);
   ndm_md_client_close (md);
   table = fuzz_check_printers (md, true);
-  fuzz_check_round_trip (table, ndm_md_get_size (md));
+  /* The initial table's round trip is fuzz-table's: only a table the
+   * commands changed is worth a second mapped device.
+   */
+  if (changed)
+    fuzz_check_round_trip (table, ndm_md_get_size (md));
   ndm_md_free (md);
   fuzz_device_reset ();
   return 0;

@@ -11,6 +11,8 @@
 # the failure message names.  The last lines (executions, coverage) are
 # what docs/reliability.md quotes.
 #
+# A long run on both cores: run.sh TARGET SECONDS -fork=2.
+#
 # The fuzz build: CC=clang tools/setup.sh build-fuzz -DNDM_FUZZ=ON
 #   -DNDM_INTEGRATION=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # NDM_FUZZ_BUILD_DIR says where its tests/fuzz is (default
@@ -37,7 +39,11 @@ status=0
   -dict="$here/$target.dict" -max_total_time="$seconds" -timeout=10 \
   -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
   -artifact_prefix="$artifacts/" "$@" >"$work/log" 2>&1 || status=$?
-grep -E '^(#[0-9]+ +(INITED|DONE)|stat::)' "$work/log" || true
+# The summary: the first and last status lines (with -fork=N, the last
+# "#N:" line counts the executions of every job) and the final stats.
+grep -E '^#[0-9]+[[:space:]]+INITED' "$work/log" | head -n 1 || true
+grep -E '^#[0-9]+(:|[[:space:]]+(DONE|pulse|NEW|REDUCE))' "$work/log" | tail -n 1 || true
+grep -E '^(stat::|INFO: exiting)' "$work/log" || true
 if [ "$status" -ne 0 ]; then
   echo "run.sh: fuzz-$target failed (exit $status); log and inputs in $work" >&2
   tail -n 60 "$work/log" >&2
