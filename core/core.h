@@ -34,8 +34,13 @@
  */
 #define NDM_DEFAULT_FENCE_TIMEOUT_MS 30000
 
-/* dm's DM_MAPIO_DELAY_REQUEUE / DM_ENDIO_DELAY_REQUEUE wait. */
+/* dm's DM_MAPIO_DELAY_REQUEUE / DM_ENDIO_DELAY_REQUEUE wait.  The fuzz
+ * build shortens it (tests/fuzz): held I/O then costs an input
+ * milliseconds, not tenths of a second, and the same rounds run.
+ */
+#ifndef NDM_DELAY_REQUEUE_MS
 #define NDM_DELAY_REQUEUE_MS   100
+#endif
 
 /* A device that answers ESHUTDOWN did not run the command: it is sent
  * again, on a fresh connection to the same device, up to this many times

@@ -25,7 +25,7 @@ ndm_set_log_fn (ndm_log_fn fn)
   g_atomic_pointer_set (&log_fn, fn);
 }
 
-static void
+static void G_GNUC_PRINTF (2, 0)
 log_emit (enum ndm_log_level level, const char *fmt, va_list ap)
 {
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);

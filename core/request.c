@@ -854,13 +854,14 @@ request_cannot_be_fast (struct ndm_request *rq)
   return false;
 }
 
-/* The request ends before any bio started (a fast zero that cannot be
- * fast): each target gives back what its map took (delay's wait list, a
- * path's I/O count), as after a failed start (R6), or it would keep a
- * clone of a request that is gone.
+/* The request ends before any bio starts (a fast zero refused whole):
+ * what each map took goes back, as for a clone whose bios never started
+ * (R6).  Without it a delay target's queue keeps the freed clone (its
+ * status then reads it) and a multipath selector counts the I/O in
+ * flight for ever.
  */
 static void
-request_release_mapped (struct ndm_request *rq)
+request_release_unstarted (struct ndm_request *rq)
 {
   unsigned i;
 
@@ -868,7 +869,7 @@ request_release_mapped (struct ndm_request *rq)
     struct ndm_clone *clone = &rq->clones[i];
     struct ndm_target *ti = clone->ti;
 
-    if (clone->map_result != NDM_MAPIO_KILL &&
+    if (clone->map_result == NDM_MAPIO_REMAPPED &&
         ti->type->release_clone != NULL)
       ti->type->release_clone (ti, clone);
   }
@@ -950,7 +951,7 @@ request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
     clone_map (&rq.clones[i]);
   if (op == NDM_OP_ZERO && (flags & NDM_REQ_FAST_ZERO) &&
       request_cannot_be_fast (&rq)) {
-    request_release_mapped (&rq);
+    request_release_unstarted (&rq);
     request_fini (&rq);
     *err = ENOTSUP;
     return -1;

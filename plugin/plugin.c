@@ -434,4 +434,6 @@ static struct nbdkit_plugin plugin = {
 };
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+/* The macro defines it without one; clang's -Wmissing-prototypes says so. */
+struct nbdkit_plugin *plugin_init (void);
 NBDKIT_REGISTER_PLUGIN (plugin)

@@ -28,6 +28,8 @@ packages=(
   systemd                                   # systemd-analyze: the example unit
   qemu-system-x86 cpio xz-utils zstd        # tests/kernel: the VM, its
   binutils nbd-client e2fsprogs             # initramfs, its guest tools
+  clang libclang-rt-14-dev                  # tests/fuzz: libFuzzer (clang's
+                                            # runtime is only recommended)
 )
 
 missing=()

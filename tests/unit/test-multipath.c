@@ -524,6 +524,27 @@ test_cancelled_clone_released (void)
   h_md_free (md);
 }
 
+/* A fast zero refused whole (a piece of it cannot be fast) ends before
+ * any bio starts: the multipath clone it mapped is released, so
+ * queue-length does not count it in flight for ever.  Found by
+ * tests/fuzz (fuzz-control).
+ */
+static void
+test_refused_fast_zero_released (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 8 multipath 0 0 1 1 queue-length 0 1 1 fake://a 1\n"
+    "8 8 linear fake://b?fastzero=0 0", NULL);
+  g_autofree char *st = NULL;
+
+  g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 8192, 0, NDM_REQ_FAST_ZERO),
+                   ==, ENOTSUP);
+  g_assert_cmpuint (fake_submitted (fake_lookup ("a")), ==, 0);
+  st = status (md);
+  g_assert_nonnull (strstr (st, "fake://a A 0 0\n"));
+  h_md_free (md);
+}
+
 /* ---- selectors ---------------------------------------------------------------- */
 
 /* Which path (a, b, c) served each of n reads issued one after another. */
@@ -1148,6 +1169,8 @@ main (int argc, char *argv[])
                    test_fenced_commands_discarded);
   g_test_add_func ("/multipath/r6/cancelled-released",
                    test_cancelled_clone_released);
+  g_test_add_func ("/multipath/r6/refused-fast-zero-released",
+                   test_refused_fast_zero_released);
   g_test_add_func ("/multipath/selector/round-robin", test_round_robin);
   g_test_add_func ("/multipath/selector/queue-length", test_queue_length);
   g_test_add_func ("/multipath/selector/service-time", test_service_time);
