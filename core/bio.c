@@ -16,6 +16,11 @@
  * overlapped them, which NBD leaves undefined.  Every write also passes
  * the prison's quarantines (R10) before it starts.
  *
+ * A bio knows its request only through the two completion calls
+ * (ndm_request_bio_ready, ndm_request_bio_done), as dm's end_clone_bio
+ * knows its tio: ndm_bio_start says why a bio cannot start (a delay and
+ * its deadline, a budget, a cell) and core/request.c keeps the books.
+ *
  * Thread model: map, start and cancel run on the request owner's thread.
  * ndm_bio_endio runs wherever the device completes the command (a leader
  * reading replies, a fake device's thread): it only records, copies a
@@ -369,57 +374,13 @@ ndm_clone_remap (struct ndm_clone *clone, struct ndm_device *dev,
     ndm_clone_map_bio (clone, dev, dev_offset, 0, clone->len);
 }
 
-static bool
-dev_in (const GPtrArray *devs, const struct ndm_device *dev)
-{
-  unsigned i;
-
-  for (i = 0; devs != NULL && i < devs->len; i++)
-    if (devs->pdata[i] == dev)
-      return true;
-  return false;
-}
-
-/* R9: a device is flushed once per request.  It counts as flushed only
- * when its flush succeeded (ndm_request_note_flushes, at the end of each
- * round); within a round one flush bio per device is enough.
- */
 void
-ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev)
+ndm_bio_add_flush (struct ndm_clone *clone, struct ndm_device *dev)
 {
-  struct ndm_request *rq = clone->rq;
-  struct ndm_bio *bio;
+  struct ndm_bio *bio = bio_add (clone, dev, 0, 0, 0);
 
-  if (!dev->caps.flush || dev_in (rq->flushed, dev) ||
-      dev_in (rq->flush_mapped, dev))
-    return;
-  if (rq->flush_mapped == NULL)
-    rq->flush_mapped = g_ptr_array_new ();
-  g_ptr_array_add (rq->flush_mapped, dev);
-
-  bio = bio_add (clone, dev, 0, 0, 0);
   bio->op = NDM_OP_FLUSH;
   bio->flags = 0;
-}
-
-void
-ndm_request_note_flushes (struct ndm_request *rq)
-{
-  unsigned i;
-
-  for (i = 0; i < rq->nr_clones; i++) {
-    struct ndm_bio *bio;
-
-    ndm_clone_for_each_bio (bio, &rq->clones[i])
-      if (bio->op == NDM_OP_FLUSH && bio->status == 0 &&
-          !dev_in (rq->flushed, bio->dev)) {
-        if (rq->flushed == NULL)
-          rq->flushed = g_ptr_array_new ();
-        g_ptr_array_add (rq->flushed, bio->dev);
-      }
-  }
-  if (rq->flush_mapped != NULL)
-    g_ptr_array_set_size (rq->flush_mapped, 0);
 }
 
 void
@@ -443,15 +404,20 @@ ndm_bio_add_extent (struct ndm_bio *bio, uint64_t offset, uint64_t length,
 
 /* ---- starting and completing ------------------------------------------------ */
 
-/* Give back what the bio holds, record its status, mark it DONE and tell
- * the request (counted: it was started, so the request's pending count
- * includes it).  After this the caller must not touch bio.
+/* The data mapped device's: its budgets (R8) charged by this bio. */
+static struct ndm_md *
+bio_md (const struct ndm_bio *bio)
+{
+  return bio->clone->ti->table->md;
+}
+
+/* Give back what the bio holds, record its status and mark it DONE.
+ * After this only the owner may touch bio.
  */
 static void
-bio_done (struct ndm_bio *bio, int status, bool counted)
+bio_finish (struct ndm_bio *bio, int status)
 {
-  struct ndm_request *rq = bio->clone->rq;
-  struct ndm_md *md = rq->md;
+  struct ndm_md *md = bio_md (bio);
 
   if (bio->bounce != NULL) {
     g_free (bio->bounce);
@@ -467,18 +433,15 @@ bio_done (struct ndm_bio *bio, int status, bool counted)
     bio->budget = 0;
   }
   bio->status = status;
-  if (status != 0)
-    bio->fail_seq = g_atomic_int_add (&rq->fail_seq, 1);
   g_atomic_int_set (&bio->state, NDM_BIO_DONE);
-  if (counted)
-    ndm_request_bio_done (rq, bio);
 }
 
 void
-ndm_bio_cancel (struct ndm_bio *bio, int status)
+ndm_bio_cancel (struct ndm_bio *bio)
 {
   g_assert (bio->state == NDM_BIO_NEW);
-  bio_done (bio, status, false);
+  bio->cancelled = true;
+  bio_finish (bio, 0);
 }
 
 /* The device command for the bio's current step. */
@@ -536,12 +499,14 @@ bio_cmd (struct ndm_bio *bio, struct ndm_cmd *cmd)
   }
 }
 
-static int
-bio_issue (struct ndm_bio *bio, int *err)
+/* Send the command of the bio's current step.  Returns ISSUED, WAITS
+ * (the device has no connection now and one is coming: the bio keeps
+ * what it holds and is started again soon) or FAILED with s->err.
+ */
+static enum ndm_bio_start_result
+bio_issue (struct ndm_bio *bio, struct ndm_bio_start *s)
 {
-  struct ndm_request *rq = bio->clone->rq;
   struct ndm_device *dev = bio->dev;
-  struct ndm_channel *ch = NULL;
   struct ndm_cmd cmd;
 
   bio_cmd (bio, &cmd);
@@ -549,14 +514,17 @@ bio_issue (struct ndm_bio *bio, int *err)
   bio->cmd_offset = cmd.offset;
   bio->cmd_len = cmd.len;
   bio->t_cmd = ndm_stats_start (dev->stats);
-  if (dev->ops->submit (dev, bio, &cmd, ndm_request_channel_for (rq, dev),
-                        &ch, err) == -1) {
-    ndm_stats_done (dev->stats, cmd.op, cmd.len, *err, bio->t_cmd);
-    return -1;
+  g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
+  if (dev->ops->submit (dev, bio, &cmd, s->channel, &s->new_channel,
+                        &s->err) == 0)
+    return NDM_BIO_ISSUED;
+  ndm_stats_done (dev->stats, cmd.op, cmd.len, s->err, bio->t_cmd);
+  if (s->err == EAGAIN) {
+    s->wait = NDM_BIO_WAIT_DEVICE;
+    s->until = g_get_monotonic_time () + NDM_DEVICE_RETRY_US;
+    return NDM_BIO_WAITS;
   }
-  if (ch != NULL)
-    ndm_request_add_channel (rq, dev, ch);
-  return 0;
+  return NDM_BIO_FAILED;
 }
 
 /* Bytes of the bio's data on the wire, charged to the in-flight cap. */
@@ -571,122 +539,105 @@ bio_data_bytes (const struct ndm_bio *bio)
   return 0;
 }
 
-/* A device said EAGAIN at submit (no connection yet, one is coming): the
- * owner looks again after NDM_DEVICE_RETRY_US, leading its channels
- * meanwhile.  The device bounds how long it says so.
- */
-static void
-bio_retry_later (struct ndm_request *rq)
+static enum ndm_bio_start_result
+bio_wait (struct ndm_bio_start *s, enum ndm_bio_wait why, int64_t until)
 {
-  int64_t when = g_get_monotonic_time () + NDM_DEVICE_RETRY_US;
-
-  if (rq->wait_until == 0 || when < rq->wait_until)
-    rq->wait_until = when;
+  s->wait = why;
+  s->until = until;
+  return NDM_BIO_WAITS;
 }
 
-static int
-bio_start_new (struct ndm_bio *bio, int *err)
+static enum ndm_bio_start_result
+bio_start_failed (struct ndm_bio *bio, struct ndm_bio_start *s, int err)
 {
-  struct ndm_request *rq = bio->clone->rq;
-  struct ndm_md *md = rq->md;
+  s->err = err;
+  bio_finish (bio, err);
+  return NDM_BIO_FAILED;
+}
+
+/* The data's prison: a write waits out a quarantine (R10) and a
+ * read-modify-write of another write in its block, or a direct write in
+ * flight there (R7).  Past a quarantine's deadline the write fails: a
+ * start failure (R6).  Returns 0 (go), 1 (wait until s->until or a
+ * kick), -1 with s->err.
+ */
+static int
+bio_detain (struct ndm_bio *bio, struct ndm_bio_start *s)
+{
+  bool writes = op_writes (bio->op);
+  bool cell = writes && (bio->rmw || bio_may_meet_rmw (bio));
+  int r;
+
+  if (bio->rmw_locked)
+    return 0;
+  s->until = 0;
+  if (cell) {
+    bio->rmw_cell.shared = !bio->rmw;
+    r = ndm_prison_detain (bio->prison, &bio->rmw_cell,
+                           bio->rmw ? bio->rmw_offset : bio->dev_offset,
+                           bio->rmw ? bio->rmw_len : bio->len, true,
+                           s->owner, &s->until, &s->err);
+  }
+  else
+    r = ndm_prison_detain (bio->prison, NULL, bio->dev_offset, bio->len,
+                           writes, s->owner, &s->until, &s->err);
+  if (r == 0)
+    bio->rmw_locked = cell;
+  return r;
+}
+
+static enum ndm_bio_start_result
+bio_start_new (struct ndm_bio *bio, struct ndm_bio_start *s)
+{
+  struct ndm_md *md = bio_md (bio);
   uint64_t data = bio_data_bytes (bio);
   int64_t not_before;
+  enum ndm_bio_start_result r;
 
-  /* A target delays it (delay): the owner waits, leading its channels.
-   * Atomic: a suspend may release it early (ndm_clone_release_delay).
+  /* A target delays it (delay).  Atomic: a suspend may release it early
+   * (ndm_clone_release_delay).
    */
   not_before = ndm_clone_not_before (bio->clone);
-  if (not_before != 0 && g_get_monotonic_time () < not_before) {
-    if (rq->wait_until == 0 || not_before < rq->wait_until)
-      rq->wait_until = not_before;
-    return 1;
-  }
+  if (not_before != 0 && g_get_monotonic_time () < not_before)
+    return bio_wait (s, NDM_BIO_WAIT_DELAY, not_before);
 
-  if (bio->status != 0) {
-    /* Known to fail before any command (read-only device, fast zero that
-     * cannot be fast): a start failure like any other (R6).
-     */
-    *err = bio->status;
-    bio_done (bio, *err, false);
-    return -1;
-  }
-
-  /* The data's prison: a write waits out a quarantine (R10) and a
-   * read-modify-write of another write in its block, or a direct write
-   * in flight there (R7).  Past a
-   * quarantine's deadline the write fails: a start failure (R6).
+  /* Known to fail before any command (read-only device, fast zero that
+   * cannot be fast): a start failure like any other (R6).
    */
-  if (!bio->rmw_locked) {
-    bool writes = op_writes (bio->op);
-    bool cell = writes && (bio->rmw || bio_may_meet_rmw (bio));
-    int r;
+  if (bio->status != 0)
+    return bio_start_failed (bio, s, bio->status);
 
-    if (cell) {
-      bio->rmw_cell.shared = !bio->rmw;
-      r = ndm_prison_detain (bio->prison, &bio->rmw_cell,
-                             bio->rmw ? bio->rmw_offset : bio->dev_offset,
-                             bio->rmw ? bio->rmw_len : bio->len, true,
-                             rq->owner, &rq->wait_until, err);
-    }
-    else
-      r = ndm_prison_detain (bio->prison, NULL, bio->dev_offset, bio->len,
-                             writes, rq->owner, &rq->wait_until, err);
-    if (r == 1)
-      return 1;
-    if (r == -1) {
-      bio_done (bio, *err, false);
-      return -1;
-    }
-    bio->rmw_locked = cell;
+  switch (bio_detain (bio, s)) {
+  case 1:
+    return bio_wait (s, NDM_BIO_WAIT_PRISON, s->until);
+  case -1:
+    return bio_start_failed (bio, s, s->err);
   }
 
   if (data != 0 && bio->budget == 0) {
-    if (!ndm_budget_try_get (&md->inflight, data, rq->owner)) {
-      rq->waits_inflight = true;
-      return 1;
-    }
+    if (!ndm_budget_try_get (&md->inflight, data, s->owner))
+      return bio_wait (s, NDM_BIO_WAIT_INFLIGHT, 0);
     bio->budget = data;
-    if (rq->waits_inflight) {
-      ndm_budget_forget (&md->inflight, rq->owner);
-      rq->waits_inflight = false;
-    }
   }
   if (bio->rmw && bio->bounce == NULL) {
-    if (!ndm_budget_try_get (&md->bounce, bio->rmw_len, rq->owner)) {
-      rq->waits_bounce = true;
-      return 1;
-    }
-    if (rq->waits_bounce) {
-      ndm_budget_forget (&md->bounce, rq->owner);
-      rq->waits_bounce = false;
-    }
+    if (!ndm_budget_try_get (&md->bounce, bio->rmw_len, s->owner))
+      return bio_wait (s, NDM_BIO_WAIT_BOUNCE, 0);
     bio->bounce = g_malloc (bio->rmw_len);
   }
   bio->step = bio->rmw ? NDM_STEP_RMW_READ : NDM_STEP_IO;
 
-  g_atomic_int_inc (&rq->pending);
-  g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
-  if (bio_issue (bio, err) == -1) {
-    if (*err == EAGAIN) {
-      /* The device has no connection now and one is coming: start
-       * again soon, keeping what the bio holds.
-       */
-      g_atomic_int_set (&bio->state, NDM_BIO_NEW);
-      g_atomic_int_add (&rq->pending, -1);
-      bio_retry_later (rq);
-      return 1;
-    }
-    bio_done (bio, *err, true);
-    return -1;
-  }
-  return 0;
+  r = bio_issue (bio, s);
+  if (r == NDM_BIO_WAITS)
+    g_atomic_int_set (&bio->state, NDM_BIO_NEW);
+  else if (r == NDM_BIO_FAILED)
+    bio_finish (bio, s->err);
+  return r;
 }
 
-static void
-bio_start_next_step (struct ndm_bio *bio)
+static enum ndm_bio_start_result
+bio_start_next_step (struct ndm_bio *bio, struct ndm_bio_start *s)
 {
-  struct ndm_request *rq = bio->clone->rq;
-  int err;
+  enum ndm_bio_start_result r;
 
   if (bio->step == NDM_STEP_RMW_WRITE) {
     char *dst = bio->bounce + (bio->dev_offset - bio->rmw_offset);
@@ -696,28 +647,23 @@ bio_start_next_step (struct ndm_bio *bio)
     else
       memcpy (dst, bio->buf, bio->len);
   }
-  g_atomic_int_set (&bio->state, NDM_BIO_INFLIGHT);
-  if (bio_issue (bio, &err) == -1) {
-    if (err == EAGAIN) {
-      g_atomic_int_set (&bio->state, NDM_BIO_READY);
-      bio->ready_next = rq->deferred;
-      rq->deferred = bio;
-      bio_retry_later (rq);
-      return;
-    }
-    bio_done (bio, err, true);
-  }
+  r = bio_issue (bio, s);
+  if (r == NDM_BIO_WAITS)
+    g_atomic_int_set (&bio->state, NDM_BIO_READY);
+  else if (r == NDM_BIO_FAILED)
+    bio_finish (bio, s->err);
+  return r;
 }
 
-int
-ndm_bio_start (struct ndm_bio *bio, int *err)
+enum ndm_bio_start_result
+ndm_bio_start (struct ndm_bio *bio, struct ndm_bio_start *s)
 {
+  s->new_channel = NULL;
   switch (g_atomic_int_get (&bio->state)) {
   case NDM_BIO_NEW:
-    return bio_start_new (bio, err);
+    return bio_start_new (bio, s);
   case NDM_BIO_READY:
-    bio_start_next_step (bio);
-    return 0;
+    return bio_start_next_step (bio, s);
   default:
     g_assert_not_reached ();
   }
@@ -780,5 +726,6 @@ ndm_bio_endio (struct ndm_bio *bio, int status)
       break;
     }
   }
-  bio_done (bio, status, true);
+  bio_finish (bio, status);
+  ndm_request_bio_done (bio->clone->rq, bio);
 }

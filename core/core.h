@@ -275,6 +275,9 @@ struct ndm_rq_channel {
   struct ndm_device *dev;
 };
 
+/* Every field is written by core/request.c alone; bios reach their
+ * request only through ndm_request_bio_ready and ndm_request_bio_done.
+ */
 struct ndm_request {
   struct ndm_md *md;
   struct ndm_table *table;      /* one ref, for the request's life */
@@ -300,6 +303,11 @@ struct ndm_request {
   struct ndm_bio *cursor_bio;   /* ... and bio in it */
   unsigned nr_clones;
   struct ndm_clone *clones;
+  unsigned first_err;           /* R3 across clones: the first clone that
+                                   finished with an error (nr_clones:
+                                   none yet) */
+  unsigned empty_rounds;        /* R13: rounds in a row that started
+                                   nothing and asked for no delay */
   unsigned nr_channels;
   unsigned max_channels;
   struct ndm_rq_channel *channels;
@@ -318,64 +326,99 @@ struct ndm_request {
   struct ndm_clone inline_clones[NDM_RQ_INLINE_CLONES];
 };
 
-/* Run one request on the calling thread; returns 0 or -1 with the raw
- * (not yet client-mapped) errno in *err.  For block status, extents are
+/* How ndm_request_run ended. */
+enum ndm_request_result {
+  NDM_RQ_OK,                    /* done; block status answers in out */
+  NDM_RQ_ERROR,                 /* failed with the raw (not yet
+                                   client-mapped) errno in *err */
+  NDM_RQ_QUIT,                  /* abandoned because the front end quits
+                                   (server shutting down or the client
+                                   gone): the client gets ESHUTDOWN
+                                   whatever the server's state */
+};
+
+/* Run one request on the calling thread.  For block status, extents are
  * appended to out.
  */
-int ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
-                     uint64_t count, uint64_t offset, uint32_t flags,
-                     GArray *out, int *err);
+enum ndm_request_result ndm_request_run (struct ndm_md *md, enum ndm_op op,
+                                         void *buf, uint64_t count,
+                                         uint64_t offset, uint32_t flags,
+                                         GArray *out, int *err);
 
 /* The merge rule (R2, R3), the only place it is written: credited bytes
  * and frontier error of a clone whose bios are all DONE.
  */
 void ndm_clone_settle (struct ndm_clone *clone);
 
-/* ---- bios (core/bio.c) ----------------------------------------------------- */
-
-/* Internal status of a bio that was never started because an earlier
- * start in its request failed (R6).  Never reaches a client.
- */
-#define NDM_ECANCELED ECANCELED
-/* A request abandoned while held because the front end quits (server
- * shutting down or the client gone): the client gets ESHUTDOWN whatever
- * the server's state (ndm_errno_for_client would say EIO).
- */
-#define NDM_EQUIT 4096
-
-struct ndm_bio *ndm_bio_alloc (void);
-void ndm_bio_free (struct ndm_bio *bio);
-
-/* Owner: start bio (state NEW) or its next step (READY).  Returns 0 if a
- * command is out or the bio is DONE; 1 if it must wait (budget, RMW range)
- * and will be retried after the owner is kicked; -1 with *err if the first
- * start failed (the bio is then DONE with that error).
- */
-int ndm_bio_start (struct ndm_bio *bio, int *err);
-/* Owner: finish a NEW bio without starting it. */
-void ndm_bio_cancel (struct ndm_bio *bio, int status);
-
-/* Owner, when a round is over, before its clones are decided: devices
- * whose flush bio succeeded count as flushed for the rest of the request
- * (R9: a requeued flush skips them, and only them).
- */
-void ndm_request_note_flushes (struct ndm_request *rq);
-
-/* A bio that needs no device command (block status of a device without
- * base:allocation): answered and DONE at map time.
- */
-void ndm_bio_complete_locally (struct ndm_bio *bio);
-
-/* The request recorded a channel (for its leadership). */
-void ndm_request_add_channel (struct ndm_request *rq, struct ndm_device *dev,
-                              struct ndm_channel *ch);
-struct ndm_channel *ndm_request_channel_for (struct ndm_request *rq,
-                                             struct ndm_device *dev);
 /* From a completion: bio's step ended, the owner must go on. */
 void ndm_request_bio_ready (struct ndm_request *rq, struct ndm_bio *bio);
 /* From a completion: bio is DONE.  After this the completer must not
  * touch bio or rq.
  */
 void ndm_request_bio_done (struct ndm_request *rq, struct ndm_bio *bio);
+
+/* ---- bios (core/bio.c) ----------------------------------------------------- */
+
+struct ndm_bio *ndm_bio_alloc (void);
+void ndm_bio_free (struct ndm_bio *bio);
+
+/* Map a flush bio for dev into clone (the request has checked that dev
+ * is not flushed yet, R9).
+ */
+void ndm_bio_add_flush (struct ndm_clone *clone, struct ndm_device *dev);
+
+/* What ndm_bio_start did. */
+enum ndm_bio_start_result {
+  NDM_BIO_ISSUED,               /* a device command is out; its completion
+                                   follows (possibly already ran) */
+  NDM_BIO_WAITS,                /* it cannot start now: see wait */
+  NDM_BIO_FAILED,               /* it failed to start (R6): DONE with err */
+};
+
+/* Why a bio cannot start now. */
+enum ndm_bio_wait {
+  NDM_BIO_WAIT_DELAY,           /* its target delays it until until */
+  NDM_BIO_WAIT_DEVICE,          /* the device has no connection yet and
+                                   one is coming: look again at until */
+  NDM_BIO_WAIT_PRISON,          /* an RMW of its block, or a quarantine
+                                   (R7, R10): the owner is kicked when a
+                                   cell goes, or until a deadline */
+  NDM_BIO_WAIT_INFLIGHT,        /* the in-flight cap (R8): the owner is
+                                   queued on md->inflight */
+  NDM_BIO_WAIT_BOUNCE,          /* the bounce cap (R8): queued on
+                                   md->bounce */
+};
+
+/* ndm_bio_start's exchange with the request that starts the bio: the
+ * request fills the inputs and keeps the books from the outputs.
+ */
+struct ndm_bio_start {
+  struct ndm_waiter *owner;     /* in: queued where the bio must wait */
+  struct ndm_channel *channel;  /* in: the request's channel to the bio's
+                                   device (a hint), or NULL */
+  struct ndm_channel *new_channel; /* out, ISSUED: the channel the command
+                                   went to, one reference, or NULL */
+  enum ndm_bio_wait wait;       /* out, WAITS */
+  int64_t until;                /* out, WAITS: look again by then
+                                   (monotonic us; 0: when kicked) */
+  int err;                      /* out, FAILED */
+};
+
+/* Owner: start bio (state NEW) or its next step (READY).  A bio that
+ * waits keeps what it already holds and is started again later; a READY
+ * one stays READY.
+ */
+enum ndm_bio_start_result ndm_bio_start (struct ndm_bio *bio,
+                                         struct ndm_bio_start *s);
+/* Owner: finish a NEW bio without starting it: an earlier start of its
+ * request failed (R6).  It has not failed (ndm_bio_failed is false); the
+ * clone's credit stops at it.
+ */
+void ndm_bio_cancel (struct ndm_bio *bio);
+
+/* A bio that needs no device command (block status of a device without
+ * base:allocation): answered and DONE at map time.
+ */
+void ndm_bio_complete_locally (struct ndm_bio *bio);
 
 #endif /* NBD_DM_CORE_H */

@@ -307,10 +307,14 @@ ndm_md_quitting (struct ndm_md *md)
     (md->cfg.quitting != NULL && md->cfg.quitting ());
 }
 
+/* The errno a client sees for a request that did not succeed. */
 static int
-md_client_errno (struct ndm_md *md, int e)
+md_client_errno (struct ndm_md *md, enum ndm_request_result r, int e)
 {
-  if (e == NDM_EQUIT)
+  /* Abandoned because the front end quits: ESHUTDOWN whatever the
+   * server's state (ndm_errno_for_client would say EIO).
+   */
+  if (r == NDM_RQ_QUIT)
     return ESHUTDOWN;
   return ndm_errno_for_client (e, g_atomic_int_get (&md->shutting_down));
 }
@@ -319,10 +323,12 @@ int
 ndm_md_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
            uint64_t offset, uint32_t flags, int *err)
 {
-  int e;
+  enum ndm_request_result r;
+  int e = 0;
 
   g_assert (op != NDM_OP_BLOCK_STATUS);
-  if (ndm_request_run (md, op, buf, count, offset, flags, NULL, &e) == 0)
+  r = ndm_request_run (md, op, buf, count, offset, flags, NULL, &e);
+  if (r == NDM_RQ_OK)
     return 0;
   /* ENOTSUP is an answer NBD knows for a fast zero only.  nbdkit 1.32
    * turns it into a plain write for a zero, and aborts if a write fails
@@ -330,7 +336,7 @@ ndm_md_io (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
    */
   if ((e == ENOTSUP || e == EOPNOTSUPP) && op == NDM_OP_WRITE)
     e = EIO;
-  *err = md_client_errno (md, e);
+  *err = md_client_errno (md, r, e);
   return -1;
 }
 
@@ -338,12 +344,14 @@ int
 ndm_md_extents (struct ndm_md *md, uint64_t count, uint64_t offset,
                 uint32_t flags, GArray *out, int *err)
 {
-  int e;
+  enum ndm_request_result r;
+  int e = 0;
 
-  if (ndm_request_run (md, NDM_OP_BLOCK_STATUS, NULL, count, offset, flags,
-                       out, &e) == 0)
+  r = ndm_request_run (md, NDM_OP_BLOCK_STATUS, NULL, count, offset, flags,
+                       out, &e);
+  if (r == NDM_RQ_OK)
     return 0;
-  *err = md_client_errno (md, e);
+  *err = md_client_errno (md, r, e);
   return -1;
 }
 

@@ -60,6 +60,17 @@ ndm_request_bio_ready (struct ndm_request *rq, struct ndm_bio *bio)
   ndm_waiter_kick (owner);
 }
 
+/* R3: among failures at one clone offset (legs of a mirror), the first
+ * to arrive wins.  A bio cancelled unstarted (R6) takes its place in the
+ * same order: it arrived after the start failure that cancelled it.
+ */
+static void
+request_number_failure (struct ndm_request *rq, struct ndm_bio *bio)
+{
+  if (ndm_bio_failed (bio) || bio->cancelled)
+    bio->fail_seq = g_atomic_int_add (&rq->fail_seq, 1);
+}
+
 void
 ndm_request_bio_done (struct ndm_request *rq, struct ndm_bio *bio)
 {
@@ -68,14 +79,15 @@ ndm_request_bio_done (struct ndm_request *rq, struct ndm_bio *bio)
    */
   struct ndm_waiter *owner = rq->owner;
 
+  request_number_failure (rq, bio);
   if (g_atomic_int_dec_and_test (&rq->pending))
     ndm_waiter_kick (owner);
 }
 
 /* ---- channels the request uses ------------------------------------------- */
 
-struct ndm_channel *
-ndm_request_channel_for (struct ndm_request *rq, struct ndm_device *dev)
+static struct ndm_channel *
+request_channel_for (struct ndm_request *rq, struct ndm_device *dev)
 {
   unsigned i;
 
@@ -85,9 +97,9 @@ ndm_request_channel_for (struct ndm_request *rq, struct ndm_device *dev)
   return NULL;
 }
 
-void
-ndm_request_add_channel (struct ndm_request *rq, struct ndm_device *dev,
-                         struct ndm_channel *ch)
+static void
+request_add_channel (struct ndm_request *rq, struct ndm_device *dev,
+                     struct ndm_channel *ch)
 {
   unsigned i;
 
@@ -132,17 +144,18 @@ request_release_channels (struct ndm_request *rq)
 
 /* R2 and R3, the only place they are written.  Every bio of the clone is
  * DONE.  The credited bytes are the longest prefix of the clone in which
- * every bio succeeded: up to the lowest clone offset of a failed bio, or
- * the whole clone.  The error is that failed bio's: the lowest-offset
- * failure, and among failures at the same offset (legs of a mirror) the
- * first to arrive; a failure that arrived later never replaces it.
- * Out-of-order successes beyond a failure are not credited.
+ * every bio succeeded: up to the lowest clone offset of a failed (or
+ * cancelled, R6) bio, or the whole clone.  The error is that bio's: the
+ * lowest-offset failure, and among failures at the same offset (legs of
+ * a mirror) the first to arrive; a failure that arrived later never
+ * replaces it.  Out-of-order successes beyond a failure are not credited.
  */
 void
 ndm_clone_settle (struct ndm_clone *clone)
 {
   struct ndm_bio *bio, *front = NULL;
 
+  clone->cancelled = false;
   if (clone->kill_error != 0) {
     clone->credited = 0;
     clone->error = clone->kill_error;
@@ -150,7 +163,7 @@ ndm_clone_settle (struct ndm_clone *clone)
   }
   ndm_clone_for_each_bio (bio, clone) {
     g_assert (g_atomic_int_get (&bio->state) == NDM_BIO_DONE);
-    if (bio->status == 0)
+    if (!ndm_bio_failed (bio) && !bio->cancelled)
       continue;
     if (front == NULL || bio->clone_off < front->clone_off ||
         (bio->clone_off == front->clone_off &&
@@ -159,6 +172,7 @@ ndm_clone_settle (struct ndm_clone *clone)
   }
   clone->credited = front != NULL ? front->clone_off : clone->len;
   clone->error = front != NULL ? front->status : 0;
+  clone->cancelled = front != NULL && front->cancelled;
 }
 
 /* The bio at the frontier, for the error message. */
@@ -304,6 +318,59 @@ request_make_clones (struct ndm_request *rq)
   request_fix_tails (rq);
 }
 
+static bool
+dev_in (const GPtrArray *devs, const struct ndm_device *dev)
+{
+  unsigned i;
+
+  for (i = 0; devs != NULL && i < devs->len; i++)
+    if (devs->pdata[i] == dev)
+      return true;
+  return false;
+}
+
+/* R9: a device is flushed once per request.  It counts as flushed only
+ * when its flush succeeded (request_note_flushes, at the end of each
+ * round); within a round one flush bio per device is enough.
+ */
+void
+ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev)
+{
+  struct ndm_request *rq = clone->rq;
+
+  if (!dev->caps.flush || dev_in (rq->flushed, dev) ||
+      dev_in (rq->flush_mapped, dev))
+    return;
+  if (rq->flush_mapped == NULL)
+    rq->flush_mapped = g_ptr_array_new ();
+  g_ptr_array_add (rq->flush_mapped, dev);
+  ndm_bio_add_flush (clone, dev);
+}
+
+/* When a round is over, before its clones are decided: devices whose
+ * flush bio succeeded count as flushed for the rest of the request (R9:
+ * a requeued flush skips them, and only them).
+ */
+static void
+request_note_flushes (struct ndm_request *rq)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_bio *bio;
+
+    ndm_clone_for_each_bio (bio, &rq->clones[i])
+      if (bio->op == NDM_OP_FLUSH && !ndm_bio_failed (bio) &&
+          !bio->cancelled && !dev_in (rq->flushed, bio->dev)) {
+        if (rq->flushed == NULL)
+          rq->flushed = g_ptr_array_new ();
+        g_ptr_array_add (rq->flushed, bio->dev);
+      }
+  }
+  if (rq->flush_mapped != NULL)
+    g_ptr_array_set_size (rq->flush_mapped, 0);
+}
+
 void
 ndm_clone_release_delay (struct ndm_clone *clone)
 {
@@ -322,6 +389,74 @@ clone_finish (struct ndm_clone *clone, int error)
 }
 
 /* ---- starting, waiting ------------------------------------------------------ */
+
+/* The owner waits on a budget's queue (R8) while a bio waits for it,
+ * and leaves the queue once no bio does.
+ */
+static void
+request_budget_wait (struct ndm_request *rq, struct ndm_budget *b,
+                     bool *waits, bool now)
+{
+  if (*waits && !now)
+    ndm_budget_forget (b, rq->owner);
+  *waits = now;
+}
+
+static void
+request_wait_until (struct ndm_request *rq, int64_t until)
+{
+  if (until != 0 && (rq->wait_until == 0 || until < rq->wait_until))
+    rq->wait_until = until;
+}
+
+/* Start one bio, NEW or READY, and keep the request's books: pending,
+ * the channels it leads, what it waits for, the arrival order of a
+ * failure.
+ */
+static enum ndm_bio_start_result
+request_start_bio (struct ndm_request *rq, struct ndm_bio *bio, int *err)
+{
+  struct ndm_bio_start s = {
+    .owner = rq->owner,
+    .channel = request_channel_for (rq, bio->dev),
+  };
+  bool fresh = g_atomic_int_get (&bio->state) == NDM_BIO_NEW;
+  enum ndm_bio_start_result r;
+
+  /* Counted before its command goes out: the completion may run before
+   * ndm_bio_start returns.  A READY bio is counted since its first step.
+   */
+  if (fresh)
+    g_atomic_int_inc (&rq->pending);
+  r = ndm_bio_start (bio, &s);
+  if (fresh) {
+    bool waits = r == NDM_BIO_WAITS;
+
+    request_budget_wait (rq, &rq->md->inflight, &rq->waits_inflight,
+                         waits && s.wait == NDM_BIO_WAIT_INFLIGHT);
+    request_budget_wait (rq, &rq->md->bounce, &rq->waits_bounce,
+                         waits && s.wait == NDM_BIO_WAIT_BOUNCE);
+  }
+  switch (r) {
+  case NDM_BIO_ISSUED:
+    if (s.new_channel != NULL)
+      request_add_channel (rq, bio->dev, s.new_channel);
+    if (fresh)
+      rq->nr_started++;
+    break;
+  case NDM_BIO_WAITS:
+    if (fresh)
+      g_atomic_int_add (&rq->pending, -1);
+    request_wait_until (rq, s.until);
+    break;
+  case NDM_BIO_FAILED:
+    g_atomic_int_add (&rq->pending, -1);
+    request_number_failure (rq, bio);
+    *err = s.err;
+    break;
+  }
+  return r;
+}
 
 /* Continue bios whose step ended. */
 static void
@@ -347,7 +482,10 @@ request_run_ready (struct ndm_request *rq)
 
   while ((bio = list) != NULL) {
     list = bio->ready_next;
-    ndm_bio_start (bio, &err);
+    if (request_start_bio (rq, bio, &err) == NDM_BIO_WAITS) {
+      bio->ready_next = rq->deferred;
+      rq->deferred = bio;
+    }
   }
 }
 
@@ -361,8 +499,10 @@ request_cancel_rest (struct ndm_request *rq)
     if (rq->cursor_bio == NULL)
       rq->cursor_bio = clone->bios;
     for (; rq->cursor_bio != NULL; rq->cursor_bio = rq->cursor_bio->next)
-      if (g_atomic_int_get (&rq->cursor_bio->state) == NDM_BIO_NEW)
-        ndm_bio_cancel (rq->cursor_bio, NDM_ECANCELED);
+      if (g_atomic_int_get (&rq->cursor_bio->state) == NDM_BIO_NEW) {
+        ndm_bio_cancel (rq->cursor_bio);
+        request_number_failure (rq, rq->cursor_bio);
+      }
   }
 }
 
@@ -385,16 +525,15 @@ request_start_bios (struct ndm_request *rq)
       rq->cursor_bio = clone->bios;
     for (; rq->cursor_bio != NULL; rq->cursor_bio = rq->cursor_bio->next) {
       struct ndm_bio *bio = rq->cursor_bio;
-      int r;
 
       if (g_atomic_int_get (&bio->state) != NDM_BIO_NEW)
         continue;
-      r = ndm_bio_start (bio, &err);
-      if (r == 1)
-        return;                 /* waits for budget or an RMW range */
-      if (r == 0)
-        rq->nr_started++;
-      if (r == -1) {
+      switch (request_start_bio (rq, bio, &err)) {
+      case NDM_BIO_ISSUED:
+        break;
+      case NDM_BIO_WAITS:
+        return;                 /* in order: nothing after it starts */
+      case NDM_BIO_FAILED:
         rq->start_error = err;
         rq->stop = true;
         rq->cursor_bio = bio->next;
@@ -494,11 +633,11 @@ request_delay (struct ndm_request *rq)
 }
 
 /* The request ends between rounds although clones were requeued (nothing
- * of it is in flight): the front end quits (NDM_EQUIT), or rounds went
- * on starting nothing.  What is unfinished ends with error.
+ * of it is in flight): the front end quits (quit), or rounds went on
+ * starting nothing.  What is unfinished ends with error.
  */
 static void
-request_abandon (struct ndm_request *rq, unsigned *first_err, int error)
+request_abandon (struct ndm_request *rq, int error, bool quit)
 {
   unsigned i;
 
@@ -507,9 +646,10 @@ request_abandon (struct ndm_request *rq, unsigned *first_err, int error)
 
     if (clone->finished)
       continue;
+    clone->quit = quit;
     clone_finish (clone, error);
-    if (i < *first_err)
-      *first_err = i;
+    if (i < rq->first_err)
+      rq->first_err = i;
   }
 }
 
@@ -580,7 +720,7 @@ clone_decide (struct ndm_clone *clone, int *error)
 
   ndm_clone_settle (clone);
   *error = clone->error;
-  if (*error == NDM_ECANCELED) {
+  if (clone->cancelled) {
     /* Never started because an earlier start failed (R6): nothing of it
      * reached a device, so no target decides; if the request goes on,
      * it runs again.
@@ -596,20 +736,20 @@ clone_decide (struct ndm_clone *clone, int *error)
 
 /* One round is over (nothing in flight).  Decide each unfinished clone.
  * Returns true if some clone was re-mapped and another round must run;
- * *delay says whether to wait first.  *first_err is the index of the
+ * *delay says whether to wait first.  rq->first_err is the index of the
  * first clone, in offset order, that finished with an error (nr_clones if
  * none): its error is the request's (R3 across clones).  Clones after it
  * are not run again; clones before it go on, and if one of them fails in
  * a later round its error takes over.
  */
 static bool
-request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
+request_decide (struct ndm_request *rq, bool *delay)
 {
   bool again = false;
   unsigned i;
 
   *delay = false;
-  ndm_request_note_flushes (rq);
+  request_note_flushes (rq);
   for (i = 0; i < rq->nr_clones; i++) {
     struct ndm_clone *clone = &rq->clones[i];
     int r, error;
@@ -617,11 +757,11 @@ request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
     if (clone->finished)
       continue;
     r = clone_decide (clone, &error);
-    if (i > *first_err) {
+    if (i > rq->first_err) {
       /* The request fails anyway; its target has still seen the outcome
        * (a path may have failed).
        */
-      clone_finish (clone, error == NDM_ECANCELED ? 0 : error);
+      clone_finish (clone, error);
       continue;
     }
     switch (r) {
@@ -630,7 +770,7 @@ request_decide (struct ndm_request *rq, unsigned *first_err, bool *delay)
       clone_finish (clone, error);
       if (error != 0) {
         log_clone_error (rq, clone);
-        *first_err = i;
+        rq->first_err = i;
       }
       break;
     case NDM_ENDIO_DELAY_REQUEUE:
@@ -753,10 +893,10 @@ request_collect_extents (struct ndm_request *rq, GArray *out)
  * may be another now.  Finished clones keep their outcome; what is left
  * of each unfinished one is cut anew by the new table, so it lands where
  * the new mapping says (data written to the old mapping would be lost to
- * the client).  *first_err is recomputed for the new clone array.
+ * the client).  rq->first_err is recomputed for the new clone array.
  */
 static void
-request_rebind (struct ndm_request *rq, unsigned *first_err)
+request_rebind (struct ndm_request *rq)
 {
   struct ndm_table *t = ndm_md_get_table (rq->md);
   struct ndm_clone *old;
@@ -824,10 +964,10 @@ request_rebind (struct ndm_request *rq, unsigned *first_err)
   g_free (old);
   request_fix_tails (rq);
 
-  *first_err = rq->nr_clones;
+  rq->first_err = rq->nr_clones;
   for (i = 0; i < rq->nr_clones; i++)
     if (rq->clones[i].finished && rq->clones[i].error != 0) {
-      *first_err = i;
+      rq->first_err = i;
       break;
     }
 }
@@ -920,133 +1060,223 @@ request_fini (struct ndm_request *rq)
   ndm_table_unref (rq->table);
 }
 
-static int
-request_run (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t count,
-             uint64_t offset, uint32_t flags, GArray *out, int *err)
-{
-  struct ndm_request rq;
-  unsigned first_err, empty_rounds = 0;
-  int rq_error = 0;
-  bool delay;
-  unsigned i;
+/* ---- the request's steps ------------------------------------------------ */
 
-  request_init (&rq, md, op, buf, count, offset, flags);
-  rq.table = ndm_md_get_table (md);
-  if (op != NDM_OP_FLUSH &&
-      (offset > rq.table->size || count > rq.table->size - offset)) {
+/* The front door: a range past the device's end is refused (EINVAL), and
+ * an empty one (not a flush) is done at once.
+ */
+enum request_admit { ADMIT_RUN, ADMIT_EMPTY, ADMIT_REFUSED };
+
+static enum request_admit
+request_admit (struct ndm_request *rq)
+{
+  uint64_t size = rq->table->size;
+
+  if (rq->op == NDM_OP_FLUSH)
+    return ADMIT_RUN;
+  if (rq->offset > size || rq->len > size - rq->offset) {
     ndm_log_error ("request out of range: %" PRIu64 " bytes at %" PRIu64
                    ", the device has %" PRIu64 " bytes",
-                   count, offset, rq.table->size);
-    request_fini (&rq);
-    *err = EINVAL;
-    return -1;
+                   rq->len, rq->offset, size);
+    return ADMIT_REFUSED;
   }
-  if (count == 0 && op != NDM_OP_FLUSH) {
-    request_fini (&rq);
-    return 0;
-  }
-
-  request_make_clones (&rq);
-  for (i = 0; i < rq.nr_clones; i++)
-    clone_map (&rq.clones[i]);
-  if (op == NDM_OP_ZERO && (flags & NDM_REQ_FAST_ZERO) &&
-      request_cannot_be_fast (&rq)) {
-    request_release_unstarted (&rq);
-    request_fini (&rq);
-    *err = ENOTSUP;
-    return -1;
-  }
-
-  first_err = rq.nr_clones;
-  for (;;) {
-    int parked = 0;
-
-    request_drive (&rq);
-    if (!request_decide (&rq, &first_err, &delay))
-      break;
-    /* R13: every round sees the quit gate, and rounds that start nothing
-     * and ask for no delay (a target that requeues what cannot start)
-     * are bounded: the request fails with the start error.
-     */
-    if (ndm_md_quitting (md)) {
-      request_abandon (&rq, &first_err, NDM_EQUIT);
-      break;
-    }
-    if (rq.nr_started > 0)
-      empty_rounds = 0;
-    else if (!delay && ++empty_rounds >= NDM_MAX_EMPTY_ROUNDS) {
-      int e = rq.start_error != 0 ? rq.start_error : EIO;
-
-      ndm_log_error ("request gives up after %u rounds that started "
-                     "nothing: %s (%" PRIu64 " bytes at %" PRIu64 ")",
-                     empty_rounds, ndm_errno_name (e), rq.len, rq.offset);
-      request_abandon (&rq, &first_err, e);
-      break;
-    }
-    if (g_atomic_int_get (&md->suspended)) {
-      /* Leave the channels first: other owners may be waiting for this
-       * one to read their replies, and the suspend for them.
-       */
-      request_release_channels (&rq);
-      parked = ndm_md_park (md);
-      if (parked == 1)
-        request_rebind (&rq, &first_err);
-    }
-    if (parked == -1 || (delay && request_delay (&rq) == -1)) {
-      request_abandon (&rq, &first_err, NDM_EQUIT);
-      break;
-    }
-
-    /* Map again what was requeued, then start from the first of them. */
-    rq.stop = false;
-    rq.nr_started = 0;
-    rq.start_error = 0;
-    rq.cursor_clone = rq.nr_clones;
-    rq.cursor_bio = NULL;
-    for (i = 0; i < rq.nr_clones; i++) {
-      struct ndm_clone *clone = &rq.clones[i];
-
-      if (clone->finished)
-        continue;
-      if (rq.cursor_clone == rq.nr_clones)
-        rq.cursor_clone = i;
-      /* A DELAY_REQUEUE here is waited for when the round is decided. */
-      clone_map (clone);
-    }
-  }
-  if (first_err < rq.nr_clones)
-    rq_error = rq.clones[first_err].error;
-
-  if (rq_error == 0 && op == NDM_OP_BLOCK_STATUS) {
-    for (i = 0; i < rq.nr_clones; i++) {
-      struct ndm_clone *clone = &rq.clones[i];
-
-      if (clone->ti->type->extents != NULL)
-        clone->ti->type->extents (clone->ti, clone);
-      else if (clone->bios != NULL)
-        clone_extents_contiguous (clone);
-    }
-    request_collect_extents (&rq, out);
-    if (out->len == 0)
-      rq_error = EIO;           /* nobody answered for the first byte */
-    else if (flags & NDM_REQ_ONE)
-      g_array_set_size (out, 1);
-  }
-
-  request_fini (&rq);
-  if (rq_error != 0) {
-    *err = rq_error;
-    return -1;
-  }
-  return 0;
+  return rq->len == 0 ? ADMIT_EMPTY : ADMIT_RUN;
 }
 
-int
+/* Cut the request into clones and have each target map its own.
+ * Returns false if the request is refused whole before anything starts:
+ * a fast zero that cannot be fast.
+ */
+static bool
+request_map (struct ndm_request *rq)
+{
+  unsigned i;
+
+  request_make_clones (rq);
+  for (i = 0; i < rq->nr_clones; i++)
+    clone_map (&rq->clones[i]);
+  rq->first_err = rq->nr_clones;
+  if (rq->op == NDM_OP_ZERO && (rq->flags & NDM_REQ_FAST_ZERO) &&
+      request_cannot_be_fast (rq)) {
+    request_release_unstarted (rq);
+    return false;
+  }
+  return true;
+}
+
+/* Map again what was requeued, then start from the first of them. */
+static void
+request_remap (struct ndm_request *rq)
+{
+  unsigned i;
+
+  rq->stop = false;
+  rq->nr_started = 0;
+  rq->start_error = 0;
+  rq->cursor_clone = rq->nr_clones;
+  rq->cursor_bio = NULL;
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_clone *clone = &rq->clones[i];
+
+    if (clone->finished)
+      continue;
+    if (rq->cursor_clone == rq->nr_clones)
+      rq->cursor_clone = i;
+    /* A DELAY_REQUEUE here is waited for when the round is decided. */
+    clone_map (clone);
+  }
+}
+
+/* R13: rounds that start nothing and ask for no delay (a target that
+ * requeues what cannot start) are bounded: the request fails with the
+ * start error.  Returns false when it gave up.
+ */
+static bool
+request_count_empty_round (struct ndm_request *rq, bool delay)
+{
+  int e;
+
+  if (rq->nr_started > 0) {
+    rq->empty_rounds = 0;
+    return true;
+  }
+  if (delay || ++rq->empty_rounds < NDM_MAX_EMPTY_ROUNDS)
+    return true;
+  e = rq->start_error != 0 ? rq->start_error : EIO;
+  ndm_log_error ("request gives up after %u rounds that started "
+                 "nothing: %s (%" PRIu64 " bytes at %" PRIu64 ")",
+                 rq->empty_rounds, ndm_errno_name (e), rq->len, rq->offset);
+  request_abandon (rq, e, false);
+  return false;
+}
+
+/* Between two rounds, the gates every round passes (R13): the quit gate,
+ * the bound on empty rounds, a noflush suspend (park, then rebind to the
+ * table it resumed with), the delay a target asked for.  Returns true if
+ * another round runs; false if the request ended (what was unfinished is
+ * abandoned).
+ */
+static bool
+request_next_round (struct ndm_request *rq, bool delay)
+{
+  if (ndm_md_quitting (rq->md)) {
+    request_abandon (rq, ESHUTDOWN, true);
+    return false;
+  }
+  if (!request_count_empty_round (rq, delay))
+    return false;
+  if (g_atomic_int_get (&rq->md->suspended)) {
+    /* Leave the channels first: other owners may be waiting for this
+     * one to read their replies, and the suspend for them.
+     */
+    request_release_channels (rq);
+    switch (ndm_md_park (rq->md)) {
+    case 1:
+      request_rebind (rq);
+      break;
+    case 0:
+      break;
+    case -1:
+      request_abandon (rq, ESHUTDOWN, true);
+      return false;
+    }
+  }
+  if (delay && request_delay (rq) == -1) {
+    request_abandon (rq, ESHUTDOWN, true);
+    return false;
+  }
+  request_remap (rq);
+  return true;
+}
+
+/* Rounds until every clone is finished: run the bios, decide, and pass
+ * the gates between rounds.
+ */
+static void
+request_run_rounds (struct ndm_request *rq)
+{
+  bool delay;
+
+  do
+    request_drive (rq);
+  while (request_decide (rq, &delay) && request_next_round (rq, delay));
+}
+
+/* Block status: each target's answer (its own extents op, or the
+ * default for contiguous bios), concatenated.  Returns false if nobody
+ * answered for the first byte.
+ */
+static bool
+request_extents (struct ndm_request *rq, GArray *out)
+{
+  unsigned i;
+
+  for (i = 0; i < rq->nr_clones; i++) {
+    struct ndm_clone *clone = &rq->clones[i];
+
+    if (clone->ti->type->extents != NULL)
+      clone->ti->type->extents (clone->ti, clone);
+    else if (clone->bios != NULL)
+      clone_extents_contiguous (clone);
+  }
+  request_collect_extents (rq, out);
+  if (out->len == 0)
+    return false;
+  if (rq->flags & NDM_REQ_ONE)
+    g_array_set_size (out, 1);
+  return true;
+}
+
+/* The request's outcome: the error of its first failed clone (R3 across
+ * clones), or its answer.
+ */
+static enum ndm_request_result
+request_result (struct ndm_request *rq, GArray *out, int *err)
+{
+  const struct ndm_clone *failed = NULL;
+
+  if (rq->first_err < rq->nr_clones)
+    failed = &rq->clones[rq->first_err];
+  if (failed != NULL && failed->quit)
+    return NDM_RQ_QUIT;
+  if (failed != NULL) {
+    *err = failed->error;
+    return NDM_RQ_ERROR;
+  }
+  if (rq->op == NDM_OP_BLOCK_STATUS && !request_extents (rq, out)) {
+    *err = EIO;
+    return NDM_RQ_ERROR;
+  }
+  return NDM_RQ_OK;
+}
+
+static enum ndm_request_result
+request_run (struct ndm_request *rq, GArray *out, int *err)
+{
+  switch (request_admit (rq)) {
+  case ADMIT_REFUSED:
+    *err = EINVAL;
+    return NDM_RQ_ERROR;
+  case ADMIT_EMPTY:
+    return NDM_RQ_OK;
+  case ADMIT_RUN:
+    break;
+  }
+  if (!request_map (rq)) {
+    *err = ENOTSUP;
+    return NDM_RQ_ERROR;
+  }
+  request_run_rounds (rq);
+  return request_result (rq, out, err);
+}
+
+enum ndm_request_result
 ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
                  uint64_t count, uint64_t offset, uint32_t flags,
                  GArray *out, int *err)
 {
-  int r;
+  struct ndm_request rq;
+  enum ndm_request_result r;
 
   /* No waiter, no way to wait for the bios: fail before starting any
    * (R13).  ENOMEM, not EIO: the server is short of fds or memory, the
@@ -1054,13 +1284,14 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
    */
   if (ndm_waiter_self () == NULL) {
     *err = ENOMEM;
-    return -1;
+    return NDM_RQ_ERROR;
   }
-  if (ndm_md_enter (md) == -1) {
-    *err = NDM_EQUIT;
-    return -1;
-  }
-  r = request_run (md, op, buf, count, offset, flags, out, err);
+  if (ndm_md_enter (md) == -1)
+    return NDM_RQ_QUIT;
+  request_init (&rq, md, op, buf, count, offset, flags);
+  rq.table = ndm_md_get_table (md);
+  r = request_run (&rq, out, err);
+  request_fini (&rq);
   ndm_md_exit (md);
   return r;
 }

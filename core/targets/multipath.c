@@ -702,7 +702,7 @@ fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
     g_autofree char *why = NULL;
     struct mp_path *p;
 
-    if (bio->status == 0 || !ndm_errno_is_path_error (bio->status))
+    if (!ndm_bio_failed (bio) || !ndm_errno_is_path_error (bio->status))
       continue;
     p = path_of_device (m, bio->dev);
     if (p == NULL)

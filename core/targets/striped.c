@@ -239,8 +239,7 @@ stripe_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
   ndm_clone_for_each_bio (bio, clone) {
     int i;
 
-    if (bio->status == 0 || bio->status == ENOTSUP ||
-        bio->status == ECANCELED)
+    if (!ndm_bio_failed (bio) || bio->status == ENOTSUP)
       continue;
     i = stripe_of_bio (sc, bio);
     /* The first error of a stripe changes its status to 'D': an event,

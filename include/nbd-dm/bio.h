@@ -70,7 +70,10 @@ struct ndm_bio {
   uint64_t clone_off;           /* bytes from the clone's start (R2) */
 
   int status;                   /* 0 or positive errno; final when DONE */
-  unsigned fail_seq;            /* order in which failures arrived (R3) */
+  bool cancelled;               /* never started: an earlier start of its
+                                   request failed (R6); status is 0 */
+  unsigned fail_seq;            /* order in which failures and
+                                   cancellations arrived (R3) */
 
   /* Core-private. */
   int state;                    /* enum ndm_bio_state, atomic */
@@ -95,5 +98,15 @@ struct ndm_bio {
   uint64_t cmd_len;
   int64_t t_cmd;
 };
+
+/* Whether a DONE bio failed: its device (or the core, before sending it)
+ * refused it.  A bio cancelled unstarted (R6) did not fail: it never
+ * reached a device, and its clone runs again if the request goes on.
+ */
+static inline bool
+ndm_bio_failed (const struct ndm_bio *bio)
+{
+  return bio->status != 0;
+}
 
 #endif /* NBD_DM_BIO_H */

@@ -107,6 +107,9 @@ struct ndm_clone {
   struct ndm_bio **bios_tail;
   unsigned nr_bios;
   unsigned requeues;
+  bool cancelled;               /* settled: the frontier bio was cancelled
+                                   unstarted (R6), credited stops there */
+  bool quit;                    /* abandoned: the front end quits */
   bool finished;
   GArray *extents;              /* block status answer, clone offsets */
 };

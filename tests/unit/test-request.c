@@ -203,6 +203,112 @@ test_r3_same_offset_first_arrival (void)
   g_assert_cmpint (clone.error, ==, EIO);
 }
 
+/* "legs <dev> <dev>": the clone on both devices at the same offset, as
+ * mirror legs are; end_io records the error it was given.
+ */
+static int legs_error;
+
+static int
+legs_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  struct ndm_device **dev = g_new0 (struct ndm_device *, 2);
+
+  if (argc != 2 || (dev[0] = ndm_table_get_device (ti, argv[0], err)) == NULL ||
+      (dev[1] = ndm_table_get_device (ti, argv[1], err)) == NULL) {
+    g_free (dev);
+    if (err != NULL && *err == NULL)
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE, "legs: 2 devices");
+    return -1;
+  }
+  ti->private = dev;
+  return 0;
+}
+
+static void
+legs_dtr (struct ndm_target *ti)
+{
+  g_free (ti->private);
+}
+
+static int
+legs_map (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct ndm_device **dev = ti->private;
+
+  ndm_clone_remap (clone, dev[0], ndm_clone_target_offset (clone));
+  ndm_clone_remap (clone, dev[1], ndm_clone_target_offset (clone));
+  return NDM_MAPIO_REMAPPED;
+}
+
+static int
+legs_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
+{
+  legs_error = *error;
+  return NDM_ENDIO_DONE;
+}
+
+static const struct ndm_target_type legs_target = {
+  .name = "legs", .version = { 1, 0, 0 },
+  .ctr = legs_ctr, .dtr = legs_dtr, .map = legs_map, .end_io = legs_end_io,
+};
+
+/* R3 at equal offsets through the engine: a start failure (R6) arrives
+ * when it happens, after failures that completed before it, even when
+ * earlier failures of the request (another clone's) were numbered first.
+ * Leg a's write fails as it completes, then leg b's fails to start: a's
+ * error is the clone's.
+ */
+static void
+test_r3_start_failure_arrives_in_order (void)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &legs_target, NULL,
+  };
+  struct ndm_md *md = h_md_new_empty (targets);
+  g_autofree char *buf = g_malloc0 (8192);
+  GError *err = NULL;
+
+  g_assert_cmpint (ndm_md_load (md, "0 8 linear fake://c?size=1M 0\n"
+                                "8 8 legs fake://a?size=1M fake://b?size=1M",
+                                &err), ==, 0);
+  g_assert_no_error (err);
+  fake_fail_at (fake_lookup ("c"), 0, EPERM);
+  fake_fail_at (fake_lookup ("a"), 0, EIO);
+  fake_fail_submit_at (fake_lookup ("b"), 0, ENOSPC);
+  legs_error = 0;
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8192, 0, 0), ==, EPERM);
+  g_assert_cmpint (legs_error, ==, EIO);
+  h_md_free (md);
+}
+
+/* R3 and R6 at equal offsets: leg a fails to start, which cancels leg b
+ * at the same offset; the cancellation arrived after the failure, so the
+ * clone's error is a's and its target decides (a cancelled frontier
+ * would requeue it unseen).
+ */
+static void
+test_r3_cancelled_leg_arrives_after_failure (void)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &legs_target, NULL,
+  };
+  struct ndm_md *md = h_md_new_empty (targets);
+  g_autofree char *buf = g_malloc0 (8192);
+  GError *err = NULL;
+
+  g_assert_cmpint (ndm_md_load (md, "0 8 linear fake://c?size=1M 0\n"
+                                "8 8 legs fake://a?size=1M fake://b?size=1M",
+                                &err), ==, 0);
+  g_assert_no_error (err);
+  fake_fail_at (fake_lookup ("c"), 0, EPERM);
+  fake_fail_submit_at (fake_lookup ("a"), 0, ENOSPC);
+  legs_error = 0;
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8192, 0, 0), ==, EPERM);
+  g_assert_cmpint (legs_error, ==, ENOSPC);
+  g_assert_cmpuint (fake_submitted (fake_lookup ("b")), ==, 0);
+  h_md_free (md);
+}
+
 /* R3 across clones: the client sees the error of the first clone (by
  * offset) that failed, not the first to fail in time.
  */
@@ -779,6 +885,10 @@ main (int argc, char *argv[])
                    test_r3_later_error_never_overwrites);
   g_test_add_func ("/request/r3/same-offset-first-arrival-wins",
                    test_r3_same_offset_first_arrival);
+  g_test_add_func ("/request/r3/start-failure-arrives-in-order",
+                   test_r3_start_failure_arrives_in_order);
+  g_test_add_func ("/request/r3/cancelled-leg-arrives-after-failure",
+                   test_r3_cancelled_leg_arrives_after_failure);
   g_test_add_func ("/request/r3/first-clone-error-reaches-client",
                    test_r3_first_clone_error_reaches_client);
   g_test_add_func ("/request/r3/requeued-earlier-clone-error-wins",
