@@ -499,12 +499,22 @@ bio_cmd (struct ndm_bio *bio, struct ndm_cmd *cmd)
   }
 }
 
-/* Send the command of the bio's current step.  Returns ISSUED, WAITS
+static enum ndm_bio_start_result
+bio_wait (struct ndm_bio_start *s, enum ndm_bio_wait why, int64_t until)
+{
+  s->wait = why;
+  s->until = until;
+  return NDM_BIO_WAITS;
+}
+
+/* Send the command of the bio's current step.  Returns ISSUED; WAITS
  * (the device has no connection now and one is coming: the bio keeps
- * what it holds and is started again soon) or FAILED with s->err.
+ * what it holds, goes back to state was, and is started again soon); or
+ * FAILED with s->err, the bio DONE.
  */
 static enum ndm_bio_start_result
-bio_issue (struct ndm_bio *bio, struct ndm_bio_start *s)
+bio_issue (struct ndm_bio *bio, enum ndm_bio_state was,
+           struct ndm_bio_start *s)
 {
   struct ndm_device *dev = bio->dev;
   struct ndm_cmd cmd;
@@ -520,10 +530,11 @@ bio_issue (struct ndm_bio *bio, struct ndm_bio_start *s)
     return NDM_BIO_ISSUED;
   ndm_stats_done (dev->stats, cmd.op, cmd.len, s->err, bio->t_cmd);
   if (s->err == EAGAIN) {
-    s->wait = NDM_BIO_WAIT_DEVICE;
-    s->until = g_get_monotonic_time () + NDM_DEVICE_RETRY_US;
-    return NDM_BIO_WAITS;
+    g_atomic_int_set (&bio->state, was);
+    return bio_wait (s, NDM_BIO_WAIT_DEVICE,
+                     g_get_monotonic_time () + NDM_DEVICE_RETRY_US);
   }
+  bio_finish (bio, s->err);
   return NDM_BIO_FAILED;
 }
 
@@ -537,14 +548,6 @@ bio_data_bytes (const struct ndm_bio *bio)
       (bio->op == NDM_OP_ZERO && !bio->dev->caps.zero))
     return bio->len;
   return 0;
-}
-
-static enum ndm_bio_start_result
-bio_wait (struct ndm_bio_start *s, enum ndm_bio_wait why, int64_t until)
-{
-  s->wait = why;
-  s->until = until;
-  return NDM_BIO_WAITS;
 }
 
 static enum ndm_bio_start_result
@@ -592,7 +595,6 @@ bio_start_new (struct ndm_bio *bio, struct ndm_bio_start *s)
   struct ndm_md *md = bio_md (bio);
   uint64_t data = bio_data_bytes (bio);
   int64_t not_before;
-  enum ndm_bio_start_result r;
 
   /* A target delays it (delay).  Atomic: a suspend may release it early
    * (ndm_clone_release_delay).
@@ -625,20 +627,12 @@ bio_start_new (struct ndm_bio *bio, struct ndm_bio_start *s)
     bio->bounce = g_malloc (bio->rmw_len);
   }
   bio->step = bio->rmw ? NDM_STEP_RMW_READ : NDM_STEP_IO;
-
-  r = bio_issue (bio, s);
-  if (r == NDM_BIO_WAITS)
-    g_atomic_int_set (&bio->state, NDM_BIO_NEW);
-  else if (r == NDM_BIO_FAILED)
-    bio_finish (bio, s->err);
-  return r;
+  return bio_issue (bio, NDM_BIO_NEW, s);
 }
 
 static enum ndm_bio_start_result
 bio_start_next_step (struct ndm_bio *bio, struct ndm_bio_start *s)
 {
-  enum ndm_bio_start_result r;
-
   if (bio->step == NDM_STEP_RMW_WRITE) {
     char *dst = bio->bounce + (bio->dev_offset - bio->rmw_offset);
 
@@ -647,12 +641,7 @@ bio_start_next_step (struct ndm_bio *bio, struct ndm_bio_start *s)
     else
       memcpy (dst, bio->buf, bio->len);
   }
-  r = bio_issue (bio, s);
-  if (r == NDM_BIO_WAITS)
-    g_atomic_int_set (&bio->state, NDM_BIO_READY);
-  else if (r == NDM_BIO_FAILED)
-    bio_finish (bio, s->err);
-  return r;
+  return bio_issue (bio, NDM_BIO_READY, s);
 }
 
 enum ndm_bio_start_result

@@ -252,6 +252,23 @@ static const struct ndm_target_type legs_target = {
   .ctr = legs_ctr, .dtr = legs_dtr, .map = legs_map, .end_io = legs_end_io,
 };
 
+/* Sector 0-7 linear on c, 8-15 legs on a and b. */
+static struct ndm_md *
+legs_md_new (void)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &legs_target, NULL,
+  };
+  struct ndm_md *md = h_md_new_empty (targets);
+  GError *err = NULL;
+
+  g_assert_cmpint (ndm_md_load (md, "0 8 linear fake://c?size=1M 0\n"
+                                "8 8 legs fake://a?size=1M fake://b?size=1M",
+                                &err), ==, 0);
+  g_assert_no_error (err);
+  return md;
+}
+
 /* R3 at equal offsets through the engine: a start failure (R6) arrives
  * when it happens, after failures that completed before it, even when
  * earlier failures of the request (another clone's) were numbered first.
@@ -261,17 +278,9 @@ static const struct ndm_target_type legs_target = {
 static void
 test_r3_start_failure_arrives_in_order (void)
 {
-  static const struct ndm_target_type *const targets[] = {
-    &legs_target, NULL,
-  };
-  struct ndm_md *md = h_md_new_empty (targets);
+  struct ndm_md *md = legs_md_new ();
   g_autofree char *buf = g_malloc0 (8192);
-  GError *err = NULL;
 
-  g_assert_cmpint (ndm_md_load (md, "0 8 linear fake://c?size=1M 0\n"
-                                "8 8 legs fake://a?size=1M fake://b?size=1M",
-                                &err), ==, 0);
-  g_assert_no_error (err);
   fake_fail_at (fake_lookup ("c"), 0, EPERM);
   fake_fail_at (fake_lookup ("a"), 0, EIO);
   fake_fail_submit_at (fake_lookup ("b"), 0, ENOSPC);
@@ -289,17 +298,9 @@ test_r3_start_failure_arrives_in_order (void)
 static void
 test_r3_cancelled_leg_arrives_after_failure (void)
 {
-  static const struct ndm_target_type *const targets[] = {
-    &legs_target, NULL,
-  };
-  struct ndm_md *md = h_md_new_empty (targets);
+  struct ndm_md *md = legs_md_new ();
   g_autofree char *buf = g_malloc0 (8192);
-  GError *err = NULL;
 
-  g_assert_cmpint (ndm_md_load (md, "0 8 linear fake://c?size=1M 0\n"
-                                "8 8 legs fake://a?size=1M fake://b?size=1M",
-                                &err), ==, 0);
-  g_assert_no_error (err);
   fake_fail_at (fake_lookup ("c"), 0, EPERM);
   fake_fail_submit_at (fake_lookup ("a"), 0, ENOSPC);
   legs_error = 0;
