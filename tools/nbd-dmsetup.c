@@ -93,6 +93,7 @@ print_short_usage (FILE *f)
 
   fputs (USAGE_LINE "Commands:", f);
   for (v = ndm_control_verbs; v->name != NULL; v++) {
+    /* Wrapped short of 80 columns, the width of a terminal's usage. */
     if (col + 1 + strlen (v->name) > 72) {
       fprintf (f, "\n%*s", (int) strlen ("Commands:"), "");
       col = strlen ("Commands:");
