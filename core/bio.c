@@ -144,12 +144,6 @@ align_up (uint64_t x, uint64_t a)
   return (x + a - 1) & ~(a - 1);
 }
 
-static inline bool
-op_writes (enum ndm_op op)
-{
-  return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
-}
-
 /* R7: a write that does not bounce still holds a shared cell where a
  * read-modify-write may meet it: on a device with blocks (min > 1), and
  * in a prison that several paths share (their limits may differ).
@@ -208,13 +202,13 @@ bio_add (struct ndm_clone *clone, struct ndm_device *dev,
   bio->state = NDM_BIO_NEW;
   bio->prison = clone->ti->prison != NULL ? clone->ti->prison : dev->prison;
 
-  if ((bio->flags & NDM_REQ_FUA) && op_writes (bio->op)) {
+  if ((bio->flags & NDM_REQ_FUA) && ndm_op_writes (bio->op)) {
     if (!dev->caps.fua) {
       bio->flags &= ~NDM_REQ_FUA;
       bio->emulate_fua = dev->caps.flush;
     }
   }
-  if (op_writes (bio->op) && dev->caps.read_only)
+  if (ndm_op_writes (bio->op) && dev->caps.read_only)
     bio->status = EPERM;          /* fails when started, like a device would */
 
   clone_insert_bio (clone, bio);
@@ -567,7 +561,7 @@ bio_start_failed (struct ndm_bio *bio, struct ndm_bio_start *s, int err)
 static int
 bio_detain (struct ndm_bio *bio, struct ndm_bio_start *s)
 {
-  bool writes = op_writes (bio->op);
+  bool writes = ndm_op_writes (bio->op);
   bool cell = writes && (bio->rmw || bio_may_meet_rmw (bio));
   int r;
 
@@ -670,7 +664,7 @@ bio_ready (struct ndm_bio *bio, enum ndm_bio_step next)
 void
 ndm_bio_quarantine (struct ndm_bio *bio, int status, struct ndm_ghost *g)
 {
-  if (status != 0 && g != NULL && op_writes (bio->cmd_op))
+  if (status != 0 && g != NULL && ndm_op_writes (bio->cmd_op))
     ndm_ghost_quarantine (g, bio->prison, bio->cmd_offset, bio->cmd_len);
 }
 

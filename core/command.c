@@ -17,8 +17,10 @@
 
 struct cmd {
   struct ndm_md *md;
+  const struct ndm_control_verb *v;
   int argc;                     /* positional words, verb excluded */
   char **argv;
+  uint64_t number;              /* argv[0], if v->number names it */
   bool json;
   bool noflush;
   bool clear;
@@ -303,20 +305,9 @@ verb_message (struct cmd *c, GString *out, GError **err)
   struct ndm_table *t;
   struct ndm_target *ti;
   GError *e = NULL;
-  uint64_t sector;
+  uint64_t sector = c->number;
   int r;
 
-  if (c->argc < 2) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "message: expected '<sector> <message> [args...]'");
-    return -1;
-  }
-  if (ndm_parse_u64 (c->argv[0], "sector", &sector, &e) == -1) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "message: %s",
-                 e->message);
-    g_error_free (e);
-    return -1;
-  }
   t = ndm_md_get_table (c->md);
   if (sector >= t->size >> NDM_SECTOR_SHIFT) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
@@ -378,12 +369,6 @@ verb_suspend (struct cmd *c, GString *out, GError **err)
 static int
 verb_reload (struct cmd *c, GString *out, GError **err)
 {
-  if (c->argc != 1) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "reload: expected the table as one word "
-                 "(lines separated by ';'), got %d words", c->argc);
-    return -1;
-  }
   if (ndm_md_reload (c->md, c->argv[0], c->allow_resize, err) == -1) {
     g_prefix_error (err, "reload: ");
     return -1;
@@ -409,27 +394,16 @@ static int
 verb_wait (struct cmd *c, GString *out, GError **err)
 {
   unsigned after = g_atomic_int_get (&c->md->event_nr), nr;
-  uint64_t v;
-  GError *e = NULL;
 
-  if (c->argc > 1) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "wait: expected at most one word, the event number");
-    return -1;
-  }
   if (c->argc == 1) {
-    if (ndm_parse_u64 (c->argv[0], "wait: event number", &v, &e) == -1) {
-      g_propagate_error (err, e);
-      return -1;
-    }
-    if (v > G_MAXUINT) {
+    if (c->number > G_MAXUINT) {
       /* dm's event numbers are 32 bits: a bigger one would never come. */
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                    "wait: event number '%s' is more than %u", c->argv[0],
                    G_MAXUINT);
       return -1;
     }
-    after = v;
+    after = c->number;
   }
   /* In slices, so a client that hung up or a server that stops is seen. */
   for (;;) {
@@ -461,56 +435,71 @@ verb_version (struct cmd *c, GString *out, GError **err)
   return 0;
 }
 
-static const struct verb {
-  const char *name;
-  verb_fn fn;
-  const char *usage;
-} verbs[] = {
-  { "info", verb_info, "info" },
-  { "table", verb_table, "table" },
-  { "status", verb_status, "status" },
-  { "stats", verb_stats, "stats [--clear]" },
-  { "message", verb_message, "message <sector> <message> [args...]" },
-  { "suspend", verb_suspend, "suspend [--noflush]" },
-  { "reload", verb_reload, "reload [--allow-resize] <table>" },
-  { "resume", verb_resume, "resume" },
-  { "clear", verb_clear, "clear" },
-  { "wait", verb_wait, "wait [<event_nr>]" },
-  { "version", verb_version, "version" },
-  { "help", NULL, "help" },
-};
-
 static int
-verb_help (struct cmd *c, GString *out)
+verb_help (struct cmd *c, GString *out, GError **err)
 {
-  size_t i;
+  const struct ndm_control_verb *v;
 
   if (c->json)
     g_string_append (out, "{\"verbs\":[");
-  for (i = 0; i < G_N_ELEMENTS (verbs); i++) {
+  for (v = ndm_control_verbs; v->name != NULL; v++) {
+    g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+
     if (!c->json) {
-      g_string_append_printf (out, "%s\n", verbs[i].usage);
+      g_string_append_printf (out, "%s\n", usage);
       continue;
     }
-    g_string_append (out, i ? "," : "");
-    ndm_json_string (out, verbs[i].usage);
+    g_string_append (out, v > ndm_control_verbs ? "," : "");
+    ndm_json_string (out, usage);
   }
   if (c->json)
     g_string_append (out, "]}\n");
   return 0;
 }
 
+/* What runs each verb of the spec (include/nbd-dm/control.h), which has
+ * already checked its options and the number of its words.
+ */
+static const struct handler {
+  const char *name;
+  verb_fn fn;
+} handlers[] = {
+  { "info", verb_info },
+  { "table", verb_table },
+  { "status", verb_status },
+  { "stats", verb_stats },
+  { "message", verb_message },
+  { "suspend", verb_suspend },
+  { "reload", verb_reload },
+  { "resume", verb_resume },
+  { "clear", verb_clear },
+  { "wait", verb_wait },
+  { "version", verb_version },
+  { "help", verb_help },
+};
+
+static verb_fn
+handler_of (const struct ndm_control_verb *v)
+{
+  size_t i;
+
+  for (i = 0; v != NULL && i < G_N_ELEMENTS (handlers); i++)
+    if (strcmp (handlers[i].name, v->name) == 0)
+      return handlers[i].fn;
+  return NULL;
+}
+
 /* Split options from words; only options the verb takes are accepted. */
 static int
-parse_options (const struct verb *v, int argc, char **argv, struct cmd *c,
-               GError **err)
+parse_options (int argc, char **argv, struct cmd *c, GError **err)
 {
+  const struct ndm_control_verb *v = c->v;
   int i, n = 0;
 
   c->argv = g_new0 (char *, argc + 1);
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
-    bool ok = true;
+    const struct ndm_control_option *o;
 
     if (strcmp (a, "--") == 0) {
       for (i++; i < argc; i++)
@@ -521,24 +510,49 @@ parse_options (const struct verb *v, int argc, char **argv, struct cmd *c,
       c->argv[n++] = argv[i];
       continue;
     }
-    if (strcmp (a, "--json") == 0)
+    if (strcmp (a, "--json") == 0) {
       c->json = true;
-    else if (strcmp (a, "--noflush") == 0 && v->fn == verb_suspend)
-      c->noflush = true;
-    else if (strcmp (a, "--clear") == 0 && v->fn == verb_stats)
-      c->clear = true;
-    else if (strcmp (a, "--allow-resize") == 0 && v->fn == verb_reload)
-      c->allow_resize = true;
-    else
-      ok = false;
-    if (!ok) {
+      continue;
+    }
+    o = ndm_control_option_lookup (a);
+    if (o == NULL || !(v->options & o->bit)) {
+      g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "%s: unknown option '%s' (usage: %s)", v->name, a,
-                   v->usage);
+                   "%s: unknown option '%s' (usage: %s)", v->name, a, usage);
       return -1;
+    }
+    switch (o->bit) {
+    case NDM_CONTROL_OPT_CLEAR: c->clear = true; break;
+    case NDM_CONTROL_OPT_NOFLUSH: c->noflush = true; break;
+    case NDM_CONTROL_OPT_ALLOW_RESIZE: c->allow_resize = true; break;
     }
   }
   c->argc = n;
+  return 0;
+}
+
+/* The words against the spec: their count, and the number it says the
+ * first one is (parsed into c->number).
+ */
+static int
+check_words (struct cmd *c, GError **err)
+{
+  const struct ndm_control_verb *v = c->v;
+  g_autofree char *why = ndm_control_verb_check_count (v, c->argc, c->argv);
+  GError *e = NULL;
+
+  if (why != NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "%s", why);
+    return -1;
+  }
+  if (v->number != NULL && c->argc > 0 &&
+      ndm_parse_u64 (c->argv[0], v->number, &c->number, &e) == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "%s: %s", v->name,
+                 e->message);
+    g_error_free (e);
+    return -1;
+  }
   return 0;
 }
 
@@ -550,8 +564,7 @@ ndm_md_command_full (struct ndm_md *md, int argc, char **argv, GString *out,
   struct cmd c = {
     .md = md, .cancelled = cancelled, .cancel_data = cancel_data,
   };
-  const struct verb *v = NULL;
-  size_t i;
+  verb_fn fn;
   int r;
 
   if (argc < 1) {
@@ -559,29 +572,18 @@ ndm_md_command_full (struct ndm_md *md, int argc, char **argv, GString *out,
                  "empty request: expected a verb ('help' lists them)");
     return -1;
   }
-  for (i = 0; i < G_N_ELEMENTS (verbs); i++)
-    if (strcmp (verbs[i].name, argv[0]) == 0)
-      v = &verbs[i];
-  if (v == NULL) {
+  c.v = ndm_control_verb_lookup (argv[0]);
+  fn = handler_of (c.v);
+  if (fn == NULL) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "unknown command '%s' ('help' lists the commands)", argv[0]);
     return -1;
   }
-  if (parse_options (v, argc, argv, &c, err) == -1) {
-    g_free (c.argv);
-    return -1;
-  }
-  if (c.argc > 0 && v->fn != verb_message && v->fn != verb_reload &&
-      v->fn != verb_wait) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "%s: unexpected word '%s' (usage: %s)", v->name, c.argv[0],
-                 v->usage);
+  if (parse_options (argc, argv, &c, err) == -1 ||
+      check_words (&c, err) == -1)
     r = -1;
-  }
-  else if (v->fn == NULL)
-    r = verb_help (&c, out);
   else
-    r = v->fn (&c, out, err);
+    r = fn (&c, out, err);
   g_free (c.argv);
   return r;
 }

@@ -678,12 +678,6 @@ clone_advance (struct ndm_clone *clone)
 static void
 log_clone_error (struct ndm_request *rq, struct ndm_clone *clone)
 {
-  static const char *const opname[] = {
-    [NDM_OP_READ] = "read", [NDM_OP_WRITE] = "write",
-    [NDM_OP_FLUSH] = "flush", [NDM_OP_TRIM] = "trim",
-    [NDM_OP_ZERO] = "zero", [NDM_OP_CACHE] = "cache",
-    [NDM_OP_BLOCK_STATUS] = "block status",
-  };
   struct ndm_bio *bio = clone_frontier_bio (clone);
 
   if (bio != NULL)
@@ -691,14 +685,14 @@ log_clone_error (struct ndm_request *rq, struct ndm_clone *clone)
                    " (%s of %" PRIu64 " bytes at %" PRIu64 ")",
                    clone->ti->type->name, bio->dev->uri,
                    ndm_errno_name (clone->error),
-                   bio->dev_offset >> NDM_SECTOR_SHIFT, opname[rq->op],
+                   bio->dev_offset >> NDM_SECTOR_SHIFT, ndm_op_name (rq->op),
                    rq->len, rq->offset);
   else
     ndm_log_error ("%s: %s at sector %" PRIu64 " (%s of %" PRIu64
                    " bytes at %" PRIu64 ")",
                    clone->ti->type->name, ndm_errno_name (clone->error),
                    (clone->offset + clone->credited) >> NDM_SECTOR_SHIFT,
-                   opname[rq->op], rq->len, rq->offset);
+                   ndm_op_name (rq->op), rq->len, rq->offset);
 }
 
 /* Settle one unfinished clone and get its target's decision (NDM_ENDIO_*)

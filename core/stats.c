@@ -8,10 +8,13 @@
 
 #include "stats.h"
 
-static const char *const class_name[NDM_STAT_CLASSES] = {
-  [NDM_STAT_READ] = "read", [NDM_STAT_WRITE] = "write",
-  [NDM_STAT_FLUSH] = "flush", [NDM_STAT_TRIM] = "trim",
-  [NDM_STAT_ZERO] = "zero", [NDM_STAT_OTHER] = "other",
+/* The op each class counts, whose name it goes by ("read", "zero");
+ * every other op (cache, block status) counts as NDM_STAT_OTHER.
+ */
+static const enum ndm_op class_op[NDM_STAT_OTHER] = {
+  [NDM_STAT_READ] = NDM_OP_READ, [NDM_STAT_WRITE] = NDM_OP_WRITE,
+  [NDM_STAT_FLUSH] = NDM_OP_FLUSH, [NDM_STAT_TRIM] = NDM_OP_TRIM,
+  [NDM_STAT_ZERO] = NDM_OP_ZERO,
 };
 static const char *const class_plural[NDM_STAT_CLASSES] = {
   [NDM_STAT_READ] = "reads", [NDM_STAT_WRITE] = "writes",
@@ -19,17 +22,21 @@ static const char *const class_plural[NDM_STAT_CLASSES] = {
   [NDM_STAT_ZERO] = "zeroes", [NDM_STAT_OTHER] = "others",
 };
 
+static const char *
+class_name (unsigned c)
+{
+  return c == NDM_STAT_OTHER ? "other" : ndm_op_name (class_op[c]);
+}
+
 static enum ndm_stat_class
 op_class (enum ndm_op op)
 {
-  switch (op) {
-  case NDM_OP_READ: return NDM_STAT_READ;
-  case NDM_OP_WRITE: return NDM_STAT_WRITE;
-  case NDM_OP_FLUSH: return NDM_STAT_FLUSH;
-  case NDM_OP_TRIM: return NDM_STAT_TRIM;
-  case NDM_OP_ZERO: return NDM_STAT_ZERO;
-  default: return NDM_STAT_OTHER;
-  }
+  unsigned c;
+
+  for (c = 0; c < NDM_STAT_OTHER; c++)
+    if (class_op[c] == op)
+      return c;
+  return NDM_STAT_OTHER;
 }
 
 #define LOAD(x) __atomic_load_n (&(x), __ATOMIC_RELAXED)
@@ -166,7 +173,7 @@ ndm_stats_format (const struct ndm_io_stats *s, const char *indent,
         continue;
       if (first)
         g_string_append_printf (out, "%s  %s latency:", indent,
-                                class_name[c]);
+                                class_name (c));
       g_string_append_printf (out, "%s ", first ? "" : ",");
       bucket_label (b, out);
       g_string_append_printf (out, " %" G_GUINT64_FORMAT, (guint64) n);
@@ -186,7 +193,7 @@ ndm_stats_json (const struct ndm_io_stats *s, GString *out)
     g_string_append_printf (out, "\"%s\":%" G_GUINT64_FORMAT ","
                             "\"%s_bytes\":%" G_GUINT64_FORMAT ",",
                             class_plural[c], (guint64) LOAD (s->ops[c]),
-                            class_name[c], (guint64) LOAD (s->bytes[c]));
+                            class_name (c), (guint64) LOAD (s->bytes[c]));
   g_string_append_printf (out, "\"errors\":%" G_GUINT64_FORMAT ","
                           "\"requeues\":%" G_GUINT64_FORMAT ","
                           "\"in_flight\":%" G_GINT64_FORMAT ","
@@ -196,7 +203,7 @@ ndm_stats_json (const struct ndm_io_stats *s, GString *out)
                           (gint64) LOAD (s->inflight),
                           (g_get_monotonic_time () - LOAD (s->since)) / 1e6);
   for (c = 0; c < NDM_STAT_CLASSES; c++) {
-    g_string_append_printf (out, "%s\"%s\":[", c ? "," : "", class_name[c]);
+    g_string_append_printf (out, "%s\"%s\":[", c ? "," : "", class_name (c));
     for (b = 0; b < NDM_LAT_BUCKETS; b++)
       g_string_append_printf (out, "%s%" G_GUINT64_FORMAT, b ? "," : "",
                               (guint64) LOAD (s->lat[c][b]));

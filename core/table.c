@@ -51,13 +51,20 @@ static const struct ndm_target_type *const builtin_targets[] = {
 };
 
 const struct ndm_target_type *
+ndm_target_type_nth (size_t i)
+{
+  return i < G_N_ELEMENTS (builtin_targets) ? builtin_targets[i] : NULL;
+}
+
+const struct ndm_target_type *
 ndm_target_type_lookup (const char *name)
 {
+  const struct ndm_target_type *tt;
   size_t i;
 
-  for (i = 0; i < G_N_ELEMENTS (builtin_targets); i++)
-    if (strcmp (builtin_targets[i]->name, name) == 0)
-      return builtin_targets[i];
+  for (i = 0; (tt = ndm_target_type_nth (i)) != NULL; i++)
+    if (strcmp (tt->name, name) == 0)
+      return tt;
   return NULL;
 }
 
@@ -65,11 +72,11 @@ static char *
 known_targets (void)
 {
   GString *s = g_string_new (NULL);
+  const struct ndm_target_type *tt;
   size_t i;
 
-  for (i = 0; i < G_N_ELEMENTS (builtin_targets); i++)
-    g_string_append_printf (s, "%s%s", i ? ", " : "",
-                            builtin_targets[i]->name);
+  for (i = 0; (tt = ndm_target_type_nth (i)) != NULL; i++)
+    g_string_append_printf (s, "%s%s", i ? ", " : "", tt->name);
   return g_string_free (s, FALSE);
 }
 

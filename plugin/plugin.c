@@ -20,6 +20,7 @@
 
 #include "nbd-dm/ndm.h"
 #include "nbd-dm/control.h"
+#include "nbd-dm/target.h"
 
 static struct ndm_config cfg;
 static char *table_text;        /* the table, from either key */
@@ -138,12 +139,24 @@ dm_config_complete (void)
   "control=SOCKET         Serve nbd-dmsetup's control protocol there.\n" \
   NDM_CONFIG_HELP
 
+/* The target registry and the URI schemes come from the core, so this
+ * lists what the build knows.
+ */
 static void
 dm_dump_plugin (void)
 {
-  printf ("dm_targets=linear,striped,zero,error,flakey,delay,dust,multipath\n");
-  printf ("dm_devices=nbd://,nbd+unix://,nbds://,nbds+unix://,nbd+vsock://,"
-          "nbds+vsock://\n");
+  g_autofree char *schemes = ndm_nbd_uri_schemes_list (",", ",");
+  const struct ndm_target_type *tt;
+  size_t i;
+
+  printf ("dm_targets=");
+  for (i = 0; (tt = ndm_target_type_nth (i)) != NULL; i++)
+    printf ("%s%s", i ? "," : "", tt->name);
+  printf ("\n");
+  for (i = 0; (tt = ndm_target_type_nth (i)) != NULL; i++)
+    printf ("dm_target_%s=%u.%u.%u\n", tt->name, tt->version[0],
+            tt->version[1], tt->version[2]);
+  printf ("dm_devices=%s\n", schemes);
   printf ("dm_nbdkit_headers=%s\n", NBDKIT_VERSION_STRING);
 }
 

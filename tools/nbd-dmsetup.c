@@ -8,13 +8,17 @@
  *
  * The protocol is in include/nbd-dm/control.h: one request line of
  * shell-quoted words, then "ok N" and N payload lines, or "error MSG".
- * This file knows the verbs only to catch usage errors before connecting;
- * what they do is the server's business.
+ * The verbs, their options and how many words they take come from the
+ * spec the server checks against (control.h, core/control-verbs.c), so a
+ * typo is a usage error (exit 2) that names the bad word even without a
+ * server to ask, and --help lists what the server knows; what the verbs
+ * do is the server's business.
  *
  * Exit status: 0 ok, 1 the command or the connection failed, 2 usage.
  *
  * Single-threaded.  Links only GLib (no ndm-core): control.h is included
- * for the protocol's constants.
+ * for the protocol's constants and its verbs' spec, whose one file is
+ * compiled in.
  */
 #include <errno.h>
 #include <math.h>
@@ -51,57 +55,54 @@ enum exit_status {
   EXIT_USAGE = 2,
 };
 
-/* The per-verb options, as bits of struct verb.options. */
-enum {
-  OPT_CLEAR = 1 << 0,           /* stats --clear */
-  OPT_NOFLUSH = 1 << 1,         /* suspend --noflush */
-  OPT_ALLOW_RESIZE = 1 << 2,    /* reload --allow-resize */
-  OPT_TEXT = 1 << 3,            /* reload --text TEXT */
-};
-
-struct verb {
-  const char *name;
-  unsigned options;             /* OPT_* bits the verb accepts */
-  unsigned min_args, max_args;  /* positional arguments after the verb */
-};
-
-/* The verbs of control.h.  The server checks everything again; these
- * checks are here so that a typo is a usage error (exit 2) that names the
- * bad word, even without a server to ask.
- */
-static const struct verb verbs[] = {
-  { "info", 0, 0, 0 },
-  { "table", 0, 0, 0 },
-  { "status", 0, 0, 0 },
-  { "stats", OPT_CLEAR, 0, 0 },
-  { "message", 0, 2, G_MAXUINT },
-  { "suspend", OPT_NOFLUSH, 0, 0 },
-  { "reload", OPT_ALLOW_RESIZE | OPT_TEXT, 0, 1 },
-  { "resume", 0, 0, 0 },
-  { "clear", 0, 0, 0 },
-  { "wait", 0, 0, 1 },
-  { "version", 0, 0, 0 },
-  { "help", 0, 0, 0 },
-};
-
-static const char usage_text[] =
+#define USAGE_LINE                                                      \
   "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"
-  "Commands:\n"
-  "  info | table | status | resume | clear | version | help\n"
-  "  stats [--clear]\n"
-  "  message SECTOR WORD...\n"
-  "  suspend [--noflush]\n"
-  "  reload [--allow-resize] FILE       (FILE '-' is standard input)\n"
-  "  reload [--allow-resize] --text TEXT\n"
-  "  wait [EVENT_NR]\n"
-  "SOCKET defaults to $NBD_DM_CONTROL.  Options may follow the command;\n"
-  "'--' ends them.  See nbd-dmsetup(8).\n";
+
+/* A verb's words as this program takes them: a table is read from FILE
+ * or given with --text, and sent as the one word the server wants.
+ */
+static const char *
+cli_words (const struct ndm_control_verb *v)
+{
+  return v->table_word ? "{FILE | --text TEXT}" : NULL;
+}
+
+/* --help: a line per verb of the spec. */
+static void
+print_usage (void)
+{
+  const struct ndm_control_verb *v;
+
+  fputs (USAGE_LINE "Commands:\n", stdout);
+  for (v = ndm_control_verbs; v->name != NULL; v++) {
+    g_autofree char *usage = ndm_control_verb_usage (v, cli_words (v));
+
+    printf ("  %s\n", usage);
+  }
+  fputs ("FILE '-' is standard input.  SOCKET defaults to $NBD_DM_CONTROL.\n"
+         "Options may follow the command; '--' ends them.  See "
+         "nbd-dmsetup(8).\n", stdout);
+}
 
 /* After a usage error: enough to fix a typo without scrolling. */
-static const char short_usage[] =
-  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"
-  "Commands: info table status stats message suspend reload resume clear\n"
-  "          wait version help   (" PROG " --help for their arguments)\n";
+static void
+print_short_usage (FILE *f)
+{
+  const struct ndm_control_verb *v;
+  size_t col = strlen ("Commands:");
+
+  fputs (USAGE_LINE "Commands:", f);
+  for (v = ndm_control_verbs; v->name != NULL; v++) {
+    /* Wrapped short of 80 columns, the width of a terminal's usage. */
+    if (col + 1 + strlen (v->name) > 72) {
+      fprintf (f, "\n%*s", (int) strlen ("Commands:"), "");
+      col = strlen ("Commands:");
+    }
+    fprintf (f, " %s", v->name);
+    col += 1 + strlen (v->name);
+  }
+  fputs ("   (" PROG " --help for their arguments)\n", f);
+}
 
 static bool verbose;
 
@@ -135,7 +136,7 @@ usage_error (const char *fmt, ...)
   vfprintf (stderr, fmt, ap);
   va_end (ap);
   fputc ('\n', stderr);
-  fputs (short_usage, stderr);
+  print_short_usage (stderr);
   exit (EXIT_USAGE);
 }
 
@@ -167,17 +168,6 @@ printable (const char *s, size_t len)
   g_autofree char *esc = g_strescape (cut, NULL);
 
   return g_strdup_printf ("%s%s", esc, len > 200 ? "..." : "");
-}
-
-static const struct verb *
-find_verb (const char *name)
-{
-  size_t i;
-
-  for (i = 0; i < G_N_ELEMENTS (verbs); i++)
-    if (strcmp (verbs[i].name, name) == 0)
-      return &verbs[i];
-  return NULL;
 }
 
 /* A non-negative decimal integer, as the protocol's sectors and event
@@ -509,10 +499,10 @@ read_reply (int fd, gint64 deadline, bool sent_all)
 /* The command line, once parsed. */
 struct cmdline {
   const char *socket_path;      /* -c, or $NBD_DM_CONTROL */
-  const struct verb *verb;
+  const struct ndm_control_verb *verb;
   GPtrArray *args;              /* positional words after the verb */
   const char *text;             /* reload --text */
-  unsigned options;             /* OPT_* */
+  unsigned options;             /* NDM_CONTROL_OPT_* */
   bool json;
   double timeout;               /* seconds; 0 for none */
 };
@@ -525,13 +515,9 @@ struct cmdline {
 static void
 parse_cmdline (int argc, char *argv[], struct cmdline *cl)
 {
-  static const struct { unsigned bit; const char *name; } verb_opts[] = {
-    { OPT_CLEAR, "--clear" }, { OPT_NOFLUSH, "--noflush" },
-    { OPT_ALLOW_RESIZE, "--allow-resize" }, { OPT_TEXT, "--text" },
-  };
+  const struct ndm_control_option *o;
   bool options_done = false;
   const char *verb_word;
-  size_t k;
   int i;
 
   cl->socket_path = g_getenv ("NBD_DM_CONTROL");
@@ -541,6 +527,7 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
     const char *a = argv[i];
     const char *value = NULL;
     g_autofree char *name = NULL;
+    const struct ndm_control_option *opt;
 
     if (options_done || a[0] != '-' || a[1] == '\0') {
       g_ptr_array_add (cl->args, (char *) a);
@@ -592,7 +579,6 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
     else if (strcmp (name, "--text") == 0) {
       NEEDS_VALUE;
       cl->text = value;
-      cl->options |= OPT_TEXT;
     }
     else if (strcmp (name, "--json") == 0) {
       NO_VALUE;
@@ -602,20 +588,12 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
       NO_VALUE;
       verbose = true;
     }
-    else if (strcmp (name, "--clear") == 0) {
+    else if ((opt = ndm_control_option_lookup (name)) != NULL) {
       NO_VALUE;
-      cl->options |= OPT_CLEAR;
-    }
-    else if (strcmp (name, "--noflush") == 0) {
-      NO_VALUE;
-      cl->options |= OPT_NOFLUSH;
-    }
-    else if (strcmp (name, "--allow-resize") == 0) {
-      NO_VALUE;
-      cl->options |= OPT_ALLOW_RESIZE;
+      cl->options |= opt->bit;
     }
     else if (strcmp (name, "-h") == 0 || strcmp (name, "--help") == 0) {
-      fputs (usage_text, stdout);
+      print_usage ();
       exit (EXIT_OK);
     }
     else if (strcmp (name, "-V") == 0 || strcmp (name, "--version") == 0) {
@@ -632,46 +610,42 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
   if (cl->args->len == 0)
     usage_error ("no command given");
   verb_word = g_ptr_array_steal_index (cl->args, 0);
-  cl->verb = find_verb (verb_word);
+  cl->verb = ndm_control_verb_lookup (verb_word);
   if (cl->verb == NULL)
     usage_error ("unknown command '%s'", verb_word);
-  for (k = 0; k < G_N_ELEMENTS (verb_opts); k++)
-    if (cl->options & ~cl->verb->options & verb_opts[k].bit)
-      usage_error ("option '%s' does not apply to '%s'",
-                   verb_opts[k].name, cl->verb->name);
+  for (o = ndm_control_options; o->name != NULL; o++)
+    if (cl->options & ~cl->verb->options & o->bit)
+      usage_error ("option '%s' does not apply to '%s'", o->name,
+                   cl->verb->name);
+  if (cl->text != NULL && !cl->verb->table_word)
+    usage_error ("option '--text' does not apply to '%s'", cl->verb->name);
 }
 
-/* The positional arguments each verb takes. */
+/* The positional arguments, against the verb's spec.  A table word may
+ * come from --text instead of FILE; the server's checks on what the words
+ * say are repeated here only for numbers.
+ */
 static void
 check_args (const struct cmdline *cl)
 {
-  const struct verb *v = cl->verb;
+  const struct ndm_control_verb *v = cl->verb;
   GPtrArray *args = cl->args;
+  g_autofree char *why = NULL;
 
-  if (args->len < v->min_args) {
-    if (strcmp (v->name, "message") == 0)
-      usage_error ("message: expected a sector and a message, "
-                   "e.g. 'message 0 WORD...'");
-    usage_error ("%s: missing argument", v->name);
-  }
-  if (args->len > v->max_args)
-    usage_error ("%s: unexpected argument '%s'", v->name,
-                 (char *) args->pdata[v->max_args]);
-
-  if (strcmp (v->name, "message") == 0 && !is_number (args->pdata[0]))
-    usage_error ("message: sector '%s' is not a number of sectors",
-                 (char *) args->pdata[0]);
-  if (strcmp (v->name, "wait") == 0 && args->len == 1 &&
-      !is_number (args->pdata[0]))
-    usage_error ("wait: event number '%s' is not a number",
-                 (char *) args->pdata[0]);
-  if (strcmp (v->name, "reload") == 0) {
+  if (v->table_word) {
     if (cl->text != NULL && args->len > 0)
-      usage_error ("reload: give either FILE ('%s') or --text, not both",
-                   (char *) args->pdata[0]);
+      usage_error ("%s: give either FILE ('%s') or --text, not both",
+                   v->name, (char *) args->pdata[0]);
     if (cl->text == NULL && args->len == 0)
-      usage_error ("reload: missing table FILE (or --text TEXT)");
+      usage_error ("%s: missing table FILE (or --text TEXT)", v->name);
   }
+  why = ndm_control_verb_check_count (v, args->len + (cl->text != NULL),
+                                      (char **) args->pdata);
+  if (why != NULL)
+    usage_error ("%s", why);
+  if (v->number != NULL && args->len > 0 && !is_number (args->pdata[0]))
+    usage_error ("%s: %s '%s' is not a number", v->name, v->number,
+                 (char *) args->pdata[0]);
 }
 
 /* The request line, '\n' included: the verb and its options as they are
@@ -684,19 +658,17 @@ build_request (const struct cmdline *cl)
   g_autofree char *table = NULL;
   const char *what = "argument";
   g_autoptr (GPtrArray) words = g_ptr_array_new ();
+  const struct ndm_control_option *o;
   guint j;
 
   if (cl->json)
     g_string_append (req, " --json");
-  if (cl->options & OPT_CLEAR)
-    g_string_append (req, " --clear");
-  if (cl->options & OPT_NOFLUSH)
-    g_string_append (req, " --noflush");
-  if (cl->options & OPT_ALLOW_RESIZE)
-    g_string_append (req, " --allow-resize");
+  for (o = ndm_control_options; o->name != NULL; o++)
+    if (cl->options & o->bit)
+      g_string_append_printf (req, " %s", o->name);
 
   /* reload sends the table as its one word; a file becomes one here. */
-  if (strcmp (cl->verb->name, "reload") == 0) {
+  if (cl->verb->table_word) {
     if (cl->text != NULL) {
       g_ptr_array_add (words, (char *) cl->text);
       what = "--text";

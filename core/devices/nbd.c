@@ -402,19 +402,36 @@ conn_sever (struct nbd_conn *c, const char *why)
 
 /* ---- connecting ------------------------------------------------------------ */
 
-static bool
-uri_is_nbd (const char *uri)
+/* The order is the one people read: plain before TLS, TCP first. */
+const char *const ndm_nbd_uri_schemes[] = {
+  "nbd://", "nbd+unix://", "nbds://", "nbds+unix://",
+  "nbd+vsock://", "nbds+vsock://", NULL,
+};
+
+bool
+ndm_nbd_uri_ok (const char *uri)
 {
-  static const char *const schemes[] = {
-    "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
-    "nbd+vsock://", "nbds+vsock://",
-  };
   size_t i;
 
-  for (i = 0; i < G_N_ELEMENTS (schemes); i++)
-    if (g_str_has_prefix (uri, schemes[i]))
+  for (i = 0; ndm_nbd_uri_schemes[i] != NULL; i++)
+    if (g_str_has_prefix (uri, ndm_nbd_uri_schemes[i]))
       return true;
   return false;
+}
+
+char *
+ndm_nbd_uri_schemes_list (const char *sep, const char *last_sep)
+{
+  GString *s = g_string_new (NULL);
+  size_t i;
+
+  for (i = 0; ndm_nbd_uri_schemes[i] != NULL; i++) {
+    if (i > 0)
+      g_string_append (s, ndm_nbd_uri_schemes[i + 1] != NULL ? sep
+                       : last_sep);
+    g_string_append (s, ndm_nbd_uri_schemes[i]);
+  }
+  return g_string_free (s, FALSE);
 }
 
 /* Connect one handle to uri, within timeout_ms, giving up early if *stop
@@ -1407,11 +1424,11 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   GError *e = NULL;
   unsigned i;
 
-  if (!uri_is_nbd (uri)) {
+  if (!ndm_nbd_uri_ok (uri)) {
+    g_autofree char *schemes = ndm_nbd_uri_schemes_list (", ", " or ");
+
     g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
-                 "device '%s' is not an NBD URI: expected nbd://, "
-                 "nbd+unix://, nbds://, nbds+unix://, nbd+vsock:// or "
-                 "nbds+vsock://", uri);
+                 "device '%s' is not an NBD URI: expected %s", uri, schemes);
     return NULL;
   }
   /* The first connection always negotiates structured replies, so block

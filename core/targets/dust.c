@@ -85,12 +85,6 @@ dust_dtr (struct ndm_target *ti)
   g_free (dc);
 }
 
-static bool
-op_writes (enum ndm_op op)
-{
-  return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
-}
-
 /* With dc->lock held: what the bad block list says about [first, last]. */
 static int
 dust_check_locked (struct dust_c *dc, enum ndm_op op, uint64_t first,
@@ -103,7 +97,7 @@ dust_check_locked (struct dust_c *dc, enum ndm_op op, uint64_t first,
 
     if (fails == NULL)
       continue;
-    if (!op_writes (op))
+    if (!ndm_op_writes (op))
       return EIO;
     if (*fails > 0) {
       (*fails)--;

@@ -50,8 +50,12 @@ struct flakey_c {
   GRand *rand;
 };
 
+/* What drop_writes and error_writes act on: every op whose bio is a
+ * write in dm, flushes included (not ndm_op_writes: a flush changes no
+ * data, but an empty REQ_PREFLUSH bio is a write to dm-flakey).
+ */
 static bool
-op_writes (enum ndm_op op)
+flakey_write_feature_applies (enum ndm_op op)
 {
   return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM ||
     op == NDM_OP_FLUSH;
@@ -303,7 +307,7 @@ flakey_map (struct ndm_target *ti, struct ndm_clone *clone)
   bool down = flakey_down (fc);
 
   clone->map_context = NULL;
-  if (down && op_writes (clone->op)) {
+  if (down && flakey_write_feature_applies (clone->op)) {
     if (fc->drop_writes)
       return NDM_MAPIO_SUBMITTED;
     if (fc->error_writes) {

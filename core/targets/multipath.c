@@ -578,12 +578,6 @@ choose_path (struct multipath_c *m, uint64_t nr)
   return NULL;
 }
 
-static bool
-op_writes (enum ndm_op op)
-{
-  return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
-}
-
 /* A flush goes to every valid path: each server acknowledged writes of
  * its own and only it can make them stable.
  */
@@ -711,7 +705,7 @@ fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
       continue;
     why = g_strdup_printf ("%s on a %" PRIu64 "-byte %s at byte %" PRIu64,
                            ndm_errno_name (bio->status), bio->len,
-                           op_writes (clone->op) ? "write" : "command",
+                           ndm_op_writes (clone->op) ? "write" : "command",
                            bio->dev_offset);
     if (fail_path_locked (m, p, why)) {
       if (*fence == NULL)

@@ -63,6 +63,65 @@
 #define NDM_CONTROL_MAX_LINE    (1 << 20)
 #define NDM_CONTROL_MAX_CLIENTS 16
 
+/* ---- the verbs' spec ----------------------------------------------------
+ *
+ * One table (core/control-verbs.c) says which verbs exist, which options
+ * each takes and how many words.  The server checks requests against it
+ * before a verb runs and builds its usage strings and `help` from it;
+ * nbd-dmsetup, which links that file and not the core, checks its command
+ * line and prints --help from it.  So the two cannot disagree.
+ */
+
+/* The options a verb may take, besides --json, which every verb takes. */
+enum {
+  NDM_CONTROL_OPT_CLEAR = 1 << 0,         /* stats --clear */
+  NDM_CONTROL_OPT_NOFLUSH = 1 << 1,       /* suspend --noflush */
+  NDM_CONTROL_OPT_ALLOW_RESIZE = 1 << 2,  /* reload --allow-resize */
+};
+
+struct ndm_control_option {
+  unsigned bit;                 /* NDM_CONTROL_OPT_* */
+  const char *name;             /* "--clear" */
+};
+
+/* Every option of the enum above; a NULL name ends it. */
+extern const struct ndm_control_option ndm_control_options[];
+
+struct ndm_control_verb {
+  const char *name;
+  unsigned options;             /* NDM_CONTROL_OPT_* bits it takes */
+  unsigned min_words, max_words;  /* after the verb, options not counted;
+                                     max G_MAXUINT: no limit */
+  const char *words;            /* their synopsis ("<sector> <message>
+                                   [args...]"), NULL if none */
+  const char *expected;         /* what a wrong count is told it should
+                                   be; NULL: the synopsis, quoted */
+  const char *number;           /* the first word is a decimal number:
+                                   its name in errors ("sector"), or NULL */
+  bool table_word;              /* the word is a table, lines separated by
+                                   ';' (nbd-dmsetup: from FILE or --text) */
+};
+
+/* Every verb, in the order `help` lists them; a NULL name ends it. */
+extern const struct ndm_control_verb ndm_control_verbs[];
+
+/* By exact name; NULL if there is none. */
+const struct ndm_control_verb *ndm_control_verb_lookup (const char *name);
+const struct ndm_control_option *ndm_control_option_lookup (const char *name);
+
+/* "stats [--clear]", "reload [--allow-resize] <table>": the verb, its
+ * options, then words, or v->words if words is NULL.  Free with g_free.
+ */
+char *ndm_control_verb_usage (const struct ndm_control_verb *v,
+                              const char *words);
+
+/* NULL if n words (words[0..n-1]) is a count v takes, else the message
+ * that says why not ("info: unexpected word 'x' (usage: info)"); the
+ * caller frees it.  The words themselves are not checked.
+ */
+char *ndm_control_verb_check_count (const struct ndm_control_verb *v,
+                                    unsigned n, char *const *words);
+
 /* Run one command (argv[0] is the verb) against md, as the control socket
  * would: the payload lines go to out (each ending in '\n'); on error *err
  * says why.  Any thread; may block (suspend drains, wait waits).

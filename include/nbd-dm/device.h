@@ -196,6 +196,22 @@ struct ndm_device_class {
 
 extern const struct ndm_device_class ndm_nbd_device_class;
 
+/* The URI schemes ndm_nbd_device_class opens ("nbd://", ...; NULL ends
+ * the list): the one list behind its check, its error message and the
+ * plugin's --dump-plugin.  Adding one here is all it takes, if libnbd
+ * connects to it.
+ */
+extern const char *const ndm_nbd_uri_schemes[];
+
+/* Whether uri starts with one of ndm_nbd_uri_schemes. */
+bool ndm_nbd_uri_ok (const char *uri);
+
+/* The schemes in one string, sep between two of them and last_sep before
+ * the last: (", ", " or ") makes "nbd://, ... or nbds+vsock://".  The
+ * caller frees it (g_free).
+ */
+char *ndm_nbd_uri_schemes_list (const char *sep, const char *last_sep);
+
 /* Fill limits the device did not announce: R7's defaults. */
 void ndm_device_limits_fixup (struct ndm_device_limits *limits);
 

@@ -40,6 +40,33 @@ enum ndm_op {
   NDM_OP_BLOCK_STATUS,
 };
 
+/* Whether op changes the data: what a read-only device refuses, what FUA
+ * applies to, what a ghost write (R10) may be.
+ */
+static inline bool
+ndm_op_writes (enum ndm_op op)
+{
+  return op == NDM_OP_WRITE || op == NDM_OP_ZERO || op == NDM_OP_TRIM;
+}
+
+/* The op as messages name it ("read", "block status"); "unknown op" for
+ * a value outside the enum.
+ */
+static inline const char *
+ndm_op_name (enum ndm_op op)
+{
+  switch (op) {
+  case NDM_OP_READ: return "read";
+  case NDM_OP_WRITE: return "write";
+  case NDM_OP_FLUSH: return "flush";
+  case NDM_OP_TRIM: return "trim";
+  case NDM_OP_ZERO: return "zero";
+  case NDM_OP_CACHE: return "cache";
+  case NDM_OP_BLOCK_STATUS: return "block status";
+  }
+  return "unknown op";
+}
+
 /* Request flags, with NBD's meaning. */
 #define NDM_REQ_FUA       (1u << 0)
 #define NDM_REQ_MAY_TRIM  (1u << 1)   /* zero: a hole that reads as 0 is ok */

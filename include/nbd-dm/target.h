@@ -277,7 +277,11 @@ int ndm_parse_u64 (const char *arg, const char *what, uint64_t *out,
 int ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
                        GError **err);
 
-/* The built-in target types (dm's _inits[]). */
+/* The built-in target types (dm's _inits[]: builtin_targets in
+ * core/table.c, the one list to add a target to).  _nth gives the i-th in
+ * that order, NULL past the last, so front ends can list them.
+ */
+const struct ndm_target_type *ndm_target_type_nth (size_t i);
 const struct ndm_target_type *ndm_target_type_lookup (const char *name);
 extern const struct ndm_target_type ndm_linear_target;
 extern const struct ndm_target_type ndm_striped_target;

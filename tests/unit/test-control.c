@@ -105,6 +105,132 @@ test_bad_commands (void)
   h_md_free (md);
 }
 
+/* The verbs' spec (control.h) is what the server checks: each verb has
+ * a handler, refuses a word count outside the spec with the spec's
+ * message, and takes exactly the spec's options.
+ */
+static void
+test_spec_word_counts (void)
+{
+  struct ndm_md *md = h_md_new ("0 16 linear fake://a 0", NULL);
+  const struct ndm_control_verb *v;
+
+  /* The messages, written out. */
+  cmd_fails (md, "info extra", "info: unexpected word 'extra' (usage: info)");
+  cmd_fails (md, "stats --clear x",
+             "stats: unexpected word 'x' (usage: stats [--clear])");
+  cmd_fails (md, "message 0",
+             "message: expected '<sector> <message> [args...]', got 1 word");
+  cmd_fails (md, "reload", "reload: expected the table as one word (lines "
+             "separated by ';'), got 0 words");
+  cmd_fails (md, "wait 1 2",
+             "wait: expected at most one word, the event number, got 2 "
+             "words");
+  /* Every verb, one word too many and one too few. */
+  for (v = ndm_control_verbs; v->name != NULL; v++) {
+    g_autoptr (GString) line = g_string_new (v->name);
+    g_autofree char *why = NULL;
+    char *words[] = { "1", "2", "3" };
+    unsigned i;
+
+    if (v->max_words != G_MAXUINT) {
+      g_assert_cmpuint (v->max_words + 1, <=, G_N_ELEMENTS (words));
+      for (i = 0; i <= v->max_words; i++)
+        g_string_append_printf (line, " %s", words[i]);
+      why = ndm_control_verb_check_count (v, v->max_words + 1, words);
+      g_assert_nonnull (why);
+      cmd_fails (md, line->str, why);
+      if (v->max_words == 0) {
+        g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+        g_autofree char *want = g_strdup_printf ("(usage: %s)", usage);
+
+        cmd_fails (md, line->str, want);
+      }
+    }
+    if (v->min_words > 0) {
+      g_free (why);
+      g_string_assign (line, v->name);
+      for (i = 0; i + 1 < v->min_words; i++)
+        g_string_append_printf (line, " %s", words[i]);
+      why = ndm_control_verb_check_count (v, v->min_words - 1, words);
+      g_assert_nonnull (why);
+      cmd_fails (md, line->str, why);
+    }
+  }
+  h_md_free (md);
+}
+
+static void
+test_spec_help (void)
+{
+  struct ndm_md *md = h_md_new ("0 16 linear fake://a 0", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  const struct ndm_control_verb *v;
+
+  cmd_ok (md, out, "help");
+  g_assert_cmpstr (out->str, ==,
+                   "info\ntable\nstatus\nstats [--clear]\n"
+                   "message <sector> <message> [args...]\n"
+                   "suspend [--noflush]\nreload [--allow-resize] <table>\n"
+                   "resume\nclear\nwait [<event_nr>]\nversion\nhelp\n");
+  cmd_ok (md, out, "help --json");
+  g_assert_true (g_str_has_prefix (out->str, "{\"verbs\":[\"info\","));
+  for (v = ndm_control_verbs; v->name != NULL; v++) {
+    g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+    g_autofree char *quoted = g_strdup_printf ("\"%s\"", usage);
+
+    g_assert_nonnull (strstr (out->str, quoted));
+  }
+  h_md_free (md);
+}
+
+/* Each verb reaches the option check (so it has a handler), and takes
+ * exactly the options of its spec.  Where it takes one, a wrong word
+ * count stops it before it acts.
+ */
+static void
+test_spec_options (void)
+{
+  struct ndm_md *md = h_md_new ("0 16 linear fake://a 0", NULL);
+  const struct ndm_control_verb *v;
+  const struct ndm_control_option *o;
+  unsigned n = 0;
+
+  for (v = ndm_control_verbs; v->name != NULL; v++, n++) {
+    g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+    g_autofree char *line = g_strdup_printf ("%s --frobnicate", v->name);
+    g_autofree char *want = g_strdup_printf ("%s: unknown option "
+                                             "'--frobnicate' (usage: %s)",
+                                             v->name, usage);
+
+    cmd_fails (md, line, want);
+    for (o = ndm_control_options; o->name != NULL; o++) {
+      g_autofree char *l = g_strdup_printf ("%s %s%s", v->name, o->name,
+                                            v->max_words == 0 ? " x" : "");
+      g_autofree char *refused = g_strdup_printf ("%s: unknown option '%s'",
+                                                  v->name, o->name);
+      g_autoptr (GString) out = g_string_new (NULL);
+      GError *err = NULL;
+
+      g_assert_cmpint (cmd (md, out, &err, l), ==, -1);
+      if ((v->options & o->bit) != 0)
+        g_assert_null (strstr (err->message, "unknown option"));
+      else
+        g_assert_true (g_str_has_prefix (err->message, refused));
+      g_clear_error (&err);
+    }
+  }
+  g_assert_cmpuint (n, ==, 12);
+  g_assert_true (ndm_control_verb_lookup ("suspend")->options ==
+                 NDM_CONTROL_OPT_NOFLUSH);
+  g_assert_true (ndm_control_verb_lookup ("stats")->options ==
+                 NDM_CONTROL_OPT_CLEAR);
+  g_assert_true (ndm_control_verb_lookup ("reload")->options ==
+                 NDM_CONTROL_OPT_ALLOW_RESIZE);
+  g_assert_null (ndm_control_verb_lookup ("Info"));
+  h_md_free (md);
+}
+
 static void
 test_stats (void)
 {
@@ -609,6 +735,9 @@ main (int argc, char *argv[])
                    test_info_table_status);
   g_test_add_func ("/control/verbs/bad-commands", test_bad_commands);
   g_test_add_func ("/control/verbs/stats", test_stats);
+  g_test_add_func ("/control/spec/word-counts", test_spec_word_counts);
+  g_test_add_func ("/control/spec/help-every-verb", test_spec_help);
+  g_test_add_func ("/control/spec/options", test_spec_options);
   g_test_add_func ("/control/suspend/holds-new-requests",
                    test_suspend_holds_new_requests);
   g_test_add_func ("/control/suspend/drains", test_suspend_drains);
