@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "nbd-dm/bio.h"
+#include "nbd-dm/control.h"
 #include "nbd-dm/target.h"
 #include "harness.h"
 
@@ -157,6 +158,73 @@ h_expect_table_error (const char *table, const char *want)
   g_error_free (err);
   ndm_md_free (md);
   fake_reset ();
+}
+
+static void
+table_error_case (gconstpointer data)
+{
+  const struct h_table_error *row = data;
+
+  h_expect_table_error (row->table, row->want);
+}
+
+void
+h_add_table_errors (const char *prefix, const struct h_table_error *rows,
+                    size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    g_autofree char *path = g_strdup_printf ("%s/%s", prefix, rows[i].name);
+
+    g_test_add_data_func (path, &rows[i], table_error_case);
+  }
+}
+
+/* Run line as a control command (split on blanks); -1 with err set if it
+ * fails.
+ */
+static int
+run_command (struct ndm_md *md, const char *line, GError **err)
+{
+  g_auto (GStrv) argv = g_strsplit (line, " ", -1);
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  return ndm_md_command (md, g_strv_length (argv), argv, out, err);
+}
+
+static void
+command_error_case (gconstpointer data)
+{
+  const struct h_command_error *row = data;
+  g_auto (GStrv) lines = g_strsplit (row->commands, "\n", -1);
+  guint n = g_strv_length (lines), i;
+  struct ndm_md *md = h_md_new (row->table, NULL);
+  GError *err = NULL;
+
+  for (i = 0; i + 1 < n; i++)
+    if (run_command (md, lines[i], &err) == -1)
+      g_error ("'%s': %s", lines[i], err->message);
+  g_assert_cmpint (run_command (md, n > 0 ? lines[n - 1] : "", &err), ==, -1);
+  g_assert_nonnull (err);
+  if (strstr (err->message, row->want) == NULL)
+    g_error ("'%s': error '%s' does not contain '%s'", row->commands,
+             err->message, row->want);
+  g_error_free (err);
+  h_md_free (md);
+}
+
+void
+h_add_command_errors (const char *prefix, const struct h_command_error *rows,
+                      size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    g_autofree char *path = g_strdup_printf ("%s/%s", prefix, rows[i].name);
+
+    g_test_add_data_func (path, &rows[i], command_error_case);
+  }
 }
 
 /* ---- requests on a helper thread ------------------------------------------- */

@@ -28,6 +28,29 @@ void h_md_free (struct ndm_md *md);
 /* Expect loading table to fail with a message containing want. */
 void h_expect_table_error (const char *table, const char *want);
 
+/* Rows of bad inputs, each registered as its own g_test case at
+ * prefix/name, so the first failing row does not hide the others.
+ */
+struct h_table_error {
+  const char *name;
+  const char *table;            /* loading it fails */
+  const char *want;             /* with a message containing this */
+};
+void h_add_table_errors (const char *prefix,
+                         const struct h_table_error *rows, size_t n);
+
+struct h_command_error {
+  const char *name;
+  const char *table;            /* the device the commands run on */
+  /* Control commands, one a line: all but the last succeed (the state
+   * the error needs), the last fails.  "" is the empty request.
+   */
+  const char *commands;
+  const char *want;             /* in the last one's error message */
+};
+void h_add_command_errors (const char *prefix,
+                           const struct h_command_error *rows, size_t n);
+
 /* One request on its own thread. */
 struct h_io;
 struct h_io *h_io_start (struct ndm_md *md, enum ndm_op op, void *buf,
