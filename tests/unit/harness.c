@@ -191,16 +191,25 @@ table_error_case (gconstpointer data)
 }
 
 void
-h_add_table_errors (const char *prefix, const struct h_table_error *rows,
-                    size_t n)
+h_add_cases (const char *prefix, const void *rows, size_t n, size_t size,
+             GTestDataFunc fn)
 {
   size_t i;
 
   for (i = 0; i < n; i++) {
-    g_autofree char *path = g_strdup_printf ("%s/%s", prefix, rows[i].name);
+    const void *row = (const char *) rows + i * size;
+    g_autofree char *path =
+      g_strdup_printf ("%s/%s", prefix, *(const char *const *) row);
 
-    g_test_add_data_func (path, &rows[i], table_error_case);
+    g_test_add_data_func (path, row, fn);
   }
+}
+
+void
+h_add_table_errors (const char *prefix, const struct h_table_error *rows,
+                    size_t n)
+{
+  h_add_cases (prefix, rows, n, sizeof *rows, table_error_case);
 }
 
 /* Run line as a control command (split on blanks); -1 with err set if it
@@ -247,13 +256,7 @@ void
 h_add_command_errors (const char *prefix, const struct h_command_error *rows,
                       size_t n)
 {
-  size_t i;
-
-  for (i = 0; i < n; i++) {
-    g_autofree char *path = g_strdup_printf ("%s/%s", prefix, rows[i].name);
-
-    g_test_add_data_func (path, &rows[i], command_error_case);
-  }
+  h_add_cases (prefix, rows, n, sizeof *rows, command_error_case);
 }
 
 /* ---- requests on a helper thread ------------------------------------------- */

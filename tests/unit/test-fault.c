@@ -403,16 +403,9 @@ test_delay_flush_every_device (void)
 int
 main (int argc, char *argv[])
 {
-  size_t i;
-
   g_test_init (&argc, &argv, NULL);
-  for (i = 0; i < G_N_ELEMENTS (flakey_cases); i++) {
-    g_autofree char *path =
-      g_strdup_printf ("/fault/flakey/features-while-down/%s",
-                       flakey_cases[i].name);
-
-    g_test_add_data_func (path, &flakey_cases[i], test_flakey_features);
-  }
+  H_ADD_CASES ("/fault/flakey/features-while-down", flakey_cases,
+               test_flakey_features);
   g_test_add_func ("/fault/flakey/corrupt", test_flakey_corrupt);
   g_test_add_func ("/fault/flakey/table-and-status",
                    test_flakey_table_and_status);

@@ -245,7 +245,10 @@ test_block_status_failover (void)
 
 /* ---- R5: target errors ------------------------------------------------------ */
 
-static const struct { const char *name; int err; } target_errors[] = {
+static const struct target_error {
+  const char *name;
+  int err;
+} target_errors[] = {
   { "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EPERM", EPERM },
   { "EINVAL", EINVAL },
 };
@@ -254,7 +257,7 @@ static const struct { const char *name; int err; } target_errors[] = {
 static void
 test_target_error_not_retried (gconstpointer data)
 {
-  int error = *(const int *) data;
+  int error = ((const struct target_error *) data)->err;
   struct ndm_md *md = h_md_new (TWO_PATHS, NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *buf = g_malloc (32 * KIB);
@@ -1158,20 +1161,13 @@ test_flush (void)
 int
 main (int argc, char *argv[])
 {
-  size_t i;
-
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/multipath/r4/write-tail", test_write_tail_requeued);
   g_test_add_func ("/multipath/r4/read-tail", test_read_tail_requeued);
   g_test_add_func ("/multipath/r4/from-zero", test_tail_from_zero);
   g_test_add_func ("/multipath/r4/block-status", test_block_status_failover);
-  for (i = 0; i < G_N_ELEMENTS (target_errors); i++) {
-    g_autofree char *path = g_strdup_printf ("/multipath/r5/target-errors/%s",
-                                             target_errors[i].name);
-
-    g_test_add_data_func (path, &target_errors[i].err,
-                          test_target_error_not_retried);
-  }
+  H_ADD_CASES ("/multipath/r5/target-errors", target_errors,
+               test_target_error_not_retried);
   g_test_add_func ("/multipath/r3/target-error-first",
                    test_target_error_before_path_error);
   g_test_add_func ("/multipath/r10/fenced-discarded",

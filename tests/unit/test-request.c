@@ -781,8 +781,6 @@ test_r13_rounds_see_quit (void)
 int
 main (int argc, char *argv[])
 {
-  size_t i;
-
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/request/r1/no-reply-while-inflight-after-error",
                    test_r1_no_reply_while_inflight);
@@ -804,12 +802,8 @@ main (int argc, char *argv[])
                    test_r3_requeued_earlier_clone_error_wins);
   g_test_add_func ("/request/r4/requeue-remainder-only",
                    test_r4_requeue_remainder_only);
-  for (i = 0; i < G_N_ELEMENTS (client_errnos); i++) {
-    g_autofree char *path = g_strdup_printf ("/request/r5/client-errno/%s",
-                                             client_errnos[i].name);
-
-    g_test_add_data_func (path, &client_errnos[i], test_r5_client_errno);
-  }
+  H_ADD_CASES ("/request/r5/client-errno", client_errnos,
+               test_r5_client_errno);
   g_test_add_func ("/request/r5/write-enotsup-is-eio", test_r5_write_enotsup);
   g_test_add_func ("/request/r5/errno-classes", test_r5_errno_classes);
   g_test_add_func ("/request/r5/eshutdown-reissued",

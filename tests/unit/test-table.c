@@ -222,7 +222,7 @@ load_or_refuse (char **words)
  * parts include the tables the fuzzer found ('multipath 1',
  * 'multipath 2 no_path_retry').
  */
-static const struct { const char *name, *line; } good_lines[] = {
+static const struct good_line { const char *name, *line; } good_lines[] = {
   { "linear", "linear fake://a 8" },
   { "striped", "striped 2 8 fake://a 0 fake://b 16" },
   { "zero", "zero" },
@@ -258,7 +258,7 @@ static const struct { const char *name, *line; } good_lines[] = {
 static void
 test_target_argument_counts (gconstpointer data)
 {
-  const char *good = data;
+  const char *good = ((const struct good_line *) data)->line;
   g_auto (GStrv) w = g_strsplit (good, " ", -1);
   guint n = g_strv_length (w), len, j;
 
@@ -505,8 +505,6 @@ test_error_quark_first_use (void)
 int
 main (int argc, char *argv[])
 {
-  size_t i;
-
   g_test_init (&argc, &argv, NULL);
   h_add_table_errors ("/table/parse/error", parse_errors,
                       G_N_ELEMENTS (parse_errors));
@@ -516,13 +514,8 @@ main (int argc, char *argv[])
                    test_largest_device_loads);
   g_test_add_func ("/table/parse/ctr-without-error",
                    test_ctr_without_error);
-  for (i = 0; i < G_N_ELEMENTS (good_lines); i++) {
-    g_autofree char *path = g_strdup_printf ("/table/parse/argument-counts/%s",
-                                             good_lines[i].name);
-
-    g_test_add_data_func (path, good_lines[i].line,
-                          test_target_argument_counts);
-  }
+  H_ADD_CASES ("/table/parse/argument-counts", good_lines,
+               test_target_argument_counts);
   g_test_add_func ("/table/parse/bad-table-changes-nothing",
                    test_bad_table_leaves_live_one);
   g_test_add_func ("/table/format/table-and-status-lines",
