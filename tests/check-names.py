@@ -21,7 +21,9 @@ What is checked, and against what:
       feature names), or a word of the build and test scripts;
     - g_test paths (/area/...; a trailing '*' is a prefix), when
       --unit-tests names the directory of the built unit tests: a case
-      that `test-<area> -l` lists.
+      that `test-<area> -l` lists;
+    - "`f` (`core/x.c`)", "`f`, `g` (`core/x.c`...)": a function defined
+      in the tree is defined in that file (it did not move away).
   Comments in core/, include/, plugin/, tools/:
     - ndm_*, NDM_*, name() or snake_case_name (, a->field: a C
       identifier of the tree.
@@ -30,8 +32,8 @@ Names that are not ours are accepted when a system header declares them
 (libnbd, nbdkit, GLib, libc) or when tests/check-names.allow lists them
 (dm's kernel names and the like; one a line, '#' comments).
 
-Output: one line per stale name, "file:line: `name` not found", and exit
-status 1 if there is any.
+Output: one line per stale name, "file:line: `name` not found" (or "not
+in FILE (defined in ...)"), and exit status 1 if there is any.
 """
 
 import argparse
@@ -102,9 +104,14 @@ class Names:
         self.code = set()       # C identifiers of the tree
         self.words = set()      # words of literals and scripts
         self.comments = {}      # path -> [(line, text)]
+        self.defined = {}       # function -> the files defining it
         for path in tree_files(CODE_DIRS, (".c", ".h")):
             code, literals, comments = split_c(read(path))
             self.code.update(IDENT.findall(code))
+            # House style: a definition's name starts its line.
+            for f in re.findall(r"^(\w+) \(", code, re.M):
+                self.defined.setdefault(f, set()).add(
+                    os.path.relpath(path, TOP))
             for lit in literals:
                 self.words.update(IDENT.findall(lit))
             rel = os.path.relpath(path, TOP)
@@ -167,7 +174,9 @@ def check_doc(names, test_paths, rel, report):
     diagrams = rel == "docs/design.md"
     in_plain_block = False
     spans_re = re.compile(r"`([^`\n]+)`")
-    for n, line in enumerate(read(os.path.join(TOP, rel)).splitlines(), 1):
+    text = read(os.path.join(TOP, rel))
+    check_placed(names, rel, text, report)
+    for n, line in enumerate(text.splitlines(), 1):
         if line.startswith("```"):
             in_plain_block = (not in_plain_block and line.strip() == "```")
             continue
@@ -182,6 +191,22 @@ def check_doc(names, test_paths, rel, report):
             continue
         for span in spans_re.findall(line):
             check_span(names, test_paths, rel, n, span.strip(), report)
+
+
+# "`a`, `b` (`core/x.c`": the names, then the file they are said to be in.
+PLACED = re.compile(r"((?:`\w+`(?:,\s*|\s*/\s*|\s+and\s+|\s+or\s+))*`\w+`)"
+                    r"\s+\(`((?:" + "|".join(PATH_ROOTS) + r")[\w/.-]+\.[ch])`")
+
+
+def check_placed(names, rel, text, report):
+    for m in PLACED.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        path = m.group(2)
+        for f in re.findall(r"`(\w+)`", m.group(1)):
+            where = names.defined.get(f)
+            if where and path not in where:
+                report(rel, line, f, "not in %s (defined in %s)"
+                       % (path, ", ".join(sorted(where))))
 
 
 def check_span(names, test_paths, rel, n, span, report):
@@ -259,10 +284,10 @@ def main():
     test_paths = unit_test_paths(args.unit_tests) if args.unit_tests else None
     stale = []
 
-    def report(rel, line, name):
+    def report(rel, line, name, why="not found"):
         if names.is_allowed(name, rel):
             return
-        stale.append("%s:%d: `%s` not found" % (rel, line, name))
+        stale.append("%s:%d: `%s` %s" % (rel, line, name, why))
 
     docs = (sorted(glob.glob(os.path.join(TOP, "docs", "*.md"))) +
             sorted(glob.glob(os.path.join(TOP, "docs", "targets", "*.md"))))
