@@ -13,7 +13,7 @@ void ndm_log_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 void ndm_log_info (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 void ndm_log_debug (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
-/* "EIO", "ENOTCONN", ... (or the number). */
+/* "EIO", "ENOTCONN", ... (or "unknown errno"). */
 const char *ndm_errno_name (int err);
 
 #endif /* NBD_DM_LOG_H */

@@ -138,7 +138,9 @@ struct ndm_device_ops {
                  struct ndm_channel **chp, int *err);
   /* Optional.  Start background work (reconnects).  After fork. */
   void (*start) (struct ndm_device *dev);
-  /* Optional.  A short state word for status output ("up", "reconnecting"). */
+  /* Optional.  A short state for status output ("up", "degraded 1/2",
+   * "down (reason)").
+   */
   void (*status) (struct ndm_device *dev, GString *out);
   /* Optional.  Fence the device: close its connections so that nothing
    * it has in flight completes successfully later; its commands end with a

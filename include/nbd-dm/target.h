@@ -9,10 +9,10 @@
  * the core settles the clone (credited bytes and frontier error, R2/R3)
  * and calls end_io, which decides.
  *
- * Thread model: ctr, dtr, status, message, iterate_devices and io_hints
- * run on the control path (one thread, no data path lock held).  map,
- * end_io and extents run on the request owner's thread, concurrently for
- * different requests; they may take the target's own lock (order 2 in
+ * Thread model: ctr, dtr, status, status_json, message, iterate_devices,
+ * presuspend and resume run on the control path (one thread, no data path
+ * lock held).  map, end_io, release_clone and extents run on the request
+ * owner's thread, concurrently for different requests; they may take the target's own lock (order 2 in
  * core/request.c) but never block on I/O.
  */
 #ifndef NBD_DM_TARGET_H

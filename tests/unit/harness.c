@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "nbd-dm/bio.h"
+#include "nbd-dm/control.h"
 #include "nbd-dm/target.h"
 #include "harness.h"
 
@@ -143,20 +144,119 @@ h_md_new_empty (const struct ndm_target_type *const *extra)
   return ndm_md_new (&c);
 }
 
-void
-h_expect_table_error (const char *table, const char *want)
+/* Load table on a device with no table: NULL if it fails with a message
+ * containing want, else why not (the caller frees it).
+ */
+static char *
+table_error_mismatch (const char *table, const char *want)
 {
   struct ndm_md *md = h_md_new_empty (NULL);
   GError *err = NULL;
+  char *why = NULL;
 
-  g_assert_cmpint (ndm_md_load (md, table, &err), ==, -1);
-  g_assert_nonnull (err);
-  if (strstr (err->message, want) == NULL)
-    g_error ("table '%s': error '%s' does not contain '%s'",
-             table, err->message, want);
-  g_error_free (err);
+  if (ndm_md_load (md, table, &err) == 0)
+    why = g_strdup_printf ("table '%s' loaded: expected an error "
+                           "containing '%s'", table, want);
+  else if (err == NULL)
+    why = g_strdup_printf ("table '%s' failed without an error", table);
+  else if (strstr (err->message, want) == NULL)
+    why = g_strdup_printf ("table '%s': error '%s' does not contain '%s'",
+                           table, err->message, want);
+  g_clear_error (&err);
   ndm_md_free (md);
   fake_reset ();
+  return why;
+}
+
+void
+h_expect_table_error (const char *table, const char *want)
+{
+  g_autofree char *why = table_error_mismatch (table, want);
+
+  if (why != NULL)
+    g_error ("%s", why);
+}
+
+/* A failing row marks its case failed and the run goes on to the next
+ * row: g_test_fail, not an abort.
+ */
+static void
+table_error_case (gconstpointer data)
+{
+  const struct h_table_error *row = data;
+  g_autofree char *why = table_error_mismatch (row->table, row->want);
+
+  if (why != NULL)
+    g_test_fail_printf ("%s", why);
+}
+
+void
+h_add_cases (const char *prefix, const void *rows, size_t n, size_t size,
+             GTestDataFunc fn)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    const void *row = (const char *) rows + i * size;
+    g_autofree char *path =
+      g_strdup_printf ("%s/%s", prefix, *(const char *const *) row);
+
+    g_test_add_data_func (path, row, fn);
+  }
+}
+
+void
+h_add_table_errors (const char *prefix, const struct h_table_error *rows,
+                    size_t n)
+{
+  h_add_cases (prefix, rows, n, sizeof *rows, table_error_case);
+}
+
+/* Run line as a control command (split on blanks); -1 with err set if it
+ * fails.
+ */
+static int
+run_command (struct ndm_md *md, const char *line, GError **err)
+{
+  g_auto (GStrv) argv = g_strsplit (line, " ", -1);
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  return ndm_md_command (md, g_strv_length (argv), argv, out, err);
+}
+
+static void
+command_error_case (gconstpointer data)
+{
+  const struct h_command_error *row = data;
+  g_auto (GStrv) lines = g_strsplit (row->commands, "\n", -1);
+  guint n = g_strv_length (lines), i;
+  const char *last = n > 0 ? lines[n - 1] : "";
+  struct ndm_md *md = h_md_new (row->table, NULL);
+  GError *err = NULL;
+
+  for (i = 0; i + 1 < n; i++)
+    if (run_command (md, lines[i], &err) == -1) {
+      g_test_fail_printf ("'%s': %s", lines[i], err->message);
+      goto out;
+    }
+  if (run_command (md, last, &err) == 0)
+    g_test_fail_printf ("'%s' succeeded: expected an error containing "
+                        "'%s'", last, row->want);
+  else if (err == NULL)
+    g_test_fail_printf ("'%s' failed without an error", last);
+  else if (strstr (err->message, row->want) == NULL)
+    g_test_fail_printf ("'%s': error '%s' does not contain '%s'", last,
+                        err->message, row->want);
+ out:
+  g_clear_error (&err);
+  h_md_free (md);
+}
+
+void
+h_add_command_errors (const char *prefix, const struct h_command_error *rows,
+                      size_t n)
+{
+  h_add_cases (prefix, rows, n, sizeof *rows, command_error_case);
 }
 
 /* ---- requests on a helper thread ------------------------------------------- */

@@ -28,6 +28,36 @@ void h_md_free (struct ndm_md *md);
 /* Expect loading table to fail with a message containing want. */
 void h_expect_table_error (const char *table, const char *want);
 
+/* Register each of the n rows (size bytes each, starting with their name,
+ * a const char *) as its own g_test case prefix/name, the row its data:
+ * one case per row, so the first failing row does not hide the others.
+ */
+void h_add_cases (const char *prefix, const void *rows, size_t n,
+                  size_t size, GTestDataFunc fn);
+#define H_ADD_CASES(prefix, rows, fn) \
+  h_add_cases ((prefix), (rows), G_N_ELEMENTS (rows), sizeof (rows)[0], (fn))
+
+/* Rows of bad inputs, for h_add_table_errors / h_add_command_errors. */
+struct h_table_error {
+  const char *name;
+  const char *table;            /* loading it fails */
+  const char *want;             /* with a message containing this */
+};
+void h_add_table_errors (const char *prefix,
+                         const struct h_table_error *rows, size_t n);
+
+struct h_command_error {
+  const char *name;
+  const char *table;            /* the device the commands run on */
+  /* Control commands, one a line: all but the last succeed (the state
+   * the error needs), the last fails.  "" is the empty request.
+   */
+  const char *commands;
+  const char *want;             /* in the last one's error message */
+};
+void h_add_command_errors (const char *prefix,
+                           const struct h_command_error *rows, size_t n);
+
 /* One request on its own thread. */
 struct h_io;
 struct h_io *h_io_start (struct ndm_md *md, enum ndm_op op, void *buf,

@@ -26,18 +26,6 @@ msg_ok (struct ndm_md *md, GString *out, const char *line)
     g_error ("'%s': %s", line, err->message);
 }
 
-static void
-msg_fails (struct ndm_md *md, const char *line, const char *want)
-{
-  g_autoptr (GString) out = g_string_new (NULL);
-  GError *err = NULL;
-
-  g_assert_cmpint (msg (md, out, &err, line), ==, -1);
-  if (strstr (err->message, want) == NULL)
-    g_error ("'%s': '%s' lacks '%s'", line, err->message, want);
-  g_error_free (err);
-}
-
 /* ---- flakey ------------------------------------------------------------------ */
 
 /* Writes 4 KiB of 'w' at 0 and reads it back; returns (write errno << 8)
@@ -55,37 +43,37 @@ flakey_probe (struct ndm_md *md, char *rbuf)
   return (w << 8) | r;
 }
 
+static const struct flakey_case {
+  const char *name;
+  const char *args;
+  int write_err, read_err;
+  bool write_lands;
+} flakey_cases[] = {
+  { "never-down", "3600 0", 0, 0, true },
+  { "down", "0 3600", EIO, EIO, false },                    /* all fail */
+  { "error-reads", "0 3600 1 error_reads", 0, EIO, true },
+  { "error-writes", "0 3600 1 error_writes", EIO, 0, false },
+  { "drop-writes", "0 3600 1 drop_writes", 0, 0, false },
+  { "error-reads-drop-writes", "0 3600 2 error_reads drop_writes", 0, EIO,
+    false },
+};
+
 static void
-test_flakey_features (void)
+test_flakey_features (gconstpointer data)
 {
-  static const struct {
-    const char *args;
-    int write_err, read_err;
-    bool write_lands;
-  } cases[] = {
-    { "3600 0", 0, 0, true },                         /* never down */
-    { "0 3600", EIO, EIO, false },                    /* down, all fail */
-    { "0 3600 1 error_reads", 0, EIO, true },
-    { "0 3600 1 error_writes", EIO, 0, false },
-    { "0 3600 1 drop_writes", 0, 0, false },
-    { "0 3600 2 error_reads drop_writes", 0, EIO, false },
-  };
-  size_t i;
+  const struct flakey_case *c = data;
+  g_autofree char *table =
+    g_strdup_printf ("0 2048 flakey fake://a 0 %s", c->args);
+  struct ndm_md *md = h_md_new (table, NULL);
+  char rbuf[4096];
+  int r = flakey_probe (md, rbuf);
 
-  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
-    g_autofree char *table =
-      g_strdup_printf ("0 2048 flakey fake://a 0 %s", cases[i].args);
-    struct ndm_md *md = h_md_new (table, NULL);
-    char rbuf[4096];
-    int r = flakey_probe (md, rbuf);
-
-    if ((r >> 8) != cases[i].write_err || (r & 0xff) != cases[i].read_err)
-      g_error ("flakey %s: write %d read %d, want %d %d", cases[i].args,
-               r >> 8, r & 0xff, cases[i].write_err, cases[i].read_err);
-    g_assert_cmpint (fake_data (fake_lookup ("a"))[0] == 'w', ==,
-                     cases[i].write_lands);
-    h_md_free (md);
-  }
+  if ((r >> 8) != c->write_err || (r & 0xff) != c->read_err)
+    g_error ("flakey %s: write %d read %d, want %d %d", c->args,
+             r >> 8, r & 0xff, c->write_err, c->read_err);
+  g_assert_cmpint (fake_data (fake_lookup ("a"))[0] == 'w', ==,
+                   c->write_lands);
+  h_md_free (md);
 }
 
 static void
@@ -135,7 +123,7 @@ test_flakey_corrupt (void)
 }
 
 static void
-test_flakey_table_and_errors (void)
+test_flakey_table_and_status (void)
 {
   struct ndm_md *md = h_md_new (
     "0 2048 flakey fake://a?size=4M 8 5 7\n"
@@ -154,27 +142,28 @@ test_flakey_table_and_errors (void)
   ndm_md_status (md, out);
   g_assert_cmpstr (out->str, ==, "0 2048 flakey\n2048 2048 flakey\n");
   h_md_free (md);
-
-  h_expect_table_error ("0 8 flakey fake://a 0 1",
-                        "line 1: flakey: expected '<device> <offset> <up "
-                        "interval> <down interval>");
-  h_expect_table_error ("0 8 flakey fake://a 0 0 0", "not both 0");
-  h_expect_table_error ("0 8 flakey fake://a 0 1 1 2 drop_writes",
-                        "#feature args '2' does not match the 1 word");
-  h_expect_table_error ("0 8 flakey fake://a 0 1 1 2 drop_writes "
-                        "error_writes", "drop_writes conflicts with feature "
-                        "error_writes");
-  h_expect_table_error ("0 8 flakey fake://a 0 1 1 1 shaky",
-                        "unknown feature 'shaky'");
-  h_expect_table_error ("0 8 flakey fake://a 0 1 1 3 corrupt_bio_byte 1 x",
-                        "corrupt_bio_byte <direction> 'x': expected r or w");
-  h_expect_table_error ("0 8 flakey fake://a 0 1 1 5 corrupt_bio_byte 1 w "
-                        "300 0", "corrupt_bio_byte <value> '300': expected "
-                        "0 to 255");
-  h_expect_table_error ("0 8 flakey fake://a 0 1 1 2 error_reads "
-                        "random_read_corrupt", "random_read_corrupt is "
-                        "missing");
 }
+
+static const struct h_table_error flakey_table_errors[] = {
+  { "one-interval", "0 8 flakey fake://a 0 1",
+    "line 1: flakey: expected '<device> <offset> <up interval> <down "
+    "interval>" },
+  { "both-intervals-zero", "0 8 flakey fake://a 0 0 0", "not both 0" },
+  { "feature-count-too-high", "0 8 flakey fake://a 0 1 1 2 drop_writes",
+    "#feature args '2' does not match the 1 word" },
+  { "drop-and-error-writes",
+    "0 8 flakey fake://a 0 1 1 2 drop_writes error_writes",
+    "drop_writes conflicts with feature error_writes" },
+  { "unknown-feature", "0 8 flakey fake://a 0 1 1 1 shaky",
+    "unknown feature 'shaky'" },
+  { "corrupt-direction", "0 8 flakey fake://a 0 1 1 3 corrupt_bio_byte 1 x",
+    "corrupt_bio_byte <direction> 'x': expected r or w" },
+  { "corrupt-value", "0 8 flakey fake://a 0 1 1 5 corrupt_bio_byte 1 w "
+    "300 0", "corrupt_bio_byte <value> '300': expected 0 to 255" },
+  { "random-read-corrupt-missing",
+    "0 8 flakey fake://a 0 1 1 2 error_reads random_read_corrupt",
+    "random_read_corrupt is missing" },
+};
 
 /* ---- dust ----------------------------------------------------------------------- */
 
@@ -219,11 +208,6 @@ test_dust_bad_blocks (void)
   msg_ok (md, out, "message 0 addbadblock 9");
   msg_ok (md, out, "message 0 listbadblocks");
   g_assert_cmpstr (out->str, ==, "7\n9\n");
-  msg_fails (md, "message 0 addbadblock 7", "block 7 already in badblocklist");
-  msg_fails (md, "message 0 removebadblock 8", "block 8 not found");
-  msg_fails (md, "message 0 addbadblock 999999", "out of range");
-  msg_fails (md, "message 0 queryblock", "requires an additional argument");
-  msg_fails (md, "message 0 sparkle", "unrecognized message 'sparkle'");
   msg_ok (md, out, "message 0 removebadblock 9");
   msg_ok (md, out, "message 0 quiet");
   msg_ok (md, out, "message 0 clearbadblocks");
@@ -240,11 +224,27 @@ test_dust_bad_blocks (void)
   ndm_md_table (md, out);
   g_assert_cmpstr (out->str, ==, "0 2048 dust fake://a 0 4096\n");
   h_md_free (md);
-
-  h_expect_table_error ("0 8 dust fake://a 0 1000",
-                        "block size '1000': expected a power of 2 from 512");
-  h_expect_table_error ("0 8 dust fake://a 0", "expected 3 arguments");
 }
+
+#define DUST "0 2048 dust fake://a 0 4096"
+static const struct h_command_error dust_message_errors[] = {
+  { "addbadblock-twice", DUST, "message 0 addbadblock 7\n"
+    "message 0 addbadblock 7", "block 7 already in badblocklist" },
+  { "removebadblock-not-found", DUST, "message 0 removebadblock 8",
+    "block 8 not found" },
+  { "addbadblock-out-of-range", DUST, "message 0 addbadblock 999999",
+    "out of range" },
+  { "queryblock-no-block", DUST, "message 0 queryblock",
+    "requires an additional argument" },
+  { "unknown", DUST, "message 0 sparkle", "unrecognized message 'sparkle'" },
+};
+#undef DUST
+
+static const struct h_table_error dust_table_errors[] = {
+  { "block-size-not-power-of-2", "0 8 dust fake://a 0 1000",
+    "block size '1000': expected a power of 2 from 512" },
+  { "two-arguments", "0 8 dust fake://a 0", "expected 3 arguments" },
+};
 
 /* ---- delay ------------------------------------------------------------------------ */
 
@@ -277,11 +277,14 @@ test_delay_waits_and_counts (void)
   ndm_md_table (md, out);
   g_assert_cmpstr (out->str, ==, "0 2048 delay fake://a 0 0 fake://a 0 1500\n");
   h_md_free (md);
-
-  h_expect_table_error ("0 8 delay fake://a 0", "expected 3, 6 or 9 arguments");
-  h_expect_table_error ("0 8 delay fake://a 0 soon", "delay 'soon' is not a "
-                        "number");
 }
+
+static const struct h_table_error delay_table_errors[] = {
+  { "two-arguments", "0 8 delay fake://a 0",
+    "expected 3, 6 or 9 arguments" },
+  { "delay-not-a-number", "0 8 delay fake://a 0 soon",
+    "delay 'soon' is not a number" },
+};
 
 /* A fast zero refused whole (one piece cannot be fast) ends before any
  * bio starts: the delay target forgets the clone it queued, which the
@@ -401,12 +404,20 @@ int
 main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
-  g_test_add_func ("/fault/flakey/features-while-down",
-                   test_flakey_features);
+  H_ADD_CASES ("/fault/flakey/features-while-down", flakey_cases,
+               test_flakey_features);
   g_test_add_func ("/fault/flakey/corrupt", test_flakey_corrupt);
-  g_test_add_func ("/fault/flakey/table-and-errors",
-                   test_flakey_table_and_errors);
+  g_test_add_func ("/fault/flakey/table-and-status",
+                   test_flakey_table_and_status);
+  h_add_table_errors ("/fault/flakey/table/error", flakey_table_errors,
+                      G_N_ELEMENTS (flakey_table_errors));
   g_test_add_func ("/fault/dust/bad-blocks", test_dust_bad_blocks);
+  h_add_command_errors ("/fault/dust/message/error", dust_message_errors,
+                        G_N_ELEMENTS (dust_message_errors));
+  h_add_table_errors ("/fault/dust/table/error", dust_table_errors,
+                      G_N_ELEMENTS (dust_table_errors));
+  h_add_table_errors ("/fault/delay/table/error", delay_table_errors,
+                      G_N_ELEMENTS (delay_table_errors));
   g_test_add_func ("/fault/delay/waits-and-counts",
                    test_delay_waits_and_counts);
   g_test_add_func ("/fault/delay/suspend-releases",

@@ -245,31 +245,36 @@ test_block_status_failover (void)
 
 /* ---- R5: target errors ------------------------------------------------------ */
 
+static const struct target_error {
+  const char *name;
+  int err;
+} target_errors[] = {
+  { "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EPERM", EPERM },
+  { "EINVAL", EINVAL },
+};
+
+/* One case per row of target_errors. */
 static void
-test_target_errors_not_retried (void)
+test_target_error_not_retried (gconstpointer data)
 {
-  static const int errs[] = { EIO, ENOSPC, EPERM, EINVAL };
-  size_t i;
+  int error = ((const struct target_error *) data)->err;
+  struct ndm_md *md = h_md_new (TWO_PATHS, NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (32 * KIB);
+  g_autofree char *st = NULL;
+  struct h_io *io;
 
-  for (i = 0; i < G_N_ELEMENTS (errs); i++) {
-    struct ndm_md *md = h_md_new (TWO_PATHS, NULL);
-    struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
-    g_autofree char *buf = g_malloc (32 * KIB);
-    g_autofree char *st = NULL;
-    struct h_io *io;
-
-    h_fill (buf, 32 * KIB, 5);
-    io = h_io_start (md, NDM_OP_WRITE, buf, 32 * KIB, 0, 0);
-    fake_wait_pending (a, 2);
-    fake_complete (a, 1, errs[i]);
-    fake_complete (a, 0, 0);
-    g_assert_cmpint (h_io_wait (io), ==, errs[i]);
-    g_assert_cmpuint (fake_submitted (b), ==, 0);
-    g_assert_cmpuint (fake_fences (a), ==, 0);
-    st = path_state (md, "fake://a?mode=held&max=16384");
-    g_assert_cmpstr (st, ==, "A 0");
-    h_md_free (md);
-  }
+  h_fill (buf, 32 * KIB, 5);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 32 * KIB, 0, 0);
+  fake_wait_pending (a, 2);
+  fake_complete (a, 1, error);
+  fake_complete (a, 0, 0);
+  g_assert_cmpint (h_io_wait (io), ==, error);
+  g_assert_cmpuint (fake_submitted (b), ==, 0);
+  g_assert_cmpuint (fake_fences (a), ==, 0);
+  st = path_state (md, "fake://a?mode=held&max=16384");
+  g_assert_cmpstr (st, ==, "A 0");
+  h_md_free (md);
 }
 
 /* The error at the frontier decides (R3): a target error before a path
@@ -453,7 +458,6 @@ test_ghost_write_deadline (void)
   struct ndm_md *md;
   struct fake_dev *p1;
   char x[4096], y[4096], got[4096];
-  GError *err = NULL;
   struct h_io *io;
 
   ndm_config_init (&cfg);
@@ -472,12 +476,6 @@ test_ghost_write_deadline (void)
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, y, sizeof y, 4096, 0), ==, 0);
   g_assert_cmpint (h_io (md, NDM_OP_READ, got, sizeof got, 0, 0), ==, 0);
 
-  g_assert_null (command (md, "message 0 device_dead", &err));
-  g_assert_nonnull (strstr (err->message, "expected one argument"));
-  g_clear_error (&err);
-  g_assert_null (command (md, "message 0 device_dead fake://nope", &err));
-  g_assert_nonnull (strstr (err->message, "no device 'fake://nope'"));
-  g_clear_error (&err);
   g_free (command_ok (md, "message 0 device_dead " P1));
   g_assert_cmpuint (fake_quarantined (p1), ==, 0);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, y, sizeof y, 0, 0), ==, 0);
@@ -650,41 +648,43 @@ test_service_time (void)
   h_md_free (md);
 }
 
-static void
-test_selector_args (void)
-{
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 1 1 fake://a x",
-                        "repeat_count 'x'");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 fastest 0 1 0 fake://a",
-                        "unknown path selector 'fastest'");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 service-time 0 1 2 fake://a "
-                        "1 101", "relative_throughput '101'");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 1 2 fake://a "
-                        "1 1", "#path args");
-}
+static const struct h_table_error selector_arg_errors[] = {
+  { "repeat-count-not-a-number",
+    "0 8 multipath 0 0 1 1 round-robin 0 1 1 fake://a x",
+    "repeat_count 'x'" },
+  { "unknown-selector", "0 8 multipath 0 0 1 1 fastest 0 1 0 fake://a",
+    "unknown path selector 'fastest'" },
+  { "relative-throughput-too-large",
+    "0 8 multipath 0 0 1 1 service-time 0 1 2 fake://a 1 101",
+    "relative_throughput '101'" },
+  { "round-robin-two-path-args",
+    "0 8 multipath 0 0 1 1 round-robin 0 1 2 fake://a 1 1", "#path args" },
+};
 
 /* ---- table --------------------------------------------------------------------- */
 
-static void
-test_table_errors (void)
-{
-  h_expect_table_error ("0 8 multipath 1 bogus 0 1 1 round-robin 0 1 0 "
-                        "fake://a", "unknown feature 'bogus'");
-  h_expect_table_error ("0 8 multipath 0 1 alua 1 1 round-robin 0 1 0 "
-                        "fake://a", "hardware handlers");
-  h_expect_table_error ("0 8 multipath 0 0 1 2 round-robin 0 1 0 fake://a",
-                        "the initial group");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 1 0",
-                        "a path was expected");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 2 0 fake://a "
-                        "fake://a", "listed twice");
-  h_expect_table_error ("0 8 multipath 2 no_path_retry soon 0 1 1 "
-                        "round-robin 0 1 0 fake://a", "no_path_retry 'soon'");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 1 0 "
-                        "fake://missing-a", "no path can be used");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 1 0 fake://a "
-                        "extra", "unexpected 'extra'");
-}
+static const struct h_table_error table_errors[] = {
+  { "unknown-feature",
+    "0 8 multipath 1 bogus 0 1 1 round-robin 0 1 0 fake://a",
+    "unknown feature 'bogus'" },
+  { "hardware-handler",
+    "0 8 multipath 0 1 alua 1 1 round-robin 0 1 0 fake://a",
+    "hardware handlers" },
+  { "initial-group-past-groups",
+    "0 8 multipath 0 0 1 2 round-robin 0 1 0 fake://a", "the initial group" },
+  { "no-path", "0 8 multipath 0 0 1 1 round-robin 0 1 0",
+    "a path was expected" },
+  { "path-listed-twice",
+    "0 8 multipath 0 0 1 1 round-robin 0 2 0 fake://a fake://a",
+    "listed twice" },
+  { "no-path-retry-not-a-number", "0 8 multipath 2 no_path_retry soon 0 1 1 "
+    "round-robin 0 1 0 fake://a", "no_path_retry 'soon'" },
+  { "no-usable-path",
+    "0 8 multipath 0 0 1 1 round-robin 0 1 0 fake://missing-a",
+    "no path can be used" },
+  { "extra-word", "0 8 multipath 0 0 1 1 round-robin 0 1 0 fake://a extra",
+    "unexpected 'extra'" },
+};
 
 /* Each count word is checked against the words left once it is taken.
  * #features one too high read past the words (a heap overflow under
@@ -694,35 +694,34 @@ test_table_errors (void)
  * (shared/repro/fuzz-crashes/table-multipath-features-heap-overflow and
  * -null-gerror, up to their NUL byte, where the table text ends).
  */
-static void
-test_table_counts (void)
-{
-  h_expect_table_error ("0 4096 multipath 1",
-                        "line 1: multipath: #features '1' is more than the "
-                        "0 words after it");
-  h_expect_table_error ("0 4096 multipath 2 no_path_retry",
-                        "line 1: multipath: #features '2' is more than the "
-                        "1 word after it");
-  h_expect_table_error ("0 8 multipath 1 no_path_retry 0 1 1 round-robin 0 "
-                        "1 0 fake://a", "line 1: multipath: feature "
-                        "no_path_retry has no value within #features");
-  h_expect_table_error ("0 8 multipath 3 queue_if_no_path no_path_retry",
-                        "#features '3' is more than the 2 words after it");
-  h_expect_table_error ("0 8 multipath 18446744073709551615 queue_if_no_path",
-                        "#features '18446744073709551615' is more than the "
-                        "1 word after it");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 4 1 0 fake://a",
-                        "line 1: multipath: #selector args '4' is more than "
-                        "the 3 words after it");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 3 1 0 fake://a",
-                        "round-robin takes no selector arguments, got 3");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1",
-                        "the table ends where a path was expected");
-  h_expect_table_error ("0 8 multipath 0 0 1 1 service-time 0 1 2 fake://a 1",
-                        "path fake://a: expected 2 path args");
-  h_expect_table_error ("0 8 multipath 0 0 2 1 round-robin 0 1 0 fake://a",
-                        "the table ends where a path selector was expected");
-}
+static const struct h_table_error table_count_errors[] = {
+  { "features-past-end", "0 4096 multipath 1",
+    "line 1: multipath: #features '1' is more than the 0 words after it" },
+  { "no-path-retry-last", "0 4096 multipath 2 no_path_retry",
+    "line 1: multipath: #features '2' is more than the 1 word after it" },
+  { "no-path-retry-without-value", "0 8 multipath 1 no_path_retry 0 1 1 "
+    "round-robin 0 1 0 fake://a", "line 1: multipath: feature "
+    "no_path_retry has no value within #features" },
+  { "features-one-too-many", "0 8 multipath 3 queue_if_no_path "
+    "no_path_retry", "#features '3' is more than the 2 words after it" },
+  { "features-2^64-1", "0 8 multipath 18446744073709551615 "
+    "queue_if_no_path", "#features '18446744073709551615' is more than the "
+    "1 word after it" },
+  { "selector-args-past-end",
+    "0 8 multipath 0 0 1 1 round-robin 4 1 0 fake://a",
+    "line 1: multipath: #selector args '4' is more than the 3 words after "
+    "it" },
+  { "round-robin-selector-args",
+    "0 8 multipath 0 0 1 1 round-robin 3 1 0 fake://a",
+    "round-robin takes no selector arguments, got 3" },
+  { "paths-past-end", "0 8 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1",
+    "the table ends where a path was expected" },
+  { "path-args-past-end",
+    "0 8 multipath 0 0 1 1 service-time 0 1 2 fake://a 1",
+    "path fake://a: expected 2 path args" },
+  { "groups-past-end", "0 8 multipath 0 0 2 1 round-robin 0 1 0 fake://a",
+    "the table ends where a path selector was expected" },
+};
 
 /* dm-mpath's status and table lines. */
 static void
@@ -764,7 +763,6 @@ test_groups (void)
     "round-robin 0 1 1 fake://b 1", NULL);
   g_autofree char *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL;
   g_autofree char *s5 = NULL;
-  GError *err = NULL;
 
   s1 = read_sequence (md, 2);
   g_assert_cmpstr (s1, ==, "aa");
@@ -785,18 +783,25 @@ test_groups (void)
   g_free (command_ok (md, "message 0 switch_group 2"));
   s5 = read_sequence (md, 1);
   g_assert_cmpstr (s5, ==, "b");
-
-  g_assert_null (command (md, "message 0 switch_group 3", &err));
-  g_assert_nonnull (strstr (err->message, "expected 1 to 2"));
-  g_clear_error (&err);
-  g_assert_null (command (md, "message 0 fail_path fake://zz", &err));
-  g_assert_nonnull (strstr (err->message, "no path 'fake://zz'"));
-  g_clear_error (&err);
-  g_assert_null (command (md, "message 0 frobnicate", &err));
-  g_assert_nonnull (strstr (err->message, "unknown message 'frobnicate'"));
-  g_clear_error (&err);
   h_md_free (md);
 }
+
+#define TWO_GROUPS \
+  "0 2048 multipath 0 0 2 1 round-robin 0 1 1 fake://a 1 " \
+  "round-robin 0 1 1 fake://b 1"
+static const struct h_command_error message_errors[] = {
+  { "switch-group-past-groups", TWO_GROUPS, "message 0 switch_group 3",
+    "expected 1 to 2" },
+  { "fail-path-unknown", TWO_GROUPS, "message 0 fail_path fake://zz",
+    "no path 'fake://zz'" },
+  { "unknown", TWO_GROUPS, "message 0 frobnicate",
+    "unknown message 'frobnicate'" },
+  { "device-dead-no-device", GHOST_PATHS, "message 0 device_dead",
+    "expected one argument" },
+  { "device-dead-unknown", GHOST_PATHS,
+    "message 0 device_dead fake://nope", "no device 'fake://nope'" },
+};
+#undef TWO_GROUPS
 
 /* ---- no path ------------------------------------------------------------------ */
 
@@ -1161,8 +1166,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/multipath/r4/read-tail", test_read_tail_requeued);
   g_test_add_func ("/multipath/r4/from-zero", test_tail_from_zero);
   g_test_add_func ("/multipath/r4/block-status", test_block_status_failover);
-  g_test_add_func ("/multipath/r5/target-errors",
-                   test_target_errors_not_retried);
+  H_ADD_CASES ("/multipath/r5/target-errors", target_errors,
+               test_target_error_not_retried);
   g_test_add_func ("/multipath/r3/target-error-first",
                    test_target_error_before_path_error);
   g_test_add_func ("/multipath/r10/fenced-discarded",
@@ -1174,11 +1179,16 @@ main (int argc, char *argv[])
   g_test_add_func ("/multipath/selector/round-robin", test_round_robin);
   g_test_add_func ("/multipath/selector/queue-length", test_queue_length);
   g_test_add_func ("/multipath/selector/service-time", test_service_time);
-  g_test_add_func ("/multipath/selector/args", test_selector_args);
-  g_test_add_func ("/multipath/table/errors", test_table_errors);
-  g_test_add_func ("/multipath/table/counts", test_table_counts);
+  h_add_table_errors ("/multipath/selector/args/error", selector_arg_errors,
+                      G_N_ELEMENTS (selector_arg_errors));
+  h_add_table_errors ("/multipath/table/error", table_errors,
+                      G_N_ELEMENTS (table_errors));
+  h_add_table_errors ("/multipath/table/counts", table_count_errors,
+                      G_N_ELEMENTS (table_count_errors));
   g_test_add_func ("/multipath/status", test_status_format);
   g_test_add_func ("/multipath/groups", test_groups);
+  h_add_command_errors ("/multipath/message/error", message_errors,
+                        G_N_ELEMENTS (message_errors));
   g_test_add_func ("/multipath/no-path/fail", test_no_path_fails);
   g_test_add_func ("/multipath/no-path/queue", test_queue_until_path_returns);
   g_test_add_func ("/multipath/no-path/deadline", test_queue_deadline);

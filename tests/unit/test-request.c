@@ -428,26 +428,39 @@ test_r4_requeue_remainder_only (void)
 
 /* R5: path errors reach the client as EIO (nbdkit would make them
  * EINVAL); target errors pass unchanged; unknown errnos become EIO.
+ * One case per row.
  */
+static const struct client_errno {
+  const char *name;
+  int dev, client;
+} client_errnos[] = {
+  { "ENOTCONN", ENOTCONN, EIO }, { "ESHUTDOWN", ESHUTDOWN, EIO },
+  { "ECONNRESET", ECONNRESET, EIO }, { "ETIMEDOUT", ETIMEDOUT, EIO },
+  { "EPIPE", EPIPE, EIO }, { "EIO", EIO, EIO }, { "ENOSPC", ENOSPC, ENOSPC },
+  { "EPERM", EPERM, EPERM }, { "EINVAL", EINVAL, EINVAL },
+  { "EOVERFLOW", EOVERFLOW, EOVERFLOW }, { "ENOTSUP", ENOTSUP, ENOTSUP },
+  { "EBADMSG", EBADMSG, EIO }, { "ENOENT", ENOENT, EIO },
+};
+
 static void
-test_r5_client_errnos (void)
+test_r5_client_errno (gconstpointer data)
 {
-  static const struct { int dev, client; } cases[] = {
-    { ENOTCONN, EIO }, { ESHUTDOWN, EIO }, { ECONNRESET, EIO },
-    { ETIMEDOUT, EIO }, { EPIPE, EIO }, { EIO, EIO }, { ENOSPC, ENOSPC },
-    { EPERM, EPERM }, { EINVAL, EINVAL }, { EOVERFLOW, EOVERFLOW },
-    { ENOTSUP, ENOTSUP }, { EBADMSG, EIO }, { ENOENT, EIO },
-  };
+  const struct client_errno *c = data;
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://a?size=1M 0", NULL);
+  char buf[512];
+
+  fake_fail_range (fake_lookup ("a"), 0, 512, c->dev);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==, c->client);
+  h_md_free (md);
+}
+
+static void
+test_r5_write_enotsup (void)
+{
   struct ndm_md *md = h_md_new ("0 2048 linear fake://a?size=1M 0", NULL);
   struct fake_dev *a = fake_lookup ("a");
   char buf[512];
-  size_t i;
 
-  for (i = 0; i < G_N_ELEMENTS (cases); i++) {
-    fake_fail_range (a, 0, 512, cases[i].dev);
-    g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==,
-                     cases[i].client);
-  }
   /* ENOTSUP from a write is EIO: NBD knows it for a fast zero only, and
    * nbdkit 1.32 aborts on a write that fails with it.
    */
@@ -457,7 +470,11 @@ test_r5_client_errnos (void)
   fake_fail_range (a, 0, 0, 0);
   g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 512, 0, 0), ==, 0);
   h_md_free (md);
+}
 
+static void
+test_r5_errno_classes (void)
+{
   /* While shutting down, path errors say so. */
   g_assert_cmpint (ndm_errno_for_client (ENOTCONN, true), ==, ESHUTDOWN);
   g_assert_true (ndm_errno_is_path_error (ECONNRESET));
@@ -896,7 +913,10 @@ main (int argc, char *argv[])
                    test_r3_requeued_earlier_clone_error_wins);
   g_test_add_func ("/request/r4/requeue-remainder-only",
                    test_r4_requeue_remainder_only);
-  g_test_add_func ("/request/r5/client-errnos", test_r5_client_errnos);
+  H_ADD_CASES ("/request/r5/client-errno", client_errnos,
+               test_r5_client_errno);
+  g_test_add_func ("/request/r5/write-enotsup-is-eio", test_r5_write_enotsup);
+  g_test_add_func ("/request/r5/errno-classes", test_r5_errno_classes);
   g_test_add_func ("/request/r5/eshutdown-reissued",
                    test_r5_eshutdown_reissued);
   g_test_add_func ("/request/r6/submit-failure-waits-for-started",
