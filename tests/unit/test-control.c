@@ -33,6 +33,19 @@ cmd_ok (struct ndm_md *md, GString *out, const char *line)
 }
 
 static void
+cmd_fails (struct ndm_md *md, const char *line, const char *want)
+{
+  g_autoptr (GString) out = g_string_new (NULL);
+  GError *err = NULL;
+
+  g_assert_cmpint (cmd (md, out, &err, line), ==, -1);
+  if (strstr (err->message, want) == NULL)
+    g_error ("'%s': error '%s' does not contain '%s'", line, err->message,
+             want);
+  g_error_free (err);
+}
+
+static void
 test_info_table_status (void)
 {
   struct ndm_md *md = h_md_new (
