@@ -20,7 +20,7 @@
  *
  * Thread model: lead and unlead run on the owner's thread; started/ended
  * and kick_leader on any thread, ended also from completions.  ch->lock
- * is a leaf lock (order 4 in core/request.c): nothing else is taken under
+ * is a leaf lock (order 4e in core/request.c): nothing else is taken under
  * it except a waiter kick.
  */
 #include <poll.h>

@@ -47,9 +47,9 @@ static const char *const rank_names[NDM_LOCK_NR_RANKS] = {
 };
 
 static inline bool
-held_by_self (struct ndm_mutex *m)
+held_by_self (const struct ndm_mutex *m)
 {
-  return g_atomic_pointer_get (&m->owner) == &self;
+  return __atomic_load_n (&m->owner, __ATOMIC_RELAXED) == &self;
 }
 
 /* No lock of m's rank or an inner one may be held when m is taken. */
@@ -168,7 +168,7 @@ ndm_cond_wait_until_at (GCond *c, struct ndm_mutex *m, gint64 end_time,
 }
 
 void
-ndm_mutex_assert_held_at (struct ndm_mutex *m, const char *expr,
+ndm_mutex_assert_held_at (const struct ndm_mutex *m, const char *expr,
                           const char *func)
 {
   if (!held_by_self (m))

@@ -27,9 +27,9 @@
  *
  * Thread model: detain and release run on request owners; quarantine in
  * completions (under a device's handle lock: leaf locks only); resolve on
- * whatever thread learns the server's fate.  Lock order (order 4 in
+ * whatever thread learns the server's fate.  Lock order (4c and 4d in
  * core/request.c): ndm_ghost.lock, then ndm_prison.lock; neither is held
- * across anything but list work and waiter kicks.
+ * across anything but list work, waiter kicks and the log.
  */
 #include <errno.h>
 #include <string.h>

@@ -85,8 +85,8 @@ void ndm_mutex_unlock_at (struct ndm_mutex *m, const char *func);
 void ndm_cond_wait_at (GCond *c, struct ndm_mutex *m, const char *func);
 gboolean ndm_cond_wait_until_at (GCond *c, struct ndm_mutex *m,
                                  gint64 end_time, const char *func);
-void ndm_mutex_assert_held_at (struct ndm_mutex *m, const char *expr,
-                               const char *func);
+void ndm_mutex_assert_held_at (const struct ndm_mutex *m,
+                               const char *expr, const char *func);
 
 #else /* !NDM_LOCK_DEBUG */
 
