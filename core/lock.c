@@ -30,7 +30,13 @@ struct lock_thread {
   const struct ndm_mutex *last[NDM_LOCK_NR_RANKS];
 };
 
-static __thread struct lock_thread self;
+/* initial-exec: in the static TLS block that comes with the thread, not
+ * in one ld.so mallocs for a dlopened plugin and frees after the thread
+ * is gone on another thread, which TSan, not seeing the order, reports as
+ * a race with this thread's last unlock (a waiter retiring at exit).
+ */
+static __thread struct lock_thread self
+  __attribute__ ((tls_model ("initial-exec")));
 
 static const char *const rank_names[NDM_LOCK_NR_RANKS] = {
   [NDM_LOCK_COMMAND] = "command",

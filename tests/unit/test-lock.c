@@ -5,8 +5,8 @@
  * a lock not held; holding the lock, or taking locks in order, does not.
  * A release build compiles the checks out: every case skips there.
  *
- * Each abort is provoked in a subprocess (g_test_trap_subprocess) and
- * checked by its message.
+ * Each abort is provoked in a subprocess (g_test_trap_subprocess, one
+ * runner over abort_cases) and checked by its message.
  */
 #include <stdbool.h>
 
@@ -36,20 +36,12 @@ counter_bump_locked (struct counter *c)
 }
 
 static void
-test_assert_without_lock (void)
+abort_assert_without_lock (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct counter c = { .n = 0 };
+  struct counter c = { .n = 0 };
 
-    ndm_mutex_init (&c.lock, NDM_LOCK_TARGET);
-    counter_bump_locked (&c);
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*counter_bump_locked*ndm_assert_held (&c->lock)"
-                             "*not held*");
+  ndm_mutex_init (&c.lock, NDM_LOCK_TARGET);
+  counter_bump_locked (&c);
 }
 
 static void
@@ -92,27 +84,20 @@ holder_thread (gpointer data)
 }
 
 static void
-test_assert_other_thread (void)
+abort_assert_other_thread (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct counter c = { .n = 0 };
-    struct holder h = { .c = &c };
+  struct counter c = { .n = 0 };
+  struct holder h = { .c = &c };
 
-    ndm_mutex_init (&c.lock, NDM_LOCK_TARGET);
-    g_mutex_init (&h.gate);
-    g_cond_init (&h.cond);
-    g_thread_unref (g_thread_new ("holder", holder_thread, &h));
-    g_mutex_lock (&h.gate);
-    while (h.step != 1)
-      g_cond_wait (&h.cond, &h.gate);
-    g_mutex_unlock (&h.gate);
-    counter_bump_locked (&c);
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*counter_bump_locked*not held*");
+  ndm_mutex_init (&c.lock, NDM_LOCK_TARGET);
+  g_mutex_init (&h.gate);
+  g_cond_init (&h.cond);
+  g_thread_unref (g_thread_new ("holder", holder_thread, &h));
+  g_mutex_lock (&h.gate);
+  while (h.step != 1)
+    g_cond_wait (&h.cond, &h.gate);
+  g_mutex_unlock (&h.gate);
+  counter_bump_locked (&c);
 }
 
 /* ---- the order ------------------------------------------------------------ */
@@ -152,76 +137,45 @@ test_order_kept (void)
 }
 
 static void
-test_order_inverted (void)
+abort_order_inverted (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct ndm_mutex ghost, prison;
+  struct ndm_mutex ghost, prison;
 
-    ndm_mutex_init (&ghost, NDM_LOCK_GHOST);
-    ndm_mutex_init (&prison, NDM_LOCK_PRISON);
-    ndm_mutex_lock (&prison);
-    ndm_mutex_lock (&ghost);
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*test_order_inverted: taking &ghost (rank "
-                             "ghost) while holding &prison (rank prison): "
-                             "lock order violated*");
+  ndm_mutex_init (&ghost, NDM_LOCK_GHOST);
+  ndm_mutex_init (&prison, NDM_LOCK_PRISON);
+  ndm_mutex_lock (&prison);
+  ndm_mutex_lock (&ghost);
 }
 
 /* Two leaves are never nested (either order could be the other's). */
 static void
-test_order_two_leaves (void)
+abort_order_two_leaves (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct ndm_mutex a, b;
+  struct ndm_mutex a, b;
 
-    ndm_mutex_init (&a, NDM_LOCK_LEAF);
-    ndm_mutex_init (&b, NDM_LOCK_LEAF);
-    ndm_mutex_lock (&a);
-    ndm_mutex_lock (&b);
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*taking &b (rank leaf) while holding &a*");
+  ndm_mutex_init (&a, NDM_LOCK_LEAF);
+  ndm_mutex_init (&b, NDM_LOCK_LEAF);
+  ndm_mutex_lock (&a);
+  ndm_mutex_lock (&b);
 }
 
 static void
-test_taken_twice (void)
+abort_taken_twice (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct ndm_mutex m;
+  struct ndm_mutex m;
 
-    ndm_mutex_init (&m, NDM_LOCK_TARGET);
-    ndm_mutex_lock (&m);
-    ndm_mutex_lock (&m);
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*taking &m, which this thread holds already*");
+  ndm_mutex_init (&m, NDM_LOCK_TARGET);
+  ndm_mutex_lock (&m);
+  ndm_mutex_lock (&m);
 }
 
 static void
-test_unlock_not_held (void)
+abort_unlock_not_held (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct ndm_mutex m;
+  struct ndm_mutex m;
 
-    ndm_mutex_init (&m, NDM_LOCK_LEAF);
-    ndm_mutex_unlock (&m);
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*unlocking &m, which this thread does not "
-                             "hold*");
+  ndm_mutex_init (&m, NDM_LOCK_LEAF);
+  ndm_mutex_unlock (&m);
 }
 
 /* A trylock cannot deadlock, so it may go against the order; once it
@@ -298,63 +252,86 @@ test_cond_wait_hands_over (void)
  * again inside the inner: an inversion like any other.
  */
 static void
-test_cond_wait_inverted (void)
+abort_cond_wait_inverted (void)
 {
-  NEEDS_CHECKS ();
-  if (g_test_subprocess ()) {
-    struct ndm_mutex state, leaf;
-    GCond cond;
+  struct ndm_mutex state, leaf;
+  GCond cond;
 
-    ndm_mutex_init (&state, NDM_LOCK_STATE);
-    ndm_mutex_init (&leaf, NDM_LOCK_LEAF);
-    g_cond_init (&cond);
-    ndm_mutex_lock (&leaf);
-    g_assert_true (ndm_mutex_trylock (&state));
-    ndm_cond_wait_until (&cond, &state, g_get_monotonic_time ());
-    return;
-  }
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*waiting on &state (rank state) while "
-                             "holding &leaf (rank leaf)*");
+  ndm_mutex_init (&state, NDM_LOCK_STATE);
+  ndm_mutex_init (&leaf, NDM_LOCK_LEAF);
+  g_cond_init (&cond);
+  ndm_mutex_lock (&leaf);
+  g_assert_true (ndm_mutex_trylock (&state));
+  ndm_cond_wait_until (&cond, &state, g_get_monotonic_time ());
 }
 
 static void
-test_cond_wait_not_held (void)
+abort_cond_wait_not_held (void)
 {
+  struct ndm_mutex m;
+  GCond cond;
+
+  ndm_mutex_init (&m, NDM_LOCK_STATE);
+  g_cond_init (&cond);
+  ndm_cond_wait_until (&cond, &m, g_get_monotonic_time ());
+}
+
+/* ---- running the cases that must abort ----------------------------------- */
+
+struct abort_case {
+  const char *path;
+  void (*run) (void);           /* in the subprocess: must not return */
+  const char *stderr_pattern;   /* g_test_trap_assert_stderr's */
+};
+
+static const struct abort_case abort_cases[] = {
+  { "/lock/held/missing-aborts", abort_assert_without_lock,
+    "*counter_bump_locked: ndm_assert_held (&c->lock): lock not held by "
+    "this thread*" },
+  { "/lock/held/by-another-thread-aborts", abort_assert_other_thread,
+    "*counter_bump_locked: ndm_assert_held (&c->lock): lock not held*" },
+  { "/lock/order/inverted-aborts", abort_order_inverted,
+    "*abort_order_inverted: taking &ghost (rank ghost) while holding "
+    "&prison (rank prison): lock order violated*" },
+  { "/lock/order/two-leaves-abort", abort_order_two_leaves,
+    "*taking &b (rank leaf) while holding &a (rank leaf)*" },
+  { "/lock/order/taken-twice-aborts", abort_taken_twice,
+    "*taking &m, which this thread holds already*" },
+  { "/lock/unlock/not-held-aborts", abort_unlock_not_held,
+    "*unlocking &m, which this thread does not hold*" },
+  { "/lock/cond/wait-inverted-aborts", abort_cond_wait_inverted,
+    "*waiting on &state (rank state) while holding &leaf (rank leaf)*" },
+  { "/lock/cond/wait-not-held-aborts", abort_cond_wait_not_held,
+    "*abort_cond_wait_not_held*not held*" },
+};
+
+static void
+test_aborts (gconstpointer data)
+{
+  const struct abort_case *c = data;
+
   NEEDS_CHECKS ();
   if (g_test_subprocess ()) {
-    struct ndm_mutex m;
-    GCond cond;
-
-    ndm_mutex_init (&m, NDM_LOCK_STATE);
-    g_cond_init (&cond);
-    ndm_cond_wait_until (&cond, &m, g_get_monotonic_time ());
+    c->run ();
+    g_printerr ("%s: the check did not fire\n", c->path);
     return;
   }
   g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*test_cond_wait_not_held*not held*");
+  g_test_trap_assert_stderr (c->stderr_pattern);
 }
 
 int
 main (int argc, char *argv[])
 {
+  size_t i;
+
   g_test_init (&argc, &argv, NULL);
-  g_test_add_func ("/lock/held/missing-aborts", test_assert_without_lock);
   g_test_add_func ("/lock/held/present", test_assert_with_lock);
-  g_test_add_func ("/lock/held/by-another-thread-aborts",
-                   test_assert_other_thread);
   g_test_add_func ("/lock/order/kept", test_order_kept);
-  g_test_add_func ("/lock/order/inverted-aborts", test_order_inverted);
-  g_test_add_func ("/lock/order/two-leaves-abort", test_order_two_leaves);
-  g_test_add_func ("/lock/order/taken-twice-aborts", test_taken_twice);
-  g_test_add_func ("/lock/unlock/not-held-aborts", test_unlock_not_held);
   g_test_add_func ("/lock/trylock/held", test_trylock);
   g_test_add_func ("/lock/cond/wait-hands-over", test_cond_wait_hands_over);
-  g_test_add_func ("/lock/cond/wait-inverted-aborts",
-                   test_cond_wait_inverted);
-  g_test_add_func ("/lock/cond/wait-not-held-aborts",
-                   test_cond_wait_not_held);
+  for (i = 0; i < G_N_ELEMENTS (abort_cases); i++)
+    g_test_add_data_func (abort_cases[i].path, &abort_cases[i], test_aborts);
   return g_test_run ();
 }
