@@ -136,27 +136,29 @@ test_order_kept (void)
   ndm_mutex_clear (&state);
 }
 
+/* Takes a lock of rank first, then one of rank second. */
+static void
+take_both (enum ndm_lock_rank first, enum ndm_lock_rank second)
+{
+  struct ndm_mutex held, taken;
+
+  ndm_mutex_init (&held, first);
+  ndm_mutex_init (&taken, second);
+  ndm_mutex_lock (&held);
+  ndm_mutex_lock (&taken);
+}
+
 static void
 abort_order_inverted (void)
 {
-  struct ndm_mutex ghost, prison;
-
-  ndm_mutex_init (&ghost, NDM_LOCK_GHOST);
-  ndm_mutex_init (&prison, NDM_LOCK_PRISON);
-  ndm_mutex_lock (&prison);
-  ndm_mutex_lock (&ghost);
+  take_both (NDM_LOCK_PRISON, NDM_LOCK_GHOST);
 }
 
 /* Two leaves are never nested (either order could be the other's). */
 static void
 abort_order_two_leaves (void)
 {
-  struct ndm_mutex a, b;
-
-  ndm_mutex_init (&a, NDM_LOCK_LEAF);
-  ndm_mutex_init (&b, NDM_LOCK_LEAF);
-  ndm_mutex_lock (&a);
-  ndm_mutex_lock (&b);
+  take_both (NDM_LOCK_LEAF, NDM_LOCK_LEAF);
 }
 
 static void
@@ -291,10 +293,10 @@ static const struct abort_case abort_cases[] = {
   { "/lock/held/by-another-thread-aborts", abort_assert_other_thread,
     "*counter_bump_locked: ndm_assert_held (&c->lock): lock not held*" },
   { "/lock/order/inverted-aborts", abort_order_inverted,
-    "*abort_order_inverted: taking &ghost (rank ghost) while holding "
-    "&prison (rank prison): lock order violated*" },
+    "*take_both: taking &taken (rank ghost) while holding &held (rank "
+    "prison): lock order violated*" },
   { "/lock/order/two-leaves-abort", abort_order_two_leaves,
-    "*taking &b (rank leaf) while holding &a (rank leaf)*" },
+    "*taking &taken (rank leaf) while holding &held (rank leaf)*" },
   { "/lock/order/taken-twice-aborts", abort_taken_twice,
     "*taking &m, which this thread holds already*" },
   { "/lock/unlock/not-held-aborts", abort_unlock_not_held,
