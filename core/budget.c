@@ -19,7 +19,7 @@ ndm_budget_init (struct ndm_budget *b, const char *name, uint64_t cap)
   b->cap = cap;
   b->used = 0;
   b->nr_waiting = 0;
-  g_mutex_init (&b->lock);
+  ndm_mutex_init (&b->lock, NDM_LOCK_LEAF);
   g_queue_init (&b->waiters);
 }
 
@@ -27,7 +27,7 @@ void
 ndm_budget_clear (struct ndm_budget *b)
 {
   g_queue_clear (&b->waiters);
-  g_mutex_clear (&b->lock);
+  ndm_mutex_clear (&b->lock);
 }
 
 static bool
@@ -47,12 +47,12 @@ ndm_budget_try_get (struct ndm_budget *b, uint64_t n, struct ndm_waiter *w)
   if (budget_charge (b, n))
     return true;
 
-  g_mutex_lock (&b->lock);
+  ndm_mutex_lock (&b->lock);
   if (g_queue_find (&b->waiters, w) == NULL) {
     g_queue_push_tail (&b->waiters, w);
     g_atomic_int_inc (&b->nr_waiting);
   }
-  g_mutex_unlock (&b->lock);
+  ndm_mutex_unlock (&b->lock);
 
   /* A put may have run between the failed charge and the queueing and
    * seen no waiter: try once more now that we are visible.
@@ -67,10 +67,10 @@ ndm_budget_try_get (struct ndm_budget *b, uint64_t n, struct ndm_waiter *w)
 void
 ndm_budget_forget (struct ndm_budget *b, struct ndm_waiter *w)
 {
-  g_mutex_lock (&b->lock);
+  ndm_mutex_lock (&b->lock);
   if (g_queue_remove (&b->waiters, w))
     g_atomic_int_add (&b->nr_waiting, -1);
-  g_mutex_unlock (&b->lock);
+  ndm_mutex_unlock (&b->lock);
 }
 
 void
@@ -83,8 +83,8 @@ ndm_budget_put (struct ndm_budget *b, uint64_t n)
     return;
 
   /* Wake them all: each retries its own charge; a full budget is rare. */
-  g_mutex_lock (&b->lock);
+  ndm_mutex_lock (&b->lock);
   for (l = b->waiters.head; l != NULL; l = l->next)
     ndm_waiter_kick (l->data);
-  g_mutex_unlock (&b->lock);
+  ndm_mutex_unlock (&b->lock);
 }

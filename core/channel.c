@@ -20,7 +20,7 @@
  *
  * Thread model: lead and unlead run on the owner's thread; started/ended
  * and kick_leader on any thread, ended also from completions.  ch->lock
- * is a leaf lock (order 4 in core/request.c): nothing else is taken under
+ * is a leaf lock (order 4e in core/request.c): nothing else is taken under
  * it except a waiter kick.
  */
 #include <poll.h>
@@ -31,7 +31,7 @@ void
 ndm_channel_init (struct ndm_channel *ch, const struct ndm_channel_ops *ops)
 {
   ch->ops = ops;
-  g_mutex_init (&ch->lock);
+  ndm_mutex_init (&ch->lock, NDM_LOCK_LEAF);
   ch->leader = NULL;
   g_queue_init (&ch->standby);
   ch->inflight = 0;
@@ -50,7 +50,7 @@ ndm_channel_unref (struct ndm_channel *ch)
   if (g_atomic_int_dec_and_test (&ch->refs)) {
     g_assert (ch->leader == NULL);
     g_assert (g_queue_is_empty (&ch->standby));
-    g_mutex_clear (&ch->lock);
+    ndm_mutex_clear (&ch->lock);
     ch->ops->release (ch);
   }
 }
@@ -70,28 +70,28 @@ ndm_channel_ended (struct ndm_channel *ch)
 void
 ndm_channel_kick_leader (struct ndm_channel *ch)
 {
-  g_mutex_lock (&ch->lock);
+  ndm_mutex_lock (&ch->lock);
   if (ch->leader != NULL)
     ndm_waiter_kick (ch->leader);
-  g_mutex_unlock (&ch->lock);
+  ndm_mutex_unlock (&ch->lock);
 }
 
 int
 ndm_channel_lead (struct ndm_channel *ch, struct ndm_waiter *w,
                   struct pollfd *pfd, int *timeout_ms)
 {
-  g_mutex_lock (&ch->lock);
+  ndm_mutex_lock (&ch->lock);
   if (ch->leader != w) {
     if (ch->leader != NULL) {
       if (g_queue_find (&ch->standby, w) == NULL)
         g_queue_push_tail (&ch->standby, w);
-      g_mutex_unlock (&ch->lock);
+      ndm_mutex_unlock (&ch->lock);
       return 0;
     }
     ch->leader = w;
     g_queue_remove (&ch->standby, w);
   }
-  g_mutex_unlock (&ch->lock);
+  ndm_mutex_unlock (&ch->lock);
 
   /* Only the leader prepares and services, so this needs no lock. */
   return ch->ops->prepare (ch, pfd, timeout_ms) == 0 ? 1 : 0;
@@ -100,7 +100,7 @@ ndm_channel_lead (struct ndm_channel *ch, struct ndm_waiter *w,
 void
 ndm_channel_unlead (struct ndm_channel *ch, struct ndm_waiter *w)
 {
-  g_mutex_lock (&ch->lock);
+  ndm_mutex_lock (&ch->lock);
   if (ch->leader == w)
     ch->leader = NULL;
   else
@@ -111,5 +111,5 @@ ndm_channel_unlead (struct ndm_channel *ch, struct ndm_waiter *w)
     if (next != NULL)
       ndm_waiter_kick (next);
   }
-  g_mutex_unlock (&ch->lock);
+  ndm_mutex_unlock (&ch->lock);
 }

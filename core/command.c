@@ -42,9 +42,9 @@ verb_info (struct cmd *c, GString *out, GError **err)
   bool suspended = g_atomic_int_get (&md->suspended);
   bool inactive;
 
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   inactive = md->inactive != NULL;
-  g_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
 
   if (c->json) {
     g_string_append (out, "{\"name\":");

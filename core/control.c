@@ -41,7 +41,7 @@ struct ndm_control {
   int listen_fd;
   int wake_pipe[2];             /* stops the accept thread's poll */
   GThread *accept_thread;
-  GMutex lock;                  /* protects clients, stopping */
+  struct ndm_mutex lock;        /* protects clients, stopping */
   GList *clients;               /* struct client * */
   gint stopping;                /* atomic too: read by cancel checks */
 };
@@ -189,9 +189,9 @@ client_thread (gpointer data)
     }
   }
  out:
-  g_mutex_lock (&ctl->lock);
+  ndm_mutex_lock (&ctl->lock);
   ctl->clients = g_list_remove (ctl->clients, cl);
-  g_mutex_unlock (&ctl->lock);
+  ndm_mutex_unlock (&ctl->lock);
   close (cl->fd);
   /* The thread is joined by nobody: it frees itself. */
   g_thread_unref (cl->thread);
@@ -231,10 +231,10 @@ accept_thread (gpointer data)
       continue;
     }
 
-    g_mutex_lock (&ctl->lock);
+    ndm_mutex_lock (&ctl->lock);
     if (g_atomic_int_get (&ctl->stopping) ||
         g_list_length (ctl->clients) >= NDM_CONTROL_MAX_CLIENTS) {
-      g_mutex_unlock (&ctl->lock);
+      ndm_mutex_unlock (&ctl->lock);
       reply_error (fd, "too many control clients connected");
       close (fd);
       continue;
@@ -245,7 +245,7 @@ accept_thread (gpointer data)
     /* The reference the thread starts with is its own to drop. */
     cl->thread = ndm_thread_try_new ("ndm-control", client_thread, cl);
     if (cl->thread == NULL) {
-      g_mutex_unlock (&ctl->lock);
+      ndm_mutex_unlock (&ctl->lock);
       reply_error (fd, "the server cannot start a thread for this client "
                    "now; try again later");
       close (fd);
@@ -253,7 +253,7 @@ accept_thread (gpointer data)
       continue;
     }
     ctl->clients = g_list_prepend (ctl->clients, cl);
-    g_mutex_unlock (&ctl->lock);
+    ndm_mutex_unlock (&ctl->lock);
   }
   return NULL;
 }
@@ -342,7 +342,7 @@ ndm_control_new (struct ndm_md *md, const char *path, GError **err)
     g_free (ctl);
     return NULL;
   }
-  g_mutex_init (&ctl->lock);
+  ndm_mutex_init (&ctl->lock, NDM_LOCK_LEAF);
   return ctl;
 }
 
@@ -375,16 +375,16 @@ ndm_control_free (struct ndm_control *ctl)
     g_thread_join (ctl->accept_thread);
 
   /* Wake every client thread (recv returns 0) and wait for them to go. */
-  g_mutex_lock (&ctl->lock);
+  ndm_mutex_lock (&ctl->lock);
   for (l = ctl->clients; l != NULL; l = l->next)
     shutdown (((struct client *) l->data)->fd, SHUT_RDWR);
-  g_mutex_unlock (&ctl->lock);
+  ndm_mutex_unlock (&ctl->lock);
   for (;;) {
     bool empty;
 
-    g_mutex_lock (&ctl->lock);
+    ndm_mutex_lock (&ctl->lock);
     empty = ctl->clients == NULL;
-    g_mutex_unlock (&ctl->lock);
+    ndm_mutex_unlock (&ctl->lock);
     if (empty)
       break;
     g_usleep (10 * 1000);
@@ -394,7 +394,7 @@ ndm_control_free (struct ndm_control *ctl)
   unlink (ctl->path);
   close (ctl->wake_pipe[0]);
   close (ctl->wake_pipe[1]);
-  g_mutex_clear (&ctl->lock);
+  ndm_mutex_clear (&ctl->lock);
   g_free (ctl->path);
   g_free (ctl);
 }

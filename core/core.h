@@ -124,7 +124,7 @@ struct ndm_budget {
   uint64_t cap;                 /* bytes; set once */
   uint64_t used;                /* atomic (__atomic builtins) */
   gint nr_waiting;              /* atomic: nonzero if waiters may exist */
-  GMutex lock;                  /* protects waiters */
+  struct ndm_mutex lock;        /* protects waiters */
   GQueue waiters;               /* struct ndm_waiter * */
 };
 
@@ -212,8 +212,8 @@ struct ndm_md {
    * commands that change state; state_lock (order 0, control path and
    * the slow paths of the request gate) protects the rest.
    */
-  GMutex command_lock;
-  GMutex state_lock;            /* protects noflush, inactive, state_cond */
+  struct ndm_mutex command_lock;
+  struct ndm_mutex state_lock;  /* protects noflush, inactive, state_cond */
   GCond state_cond;             /* suspended, active or parked changed */
   gint suspended;               /* atomic: new requests wait at the gate */
   bool noflush;                 /* requeues are held, not run, meanwhile */
@@ -222,10 +222,10 @@ struct ndm_md {
   struct ndm_table *inactive;   /* loaded by reload, live at resume */
   bool inactive_resize_ok;      /* reloaded with --allow-resize */
   gint open_count;              /* atomic: client connections */
-  GMutex event_lock;            /* leaf: only for event_cond */
+  struct ndm_mutex event_lock;  /* leaf: only for event_cond */
   GCond event_cond;
   guint event_nr;               /* atomic */
-  GMutex devices_lock;          /* protects devices, each device's refs */
+  struct ndm_mutex devices_lock; /* protects devices, each device's refs */
   GHashTable *devices;          /* uri -> struct ndm_device * */
   struct ndm_budget inflight;   /* bytes of data bios in flight */
   struct ndm_budget bounce;     /* bytes of bounce buffers */
@@ -290,7 +290,7 @@ struct ndm_request {
 
   gint pending;                 /* atomic: bios started and not DONE */
   gint fail_seq;                /* atomic: R3 arrival order of failures */
-  GMutex lock;                  /* protects ready */
+  struct ndm_mutex lock;        /* protects ready */
   struct ndm_bio *ready;        /* bios whose step ended; owner goes on */
   struct ndm_bio *deferred;     /* owner-only: READY bios whose device
                                    said EAGAIN, tried again later */

@@ -41,17 +41,17 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
   const struct ndm_device_class *class = md->cfg.device_class;
   struct ndm_device *dev;
 
-  g_mutex_lock (&md->devices_lock);
+  ndm_mutex_lock (&md->devices_lock);
   dev = g_hash_table_lookup (md->devices, uri);
   if (dev != NULL) {
     dev->refs++;
-    g_mutex_unlock (&md->devices_lock);
+    ndm_mutex_unlock (&md->devices_lock);
     return dev;
   }
 
   dev = class->open (uri, &md->cfg, tolerant, err);
   if (dev == NULL) {
-    g_mutex_unlock (&md->devices_lock);
+    ndm_mutex_unlock (&md->devices_lock);
     return NULL;
   }
   ndm_device_limits_fixup (&dev->limits);
@@ -62,7 +62,7 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
   g_hash_table_insert (md->devices, dev->uri, dev);
   if (md->started && dev->ops->start != NULL)
     dev->ops->start (dev);
-  g_mutex_unlock (&md->devices_lock);
+  ndm_mutex_unlock (&md->devices_lock);
 
   ndm_log_debug ("device %s: %" PRIu64 " bytes, block %u/%u/%u%s%s%s%s",
                  uri, dev->size, dev->limits.min_block,
@@ -77,14 +77,14 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
 void
 ndm_md_put_device (struct ndm_md *md, struct ndm_device *dev)
 {
-  g_mutex_lock (&md->devices_lock);
+  ndm_mutex_lock (&md->devices_lock);
   g_assert (dev->refs > 0);
   if (--dev->refs > 0) {
-    g_mutex_unlock (&md->devices_lock);
+    ndm_mutex_unlock (&md->devices_lock);
     return;
   }
   g_hash_table_remove (md->devices, dev->uri);
-  g_mutex_unlock (&md->devices_lock);
+  ndm_mutex_unlock (&md->devices_lock);
 
   ndm_stats_free (dev->stats);
   /* Quarantines (ghosts) may outlive the device: they hold the prison. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nbd-dm/lock.h"
 #include "log.h"
 
 static ndm_log_fn log_fn;
@@ -45,7 +46,8 @@ log_emit (enum ndm_log_level level, const char *fmt, va_list ap)
 void
 ndm_log_error (const char *fmt, ...)
 {
-  static GMutex lock;
+  static struct ndm_mutex lock =
+    NDM_MUTEX_INIT (NDM_LOCK_LOG, "the error log's limiter");
   static gint64 window;
   static unsigned in_window, dropped;
   gint64 now = g_get_monotonic_time () / G_USEC_PER_SEC;
@@ -53,7 +55,7 @@ ndm_log_error (const char *fmt, ...)
   bool emit;
   va_list ap;
 
-  g_mutex_lock (&lock);
+  ndm_mutex_lock (&lock);
   if (now != window) {
     was_dropped = dropped;
     window = now;
@@ -63,7 +65,7 @@ ndm_log_error (const char *fmt, ...)
   emit = in_window++ < ERRORS_PER_SECOND;
   if (!emit)
     dropped++;
-  g_mutex_unlock (&lock);
+  ndm_mutex_unlock (&lock);
 
   if (was_dropped != 0) {
     g_autofree char *m =

@@ -179,12 +179,12 @@ ndm_md_new (const struct ndm_config *cfg)
   if (md->cfg.device_class == NULL)
     md->cfg.device_class = &ndm_nbd_device_class;
   g_rw_lock_init (&md->table_lock);
-  g_mutex_init (&md->command_lock);
-  g_mutex_init (&md->state_lock);
+  ndm_mutex_init (&md->command_lock, NDM_LOCK_COMMAND);
+  ndm_mutex_init (&md->state_lock, NDM_LOCK_STATE);
   g_cond_init (&md->state_cond);
-  g_mutex_init (&md->event_lock);
+  ndm_mutex_init (&md->event_lock, NDM_LOCK_LEAF);
   g_cond_init (&md->event_cond);
-  g_mutex_init (&md->devices_lock);
+  ndm_mutex_init (&md->devices_lock, NDM_LOCK_DEVICES);
   md->devices = g_hash_table_new (g_str_hash, g_str_equal);
   ndm_budget_init (&md->inflight, "max-inflight", cfg->max_inflight);
   ndm_budget_init (&md->bounce, "max-bounce", cfg->max_bounce);
@@ -228,10 +228,10 @@ ndm_md_start (struct ndm_md *md)
 {
   struct ndm_table *t;
 
-  g_mutex_lock (&md->devices_lock);
+  ndm_mutex_lock (&md->devices_lock);
   md->started = true;
   g_hash_table_foreach (md->devices, device_start, NULL);
-  g_mutex_unlock (&md->devices_lock);
+  ndm_mutex_unlock (&md->devices_lock);
   t = ndm_md_get_table (md);
   table_for_each_target (t, target_resume);
   ndm_table_unref (t);
@@ -248,12 +248,12 @@ ndm_md_free (struct ndm_md *md)
     ndm_table_unref (md->inactive);
   g_assert (g_hash_table_size (md->devices) == 0);
   g_hash_table_unref (md->devices);
-  g_mutex_clear (&md->devices_lock);
+  ndm_mutex_clear (&md->devices_lock);
   g_cond_clear (&md->event_cond);
-  g_mutex_clear (&md->event_lock);
+  ndm_mutex_clear (&md->event_lock);
   g_cond_clear (&md->state_cond);
-  g_mutex_clear (&md->state_lock);
-  g_mutex_clear (&md->command_lock);
+  ndm_mutex_clear (&md->state_lock);
+  ndm_mutex_clear (&md->command_lock);
   g_rw_lock_clear (&md->table_lock);
   ndm_budget_clear (&md->inflight);
   ndm_budget_clear (&md->bounce);
@@ -378,9 +378,9 @@ ndm_md_status (struct ndm_md *md, GString *out)
 static void
 md_wake_state_waiters (struct ndm_md *md)
 {
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   g_cond_broadcast (&md->state_cond);
-  g_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
 }
 
 void
@@ -397,8 +397,9 @@ ndm_md_exit (struct ndm_md *md)
 static int
 md_wait_resumed_locked (struct ndm_md *md)
 {
+  ndm_assert_held (&md->state_lock);
   while (g_atomic_int_get (&md->suspended)) {
-    g_cond_wait_until (&md->state_cond, &md->state_lock,
+    ndm_cond_wait_until (&md->state_cond, &md->state_lock,
                        g_get_monotonic_time () +
                        NDM_QUIT_POLL_MS * G_TIME_SPAN_MILLISECOND);
     if (g_atomic_int_get (&md->suspended) && ndm_md_quitting (md))
@@ -417,9 +418,9 @@ ndm_md_enter (struct ndm_md *md)
     if (!g_atomic_int_get (&md->suspended))
       return 0;
     ndm_md_exit (md);
-    g_mutex_lock (&md->state_lock);
+    ndm_mutex_lock (&md->state_lock);
     r = md_wait_resumed_locked (md);
-    g_mutex_unlock (&md->state_lock);
+    ndm_mutex_unlock (&md->state_lock);
     if (r == -1)
       return -1;
   }
@@ -432,16 +433,16 @@ ndm_md_park (struct ndm_md *md)
 
   if (!g_atomic_int_get (&md->suspended))
     return 0;
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   if (!g_atomic_int_get (&md->suspended) || !md->noflush) {
-    g_mutex_unlock (&md->state_lock);
+    ndm_mutex_unlock (&md->state_lock);
     return 0;
   }
   g_atomic_int_inc (&md->parked);
   g_cond_broadcast (&md->state_cond);
   r = md_wait_resumed_locked (md);
   g_atomic_int_add (&md->parked, -1);
-  g_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
   return r == -1 ? -1 : 1;
 }
 
@@ -451,9 +452,9 @@ void
 ndm_md_event (struct ndm_md *md)
 {
   g_atomic_int_inc (&md->event_nr);
-  g_mutex_lock (&md->event_lock);
+  ndm_mutex_lock (&md->event_lock);
   g_cond_broadcast (&md->event_cond);
-  g_mutex_unlock (&md->event_lock);
+  ndm_mutex_unlock (&md->event_lock);
 }
 
 void
@@ -467,11 +468,11 @@ ndm_md_wait_event (struct ndm_md *md, unsigned after, gint64 deadline)
 {
   unsigned nr;
 
-  g_mutex_lock (&md->event_lock);
+  ndm_mutex_lock (&md->event_lock);
   while ((nr = g_atomic_int_get (&md->event_nr)) <= after &&
-         g_cond_wait_until (&md->event_cond, &md->event_lock, deadline))
+         ndm_cond_wait_until (&md->event_cond, &md->event_lock, deadline))
     ;
-  g_mutex_unlock (&md->event_lock);
+  ndm_mutex_unlock (&md->event_lock);
   return g_atomic_int_get (&md->event_nr);
 }
 
@@ -507,12 +508,13 @@ md_suspend_locked (struct ndm_md *md, bool noflush)
   struct ndm_table *t;
   unsigned i;
 
+  ndm_assert_held (&md->command_lock);
   if (g_atomic_int_get (&md->suspended))
     return;
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   md->noflush = noflush;
   g_atomic_int_set (&md->suspended, 1);
-  g_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
 
   /* Targets holding I/O back (delay) let it go, or the drain would wait
    * for them.
@@ -522,18 +524,18 @@ md_suspend_locked (struct ndm_md *md, bool noflush)
     target_presuspend (&t->targets[i], noflush);
   ndm_table_unref (t);
 
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   while (g_atomic_int_get (&md->active) > g_atomic_int_get (&md->parked))
-    g_cond_wait (&md->state_cond, &md->state_lock);
-  g_mutex_unlock (&md->state_lock);
+    ndm_cond_wait (&md->state_cond, &md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
 }
 
 int
 ndm_md_suspend (struct ndm_md *md, bool noflush, GError **err)
 {
-  g_mutex_lock (&md->command_lock);
+  ndm_mutex_lock (&md->command_lock);
   md_suspend_locked (md, noflush);
-  g_mutex_unlock (&md->command_lock);
+  ndm_mutex_unlock (&md->command_lock);
   return 0;
 }
 
@@ -543,12 +545,14 @@ ndm_md_suspend (struct ndm_md *md, bool noflush, GError **err)
  * clients may connect in between.
  */
 static int
-md_check_resize (struct ndm_md *md, struct ndm_table *t, bool allow_resize,
-                 GError **err)
+md_check_resize_locked (struct ndm_md *md, struct ndm_table *t,
+                        bool allow_resize, GError **err)
 {
-  uint64_t live_size = ndm_md_get_size (md);
+  uint64_t live_size;
   int clients = g_atomic_int_get (&md->open_count);
 
+  ndm_assert_held (&md->command_lock);
+  live_size = ndm_md_get_size (md);
   if (t->size == live_size || clients == 0 || allow_resize)
     return 0;
   g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
@@ -562,15 +566,17 @@ md_check_resize (struct ndm_md *md, struct ndm_table *t, bool allow_resize,
 
 /* With command_lock held: t (or none) becomes the loaded table. */
 static void
-md_set_inactive (struct ndm_md *md, struct ndm_table *t, bool resize_ok)
+md_set_inactive_locked (struct ndm_md *md, struct ndm_table *t,
+                        bool resize_ok)
 {
   struct ndm_table *old;
 
-  g_mutex_lock (&md->state_lock);
+  ndm_assert_held (&md->command_lock);
+  ndm_mutex_lock (&md->state_lock);
   old = md->inactive;
   md->inactive = t;
   md->inactive_resize_ok = resize_ok;
-  g_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
   if (old != NULL)
     ndm_table_unref (old);
 }
@@ -581,28 +587,28 @@ ndm_md_reload (struct ndm_md *md, const char *text, bool allow_resize,
 {
   struct ndm_table *t;
 
-  g_mutex_lock (&md->command_lock);
+  ndm_mutex_lock (&md->command_lock);
   t = ndm_table_create (md, text, err);
   if (t == NULL) {
-    g_mutex_unlock (&md->command_lock);
+    ndm_mutex_unlock (&md->command_lock);
     return -1;
   }
-  if (md_check_resize (md, t, allow_resize, err) == -1) {
+  if (md_check_resize_locked (md, t, allow_resize, err) == -1) {
     ndm_table_unref (t);
-    g_mutex_unlock (&md->command_lock);
+    ndm_mutex_unlock (&md->command_lock);
     return -1;
   }
-  md_set_inactive (md, t, allow_resize);
-  g_mutex_unlock (&md->command_lock);
+  md_set_inactive_locked (md, t, allow_resize);
+  ndm_mutex_unlock (&md->command_lock);
   return 0;
 }
 
 int
 ndm_md_clear (struct ndm_md *md, GError **err)
 {
-  g_mutex_lock (&md->command_lock);
-  md_set_inactive (md, NULL, false);
-  g_mutex_unlock (&md->command_lock);
+  ndm_mutex_lock (&md->command_lock);
+  md_set_inactive_locked (md, NULL, false);
+  ndm_mutex_unlock (&md->command_lock);
   return 0;
 }
 
@@ -611,22 +617,23 @@ ndm_md_resume (struct ndm_md *md, GError **err)
 {
   struct ndm_table *new, *old = NULL, *t;
 
-  g_mutex_lock (&md->command_lock);
+  ndm_mutex_lock (&md->command_lock);
   if (md->inactive != NULL &&
-      md_check_resize (md, md->inactive, md->inactive_resize_ok, err) == -1) {
+      md_check_resize_locked (md, md->inactive, md->inactive_resize_ok,
+                              err) == -1) {
     g_prefix_error (err, "resume: clients connected since the reload: ");
-    g_mutex_unlock (&md->command_lock);
+    ndm_mutex_unlock (&md->command_lock);
     return -1;
   }
   /* Like dm: resuming with a loaded table suspends first if needed. */
   if (md->inactive != NULL)
     md_suspend_locked (md, false);
   if (!g_atomic_int_get (&md->suspended)) {
-    g_mutex_unlock (&md->command_lock);
+    ndm_mutex_unlock (&md->command_lock);
     return 0;
   }
 
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   new = md->inactive;
   md->inactive = NULL;
   if (new != NULL) {
@@ -635,17 +642,17 @@ ndm_md_resume (struct ndm_md *md, GError **err)
     md->live = new;
     g_rw_lock_writer_unlock (&md->table_lock);
   }
-  g_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->state_lock);
 
   t = ndm_md_get_table (md);
   table_for_each_target (t, target_resume);
   ndm_table_unref (t);
 
-  g_mutex_lock (&md->state_lock);
+  ndm_mutex_lock (&md->state_lock);
   g_atomic_int_set (&md->suspended, 0);
   g_cond_broadcast (&md->state_cond);
-  g_mutex_unlock (&md->state_lock);
-  g_mutex_unlock (&md->command_lock);
+  ndm_mutex_unlock (&md->state_lock);
+  ndm_mutex_unlock (&md->command_lock);
 
   if (new != NULL)
     ndm_md_event (md);

@@ -27,9 +27,9 @@
  *
  * Thread model: detain and release run on request owners; quarantine in
  * completions (under a device's handle lock: leaf locks only); resolve on
- * whatever thread learns the server's fate.  Lock order (order 4 in
+ * whatever thread learns the server's fate.  Lock order (4c and 4d in
  * core/request.c): ndm_ghost.lock, then ndm_prison.lock; neither is held
- * across anything but list work and waiter kicks.
+ * across anything but list work, waiter kicks and the log.
  */
 #include <errno.h>
 #include <string.h>
@@ -39,7 +39,7 @@
 
 struct ndm_prison {
   gint refs;                    /* atomic: its device or target, cells */
-  GMutex lock;                  /* protects cells, waiters */
+  struct ndm_mutex lock;        /* protects cells, waiters */
   GQueue cells;                 /* struct ndm_cell * */
   GQueue waiters;               /* struct ndm_waiter *, detained */
   gint nr_quarantined;          /* atomic: quarantine cells (fast path) */
@@ -47,7 +47,7 @@ struct ndm_prison {
 
 struct ndm_ghost {
   gint refs;                    /* atomic */
-  GMutex lock;                  /* protects cells, resolved */
+  struct ndm_mutex lock;        /* protects cells, resolved */
   GSList *cells;                /* its quarantine cells */
   bool resolved;
   bool announced;               /* the first quarantine was logged */
@@ -64,7 +64,7 @@ ndm_prison_new (void)
   struct ndm_prison *p = g_new0 (struct ndm_prison, 1);
 
   p->refs = 1;
-  g_mutex_init (&p->lock);
+  ndm_mutex_init (&p->lock, NDM_LOCK_PRISON);
   g_queue_init (&p->cells);
   g_queue_init (&p->waiters);
   return p;
@@ -84,7 +84,7 @@ ndm_prison_unref (struct ndm_prison *p)
     return;
   g_assert (g_queue_is_empty (&p->cells));
   g_queue_clear (&p->waiters);
-  g_mutex_clear (&p->lock);
+  ndm_mutex_clear (&p->lock);
   g_free (p);
 }
 
@@ -106,6 +106,7 @@ prison_wake_locked (struct ndm_prison *p)
 {
   struct ndm_waiter *w;
 
+  ndm_assert_held (&p->lock);
   while ((w = g_queue_pop_head (&p->waiters)) != NULL)
     ndm_waiter_kick (w);
 }
@@ -123,7 +124,7 @@ ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
   if (hold == NULL && (!writes || ndm_prison_quarantined (p) == 0))
     return 0;
 
-  g_mutex_lock (&p->lock);
+  ndm_mutex_lock (&p->lock);
   for (l = p->cells.head; l != NULL; l = l->next) {
     struct ndm_cell *c = l->data;
 
@@ -140,7 +141,7 @@ ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
     if (now == 0)
       now = g_get_monotonic_time ();
     if (now >= c->deadline) {
-      g_mutex_unlock (&p->lock);
+      ndm_mutex_unlock (&p->lock);
       *err = EIO;
       return -1;
     }
@@ -151,7 +152,7 @@ ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
   if (wait) {
     if (g_queue_find (&p->waiters, w) == NULL)
       g_queue_push_tail (&p->waiters, w);
-    g_mutex_unlock (&p->lock);
+    ndm_mutex_unlock (&p->lock);
     return 1;
   }
   if (hold != NULL) {
@@ -161,17 +162,17 @@ ndm_prison_detain (struct ndm_prison *p, struct ndm_cell *hold,
     hold->link.data = hold;
     g_queue_push_tail_link (&p->cells, &hold->link);
   }
-  g_mutex_unlock (&p->lock);
+  ndm_mutex_unlock (&p->lock);
   return 0;
 }
 
 void
 ndm_prison_release (struct ndm_prison *p, struct ndm_cell *cell)
 {
-  g_mutex_lock (&p->lock);
+  ndm_mutex_lock (&p->lock);
   g_queue_unlink (&p->cells, &cell->link);
   prison_wake_locked (p);
-  g_mutex_unlock (&p->lock);
+  ndm_mutex_unlock (&p->lock);
 }
 
 /* ---- ghosts ------------------------------------------------------------------ */
@@ -184,7 +185,7 @@ ndm_ghost_new (struct ndm_device *dev, const char *why)
     : NDM_DEFAULT_FENCE_TIMEOUT_MS;
 
   g->refs = 1;
-  g_mutex_init (&g->lock);
+  ndm_mutex_init (&g->lock, NDM_LOCK_GHOST);
   g->uri = g_strdup (dev->uri);
   g->why = g_strdup (why);
   g->deadline = g_get_monotonic_time () + timeout_ms * INT64_C (1000);
@@ -210,7 +211,7 @@ ndm_ghost_unref (struct ndm_ghost *g)
     g_critical ("ghost of %s freed with quarantined ranges", g->uri);
     ndm_ghost_resolve (g, "its last reference went");
   }
-  g_mutex_clear (&g->lock);
+  ndm_mutex_clear (&g->lock);
   g_free (g->uri);
   g_free (g->why);
   g_free (g);
@@ -221,9 +222,9 @@ ndm_ghost_cells (struct ndm_ghost *g)
 {
   unsigned n;
 
-  g_mutex_lock (&g->lock);
+  ndm_mutex_lock (&g->lock);
   n = g_slist_length (g->cells);
-  g_mutex_unlock (&g->lock);
+  ndm_mutex_unlock (&g->lock);
   return n;
 }
 
@@ -232,9 +233,9 @@ ndm_ghost_resolved (struct ndm_ghost *g)
 {
   bool r;
 
-  g_mutex_lock (&g->lock);
+  ndm_mutex_lock (&g->lock);
   r = g->resolved;
-  g_mutex_unlock (&g->lock);
+  ndm_mutex_unlock (&g->lock);
   return r;
 }
 
@@ -244,9 +245,9 @@ ndm_ghost_quarantine (struct ndm_ghost *g, struct ndm_prison *p,
 {
   struct ndm_cell *c;
 
-  g_mutex_lock (&g->lock);
+  ndm_mutex_lock (&g->lock);
   if (g->resolved) {
-    g_mutex_unlock (&g->lock);
+    ndm_mutex_unlock (&g->lock);
     return;                     /* its server is gone: nothing can land */
   }
   c = g_new0 (struct ndm_cell, 1);
@@ -257,10 +258,10 @@ ndm_ghost_quarantine (struct ndm_ghost *g, struct ndm_prison *p,
   c->prison = ndm_prison_ref (p);
   c->link.data = c;
   g->cells = g_slist_prepend (g->cells, c);
-  g_mutex_lock (&p->lock);
+  ndm_mutex_lock (&p->lock);
   g_queue_push_tail_link (&p->cells, &c->link);
   g_atomic_int_inc (&p->nr_quarantined);
-  g_mutex_unlock (&p->lock);
+  ndm_mutex_unlock (&p->lock);
   if (!g->announced) {
     g->announced = true;
     ndm_log_error ("device %s: a write may still land after its connection "
@@ -268,7 +269,7 @@ ndm_ghost_quarantine (struct ndm_ghost *g, struct ndm_prison *p,
                    "close the connection, then go on, or fail when "
                    "fence-timeout is up", g->uri, g->why);
   }
-  g_mutex_unlock (&g->lock);
+  ndm_mutex_unlock (&g->lock);
 }
 
 void
@@ -277,24 +278,24 @@ ndm_ghost_resolve (struct ndm_ghost *g, const char *how)
   GSList *cells, *l;
   unsigned n = 0;
 
-  g_mutex_lock (&g->lock);
+  ndm_mutex_lock (&g->lock);
   if (g->resolved) {
-    g_mutex_unlock (&g->lock);
+    ndm_mutex_unlock (&g->lock);
     return;
   }
   g->resolved = true;
   cells = g_steal_pointer (&g->cells);
-  g_mutex_unlock (&g->lock);
+  ndm_mutex_unlock (&g->lock);
 
   for (l = cells; l != NULL; l = l->next) {
     struct ndm_cell *c = l->data;
     struct ndm_prison *p = c->prison;
 
-    g_mutex_lock (&p->lock);
+    ndm_mutex_lock (&p->lock);
     g_queue_unlink (&p->cells, &c->link);
     g_atomic_int_add (&p->nr_quarantined, -1);
     prison_wake_locked (p);
-    g_mutex_unlock (&p->lock);
+    ndm_mutex_unlock (&p->lock);
     ndm_prison_unref (p);
     g_free (c);
     n++;

@@ -13,7 +13,11 @@
  * channels its bios went to, so the thread that waits is the thread that
  * reads the replies.
  *
- * Lock order, outermost first:
+ * Lock order, outermost first.  A thread takes a lock only while every
+ * lock it holds is above it in this list; locks on one line are never
+ * nested with each other.  Every mutex is a struct ndm_mutex
+ * (nbd-dm/lock.h) with its rank from this list (enum ndm_lock_rank), and
+ * a debug or sanitizer build aborts on any taking out of this order.
  *   c. ndm_md.command_lock           control only: one state-changing
  *                                    command at a time (suspend, reload,
  *                                    resume, clear), held across drains,
@@ -22,15 +26,43 @@
  *   0. ndm_md.state_lock             suspend state; control path and the
  *                                    request gate's slow paths
  *   1. ndm_md.table_lock (GRWLock)   taken only to ref the live table
- *   2. <target>_c.lock                path/leg state (targets that have one)
- *   3. ndm_request.lock               the ready list
- *   4. leaf locks:                    ndm_channel.lock, ndm_budget.lock,
- *                                     ndm_md.event_lock, never nested;
- *                                     ndm_ghost.lock before
- *                                     ndm_prison.lock (core/prison.c)
- * No ndm lock is held across a device submit or poll: libnbd runs
+ *                                    (and to swap it, under 0); not
+ *                                    checked: a GRWLock, not an ndm_mutex
+ *      ndm_md.devices_lock           the device registry; taken by
+ *                                    whoever makes or frees a table (the
+ *                                    last unref may be a request's) and
+ *                                    held across a device's open and
+ *                                    start (4a, 4b)
+ *   2. <target>_c.lock               target state: multipath_c.lock (path
+ *                                    groups, paths, selectors),
+ *                                    delay_c.lock, dust_c.lock,
+ *                                    flakey_c.rand_lock; the path
+ *                                    checker's lock ranks here too
+ *   3. ndm_request.lock              the ready list; nothing under it
+ *   4. device and leaf locks, in this order:
+ *      a. nbd_dev.lock               a device's connection pool, state
+ *                                    words, last error (devices/nbd.c;
+ *                                    multipath asks whether a path is
+ *                                    connected under 2)
+ *      b. the fence watcher's lock   the cut connections it watches
+ *                                    (devices/nbd.c); resolving a ghost
+ *                                    and a connection's last unref run
+ *                                    under it
+ *      c. ndm_ghost.lock             a ghost's quarantine cells
+ *      d. ndm_prison.lock            a prison's cells and detained waiters
+ *      e. leaves, never nested:      ndm_channel.lock, ndm_budget.lock,
+ *                                    ndm_md.event_lock, ndm_control.lock
+ *                                    (the control clients), the waiter
+ *                                    free list (core/waiter.c)
+ *      f. the error log's limiter    (core/log.c) innermost: a thread may
+ *                                    log under any lock
+ * Under 4a and the leaves nothing happens but waiter kicks (atomics and
+ * an eventfd write), thread starts and logging.  Statistics take no lock.
+ * No ndm_mutex is held across a device submit or poll: libnbd runs
  * completion callbacks under its handle lock, and those callbacks take
- * locks 3 and 4.  ndm_md.devices_lock is control-path only.
+ * locks 3 and 4c-f.  nbd_conn.io_lock (a GRWLock, devices/nbd.c: reader
+ * around each nbd_aio_* call, writer for the cut) is taken with no ndm
+ * lock held; callbacks run inside it as reader.
  *
  * Thread model: ndm_request_run runs on the owner's thread.
  * ndm_request_bio_ready and ndm_request_bio_done run in completions.
@@ -53,10 +85,10 @@ ndm_request_bio_ready (struct ndm_request *rq, struct ndm_bio *bio)
   /* rq->ready is read without the lock (request_settled, the fast path
    * of request_run_ready): every store is atomic too.
    */
-  g_mutex_lock (&rq->lock);
+  ndm_mutex_lock (&rq->lock);
   bio->ready_next = rq->ready;
   g_atomic_pointer_set (&rq->ready, bio);
-  g_mutex_unlock (&rq->lock);
+  ndm_mutex_unlock (&rq->lock);
   ndm_waiter_kick (owner);
 }
 
@@ -474,10 +506,10 @@ request_run_ready (struct ndm_request *rq)
 
     while (*tail != NULL)
       tail = &(*tail)->ready_next;
-    g_mutex_lock (&rq->lock);
+    ndm_mutex_lock (&rq->lock);
     *tail = rq->ready;
     g_atomic_pointer_set (&rq->ready, NULL);
-    g_mutex_unlock (&rq->lock);
+    ndm_mutex_unlock (&rq->lock);
   }
 
   while ((bio = list) != NULL) {
@@ -1021,7 +1053,7 @@ request_init (struct ndm_request *rq, struct ndm_md *md, enum ndm_op op,
   rq->offset = offset;
   rq->len = count;
   rq->buf = buf;
-  g_mutex_init (&rq->lock);
+  ndm_mutex_init (&rq->lock, NDM_LOCK_REQUEST);
   rq->channels = rq->inline_channels;
   rq->max_channels = NDM_RQ_INLINE_CHANNELS;
   rq->clones = rq->inline_clones;
@@ -1050,7 +1082,7 @@ request_fini (struct ndm_request *rq)
     g_ptr_array_unref (rq->flush_mapped);
   if (rq->old_tables != NULL)
     g_ptr_array_unref (rq->old_tables);
-  g_mutex_clear (&rq->lock);
+  ndm_mutex_clear (&rq->lock);
   ndm_table_unref (rq->table);
 }
 

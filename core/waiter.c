@@ -71,7 +71,8 @@ test_hook (struct ndm_waiter *w, enum ndm_waiter_hook_point point)
 }
 
 /* Free lists, linked through w->next; a leaf lock. */
-static GMutex free_lock;
+static struct ndm_mutex free_lock =
+  NDM_MUTEX_INIT (NDM_LOCK_LEAF, "the waiters' free list");
 static struct ndm_waiter *spare_waiters;        /* efd open; by free_lock */
 static unsigned nr_spare;                       /* by free_lock */
 static struct ndm_waiter *bare_waiters;         /* efd -1; by free_lock */
@@ -79,10 +80,10 @@ static struct ndm_waiter *bare_waiters;         /* efd -1; by free_lock */
 static void
 free_push (struct ndm_waiter **list, struct ndm_waiter *w)
 {
-  g_mutex_lock (&free_lock);
+  ndm_mutex_lock (&free_lock);
   w->next = *list;
   *list = w;
-  g_mutex_unlock (&free_lock);
+  ndm_mutex_unlock (&free_lock);
 }
 
 /* The waiter's thread is exiting (GPrivate destructor): keep the waiter,
@@ -97,14 +98,14 @@ waiter_retire (gpointer data)
 
   g_atomic_int_set (&w->sleeping, 0);
 
-  g_mutex_lock (&free_lock);
+  ndm_mutex_lock (&free_lock);
   keep = nr_spare < NDM_WAITER_SPARE;
   if (keep) {
     w->next = spare_waiters;
     spare_waiters = w;
     nr_spare++;
   }
-  g_mutex_unlock (&free_lock);
+  ndm_mutex_unlock (&free_lock);
   if (keep) {
     test_hook (w, NDM_WAITER_HOOK_RETIRE_KEPT);
     return;
@@ -140,7 +141,7 @@ ndm_waiter_self (void)
     return w;
 
   /* A spare first: it needs no new fd. */
-  g_mutex_lock (&free_lock);
+  ndm_mutex_lock (&free_lock);
   if (spare_waiters != NULL) {
     w = spare_waiters;
     spare_waiters = w->next;
@@ -150,7 +151,7 @@ ndm_waiter_self (void)
     w = bare_waiters;
     bare_waiters = w->next;
   }
-  g_mutex_unlock (&free_lock);
+  ndm_mutex_unlock (&free_lock);
 
   if (w == NULL) {
     w = g_try_new0 (struct ndm_waiter, 1);

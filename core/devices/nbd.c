@@ -47,8 +47,8 @@
  * threads; prepare/service on the channel's leader; callbacks on whoever
  * runs libnbd's state machine; the reconnect thread in the background.
  * nbd_dev.lock protects the pool (conns[]), the state words and
- * last_error; it is a leaf lock and is never held across nbd_* calls that
- * can run callbacks.
+ * last_error (order 4a in core/request.c: only the log and a thread start
+ * under it); it is never held across nbd_* calls that can run callbacks.
  */
 #include <errno.h>
 #include <poll.h>
@@ -102,7 +102,7 @@ struct nbd_dev {
                                    since tried to come back from */
   gint64 drained_at;            /* atomic (__atomic): the last drain, us */
 
-  GMutex lock;                  /* protects everything below */
+  struct ndm_mutex lock;        /* protects everything below */
   GCond cond;                   /* reconnect thread: a slot was lost */
   unsigned nr_conns;
   struct nbd_conn **conns;      /* NULL: lost, being reconnected */
@@ -151,18 +151,23 @@ dead_socket (void)
  * has nothing in flight is let go at once.
  *
  * Thread model: add from conn_sever (any thread but a completion), the
- * rest on the watcher.  watch.lock is a leaf lock.
+ * rest on the watcher.  watch.lock is order 4b in core/request.c: a
+ * ghost's resolve (its lock, then its prisons') and a connection's last
+ * unref run under it.
  */
 #define WATCH_POLL_MS 1000
 
 static struct {
-  GMutex lock;                  /* protects everything below */
+  struct ndm_mutex lock;        /* protects everything below */
   GPtrArray *conns;             /* struct nbd_conn * */
   GThread *thread;
   int wake_fd;                  /* eventfd, or -1: poll every 100 ms */
   unsigned devices;             /* open NBD devices: the watcher's users */
   bool stopping;
-} watch = { .wake_fd = -1 };
+} watch = {
+  .lock = NDM_MUTEX_INIT (NDM_LOCK_WATCH, "the fence watcher's lock"),
+  .wake_fd = -1,
+};
 
 static void
 watch_wake (void)
@@ -200,6 +205,7 @@ watch_server_closed (int fd)
 static void
 watch_drop_locked (unsigned i, const char *how)
 {
+  ndm_assert_held (&watch.lock);
   struct nbd_conn *c = g_ptr_array_steal_index_fast (watch.conns, i);
 
   /* The device may be closed by now: only c's own fields are used. */
@@ -210,7 +216,7 @@ watch_drop_locked (unsigned i, const char *how)
 static gpointer
 watch_thread (gpointer unused)
 {
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   while (!watch.stopping) {
     unsigned i, n = watch.conns->len;
     g_autofree struct pollfd *pfd = g_new (struct pollfd, n + 1);
@@ -225,7 +231,7 @@ watch_thread (gpointer unused)
     pfd[n].fd = watch.wake_fd;
     pfd[n].events = POLLIN;
     pfd[n].revents = 0;
-    g_mutex_unlock (&watch.lock);
+    ndm_mutex_unlock (&watch.lock);
 
     /* Only this thread drops entries, so conns[] stays valid. */
     if (poll (pfd, n + 1, watch.wake_fd >= 0 ? WATCH_POLL_MS : 100) > 0 &&
@@ -237,7 +243,7 @@ watch_thread (gpointer unused)
       }
     }
 
-    g_mutex_lock (&watch.lock);
+    ndm_mutex_lock (&watch.lock);
     for (i = watch.conns->len; i-- > 0; ) {
       struct nbd_conn *c = watch.conns->pdata[i];
       unsigned k;
@@ -255,7 +261,7 @@ watch_thread (gpointer unused)
   }
   while (watch.conns->len > 0)
     watch_drop_locked (watch.conns->len - 1, "the devices are closed");
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
   return NULL;
 }
 
@@ -264,7 +270,7 @@ static void
 watch_add (struct nbd_conn *c)
 {
   ndm_channel_ref (&c->ch);
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   if (watch.conns == NULL)
     watch.conns = g_ptr_array_new ();
   g_ptr_array_add (watch.conns, c);
@@ -277,7 +283,7 @@ watch_add (struct nbd_conn *c)
     watch.thread = ndm_thread_try_new ("ndm-fence-watch", watch_thread,
                                        NULL);
   }
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
   watch_wake ();
 }
 
@@ -285,9 +291,9 @@ watch_add (struct nbd_conn *c)
 static void
 watch_device_opened (void)
 {
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   watch.devices++;
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
 }
 
 static void
@@ -295,19 +301,19 @@ watch_device_closed (void)
 {
   GThread *t = NULL;
 
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   if (--watch.devices == 0 && watch.thread != NULL) {
     t = g_steal_pointer (&watch.thread);
     watch.stopping = true;
   }
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
   if (t == NULL)
     return;
   watch_wake ();
   g_thread_join (t);
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   watch.stopping = false;
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
 }
 
 /* The operator says uri's server is gone: its ghosts land nothing. */
@@ -316,14 +322,14 @@ watch_declare_dead (const char *uri)
 {
   unsigned i;
 
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   for (i = 0; watch.conns != NULL && i < watch.conns->len; i++) {
     struct nbd_conn *c = watch.conns->pdata[i];
 
     if (strcmp (c->uri, uri) == 0)
       ndm_ghost_resolve (c->ghost, "the operator declared the device dead");
   }
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
   watch_wake ();
 }
 
@@ -333,14 +339,14 @@ watch_quarantined (const char *uri)
 {
   unsigned i, n = 0;
 
-  g_mutex_lock (&watch.lock);
+  ndm_mutex_lock (&watch.lock);
   for (i = 0; watch.conns != NULL && i < watch.conns->len; i++) {
     struct nbd_conn *c = watch.conns->pdata[i];
 
     if (strcmp (c->uri, uri) == 0)
       n += ndm_ghost_cells (c->ghost);
   }
-  g_mutex_unlock (&watch.lock);
+  ndm_mutex_unlock (&watch.lock);
   return n;
 }
 
@@ -557,6 +563,7 @@ static gpointer reconnect_thread (gpointer data);
 static void
 device_start_thread_locked (struct nbd_dev *nd)
 {
+  ndm_assert_held (&nd->lock);
   if (nd->started && nd->thread == NULL && !nd->stopping)
     nd->thread = ndm_thread_try_new ("ndm-reconnect", reconnect_thread, nd);
 }
@@ -569,7 +576,7 @@ conn_retire (struct nbd_conn *c, const char *why)
 
   if (!g_atomic_int_compare_and_exchange (&c->dead, 0, 1))
     return;
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   if (nd->conns[c->slot] == c) {
     nd->conns[c->slot] = NULL;
     owned = true;
@@ -578,7 +585,7 @@ conn_retire (struct nbd_conn *c, const char *why)
   nd->last_error = g_strdup (why);
   device_start_thread_locked (nd);
   g_cond_signal (&nd->cond);
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
 
   ndm_log_error ("device %s: connection %u lost: %s", nd->dev.uri, c->slot,
                  why);
@@ -617,13 +624,13 @@ device_ref_conns (struct nbd_dev *nd, struct nbd_conn **conns)
 {
   unsigned i, n = 0;
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)
     if (nd->conns[i] != NULL) {
       ndm_channel_ref (&nd->conns[i]->ch);
       conns[n++] = nd->conns[i];
     }
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   return n;
 }
 
@@ -827,7 +834,7 @@ conn_pick (struct nbd_dev *nd, struct ndm_channel *hint, bool need_sr)
   int best = G_MAXINT;
   unsigned i;
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   if (conn_usable ((struct nbd_conn *) hint, need_sr))
     c = (struct nbd_conn *) hint;
   else
@@ -849,7 +856,7 @@ conn_pick (struct nbd_dev *nd, struct ndm_channel *hint, bool need_sr)
     }
   if (c != NULL)
     ndm_channel_ref (&c->ch);
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   return c;
 }
 
@@ -1128,10 +1135,10 @@ device_first_contact (struct nbd_dev *nd, struct nbd_handle *h)
 {
   read_caps (nd, h);
   ndm_device_limits_fixup (&nd->dev.limits);
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   if (!nd->dev.caps.multi_conn)
     nd->nr_conns = 1;
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   __atomic_store_n (&nd->dev.absent, false, __ATOMIC_RELEASE);
   ndm_log_info ("device %s: reached: %" PRIu64 " bytes", nd->dev.uri,
                 nd->dev.size);
@@ -1150,9 +1157,9 @@ reconnect_lost (struct nbd_dev *nd)
     struct nbd_conn *c;
     bool lost;
 
-    g_mutex_lock (&nd->lock);
+    ndm_mutex_lock (&nd->lock);
     lost = nd->conns[i] == NULL && !nd->stopping;
-    g_mutex_unlock (&nd->lock);
+    ndm_mutex_unlock (&nd->lock);
     if (!lost)
       continue;
 
@@ -1171,7 +1178,7 @@ reconnect_lost (struct nbd_dev *nd)
       c = NULL;
     }
 
-    g_mutex_lock (&nd->lock);
+    ndm_mutex_lock (&nd->lock);
     if (c != NULL) {
       nd->conns[i] = c;
       nd->reconnects++;
@@ -1184,7 +1191,7 @@ reconnect_lost (struct nbd_dev *nd)
       nd->last_error = g_strdup (e->message);
       g_error_free (e);
     }
-    g_mutex_unlock (&nd->lock);
+    ndm_mutex_unlock (&nd->lock);
     if (c != NULL)
       ndm_log_info ("device %s: connection %u reconnected", nd->dev.uri, i);
   }
@@ -1199,18 +1206,18 @@ reconnect_thread (gpointer data)
 {
   struct nbd_dev *nd = data;
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   while (!nd->stopping) {
-    g_cond_wait_until (&nd->cond, &nd->lock, g_get_monotonic_time () +
+    ndm_cond_wait_until (&nd->cond, &nd->lock, g_get_monotonic_time () +
                        nd->reconnect_ms * G_TIME_SPAN_MILLISECOND);
     if (nd->stopping)
       break;
-    g_mutex_unlock (&nd->lock);
+    ndm_mutex_unlock (&nd->lock);
     health_check (nd);
     reconnect_lost (nd);
-    g_mutex_lock (&nd->lock);
+    ndm_mutex_lock (&nd->lock);
   }
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   return NULL;
 }
 
@@ -1247,10 +1254,10 @@ nbd_connected (struct ndm_device *dev)
   bool up = false;
   unsigned i;
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns && !up; i++)
     up = nd->conns[i] != NULL && !g_atomic_int_get (&nd->conns[i]->dead);
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   return up;
 }
 
@@ -1315,10 +1322,10 @@ nbd_start (struct ndm_device *dev)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   nd->started = true;
   device_start_thread_locked (nd);
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
 }
 
 static void
@@ -1336,7 +1343,7 @@ nbd_status (struct ndm_device *dev, GString *out)
   struct nbd_dev *nd = (struct nbd_dev *) dev;
   unsigned i, up = 0, q = watch_quarantined (dev->uri);
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)
     up += nd->conns[i] != NULL;
   if (up == nd->nr_conns)
@@ -1346,7 +1353,7 @@ nbd_status (struct ndm_device *dev, GString *out)
   else
     g_string_append_printf (out, "down (%s)",
                             nd->last_error ? nd->last_error : "?");
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   if (q > 0)
     g_string_append_printf (out, ", %u write%s quarantined", q,
                             q == 1 ? "" : "s");
@@ -1358,10 +1365,10 @@ nbd_close_device (struct ndm_device *dev)
   struct nbd_dev *nd = (struct nbd_dev *) dev;
   unsigned i;
 
-  g_mutex_lock (&nd->lock);
+  ndm_mutex_lock (&nd->lock);
   g_atomic_int_set (&nd->stopping, 1);
   g_cond_broadcast (&nd->cond);
-  g_mutex_unlock (&nd->lock);
+  ndm_mutex_unlock (&nd->lock);
   if (nd->thread != NULL)
     g_thread_join (nd->thread);
 
@@ -1371,7 +1378,7 @@ nbd_close_device (struct ndm_device *dev)
   g_free (nd->conns);
   g_free (nd->last_error);
   g_cond_clear (&nd->cond);
-  g_mutex_clear (&nd->lock);
+  ndm_mutex_clear (&nd->lock);
   g_free (nd->dev.uri);
   g_free (nd);
   watch_device_closed ();
@@ -1448,7 +1455,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   nd->reconnect_ms = cfg->reconnect_ms;
   nd->io_timeout_ms = cfg->io_timeout_ms;
   nd->structured_replies = cfg->structured_replies;
-  g_mutex_init (&nd->lock);
+  ndm_mutex_init (&nd->lock, NDM_LOCK_POOL);
   g_cond_init (&nd->cond);
   if (h == NULL) {
     /* Tolerated: absent until the reconnect thread reaches it. */

@@ -37,7 +37,7 @@ struct delay_class {
 struct delay_c {
   struct delay_class class[DELAY_CLASSES];
   unsigned argc;                /* 3, 6 or 9: how the table said it */
-  GMutex lock;                  /* protects waiting, may_delay */
+  struct ndm_mutex lock;        /* protects waiting, may_delay */
   bool may_delay;
 };
 
@@ -81,7 +81,7 @@ delay_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
                     err) == -1)
     return -1;
   dc->argc = argc;
-  g_mutex_init (&dc->lock);
+  ndm_mutex_init (&dc->lock, NDM_LOCK_TARGET);
   dc->may_delay = true;
   ti->private = g_steal_pointer (&dc);
   return 0;
@@ -95,7 +95,7 @@ delay_dtr (struct ndm_target *ti)
 
   for (i = 0; i < DELAY_CLASSES; i++)
     g_queue_clear (&dc->class[i].waiting);
-  g_mutex_clear (&dc->lock);
+  ndm_mutex_clear (&dc->lock);
   g_free (dc);
 }
 
@@ -122,14 +122,14 @@ delay_map (struct ndm_target *ti, struct ndm_clone *clone)
   bool io = clone->op != NDM_OP_CACHE && clone->op != NDM_OP_BLOCK_STATUS;
 
   if (io && c->delay > 0) {
-    g_mutex_lock (&dc->lock);
+    ndm_mutex_lock (&dc->lock);
     if (dc->may_delay) {
       clone->not_before = g_get_monotonic_time () +
         c->delay * G_TIME_SPAN_MILLISECOND;
       clone->map_context = c;
       g_queue_push_tail (&c->waiting, clone);
     }
-    g_mutex_unlock (&dc->lock);
+    ndm_mutex_unlock (&dc->lock);
   }
   if (clone->op == NDM_OP_FLUSH) {
     unsigned i;
@@ -158,9 +158,9 @@ delay_forget (struct ndm_target *ti, struct ndm_clone *clone)
   if (c == NULL)
     return;
   clone->map_context = NULL;
-  g_mutex_lock (&dc->lock);
+  ndm_mutex_lock (&dc->lock);
   g_queue_remove (&c->waiting, clone);
-  g_mutex_unlock (&dc->lock);
+  ndm_mutex_unlock (&dc->lock);
 }
 
 static int
@@ -183,12 +183,12 @@ delay_presuspend (struct ndm_target *ti, bool noflush)
   unsigned i;
   GList *l;
 
-  g_mutex_lock (&dc->lock);
+  ndm_mutex_lock (&dc->lock);
   dc->may_delay = false;
   for (i = 0; i < DELAY_CLASSES; i++)
     for (l = dc->class[i].waiting.head; l != NULL; l = l->next)
       ndm_clone_release_delay (l->data);
-  g_mutex_unlock (&dc->lock);
+  ndm_mutex_unlock (&dc->lock);
 }
 
 static void
@@ -196,9 +196,9 @@ delay_resume (struct ndm_target *ti)
 {
   struct delay_c *dc = ti->private;
 
-  g_mutex_lock (&dc->lock);
+  ndm_mutex_lock (&dc->lock);
   dc->may_delay = true;
-  g_mutex_unlock (&dc->lock);
+  ndm_mutex_unlock (&dc->lock);
 }
 
 /* status: <reads> <writes> <flushes> being delayed now
@@ -214,7 +214,7 @@ delay_status (struct ndm_target *ti, enum ndm_status_type type,
   if (type == NDM_STATUS_INFO) {
     gint64 now = g_get_monotonic_time ();
 
-    g_mutex_lock (&dc->lock);
+    ndm_mutex_lock (&dc->lock);
     for (i = 0; i < DELAY_CLASSES; i++) {
       unsigned n = 0;
       GList *l;
@@ -223,7 +223,7 @@ delay_status (struct ndm_target *ti, enum ndm_status_type type,
         n += ndm_clone_not_before (l->data) > now;
       g_string_append_printf (result, "%s%u", i ? " " : "", n);
     }
-    g_mutex_unlock (&dc->lock);
+    ndm_mutex_unlock (&dc->lock);
     return;
   }
   for (i = 0; i < dc->argc / 3; i++)

@@ -27,7 +27,7 @@ struct dust_c {
   uint64_t start;               /* sectors */
   uint32_t blksz;               /* bytes */
   unsigned blk_shift;           /* log2 (blksz) */
-  GMutex lock;                  /* protects bad, fail_reads, quiet */
+  struct ndm_mutex lock;        /* protects bad, fail_reads, quiet */
   GTree *bad;                   /* block -> write fail count */
   bool fail_reads;              /* enabled */
   bool quiet;
@@ -69,7 +69,7 @@ dust_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
     return -1;
   dc->blksz = blksz;
   dc->blk_shift = g_bit_nth_lsf (blksz, -1);
-  g_mutex_init (&dc->lock);
+  ndm_mutex_init (&dc->lock, NDM_LOCK_TARGET);
   dc->bad = g_tree_new_full (block_cmp, NULL, g_free, g_free);
   ti->private = g_steal_pointer (&dc);
   return 0;
@@ -81,7 +81,7 @@ dust_dtr (struct ndm_target *ti)
   struct dust_c *dc = ti->private;
 
   g_tree_unref (dc->bad);
-  g_mutex_clear (&dc->lock);
+  ndm_mutex_clear (&dc->lock);
   g_free (dc);
 }
 
@@ -92,6 +92,7 @@ dust_check_locked (struct dust_c *dc, enum ndm_op op, uint64_t first,
 {
   uint64_t b;
 
+  ndm_assert_held (&dc->lock);
   for (b = first; b <= last; b++) {
     unsigned *fails = g_tree_lookup (dc->bad, &b);
 
@@ -121,11 +122,11 @@ dust_map (struct ndm_target *ti, struct ndm_clone *clone)
 
   if (clone->op != NDM_OP_FLUSH && clone->op != NDM_OP_BLOCK_STATUS &&
       clone->op != NDM_OP_CACHE) {
-    g_mutex_lock (&dc->lock);
+    ndm_mutex_lock (&dc->lock);
     if (dc->fail_reads && g_tree_nnodes (dc->bad) > 0)
       err = dust_check_locked (dc, clone->op, dev_off >> dc->blk_shift,
                                (dev_off + clone->len - 1) >> dc->blk_shift);
-    g_mutex_unlock (&dc->lock);
+    ndm_mutex_unlock (&dc->lock);
   }
   if (err != 0) {
     clone->kill_error = err;
@@ -154,7 +155,7 @@ dust_message (struct ndm_target *ti, unsigned argc, char **argv,
   int r = 0;
 
   if (argc == 1) {
-    g_mutex_lock (&dc->lock);
+    ndm_mutex_lock (&dc->lock);
     if (!g_ascii_strcasecmp (msg, "enable")) {
       dc->fail_reads = true;
       ndm_log_info ("dust: enabling read failures on bad sectors");
@@ -192,7 +193,7 @@ dust_message (struct ndm_target *ti, unsigned argc, char **argv,
                    "unrecognized message '%s' received", msg);
       r = -1;
     }
-    g_mutex_unlock (&dc->lock);
+    ndm_mutex_unlock (&dc->lock);
     return r;
   }
 
@@ -218,7 +219,7 @@ dust_message (struct ndm_target *ti, unsigned argc, char **argv,
     return -1;
   }
 
-  g_mutex_lock (&dc->lock);
+  ndm_mutex_lock (&dc->lock);
   if (!g_ascii_strcasecmp (msg, "addbadblock")) {
     if (g_tree_lookup (dc->bad, &block) != NULL) {
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
@@ -251,7 +252,7 @@ dust_message (struct ndm_target *ti, unsigned argc, char **argv,
                  "unrecognized message '%s' received", msg);
     r = -1;
   }
-  g_mutex_unlock (&dc->lock);
+  ndm_mutex_unlock (&dc->lock);
   return r;
 }
 
@@ -269,11 +270,11 @@ dust_status (struct ndm_target *ti, enum ndm_status_type type,
                             dc->start, dc->blksz);
     return;
   }
-  g_mutex_lock (&dc->lock);
+  ndm_mutex_lock (&dc->lock);
   g_string_append_printf (result, "%s %s %s", dc->dev->uri,
                           dc->fail_reads ? "fail_read_on_bad_block"
                           : "bypass", dc->quiet ? "quiet" : "verbose");
-  g_mutex_unlock (&dc->lock);
+  ndm_mutex_unlock (&dc->lock);
 }
 
 static int

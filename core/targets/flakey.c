@@ -46,7 +46,7 @@ struct flakey_c {
   unsigned random_read, random_write;   /* out of PROBABILITY_BASE */
   bool seeded;
   uint64_t seed;
-  GMutex rand_lock;             /* protects rand */
+  struct ndm_mutex rand_lock;   /* protects rand */
   GRand *rand;
 };
 
@@ -234,7 +234,7 @@ flakey_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
   if (fc->dev == NULL)
     return -1;
   fc->t0 = g_get_monotonic_time ();
-  g_mutex_init (&fc->rand_lock);
+  ndm_mutex_init (&fc->rand_lock, NDM_LOCK_TARGET);
   fc->rand = fc->seeded ? g_rand_new_with_seed (fc->seed) : g_rand_new ();
   ti->private = g_steal_pointer (&fc);
   return 0;
@@ -246,7 +246,7 @@ flakey_dtr (struct ndm_target *ti)
   struct flakey_c *fc = ti->private;
 
   g_rand_free (fc->rand);
-  g_mutex_clear (&fc->rand_lock);
+  ndm_mutex_clear (&fc->rand_lock);
   g_free (fc);
 }
 
@@ -264,9 +264,9 @@ flakey_chance (struct flakey_c *fc, unsigned p)
 {
   bool hit;
 
-  g_mutex_lock (&fc->rand_lock);
+  ndm_mutex_lock (&fc->rand_lock);
   hit = (unsigned) g_rand_int_range (fc->rand, 0, PROBABILITY_BASE) < p;
-  g_mutex_unlock (&fc->rand_lock);
+  ndm_mutex_unlock (&fc->rand_lock);
   return hit;
 }
 
@@ -276,10 +276,10 @@ corrupt_random (struct flakey_c *fc, char *buf, uint64_t len)
   uint64_t at;
   char v;
 
-  g_mutex_lock (&fc->rand_lock);
+  ndm_mutex_lock (&fc->rand_lock);
   at = (uint64_t) g_rand_double (fc->rand) * len;
   v = (char) g_rand_int_range (fc->rand, 0, 256);
-  g_mutex_unlock (&fc->rand_lock);
+  ndm_mutex_unlock (&fc->rand_lock);
   buf[MIN (at, len - 1)] = v;
 }
 

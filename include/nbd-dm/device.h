@@ -27,6 +27,7 @@
 
 #include <glib.h>
 
+#include "nbd-dm/lock.h"
 #include "nbd-dm/ndm.h"
 
 struct ndm_bio;
@@ -69,7 +70,7 @@ struct ndm_channel_ops {
 
 struct ndm_channel {
   const struct ndm_channel_ops *ops;
-  GMutex lock;                  /* protects leader, standby */
+  struct ndm_mutex lock;        /* protects leader, standby */
   struct ndm_waiter *leader;    /* protected by lock */
   GQueue standby;               /* waiters with commands here; by lock */
   gint inflight;                /* atomic: commands started, not ended */
