@@ -686,6 +686,7 @@ ndm_bio_endio (struct ndm_bio *bio, int status)
   if (status == 0) {
     switch (bio->step) {
     case NDM_STEP_IO:
+    case NDM_STEP_RMW_WRITE:
       if (bio->emulate_fua) {
         bio_ready (bio, NDM_STEP_FLUSH);
         return;
@@ -699,12 +700,6 @@ ndm_bio_endio (struct ndm_bio *bio, int status)
       }
       bio_ready (bio, NDM_STEP_RMW_WRITE);
       return;
-    case NDM_STEP_RMW_WRITE:
-      if (bio->emulate_fua) {
-        bio_ready (bio, NDM_STEP_FLUSH);
-        return;
-      }
-      break;
     case NDM_STEP_FLUSH:
       break;
     }

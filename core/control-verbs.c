@@ -13,10 +13,10 @@
 #include "nbd-dm/control.h"
 
 const struct ndm_control_option ndm_control_options[] = {
-  { NDM_CONTROL_OPT_CLEAR, "--clear" },
-  { NDM_CONTROL_OPT_NOFLUSH, "--noflush" },
-  { NDM_CONTROL_OPT_ALLOW_RESIZE, "--allow-resize" },
-  { 0, NULL },
+  { "--clear", NDM_CONTROL_OPT_CLEAR },
+  { "--noflush", NDM_CONTROL_OPT_NOFLUSH },
+  { "--allow-resize", NDM_CONTROL_OPT_ALLOW_RESIZE },
+  { NULL, 0 },
 };
 
 const struct ndm_control_verb ndm_control_verbs[] = {
@@ -41,26 +41,31 @@ const struct ndm_control_verb ndm_control_verbs[] = {
   { .name = NULL },
 };
 
+/* The row named name of a table whose rows start with their name and
+ * end with a NULL one.
+ */
+static const void *
+table_lookup (const void *rows, size_t stride, const char *name)
+{
+  const char *row;
+
+  for (row = rows; *(const char *const *) row != NULL; row += stride)
+    if (strcmp (*(const char *const *) row, name) == 0)
+      return row;
+  return NULL;
+}
+
 const struct ndm_control_verb *
 ndm_control_verb_lookup (const char *name)
 {
-  const struct ndm_control_verb *v;
-
-  for (v = ndm_control_verbs; v->name != NULL; v++)
-    if (strcmp (v->name, name) == 0)
-      return v;
-  return NULL;
+  return table_lookup (ndm_control_verbs, sizeof ndm_control_verbs[0], name);
 }
 
 const struct ndm_control_option *
 ndm_control_option_lookup (const char *name)
 {
-  const struct ndm_control_option *o;
-
-  for (o = ndm_control_options; o->name != NULL; o++)
-    if (strcmp (o->name, name) == 0)
-      return o;
-  return NULL;
+  return table_lookup (ndm_control_options, sizeof ndm_control_options[0],
+                       name);
 }
 
 char *

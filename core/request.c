@@ -75,6 +75,11 @@
 #include "log.h"
 #include "stats.h"
 
+/* Every bio of the request, clone by clone (i is the clone's index). */
+#define request_for_each_bio(rq, i, bio)                        \
+  for ((i) = 0; (i) < (rq)->nr_clones; (i)++)                   \
+    ndm_clone_for_each_bio ((bio), &(rq)->clones[(i)])
+
 /* ---- called from completions ----------------------------------------------- */
 
 void
@@ -386,19 +391,16 @@ ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev)
 static void
 request_note_flushes (struct ndm_request *rq)
 {
+  struct ndm_bio *bio;
   unsigned i;
 
-  for (i = 0; i < rq->nr_clones; i++) {
-    struct ndm_bio *bio;
-
-    ndm_clone_for_each_bio (bio, &rq->clones[i])
-      if (bio->op == NDM_OP_FLUSH && !ndm_bio_failed (bio) &&
-          !bio->cancelled && !dev_in (rq->flushed, bio->dev)) {
-        if (rq->flushed == NULL)
-          rq->flushed = g_ptr_array_new ();
-        g_ptr_array_add (rq->flushed, bio->dev);
-      }
-  }
+  request_for_each_bio (rq, i, bio)
+    if (bio->op == NDM_OP_FLUSH && !ndm_bio_failed (bio) &&
+        !bio->cancelled && !dev_in (rq->flushed, bio->dev)) {
+      if (rq->flushed == NULL)
+        rq->flushed = g_ptr_array_new ();
+      g_ptr_array_add (rq->flushed, bio->dev);
+    }
   if (rq->flush_mapped != NULL)
     g_ptr_array_set_size (rq->flush_mapped, 0);
 }
@@ -1008,15 +1010,12 @@ request_rebind (struct ndm_request *rq)
 static bool
 request_cannot_be_fast (struct ndm_request *rq)
 {
+  struct ndm_bio *bio;
   unsigned i;
 
-  for (i = 0; i < rq->nr_clones; i++) {
-    struct ndm_bio *bio;
-
-    ndm_clone_for_each_bio (bio, &rq->clones[i])
-      if (bio->status == ENOTSUP)
-        return true;
-  }
+  request_for_each_bio (rq, i, bio)
+    if (bio->status == ENOTSUP)
+      return true;
   return false;
 }
 

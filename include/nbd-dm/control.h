@@ -80,8 +80,9 @@ enum {
 };
 
 struct ndm_control_option {
+  const char *name;             /* "--clear"; first, as in every table
+                                   ndm_control_*_lookup searches */
   unsigned bit;                 /* NDM_CONTROL_OPT_* */
-  const char *name;             /* "--clear" */
 };
 
 /* Every option of the enum above; a NULL name ends it. */
