@@ -22,7 +22,10 @@
  *   0. ndm_md.state_lock             suspend state; control path and the
  *                                    request gate's slow paths
  *   1. ndm_md.table_lock (GRWLock)   taken only to ref the live table
- *   2. <target>_c.lock                path/leg state (targets that have one)
+ *   2. <target>_c.lock                path/leg state (targets that have one),
+ *                                    and their path checker's
+ *                                    (core/checker.c: no lock of its own;
+ *                                    its thread takes this one)
  *   3. ndm_request.lock               the ready list
  *   4. leaf locks:                    ndm_channel.lock, ndm_budget.lock,
  *                                     ndm_md.event_lock, never nested;
