@@ -793,8 +793,10 @@ static const struct ndm_checker_ops multipath_checker_ops = {
 
 /* ---- messages ---------------------------------------------------------------- */
 
+/* The path named uri, or NULL with msg's error. */
 static struct mp_path *
-find_path (struct multipath_c *m, const char *uri)
+find_path (struct multipath_c *m, const char *msg, const char *uri,
+           GError **err)
 {
   unsigned i;
 
@@ -804,6 +806,8 @@ find_path (struct multipath_c *m, const char *uri)
     if (strcmp (p->path.dev->uri, uri) == 0)
       return p;
   }
+  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+               "%s: no path '%s' in this target", msg, uri);
   return NULL;
 }
 
@@ -846,102 +850,111 @@ find_group (struct multipath_c *m, const char *arg, GError **err)
   return m->groups->pdata[n - 1];
 }
 
+/* queue_if_no_path and fail_if_no_path.  As dm: the feature itself
+ * changes (and the table line with it); as multipathd's
+ * restorequeueing, no_path_retry counts afresh.
+ */
 static int
-multipath_message (struct ndm_target *ti, unsigned argc, char **argv,
+message_queueing (struct ndm_target *ti, unsigned argc, char **argv,
+                  GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+
+  g_mutex_lock (&m->lock);
+  m->queue_if_no_path = !g_ascii_strcasecmp (argv[0], "queue_if_no_path");
+  m->fail_if_no_path = !m->queue_if_no_path;
+  m->retries_exhausted = false;
+  if (m->nr_valid == 0)
+    m->no_path_since = g_get_monotonic_time ();
+  g_mutex_unlock (&m->lock);
+  ndm_target_event (ti);
+  return 0;
+}
+
+static int
+message_fail_path (struct ndm_target *ti, unsigned argc, char **argv,
                    GString *result, GError **err)
 {
   struct multipath_c *m = ti->private;
-  const char *msg = argv[0];
-  struct mp_group *pg;
-  struct mp_path *p;
+  struct mp_path *p = find_path (m, argv[0], argv[1], err);
+  bool fence;
+
+  if (p == NULL)
+    return -1;
+  g_mutex_lock (&m->lock);
+  fence = fail_path_locked (m, p, "failed by message");
+  g_mutex_unlock (&m->lock);
+  if (fence)
+    fence_path (p);
+  return 0;
+}
+
+static int
+message_reinstate_path (struct ndm_target *ti, unsigned argc, char **argv,
+                        GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_path *p = find_path (m, argv[0], argv[1], err);
+
+  if (p == NULL || !path_may_serve (m, p, err))
+    return -1;
+  g_mutex_lock (&m->lock);
+  reinstate_path_locked (m, p);
+  g_mutex_unlock (&m->lock);
+  return 0;
+}
+
+static int
+message_switch_group (struct ndm_target *ti, unsigned argc, char **argv,
+                      GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_group *pg = find_group (m, argv[1], err);
   unsigned i;
 
-  if (argc == 1 && (!g_ascii_strcasecmp (msg, "queue_if_no_path") ||
-                    !g_ascii_strcasecmp (msg, "fail_if_no_path"))) {
-    g_mutex_lock (&m->lock);
-    /* As dm: the feature itself changes (and the table line with it);
-     * as multipathd's restorequeueing, no_path_retry counts afresh.
-     */
-    m->queue_if_no_path = !g_ascii_strcasecmp (msg, "queue_if_no_path");
-    m->fail_if_no_path = !m->queue_if_no_path;
-    m->retries_exhausted = false;
-    if (m->nr_valid == 0)
-      m->no_path_since = g_get_monotonic_time ();
-    g_mutex_unlock (&m->lock);
-    ndm_target_event (ti);
-    return 0;
-  }
-  if (argc != 2) {
-    static const char *const one_arg[] = {
-      "fail_path", "reinstate_path", "switch_group", "enable_group",
-      "disable_group", "queue_if_no_path", "fail_if_no_path",
-    };
-    unsigned k;
-
-    for (k = 0; k < G_N_ELEMENTS (one_arg); k++)
-      if (!g_ascii_strcasecmp (msg, one_arg[k])) {
-        g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                     "%s: expected %s, got %u argument%s", msg,
-                     k < 2 ? "one argument, the path"
-                     : k < 5 ? "one argument, the group number"
-                     : "no argument", argc - 1, argc == 2 ? "" : "s");
-        return -1;
-      }
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "unknown message '%s': expected queue_if_no_path, "
-                 "fail_if_no_path, fail_path <path>, reinstate_path <path>, "
-                 "switch_group <n>, enable_group <n> or disable_group <n>",
-                 msg);
+  if (pg == NULL)
     return -1;
-  }
-  if (!g_ascii_strcasecmp (msg, "fail_path") ||
-      !g_ascii_strcasecmp (msg, "reinstate_path")) {
-    bool fence = false;
-
-    p = find_path (m, argv[1]);
-    if (p == NULL) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "%s: no path '%s' in this target", msg, argv[1]);
-      return -1;
-    }
-    if (!g_ascii_strcasecmp (msg, "reinstate_path") &&
-        !path_may_serve (m, p, err))
-      return -1;
-    g_mutex_lock (&m->lock);
-    if (!g_ascii_strcasecmp (msg, "fail_path"))
-      fence = fail_path_locked (m, p, "failed by message");
-    else
-      reinstate_path_locked (m, p);
-    g_mutex_unlock (&m->lock);
-    if (fence)
-      fence_path (p);
-    return 0;
-  }
-  if (!g_ascii_strcasecmp (msg, "switch_group") ||
-      !g_ascii_strcasecmp (msg, "enable_group") ||
-      !g_ascii_strcasecmp (msg, "disable_group")) {
-    if ((pg = find_group (m, argv[1], err)) == NULL)
-      return -1;
-    g_mutex_lock (&m->lock);
-    if (!g_ascii_strcasecmp (msg, "switch_group")) {
-      for (i = 0; i < m->groups->len; i++)
-        ((struct mp_group *) m->groups->pdata[i])->bypassed = false;
-      m->next_pg = pg;
-      m->current_pg = NULL;
-    }
-    else {
-      /* As dm's bypass_pg: the group is chosen afresh at the next I/O. */
-      pg->bypassed = !g_ascii_strcasecmp (msg, "disable_group");
-      m->current_pg = NULL;
-    }
-    g_mutex_unlock (&m->lock);
-    ndm_target_event (ti);
-    return 0;
-  }
-  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-               "unknown message '%s'", msg);
-  return -1;
+  g_mutex_lock (&m->lock);
+  for (i = 0; i < m->groups->len; i++)
+    ((struct mp_group *) m->groups->pdata[i])->bypassed = false;
+  m->next_pg = pg;
+  m->current_pg = NULL;
+  g_mutex_unlock (&m->lock);
+  ndm_target_event (ti);
+  return 0;
 }
+
+/* enable_group and disable_group.  As dm's bypass_pg: the group is
+ * chosen afresh at the next I/O.
+ */
+static int
+message_bypass_group (struct ndm_target *ti, unsigned argc, char **argv,
+                      GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_group *pg = find_group (m, argv[1], err);
+
+  if (pg == NULL)
+    return -1;
+  g_mutex_lock (&m->lock);
+  pg->bypassed = !g_ascii_strcasecmp (argv[0], "disable_group");
+  m->current_pg = NULL;
+  g_mutex_unlock (&m->lock);
+  ndm_target_event (ti);
+  return 0;
+}
+
+/* docs/targets/multipath.md, "Messages"; device_dead is the core's. */
+static const struct ndm_target_message multipath_messages[] = {
+  { "queue_if_no_path", 0, 0, NULL, message_queueing },
+  { "fail_if_no_path", 0, 0, NULL, message_queueing },
+  { "fail_path", 1, 1, "<path>", message_fail_path },
+  { "reinstate_path", 1, 1, "<path>", message_reinstate_path },
+  { "switch_group", 1, 1, "<group>", message_switch_group },
+  { "enable_group", 1, 1, "<group>", message_bypass_group },
+  { "disable_group", 1, 1, "<group>", message_bypass_group },
+  { NULL },
+};
 
 /* ---- status ---------------------------------------------------------------------- */
 
@@ -1108,7 +1121,7 @@ const struct ndm_target_type ndm_multipath_target = {
   .map = multipath_map, .end_io = multipath_end_io,
   .release_clone = multipath_release_clone,
   .status = multipath_status, .status_json = multipath_status_json,
-  .message = multipath_message,                              /* optional */
+  .messages = multipath_messages,                            /* optional */
   .iterate_devices = multipath_iterate_devices,
   .presuspend = multipath_presuspend, .resume = multipath_resume,
 };
