@@ -154,6 +154,7 @@ test_fallback (void)
   g_autofree char *out = dispatch (with_fallback, "sparkle 1 2 3", &err);
 
   g_assert_no_error (err);
+  g_assert_cmpstr (out, ==, "answer");
   g_assert_cmpstr (ran->str, ==, "sparkle 1 2 3");
   /* Its rows are still checked. */
   expect_error (with_fallback, "stop 1",
