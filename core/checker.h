@@ -89,8 +89,8 @@ struct ndm_checker {
 void ndm_checker_init (struct ndm_checker *c, struct ndm_target *ti,
                        const struct ndm_checker_ops *ops, GMutex *lock,
                        void *owner);
-/* For the owner's dtr: stop the thread (without the lock held) and free
- * what init made.  The items stay the owner's.
+/* For the owner's dtr, without the owner's lock: stop the thread and
+ * free what init made.  The items stay the owner's.
  */
 void ndm_checker_clear (struct ndm_checker *c);
 

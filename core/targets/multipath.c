@@ -49,6 +49,7 @@
  * without it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "nbd-dm/bio.h"
