@@ -323,7 +323,7 @@ verb_message (struct cmd *c, GString *out, GError **err)
     ndm_table_unref (t);
     return r;
   }
-  if (ti->type->message == NULL) {
+  if (ti->type->messages == NULL) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "message: the %s target at sector %" PRIu64 " does not "
                  "support messages", ti->type->name, ti->begin);
@@ -333,7 +333,8 @@ verb_message (struct cmd *c, GString *out, GError **err)
   {
     g_autoptr (GString) res = g_string_new (NULL);
 
-    r = ti->type->message (ti, c->argc - 1, c->argv + 1, res, &e);
+    r = ndm_target_message_dispatch (ti, ti->type->messages, c->argc - 1,
+                                     c->argv + 1, res, &e);
     if (r == -1) {
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "message: %s: %s",
                    ti->type->name, e->message);

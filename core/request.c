@@ -36,8 +36,9 @@
  *   2. <target>_c.lock               target state: multipath_c.lock (path
  *                                    groups, paths, selectors),
  *                                    delay_c.lock, dust_c.lock,
- *                                    flakey_c.rand_lock; the path
- *                                    checker's lock ranks here too
+ *                                    flakey_c.rand_lock; a path checker
+ *                                    (core/checker.c) has no lock of its
+ *                                    own: its thread takes its target's
  *   3. ndm_request.lock              the ready list; nothing under it
  *   4. device and leaf locks, in this order:
  *      a. nbd_dev.lock               a device's connection pool, state

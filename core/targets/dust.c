@@ -136,6 +136,137 @@ dust_map (struct ndm_target *ti, struct ndm_clone *clone)
   return NDM_MAPIO_REMAPPED;
 }
 
+/* ---- messages: dm-dust's, with its answers and errors ---------------------- */
+
+/* A block number is checked against the whole device, as dm-dust does,
+ * the number of blocks itself included.
+ */
+static int
+check_block (struct dust_c *dc, uint64_t block, GError **err)
+{
+  uint64_t nr_blocks = dc->dev->size >> dc->blk_shift;
+
+  if (block > nr_blocks) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "selected block value out of range: %" PRIu64 " (the "
+                 "device has %" PRIu64 " blocks)", block, nr_blocks);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_block (struct dust_c *dc, const char *arg, uint64_t *block,
+             GError **err)
+{
+  if (ndm_parse_u64 (arg, "block", block, err) == -1)
+    return -1;
+  return check_block (dc, *block, err);
+}
+
+static int
+dust_addbadblock (struct ndm_target *ti, unsigned argc, char **argv,
+                  GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+  uint64_t block, fails = 0;
+  int r = 0;
+
+  if (ndm_parse_u64 (argv[1], "block", &block, err) == -1 ||
+      (argc == 3 &&
+       ndm_parse_u64 (argv[2], "write fail count", &fails, err) == -1) ||
+      check_block (dc, block, err) == -1)
+    return -1;
+  if (fails > 255) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "selected write fail count out of range: %" PRIu64
+                 " (0 to 255)", fails);
+    return -1;
+  }
+  ndm_mutex_lock (&dc->lock);
+  if (g_tree_lookup (dc->bad, &block) != NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "block %" PRIu64 " already in badblocklist", block);
+    r = -1;
+  }
+  else {
+    g_tree_insert (dc->bad, g_memdup2 (&block, sizeof block),
+                   g_memdup2 (&(unsigned) { fails }, sizeof (unsigned)));
+    if (!dc->quiet)
+      ndm_log_info ("dust: badblock added at block %" PRIu64 " with "
+                    "write fail count %" PRIu64, block, fails);
+  }
+  ndm_mutex_unlock (&dc->lock);
+  return r;
+}
+
+static int
+dust_removebadblock (struct ndm_target *ti, unsigned argc, char **argv,
+                     GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+  uint64_t block;
+  int r = 0;
+
+  if (parse_block (dc, argv[1], &block, err) == -1)
+    return -1;
+  ndm_mutex_lock (&dc->lock);
+  if (!g_tree_remove (dc->bad, &block)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "block %" PRIu64 " not found in badblocklist", block);
+    r = -1;
+  }
+  else if (!dc->quiet)
+    ndm_log_info ("dust: badblock removed at block %" PRIu64, block);
+  ndm_mutex_unlock (&dc->lock);
+  return r;
+}
+
+static int
+dust_queryblock (struct ndm_target *ti, unsigned argc, char **argv,
+                 GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+  uint64_t block;
+
+  if (parse_block (dc, argv[1], &block, err) == -1)
+    return -1;
+  ndm_mutex_lock (&dc->lock);
+  g_string_append_printf (result, "dust_query_block: block %" PRIu64
+                          " %sfound in badblocklist", block,
+                          g_tree_lookup (dc->bad, &block) ? "" : "not ");
+  ndm_mutex_unlock (&dc->lock);
+  return 0;
+}
+
+static int
+dust_countbadblocks (struct ndm_target *ti, unsigned argc, char **argv,
+                     GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+
+  ndm_mutex_lock (&dc->lock);
+  g_string_append_printf (result, "countbadblocks: %d badblock(s) found",
+                          g_tree_nnodes (dc->bad));
+  ndm_mutex_unlock (&dc->lock);
+  return 0;
+}
+
+static int
+dust_clearbadblocks (struct ndm_target *ti, unsigned argc, char **argv,
+                     GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+
+  ndm_mutex_lock (&dc->lock);
+  g_string_append (result, g_tree_nnodes (dc->bad) > 0
+                   ? "dust_clear_badblocks: badblocks cleared"
+                   : "dust_clear_badblocks: no badblocks found");
+  g_tree_remove_all (dc->bad);
+  ndm_mutex_unlock (&dc->lock);
+  return 0;
+}
+
 static gboolean
 list_block (gpointer key, gpointer value, gpointer data)
 {
@@ -143,118 +274,74 @@ list_block (gpointer key, gpointer value, gpointer data)
   return FALSE;
 }
 
-/* dm-dust's messages, answers and errors. */
 static int
-dust_message (struct ndm_target *ti, unsigned argc, char **argv,
-              GString *result, GError **err)
+dust_listbadblocks (struct ndm_target *ti, unsigned argc, char **argv,
+                    GString *result, GError **err)
 {
   struct dust_c *dc = ti->private;
-  uint64_t nr_blocks = dc->dev->size >> dc->blk_shift;
-  const char *msg = argv[0];
-  uint64_t block, fails = 0;
-  int r = 0;
-
-  if (argc == 1) {
-    ndm_mutex_lock (&dc->lock);
-    if (!g_ascii_strcasecmp (msg, "enable")) {
-      dc->fail_reads = true;
-      ndm_log_info ("dust: enabling read failures on bad sectors");
-    }
-    else if (!g_ascii_strcasecmp (msg, "disable")) {
-      dc->fail_reads = false;
-      ndm_log_info ("dust: disabling read failures on bad sectors");
-    }
-    else if (!g_ascii_strcasecmp (msg, "quiet"))
-      dc->quiet = !dc->quiet;
-    else if (!g_ascii_strcasecmp (msg, "countbadblocks"))
-      g_string_append_printf (result, "countbadblocks: %d badblock(s) "
-                              "found", g_tree_nnodes (dc->bad));
-    else if (!g_ascii_strcasecmp (msg, "clearbadblocks")) {
-      g_string_append (result, g_tree_nnodes (dc->bad) > 0
-                       ? "dust_clear_badblocks: badblocks cleared"
-                       : "dust_clear_badblocks: no badblocks found");
-      g_tree_remove_all (dc->bad);
-    }
-    else if (!g_ascii_strcasecmp (msg, "listbadblocks")) {
-      if (g_tree_nnodes (dc->bad) == 0)
-        g_string_append (result, "No blocks in badblocklist");
-      else
-        g_tree_foreach (dc->bad, list_block, result);
-    }
-    else if (!g_ascii_strcasecmp (msg, "addbadblock") ||
-             !g_ascii_strcasecmp (msg, "removebadblock") ||
-             !g_ascii_strcasecmp (msg, "queryblock")) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "%s requires an additional argument", msg);
-      r = -1;
-    }
-    else {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "unrecognized message '%s' received", msg);
-      r = -1;
-    }
-    ndm_mutex_unlock (&dc->lock);
-    return r;
-  }
-
-  if (argc > 3) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "invalid number of arguments '%u'", argc);
-    return -1;
-  }
-  if (ndm_parse_u64 (argv[1], "block", &block, err) == -1 ||
-      (argc == 3 &&
-       ndm_parse_u64 (argv[2], "write fail count", &fails, err) == -1))
-    return -1;
-  if (block > nr_blocks) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "selected block value out of range: %" PRIu64 " (the "
-                 "device has %" PRIu64 " blocks)", block, nr_blocks);
-    return -1;
-  }
-  if (fails > 255) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "selected write fail count out of range: %" PRIu64
-                 " (0 to 255)", fails);
-    return -1;
-  }
 
   ndm_mutex_lock (&dc->lock);
-  if (!g_ascii_strcasecmp (msg, "addbadblock")) {
-    if (g_tree_lookup (dc->bad, &block) != NULL) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "block %" PRIu64 " already in badblocklist", block);
-      r = -1;
-    }
-    else {
-      g_tree_insert (dc->bad, g_memdup2 (&block, sizeof block),
-                     g_memdup2 (&(unsigned) { fails }, sizeof (unsigned)));
-      if (!dc->quiet)
-        ndm_log_info ("dust: badblock added at block %" PRIu64 " with "
-                      "write fail count %" PRIu64, block, fails);
-    }
-  }
-  else if (argc == 2 && !g_ascii_strcasecmp (msg, "removebadblock")) {
-    if (!g_tree_remove (dc->bad, &block)) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "block %" PRIu64 " not found in badblocklist", block);
-      r = -1;
-    }
-    else if (!dc->quiet)
-      ndm_log_info ("dust: badblock removed at block %" PRIu64, block);
-  }
-  else if (argc == 2 && !g_ascii_strcasecmp (msg, "queryblock"))
-    g_string_append_printf (result, "dust_query_block: block %" PRIu64
-                            " %sfound in badblocklist", block,
-                            g_tree_lookup (dc->bad, &block) ? "" : "not ");
-  else {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "unrecognized message '%s' received", msg);
-    r = -1;
-  }
+  if (g_tree_nnodes (dc->bad) == 0)
+    g_string_append (result, "No blocks in badblocklist");
+  else
+    g_tree_foreach (dc->bad, list_block, result);
   ndm_mutex_unlock (&dc->lock);
-  return r;
+  return 0;
 }
+
+/* enable and disable. */
+static int
+dust_fail_reads (struct ndm_target *ti, unsigned argc, char **argv,
+                 GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+  bool on = !g_ascii_strcasecmp (argv[0], "enable");
+
+  ndm_mutex_lock (&dc->lock);
+  dc->fail_reads = on;
+  ndm_log_info ("dust: %s read failures on bad sectors",
+                on ? "enabling" : "disabling");
+  ndm_mutex_unlock (&dc->lock);
+  return 0;
+}
+
+static int
+dust_quiet (struct ndm_target *ti, unsigned argc, char **argv,
+            GString *result, GError **err)
+{
+  struct dust_c *dc = ti->private;
+
+  ndm_mutex_lock (&dc->lock);
+  dc->quiet = !dc->quiet;
+  ndm_mutex_unlock (&dc->lock);
+  return 0;
+}
+
+/* dm-dust's words for a name it does not know (the core would list the
+ * names instead).
+ */
+static int
+dust_unrecognized (struct ndm_target *ti, unsigned argc, char **argv,
+                   GString *result, GError **err)
+{
+  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+               "unrecognized message '%s' received", argv[0]);
+  return -1;
+}
+
+/* docs/targets/dust.md, "Messages". */
+static const struct ndm_target_message dust_messages[] = {
+  { "addbadblock", 1, 2, "<block> [<write fail count>]", dust_addbadblock },
+  { "removebadblock", 1, 1, "<block>", dust_removebadblock },
+  { "queryblock", 1, 1, "<block>", dust_queryblock },
+  { "countbadblocks", 0, 0, NULL, dust_countbadblocks },
+  { "clearbadblocks", 0, 0, NULL, dust_clearbadblocks },
+  { "listbadblocks", 0, 0, NULL, dust_listbadblocks },
+  { "enable", 0, 0, NULL, dust_fail_reads },
+  { "disable", 0, 0, NULL, dust_fail_reads },
+  { "quiet", 0, 0, NULL, dust_quiet },
+  { NULL, .fn = dust_unrecognized },
+};
 
 /* status: <device> fail_read_on_bad_block|bypass verbose|quiet
  * table:  <device> <offset> <blksz>
@@ -290,6 +377,6 @@ dust_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
 const struct ndm_target_type ndm_dust_target = {
   .name = "dust", .version = { 1, 0, 0 },
   .ctr = dust_ctr, .dtr = dust_dtr, .map = dust_map,         /* required */
-  .message = dust_message, .status = dust_status,            /* optional */
+  .messages = dust_messages, .status = dust_status,          /* optional */
   .iterate_devices = dust_iterate_devices,
 };

@@ -33,40 +33,39 @@
  * (queue_if_no_path, bounded by no_path_retry and no-path-timeout) or
  * fails with EIO at once.
  *
- * Path checker: a thread per target probes every path each
- * checker-interval (a handshake and a one-block read on a connection of
- * its own), as multipathd does: an active path that does not answer is
- * failed and fenced; a failed one is reinstated when it answers with the
- * target's size and its data connections are up.  A path that fails
- * again within flap-window of coming back is probed again only after
- * flap-damping.  The message queue_if_no_path starts the no_path_retry
- * count afresh (multipathd's restorequeueing).
+ * Path checker (core/checker.c, one per target): every path is an item
+ * of it; it probes them each checker-interval, as multipathd does, and
+ * calls back here: an active path that does not answer is failed and
+ * fenced; a failed one is reinstated when it answers with the target's
+ * size and its data connections are up.  A path that fails again within
+ * flap-window of coming back is probed again only after flap-damping.
+ * The message queue_if_no_path starts the no_path_retry count afresh
+ * (multipathd's restorequeueing).
  *
  * Thread model and locks: map and end_io run on request owners, message
  * and status on the control thread, the checker on its own; all take
  * multipath_c.lock (order 2 in core/request.c), which also covers the
- * selectors.  Device fences and probes run without it.
+ * selectors and the checker's state.  Device fences and probes run
+ * without it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "nbd-dm/bio.h"
 #include "nbd-dm/target.h"
+#include "../checker.h"
 #include "../log.h"
 #include "../selectors/selector.h"
 #include "../stats.h"
-#include "../thread.h"
 
 struct mp_group;
 
 struct mp_path {
   struct ndm_path path;         /* dev and the selector's context */
+  struct ndm_checked chk;       /* the checker's: dev again, 'A' or 'F',
+                                   fail count, reason, damping */
   struct mp_group *pg;
-  bool active;                  /* 'A', else 'F' */
-  unsigned fail_count;
-  gint64 reinstated_at;         /* us, 0 = never failed */
-  gint64 damp_until;            /* us: not reinstated before (flapping) */
-  char *reason;                 /* why it is failed, for logs and JSON */
 };
 
 struct mp_group {
@@ -78,14 +77,14 @@ struct mp_group {
 
 struct multipath_c {
   struct ndm_target *ti;
-  GMutex lock;                  /* protects everything below */
-  GCond cond;                   /* checker: stop */
+  struct ndm_mutex lock;        /* protects everything below, and the
+                                   checker's state */
+  struct ndm_checker checker;   /* every path, in table order (path_at) */
   GPtrArray *groups;            /* struct mp_group *, owning their paths */
-  GPtrArray *paths;             /* struct mp_path *, all, in table order */
   struct mp_group *current_pg;
   struct mp_group *next_pg;     /* switch to it (switch_group, initial) */
   unsigned nr_valid;
-  /* Whether I/O is held while no path is valid: see should_queue. */
+  /* Whether I/O is held while no path is valid: should_queue_locked. */
   bool queue_if_no_path;        /* the feature (table or message) */
   bool has_no_path_retry;       /* no_path_retry in the table: it decides */
   int no_path_retry;            /* -1 queue, 0 fail, N intervals (any
@@ -94,11 +93,7 @@ struct multipath_c {
   bool fail_if_no_path;         /* the message: overrides both */
   bool suspending;              /* a flush suspend drains: no holding */
   gint64 no_path_since;         /* us, when the last path failed */
-  uint64_t size;                /* bytes every path must have */
   unsigned initial_pg;
-  GThread *checker;
-  bool resumed;                 /* the checker is due */
-  bool stopping;
 };
 
 /* The clone's scratch space (ndm_clone_per_io). */
@@ -231,7 +226,7 @@ path_free (gpointer data)
 {
   struct mp_path *p = data;
 
-  g_free (p->reason);
+  g_free (p->chk.reason);
   g_free (p);
 }
 
@@ -244,32 +239,36 @@ group_free (struct mp_group *pg)
   g_free (pg);
 }
 
-/* With the size known, a reachable path of another size is refused: it
- * is not the same data (NBD has no WWID; size is what identifies).
- */
-static void
-path_check_identity (struct multipath_c *m, struct mp_path *p)
+/* The path a checker item is. */
+static struct mp_path *
+path_of (struct ndm_checked *item)
 {
-  struct ndm_device *dev = p->path.dev;
-
-  if (dev->absent || dev->size == m->size)
-    return;
-  p->active = false;
-  g_free (p->reason);
-  p->reason = g_strdup_printf ("size %" PRIu64 " bytes, the other paths "
-                               "have %" PRIu64 ": not the same data",
-                               dev->size, m->size);
-  ndm_log_error ("multipath: path %s refused: %s", dev->uri, p->reason);
+  return (struct mp_path *) ((char *) item - offsetof (struct mp_path, chk));
 }
 
-/* The path whose device dev is, or NULL (m->lock held once serving). */
+/* The i-th path in table order.  The list is fixed once ctr ends: no
+ * lock needed.
+ */
+static struct mp_path *
+path_at (struct multipath_c *m, unsigned i)
+{
+  return path_of (m->checker.items->pdata[i]);
+}
+
+static unsigned
+nr_paths (struct multipath_c *m)
+{
+  return m->checker.items->len;
+}
+
+/* The path whose device dev is, or NULL. */
 static struct mp_path *
 path_of_device (struct multipath_c *m, struct ndm_device *dev)
 {
   unsigned i;
 
-  for (i = 0; i < m->paths->len; i++) {
-    struct mp_path *p = m->paths->pdata[i];
+  for (i = 0; i < nr_paths (m); i++) {
+    struct mp_path *p = path_at (m, i);
 
     if (p->path.dev == dev)
       return p;
@@ -334,19 +333,12 @@ parse_group (struct ndm_target *ti, struct multipath_c *m, struct args *a,
         pg->ps.type->add_path (&pg->ps, &p->path, nargs, a->argv, err)
         == -1)
       goto err;
-    g_ptr_array_add (m->paths, p);
     a->argc -= nargs;
     a->argv += nargs;
-    p->active = !p->path.dev->absent;
-    if (!p->active)
-      p->reason = g_strdup ("not reachable");
-    else if (m->size == 0)
-      m->size = p->path.dev->size;
-    path_check_identity (m, p);
-    if (!p->active)
-      pg->ps.type->fail_path (&pg->ps, &p->path);
-    else
+    if (ndm_checker_add (&m->checker, &p->chk, p->path.dev))
       m->nr_valid++;
+    else
+      pg->ps.type->fail_path (&pg->ps, &p->path);
   }
   return pg;
 
@@ -356,6 +348,7 @@ parse_group (struct ndm_target *ti, struct multipath_c *m, struct args *a,
 }
 
 static void multipath_dtr (struct ndm_target *ti);
+static const struct ndm_checker_ops multipath_checker_ops;
 
 static int
 multipath_ctr (struct ndm_target *ti, unsigned argc, char **argv,
@@ -367,10 +360,9 @@ multipath_ctr (struct ndm_target *ti, unsigned argc, char **argv,
   unsigned i;
 
   m->ti = ti;
-  g_mutex_init (&m->lock);
-  g_cond_init (&m->cond);
+  ndm_mutex_init (&m->lock, NDM_LOCK_TARGET);
+  ndm_checker_init (&m->checker, ti, &multipath_checker_ops, &m->lock, m);
   m->groups = g_ptr_array_new ();
-  m->paths = g_ptr_array_new ();
   m->no_path_retry = -1;
   ti->private = m;
 
@@ -410,15 +402,13 @@ multipath_ctr (struct ndm_target *ti, unsigned argc, char **argv,
                  "no path can be used: at least one must answer at load");
     goto err;
   }
-  /* Absent paths have no size yet: refused later if it is not this one. */
   m->initial_pg = initial;
   m->next_pg = m->groups->pdata[initial - 1];
   /* One data behind every path: one prison for all of them (R7, R10),
    * the first path's, so a reload naming the same first path keeps its
    * quarantines.
    */
-  ndm_target_set_prison (ti,
-                         ((struct mp_path *) m->paths->pdata[0])->path.dev);
+  ndm_target_set_prison (ti, path_at (m, 0)->path.dev);
   return 0;
 
  err:
@@ -435,63 +425,29 @@ multipath_dtr (struct ndm_target *ti)
 
   if (m == NULL)
     return;
-  g_mutex_lock (&m->lock);
-  m->stopping = true;
-  g_cond_broadcast (&m->cond);
-  g_mutex_unlock (&m->lock);
-  if (m->checker != NULL)
-    g_thread_join (m->checker);
+  ndm_checker_clear (&m->checker);
   for (i = 0; i < m->groups->len; i++)
     group_free (m->groups->pdata[i]);
   g_ptr_array_unref (m->groups);
-  g_ptr_array_unref (m->paths);
-  g_cond_clear (&m->cond);
-  g_mutex_clear (&m->lock);
+  ndm_mutex_clear (&m->lock);
   g_free (m);
 }
 
 /* ---- path state ------------------------------------------------------------------ */
 
-static gpointer checker_thread (gpointer data);
-
-/* With m->lock held: the checker, if the target was resumed and it is
- * missing (it could not be made before: R13).  Without it failed paths
- * are never reinstated, so every path failure tries again.
- */
-static void
-checker_start_locked (struct multipath_c *m)
-{
-  if (m->resumed && m->checker == NULL && !m->stopping)
-    m->checker = ndm_thread_try_new ("ndm-mpath-check", checker_thread, m);
-}
-
 /* With m->lock held.  Returns true if this call failed it (the caller
- * then fences its device, outside the lock).
+ * then fences its device, outside the lock).  Any failure (re)starts the
+ * checker if it is missing, and damps a flapping path (core/checker.c).
  */
 static bool
 fail_path_locked (struct multipath_c *m, struct mp_path *p, const char *why)
 {
-  gint64 now = g_get_monotonic_time ();
-  const struct ndm_config *cfg = ndm_target_config (m->ti);
-
-  if (!p->active)
+  ndm_assert_held (&m->lock);
+  if (!ndm_checker_fail_locked (&m->checker, &p->chk, why))
     return false;
-  checker_start_locked (m);
-  p->active = false;
-  p->fail_count++;
   p->pg->ps.type->fail_path (&p->pg->ps, &p->path);
-  g_free (p->reason);
-  p->reason = g_strdup (why);
   if (--m->nr_valid == 0)
-    m->no_path_since = now;
-  if (p->reinstated_at != 0 &&
-      now - p->reinstated_at < cfg->flap_window_ms * INT64_C (1000)) {
-    p->damp_until = now + cfg->flap_damping_ms * INT64_C (1000);
-    ndm_log_error ("multipath: path %s failed %.1f s after it came back: "
-                   "not reinstated for %u s", p->path.dev->uri,
-                   (now - p->reinstated_at) / 1e6,
-                   cfg->flap_damping_ms / 1000);
-  }
+    m->no_path_since = g_get_monotonic_time ();
   ndm_log_error ("multipath: failing path %s (%s): %u valid path%s left",
                  p->path.dev->uri, why, m->nr_valid,
                  m->nr_valid == 1 ? "" : "s");
@@ -512,17 +468,10 @@ fence_path (struct mp_path *p)
 static void
 reinstate_path_locked (struct multipath_c *m, struct mp_path *p)
 {
-  if (p->active)
+  ndm_assert_held (&m->lock);
+  if (!ndm_checker_reinstate_locked (&m->checker, &p->chk))
     return;
-  p->active = true;
   p->pg->ps.type->reinstate_path (&p->pg->ps, &p->path);
-  /* Flapping is failing again soon after a failure, not after the first
-   * contact with a path that was absent at load.
-   */
-  p->reinstated_at = p->fail_count > 0 ? g_get_monotonic_time () : 0;
-  p->damp_until = 0;
-  g_free (p->reason);
-  p->reason = NULL;
   m->nr_valid++;
   m->no_path_since = 0;
   m->retries_exhausted = false;    /* no_path_retry counts afresh */
@@ -536,10 +485,13 @@ reinstate_path_locked (struct multipath_c *m, struct mp_path *p)
 
 /* With m->lock held: a path in pg, making pg current if one is found. */
 static struct mp_path *
-choose_in_group (struct multipath_c *m, struct mp_group *pg, uint64_t nr)
+choose_in_group_locked (struct multipath_c *m, struct mp_group *pg,
+                        uint64_t nr)
 {
-  struct ndm_path *path = pg->ps.type->select_path (&pg->ps, nr);
+  struct ndm_path *path;
 
+  ndm_assert_held (&m->lock);
+  path = pg->ps.type->select_path (&pg->ps, nr);
   if (path == NULL)
     return NULL;
   m->current_pg = pg;
@@ -551,28 +503,31 @@ choose_in_group (struct multipath_c *m, struct mp_group *pg, uint64_t nr)
  * bypassed groups only when nothing else is left.
  */
 static struct mp_path *
-choose_path (struct multipath_c *m, uint64_t nr)
+choose_path_locked (struct multipath_c *m, uint64_t nr)
 {
   struct mp_path *p;
   int bypassed;
   unsigned i;
 
+  ndm_assert_held (&m->lock);
   if (m->nr_valid == 0)
     return NULL;
   if (m->next_pg != NULL) {
     struct mp_group *pg = m->next_pg;
 
     m->next_pg = NULL;
-    if ((p = choose_in_group (m, pg, nr)) != NULL)
+    if ((p = choose_in_group_locked (m, pg, nr)) != NULL)
       return p;
   }
-  if (m->current_pg != NULL && (p = choose_in_group (m, m->current_pg, nr)))
+  if (m->current_pg != NULL &&
+      (p = choose_in_group_locked (m, m->current_pg, nr)))
     return p;
   for (bypassed = 0; bypassed <= 1; bypassed++)
     for (i = 0; i < m->groups->len; i++) {
       struct mp_group *pg = m->groups->pdata[i];
 
-      if (pg->bypassed == bypassed && (p = choose_in_group (m, pg, nr)))
+      if (pg->bypassed == bypassed &&
+          (p = choose_in_group_locked (m, pg, nr)))
         return p;
     }
   return NULL;
@@ -586,10 +541,11 @@ map_flush_locked (struct multipath_c *m, struct ndm_clone *clone)
 {
   unsigned i;
 
-  for (i = 0; i < m->paths->len; i++) {
-    struct mp_path *p = m->paths->pdata[i];
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < nr_paths (m); i++) {
+    struct mp_path *p = path_at (m, i);
 
-    if (p->active)
+    if (p->chk.active)
       ndm_clone_map_flush (clone, p->path.dev);
   }
 }
@@ -598,8 +554,9 @@ map_flush_locked (struct multipath_c *m, struct ndm_clone *clone)
  * where given, overrides queue_if_no_path as in multipath.conf.
  */
 static bool
-should_queue (const struct multipath_c *m)
+should_queue_locked (const struct multipath_c *m)
 {
+  ndm_assert_held (&m->lock);
   if (m->fail_if_no_path || m->suspending)
     return false;
   if (m->has_no_path_retry)
@@ -611,12 +568,14 @@ should_queue (const struct multipath_c *m)
  * not, by queue_if_no_path and the no-path-timeout deadline.
  */
 static bool
-hold_without_path (struct multipath_c *m, struct mp_io *io)
+hold_without_path_locked (struct multipath_c *m, struct mp_io *io)
 {
   const struct ndm_config *cfg = ndm_target_config (m->ti);
   gint64 now = g_get_monotonic_time ();
-  bool hold = should_queue (m);
+  bool hold;
 
+  ndm_assert_held (&m->lock);
+  hold = should_queue_locked (m);
   if (io->queued_since == 0)
     io->queued_since = now;
   if (hold && cfg->no_path_timeout_ms != 0 &&
@@ -634,10 +593,11 @@ hold_without_path (struct multipath_c *m, struct mp_io *io)
  * ended.
  */
 static void
-end_io_locked (struct mp_io *io)
+end_io_locked (struct multipath_c *m, struct mp_io *io)
 {
   struct mp_group *pg = io->path->pg;
 
+  ndm_assert_held (&m->lock);
   if (pg->ps.type->end_io != NULL)
     pg->ps.type->end_io (&pg->ps, &io->path->path, io->nr_bytes);
   io->path = NULL;
@@ -650,15 +610,15 @@ multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
   struct mp_io *io = ndm_clone_per_io (clone);
   struct mp_path *p;
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   /* A flush goes to every valid path: no selector's turn is used. */
   p = NULL;
   if (m->nr_valid > 0 && clone->op != NDM_OP_FLUSH)
-    p = choose_path (m, clone->len);
+    p = choose_path_locked (m, clone->len);
   if (m->nr_valid == 0 || (p == NULL && clone->op != NDM_OP_FLUSH)) {
-    bool hold = hold_without_path (m, io);
+    bool hold = hold_without_path_locked (m, io);
 
-    g_mutex_unlock (&m->lock);
+    ndm_mutex_unlock (&m->lock);
     if (hold)
       return NDM_MAPIO_DELAY_REQUEUE;
     clone->kill_error = EIO;
@@ -667,14 +627,14 @@ multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
   io->queued_since = 0;
   if (clone->op == NDM_OP_FLUSH) {
     map_flush_locked (m, clone);
-    g_mutex_unlock (&m->lock);
+    ndm_mutex_unlock (&m->lock);
     return NDM_MAPIO_REMAPPED;
   }
   io->path = p;
   io->nr_bytes = clone->len;
   if (p->pg->ps.type->start_io != NULL)
     p->pg->ps.type->start_io (&p->pg->ps, &p->path, clone->len);
-  g_mutex_unlock (&m->lock);
+  ndm_mutex_unlock (&m->lock);
 
   /* Every path has the data at the same place: 1:1. */
   ndm_clone_remap (clone, p->path.dev, ndm_clone_target_offset (clone));
@@ -687,11 +647,12 @@ multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
  * to fence without the lock.
  */
 static void
-fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
+fail_bio_paths_locked (struct multipath_c *m, struct ndm_clone *clone,
                 GPtrArray **fence)
 {
   struct ndm_bio *bio;
 
+  ndm_assert_held (&m->lock);
   ndm_clone_for_each_bio (bio, clone) {
     g_autofree char *why = NULL;
     struct mp_path *p;
@@ -701,7 +662,7 @@ fail_bio_paths (struct multipath_c *m, struct ndm_clone *clone,
     p = path_of_device (m, bio->dev);
     if (p == NULL)
       continue;
-    if (!p->active)
+    if (!p->chk.active)
       continue;
     why = g_strdup_printf ("%s on a %" PRIu64 "-byte %s at byte %" PRIu64,
                            ndm_errno_name (bio->status), bio->len,
@@ -725,22 +686,22 @@ multipath_end_io (struct ndm_target *ti, struct ndm_clone *clone,
   unsigned i;
   int r = NDM_ENDIO_DONE;
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   if (io->path != NULL)
-    end_io_locked (io);
-  fail_bio_paths (m, clone, &fence);
+    end_io_locked (m, io);
+  fail_bio_paths_locked (m, clone, &fence);
   /* R3: the error at the frontier decides.  A path error there: R4, the
    * core re-maps [credited, len) only, on another path.  With nowhere to
    * go and no queueing, R5: a request that exhausts its paths fails with
    * EIO.  A target error is the data's answer: unchanged, path stays up.
    */
   if (*error != 0 && ndm_errno_is_path_error (*error)) {
-    if (m->nr_valid == 0 && !should_queue (m))
+    if (m->nr_valid == 0 && !should_queue_locked (m))
       *error = EIO;
     else
       r = NDM_ENDIO_REQUEUE;
   }
-  g_mutex_unlock (&m->lock);
+  ndm_mutex_unlock (&m->lock);
   for (i = 0; fence != NULL && i < fence->len; i++)
     fence_path (fence->pdata[i]);
   return r;
@@ -753,10 +714,10 @@ multipath_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
   struct multipath_c *m = ti->private;
   struct mp_io *io = ndm_clone_per_io (clone);
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   if (io->path != NULL)
-    end_io_locked (io);
-  g_mutex_unlock (&m->lock);
+    end_io_locked (m, io);
+  ndm_mutex_unlock (&m->lock);
 }
 
 /* ---- suspend --------------------------------------------------------------------- */
@@ -769,10 +730,10 @@ multipath_presuspend (struct ndm_target *ti, bool noflush)
 {
   struct multipath_c *m = ti->private;
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   if (!noflush)
     m->suspending = true;
-  g_mutex_unlock (&m->lock);
+  ndm_mutex_unlock (&m->lock);
 }
 
 static void
@@ -780,62 +741,50 @@ multipath_resume (struct ndm_target *ti)
 {
   struct multipath_c *m = ti->private;
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   m->suspending = false;
-  m->resumed = true;
-  checker_start_locked (m);
-  g_mutex_unlock (&m->lock);
+  ndm_checker_resume_locked (&m->checker);
+  ndm_mutex_unlock (&m->lock);
 }
 
-/* ---- the path checker ------------------------------------------------------------ */
+/* ---- the path checker's callbacks (core/checker.c) -------------------------------- */
 
-/* Probe one path without m->lock.  Returns NULL if it answers as a path
- * of this target should, else why not.
+/* With m->lock held, as every callback: a probe failed on an active
+ * path.
  */
-static char *
-probe_path (struct multipath_c *m, struct mp_path *p)
+static bool
+checker_fail_locked (void *owner, struct ndm_checked *item, const char *why)
 {
-  const struct ndm_config *cfg = ndm_target_config (m->ti);
-  struct ndm_device *dev = p->path.dev;
-  GError *e = NULL;
-  uint64_t size = 0;
-  char *why;
+  struct multipath_c *m = owner;
 
-  if (dev->ops->probe == NULL)
-    return NULL;
-  if (dev->ops->probe (dev, cfg->checker_interval_ms, &size, &e) == -1) {
-    why = g_strdup (e->message);
-    g_error_free (e);
-    return why;
-  }
-  if (size != m->size)
-    return g_strdup_printf ("size %" PRIu64 " bytes, the other paths have "
-                            "%" PRIu64 ": not the same data", size, m->size);
-  return NULL;
+  ndm_assert_held (&m->lock);
+  return fail_path_locked (m, path_of (item), why);
 }
 
-/* One round, as multipathd's checker: every path that is not damped is
- * probed.  A failed one that answers, and whose own connections are back,
- * is reinstated; an active one that does not answer is failed (before
- * I/O finds out, and so that a server waiting for its clients to leave
- * before it exits is let go).
- */
 static void
-checker_round (struct multipath_c *m)
+checker_reinstate_locked (void *owner, struct ndm_checked *item)
 {
+  struct multipath_c *m = owner;
+
+  ndm_assert_held (&m->lock);
+  reinstate_path_locked (m, path_of (item));
+}
+
+/* Without the lock. */
+static void
+checker_fence (void *owner, struct ndm_checked *item)
+{
+  fence_path (path_of (item));
+}
+
+/* no_path_retry N: N rounds without a path, then stop holding I/O. */
+static void
+checker_round_locked (void *owner, gint64 now)
+{
+  struct multipath_c *m = owner;
   const struct ndm_config *cfg = ndm_target_config (m->ti);
-  g_autoptr (GPtrArray) todo = g_ptr_array_new ();
-  gint64 now = g_get_monotonic_time ();
-  unsigned i;
 
-  g_mutex_lock (&m->lock);
-  for (i = 0; i < m->paths->len; i++) {
-    struct mp_path *p = m->paths->pdata[i];
-
-    if (p->active || now >= p->damp_until)
-      g_ptr_array_add (todo, p);
-  }
-  /* no_path_retry N: N rounds without a path, then stop holding I/O. */
+  ndm_assert_held (&m->lock);
   if (m->nr_valid == 0 && m->has_no_path_retry && m->no_path_retry > 0 &&
       !m->retries_exhausted &&
       now - m->no_path_since >=
@@ -845,75 +794,33 @@ checker_round (struct multipath_c *m)
                    "(no_path_retry): held I/O fails", m->no_path_retry);
     ndm_target_event (m->ti);
   }
-  g_mutex_unlock (&m->lock);
-
-  for (i = 0; i < todo->len; i++) {
-    struct mp_path *p = todo->pdata[i];
-    struct ndm_device *dev = p->path.dev;
-    g_autofree char *why = probe_path (m, p);
-    bool fence = false;
-
-    g_mutex_lock (&m->lock);
-    if (p->active) {
-      if (why != NULL) {
-        g_autofree char *reason = g_strdup_printf ("checker: %s", why);
-
-        fence = fail_path_locked (m, p, reason);
-      }
-    }
-    else {
-      if (why == NULL && (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE) ||
-                          (dev->ops->connected != NULL &&
-                           !dev->ops->connected (dev))))
-        why = g_strdup ("it answers; its connections are coming back");
-      if (why == NULL)
-        reinstate_path_locked (m, p);
-      else if (p->reason == NULL || strcmp (p->reason, why) != 0) {
-        ndm_log_info ("multipath: path %s not reinstated: %s", dev->uri,
-                      why);
-        g_free (p->reason);
-        p->reason = g_steal_pointer (&why);
-      }
-    }
-    g_mutex_unlock (&m->lock);
-    if (fence)
-      fence_path (p);
-  }
 }
 
-static gpointer
-checker_thread (gpointer data)
-{
-  struct multipath_c *m = data;
-  const struct ndm_config *cfg = ndm_target_config (m->ti);
-
-  g_mutex_lock (&m->lock);
-  while (!m->stopping) {
-    g_cond_wait_until (&m->cond, &m->lock, g_get_monotonic_time () +
-                       cfg->checker_interval_ms * G_TIME_SPAN_MILLISECOND);
-    if (m->stopping)
-      break;
-    g_mutex_unlock (&m->lock);
-    checker_round (m);
-    g_mutex_lock (&m->lock);
-  }
-  g_mutex_unlock (&m->lock);
-  return NULL;
-}
+static const struct ndm_checker_ops multipath_checker_ops = {
+  .target = "multipath", .noun = "path", .thread_name = "ndm-mpath-check",
+  .fail_locked = checker_fail_locked,
+  .reinstate_locked = checker_reinstate_locked,
+  .fence = checker_fence,
+  .round_locked = checker_round_locked,
+};
 
 /* ---- messages ---------------------------------------------------------------- */
 
+/* The path named uri, or NULL with msg's error. */
 static struct mp_path *
-find_path (struct multipath_c *m, const char *uri)
+find_path (struct multipath_c *m, const char *msg, const char *uri,
+           GError **err)
 {
   unsigned i;
 
-  for (i = 0; i < m->paths->len; i++) {
-    struct mp_path *p = m->paths->pdata[i];
+  for (i = 0; i < nr_paths (m); i++) {
+    struct mp_path *p = path_at (m, i);
 
     if (strcmp (p->path.dev->uri, uri) == 0)
       return p;
   }
+  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+               "%s: no path '%s' in this target", msg, uri);
   return NULL;
 }
 
@@ -931,11 +838,11 @@ path_may_serve (struct multipath_c *m, struct mp_path *p, GError **err)
                  dev->uri);
     return false;
   }
-  if (dev->size != m->size) {
+  if (dev->size != m->checker.size) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "reinstate_path: path %s has %" PRIu64 " bytes, the "
                  "others %" PRIu64 ": not the same data", dev->uri,
-                 dev->size, m->size);
+                 dev->size, m->checker.size);
     return false;
   }
   return true;
@@ -956,102 +863,111 @@ find_group (struct multipath_c *m, const char *arg, GError **err)
   return m->groups->pdata[n - 1];
 }
 
+/* queue_if_no_path and fail_if_no_path.  As dm: the feature itself
+ * changes (and the table line with it); as multipathd's
+ * restorequeueing, no_path_retry counts afresh.
+ */
 static int
-multipath_message (struct ndm_target *ti, unsigned argc, char **argv,
+message_queueing (struct ndm_target *ti, unsigned argc, char **argv,
+                  GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+
+  ndm_mutex_lock (&m->lock);
+  m->queue_if_no_path = !g_ascii_strcasecmp (argv[0], "queue_if_no_path");
+  m->fail_if_no_path = !m->queue_if_no_path;
+  m->retries_exhausted = false;
+  if (m->nr_valid == 0)
+    m->no_path_since = g_get_monotonic_time ();
+  ndm_mutex_unlock (&m->lock);
+  ndm_target_event (ti);
+  return 0;
+}
+
+static int
+message_fail_path (struct ndm_target *ti, unsigned argc, char **argv,
                    GString *result, GError **err)
 {
   struct multipath_c *m = ti->private;
-  const char *msg = argv[0];
-  struct mp_group *pg;
-  struct mp_path *p;
+  struct mp_path *p = find_path (m, argv[0], argv[1], err);
+  bool fence;
+
+  if (p == NULL)
+    return -1;
+  ndm_mutex_lock (&m->lock);
+  fence = fail_path_locked (m, p, "failed by message");
+  ndm_mutex_unlock (&m->lock);
+  if (fence)
+    fence_path (p);
+  return 0;
+}
+
+static int
+message_reinstate_path (struct ndm_target *ti, unsigned argc, char **argv,
+                        GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_path *p = find_path (m, argv[0], argv[1], err);
+
+  if (p == NULL || !path_may_serve (m, p, err))
+    return -1;
+  ndm_mutex_lock (&m->lock);
+  reinstate_path_locked (m, p);
+  ndm_mutex_unlock (&m->lock);
+  return 0;
+}
+
+static int
+message_switch_group (struct ndm_target *ti, unsigned argc, char **argv,
+                      GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_group *pg = find_group (m, argv[1], err);
   unsigned i;
 
-  if (argc == 1 && (!g_ascii_strcasecmp (msg, "queue_if_no_path") ||
-                    !g_ascii_strcasecmp (msg, "fail_if_no_path"))) {
-    g_mutex_lock (&m->lock);
-    /* As dm: the feature itself changes (and the table line with it);
-     * as multipathd's restorequeueing, no_path_retry counts afresh.
-     */
-    m->queue_if_no_path = !g_ascii_strcasecmp (msg, "queue_if_no_path");
-    m->fail_if_no_path = !m->queue_if_no_path;
-    m->retries_exhausted = false;
-    if (m->nr_valid == 0)
-      m->no_path_since = g_get_monotonic_time ();
-    g_mutex_unlock (&m->lock);
-    ndm_target_event (ti);
-    return 0;
-  }
-  if (argc != 2) {
-    static const char *const one_arg[] = {
-      "fail_path", "reinstate_path", "switch_group", "enable_group",
-      "disable_group", "queue_if_no_path", "fail_if_no_path",
-    };
-    unsigned k;
-
-    for (k = 0; k < G_N_ELEMENTS (one_arg); k++)
-      if (!g_ascii_strcasecmp (msg, one_arg[k])) {
-        g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                     "%s: expected %s, got %u argument%s", msg,
-                     k < 2 ? "one argument, the path"
-                     : k < 5 ? "one argument, the group number"
-                     : "no argument", argc - 1, argc == 2 ? "" : "s");
-        return -1;
-      }
-    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                 "unknown message '%s': expected queue_if_no_path, "
-                 "fail_if_no_path, fail_path <path>, reinstate_path <path>, "
-                 "switch_group <n>, enable_group <n> or disable_group <n>",
-                 msg);
+  if (pg == NULL)
     return -1;
-  }
-  if (!g_ascii_strcasecmp (msg, "fail_path") ||
-      !g_ascii_strcasecmp (msg, "reinstate_path")) {
-    bool fence = false;
-
-    p = find_path (m, argv[1]);
-    if (p == NULL) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "%s: no path '%s' in this target", msg, argv[1]);
-      return -1;
-    }
-    if (!g_ascii_strcasecmp (msg, "reinstate_path") &&
-        !path_may_serve (m, p, err))
-      return -1;
-    g_mutex_lock (&m->lock);
-    if (!g_ascii_strcasecmp (msg, "fail_path"))
-      fence = fail_path_locked (m, p, "failed by message");
-    else
-      reinstate_path_locked (m, p);
-    g_mutex_unlock (&m->lock);
-    if (fence)
-      fence_path (p);
-    return 0;
-  }
-  if (!g_ascii_strcasecmp (msg, "switch_group") ||
-      !g_ascii_strcasecmp (msg, "enable_group") ||
-      !g_ascii_strcasecmp (msg, "disable_group")) {
-    if ((pg = find_group (m, argv[1], err)) == NULL)
-      return -1;
-    g_mutex_lock (&m->lock);
-    if (!g_ascii_strcasecmp (msg, "switch_group")) {
-      for (i = 0; i < m->groups->len; i++)
-        ((struct mp_group *) m->groups->pdata[i])->bypassed = false;
-      m->next_pg = pg;
-      m->current_pg = NULL;
-    }
-    else {
-      /* As dm's bypass_pg: the group is chosen afresh at the next I/O. */
-      pg->bypassed = !g_ascii_strcasecmp (msg, "disable_group");
-      m->current_pg = NULL;
-    }
-    g_mutex_unlock (&m->lock);
-    ndm_target_event (ti);
-    return 0;
-  }
-  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-               "unknown message '%s'", msg);
-  return -1;
+  ndm_mutex_lock (&m->lock);
+  for (i = 0; i < m->groups->len; i++)
+    ((struct mp_group *) m->groups->pdata[i])->bypassed = false;
+  m->next_pg = pg;
+  m->current_pg = NULL;
+  ndm_mutex_unlock (&m->lock);
+  ndm_target_event (ti);
+  return 0;
 }
+
+/* enable_group and disable_group.  As dm's bypass_pg: the group is
+ * chosen afresh at the next I/O.
+ */
+static int
+message_bypass_group (struct ndm_target *ti, unsigned argc, char **argv,
+                      GString *result, GError **err)
+{
+  struct multipath_c *m = ti->private;
+  struct mp_group *pg = find_group (m, argv[1], err);
+
+  if (pg == NULL)
+    return -1;
+  ndm_mutex_lock (&m->lock);
+  pg->bypassed = !g_ascii_strcasecmp (argv[0], "disable_group");
+  m->current_pg = NULL;
+  ndm_mutex_unlock (&m->lock);
+  ndm_target_event (ti);
+  return 0;
+}
+
+/* docs/targets/multipath.md, "Messages"; device_dead is the core's. */
+static const struct ndm_target_message multipath_messages[] = {
+  { "queue_if_no_path", 0, 0, NULL, message_queueing },
+  { "fail_if_no_path", 0, 0, NULL, message_queueing },
+  { "fail_path", 1, 1, "<path>", message_fail_path },
+  { "reinstate_path", 1, 1, "<path>", message_reinstate_path },
+  { "switch_group", 1, 1, "<group>", message_switch_group },
+  { "enable_group", 1, 1, "<group>", message_bypass_group },
+  { "disable_group", 1, 1, "<group>", message_bypass_group },
+  { NULL },
+};
 
 /* ---- status ---------------------------------------------------------------------- */
 
@@ -1071,10 +987,10 @@ multipath_status (struct ndm_target *ti, enum ndm_status_type type,
   gsize start = result->len;
   unsigned i, j, pg_num;
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   if (type == NDM_STATUS_INFO)
     g_string_append_printf (result, "2 %u 0 ",
-                            m->nr_valid == 0 && should_queue (m));
+                            m->nr_valid == 0 && should_queue_locked (m));
   else {
     g_string_append_printf (result, "%u ", m->queue_if_no_path +
                             m->has_no_path_retry * 2);
@@ -1117,12 +1033,12 @@ multipath_status (struct ndm_target *ti, enum ndm_status_type type,
 
       g_string_append_printf (result, "%s ", p->path.dev->uri);
       if (type == NDM_STATUS_INFO)
-        g_string_append_printf (result, "%s %u ", p->active ? "A" : "F",
-                                p->fail_count);
+        g_string_append_printf (result, "%s %u ", p->chk.active ? "A" : "F",
+                                p->chk.fail_count);
       t->status (&pg->ps, &p->path, type, result);
     }
   }
-  g_mutex_unlock (&m->lock);
+  ndm_mutex_unlock (&m->lock);
   /* dm leaves a trailing blank; dmsetup users see none in the docs. */
   while (result->len > start && result->str[result->len - 1] == ' ')
     g_string_truncate (result, result->len - 1);
@@ -1139,7 +1055,7 @@ multipath_status_json (struct ndm_target *ti, GString *out)
   gint64 now = g_get_monotonic_time ();
   unsigned i, j;
 
-  g_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->lock);
   /* queue_if_no_path: the feature; holds_io: whether I/O is held when
    * no path is valid, all settings weighed; queueing: held now.
    */
@@ -1147,8 +1063,8 @@ multipath_status_json (struct ndm_target *ti, GString *out)
                           "\"queueing\":%s,\"valid_paths\":%u,"
                           "\"groups\":[",
                           m->queue_if_no_path ? "true" : "false",
-                          should_queue (m) ? "true" : "false",
-                          m->nr_valid == 0 && should_queue (m) ? "true"
+                          should_queue_locked (m) ? "true" : "false",
+                          m->nr_valid == 0 && should_queue_locked (m) ? "true"
                           : "false", m->nr_valid);
   for (i = 0; i < m->groups->len; i++) {
     struct mp_group *pg = m->groups->pdata[i];
@@ -1165,20 +1081,20 @@ multipath_status_json (struct ndm_target *ti, GString *out)
       g_string_append (out, j ? ",{\"path\":" : "{\"path\":");
       ndm_json_string (out, p->path.dev->uri);
       g_string_append_printf (out, ",\"state\":\"%s\",\"fail_count\":%u",
-                              p->active ? "A" : "F", p->fail_count);
-      if (p->reason != NULL) {
+                              p->chk.active ? "A" : "F", p->chk.fail_count);
+      if (p->chk.reason != NULL) {
         g_string_append (out, ",\"reason\":");
-        ndm_json_string (out, p->reason);
+        ndm_json_string (out, p->chk.reason);
       }
-      if (!p->active && p->damp_until > now)
+      if (!p->chk.active && p->chk.damp_until > now)
         g_string_append_printf (out, ",\"damped_ms\":%" G_GINT64_FORMAT,
-                                (p->damp_until - now) / 1000);
+                                (p->chk.damp_until - now) / 1000);
       g_string_append_c (out, '}');
     }
     g_string_append (out, "]}");
   }
   g_string_append (out, "]}");
-  g_mutex_unlock (&m->lock);
+  ndm_mutex_unlock (&m->lock);
 }
 
 /* A path refused for its size is not used: no range to check.  Its
@@ -1196,17 +1112,17 @@ multipath_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
   unsigned i;
   int r = 0;
 
-  g_mutex_lock (&m->lock);
-  for (i = 0; i < m->paths->len; i++) {
-    struct mp_path *p = m->paths->pdata[i];
+  ndm_mutex_lock (&m->lock);
+  for (i = 0; i < nr_paths (m); i++) {
+    struct mp_path *p = path_at (m, i);
     struct ndm_device *dev = p->path.dev;
 
-    if (p->reason == NULL ||
+    if (p->chk.reason == NULL ||
         (!__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE) &&
-         dev->size == m->size))
+         dev->size == m->checker.size))
       g_ptr_array_add (devs, dev);
   }
-  g_mutex_unlock (&m->lock);
+  ndm_mutex_unlock (&m->lock);
   for (i = 0; i < devs->len && r == 0; i++)
     r = fn (ti, devs->pdata[i], 0, ti->len << NDM_SECTOR_SHIFT, data);
   return r;
@@ -1218,7 +1134,7 @@ const struct ndm_target_type ndm_multipath_target = {
   .map = multipath_map, .end_io = multipath_end_io,
   .release_clone = multipath_release_clone,
   .status = multipath_status, .status_json = multipath_status_json,
-  .message = multipath_message,                              /* optional */
+  .messages = multipath_messages,                            /* optional */
   .iterate_devices = multipath_iterate_devices,
   .presuspend = multipath_presuspend, .resume = multipath_resume,
 };

@@ -173,6 +173,40 @@ void ndm_clone_add_extent (struct ndm_clone *clone, uint64_t clone_off,
 #define ndm_clone_for_each_bio(bio, clone) \
   for ((bio) = (clone)->bios; (bio) != NULL; (bio) = (bio)->next)
 
+/* One message a target understands (dmsetup message): a row of its
+ * table (ndm_target_type.messages), dm's "<name> <args...>" with the
+ * name matched whatever its case.  The core finds the row and checks the
+ * count of arguments before fn runs, and words the errors from the table
+ * (ndm_target_message_dispatch): an unknown name lists every row's name
+ * and usage, a wrong count says what the row expects.
+ */
+struct ndm_target_message {
+  const char *name;             /* NULL: the end of the table */
+  unsigned min_args, max_args;  /* words after the name */
+  const char *usage;            /* those words as the docs write them,
+                                   "<path>", or NULL for none */
+  /* argv[0] is the name as sent; argc - 1 is within [min_args,
+   * max_args].  The row that ends the table may have an fn too: it then
+   * answers every name no row has, with any count of arguments (dust
+   * words that error as dm-dust does).
+   */
+  int (*fn) (struct ndm_target *ti, unsigned argc, char **argv,
+             GString *result, GError **err);
+};
+
+/* Run message argv[0] (argc words) by table: find its row, check its
+ * count of arguments, call its fn.  The errors it makes itself:
+ *   unknown message 'frob': expected queue_if_no_path, fail_path <path>
+ *     or switch_group <group>
+ *   fail_path: expected one argument, the path, got 2 arguments
+ *   queryblock requires an additional argument: expected one argument,
+ *     the block
+ */
+int ndm_target_message_dispatch (struct ndm_target *ti,
+                                 const struct ndm_target_message *table,
+                                 unsigned argc, char **argv, GString *result,
+                                 GError **err);
+
 typedef int (*ndm_iterate_devices_fn) (struct ndm_target *ti,
                                        struct ndm_device *dev,
                                        uint64_t start, uint64_t len,
@@ -215,9 +249,10 @@ struct ndm_target_type {
    * failed, say), as one JSON object for status --json.
    */
   void (*status_json) (struct ndm_target *ti, GString *out);
-  /* Optional.  dmsetup message. */
-  int (*message) (struct ndm_target *ti, unsigned argc, char **argv,
-                  GString *result, GError **err);
+  /* Optional.  dmsetup message: the messages the target understands,
+   * run through ndm_target_message_dispatch.
+   */
+  const struct ndm_target_message *messages;
   /* Required for targets with devices.  Call fn for each device with the
    * byte range it uses; the table checks each range fits its device.
    */
