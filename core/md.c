@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* nbd-dm: the mapped device (dm's mapped_device) and its tuning keys.
+/* nbd-dm: the mapped device (dm's mapped_device).
  *
  * It owns the live table, a loaded inactive one, the device registry and
  * the suspend state, and is the entry point for front ends: ndm_md_io and
@@ -23,152 +23,9 @@
  * (order 0) is taken before it.
  */
 #include <errno.h>
-#include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "core.h"
 #include "log.h"
-
-const char ndm_config_help[] = NDM_CONFIG_HELP;
-
-void
-ndm_config_init (struct ndm_config *cfg)
-{
-  memset (cfg, 0, sizeof *cfg);
-  cfg->connections = 2;
-  cfg->max_inflight = 256 * NDM_MIB;
-  cfg->max_bounce = 64 * NDM_MIB;
-  cfg->connect_timeout_ms = 10000;
-  cfg->reconnect_ms = 1000;
-  cfg->checker_interval_ms = 2000;
-  cfg->flap_window_ms = 60000;
-  cfg->flap_damping_ms = 30000;
-  cfg->no_path_timeout_ms = 20000;
-  cfg->fence_timeout_ms = NDM_DEFAULT_FENCE_TIMEOUT_MS;
-  cfg->structured_replies = false;
-}
-
-/* "64M", "1G", "4096": bytes, binary suffixes as nbdkit reads them. */
-static int
-parse_size (const char *key, const char *value, uint64_t *out, GError **err)
-{
-  char *end;
-  guint64 v, mult = 1;
-
-  errno = 0;
-  v = g_ascii_strtoull (value, &end, 10);
-  if (end == value || errno != 0 || value[0] == '-')
-    goto bad;
-  switch (*end) {
-  case '\0': break;
-  case 'k': case 'K': mult = NDM_KIB; end++; break;
-  case 'm': case 'M': mult = NDM_MIB; end++; break;
-  case 'g': case 'G': mult = NDM_GIB; end++; break;
-  default: goto bad;
-  }
-  if (*end != '\0' || v == 0 || v > G_MAXUINT64 / mult)
-    goto bad;
-  *out = v * mult;
-  return 0;
-
- bad:
-  g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-               "%s: '%s' is not a size: expected a positive number of "
-               "bytes with an optional K, M or G suffix", key, value);
-  return -1;
-}
-
-static int
-parse_uint (const char *key, const char *value, unsigned min, unsigned max,
-            unsigned *out, GError **err)
-{
-  guint64 v;
-
-  if (!g_ascii_string_to_unsigned (value, 10, min, max, &v, NULL)) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                 "%s: '%s' is not a number from %u to %u",
-                 key, value, min, max);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-int
-ndm_config_set (struct ndm_config *cfg, const char *key, const char *value,
-                GError **err)
-{
-  unsigned u;
-
-  if (strcmp (key, "name") == 0) {
-    if (value[0] == '\0' || strlen (value) >= sizeof cfg->name ||
-        strpbrk (value, " \t\n") != NULL) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                   "%s: '%s': expected 1 to %zu characters, no blanks",
-                   key, value, sizeof cfg->name - 1);
-      return -1;
-    }
-    g_strlcpy (cfg->name, value, sizeof cfg->name);
-    return 1;
-  }
-  if (strcmp (key, "connections") == 0)
-    return parse_uint (key, value, 1, 64, &cfg->connections, err) ? -1 : 1;
-  if (strcmp (key, "max-inflight") == 0)
-    return parse_size (key, value, &cfg->max_inflight, err) ? -1 : 1;
-  if (strcmp (key, "max-bounce") == 0)
-    return parse_size (key, value, &cfg->max_bounce, err) ? -1 : 1;
-  if (strcmp (key, "connect-timeout") == 0) {
-    if (parse_uint (key, value, 1, 3600, &u, err) == -1)
-      return -1;
-    cfg->connect_timeout_ms = u * 1000;
-    return 1;
-  }
-  {
-    static const struct { const char *key; size_t off; unsigned min; } secs[] = {
-      { "checker-interval", offsetof (struct ndm_config, checker_interval_ms), 1 },
-      { "no-path-timeout", offsetof (struct ndm_config, no_path_timeout_ms), 0 },
-      { "fence-timeout", offsetof (struct ndm_config, fence_timeout_ms), 1 },
-      { "flap-window", offsetof (struct ndm_config, flap_window_ms), 0 },
-      { "flap-damping", offsetof (struct ndm_config, flap_damping_ms), 0 },
-    };
-    size_t i;
-
-    for (i = 0; i < G_N_ELEMENTS (secs); i++)
-      if (strcmp (key, secs[i].key) == 0) {
-        if (parse_uint (key, value, secs[i].min, 86400, &u, err) == -1)
-          return -1;
-        *(unsigned *) ((char *) cfg + secs[i].off) = u * 1000;
-        return 1;
-      }
-  }
-  if (strcmp (key, "io-timeout") == 0) {
-    if (parse_uint (key, value, 0, 86400, &u, err) == -1)
-      return -1;
-    cfg->io_timeout_ms = u * 1000;
-    return 1;
-  }
-  if (strcmp (key, "reconnect-delay") == 0)
-    return parse_uint (key, value, 1, 3600000, &cfg->reconnect_ms, err)
-      ? -1 : 1;
-  if (strcmp (key, "structured-replies") == 0) {
-    if (g_ascii_strcasecmp (value, "true") == 0 ||
-        g_ascii_strcasecmp (value, "on") == 0 || strcmp (value, "1") == 0)
-      cfg->structured_replies = true;
-    else if (g_ascii_strcasecmp (value, "false") == 0 ||
-             g_ascii_strcasecmp (value, "off") == 0 ||
-             strcmp (value, "0") == 0)
-      cfg->structured_replies = false;
-    else {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                   "%s: '%s' is not a boolean: expected true or false",
-                   key, value);
-      return -1;
-    }
-    return 1;
-  }
-  return 0;
-}
 
 struct ndm_md *
 ndm_md_new (const struct ndm_config *cfg)

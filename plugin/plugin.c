@@ -83,33 +83,64 @@ set_table (const char *key, char *text, const char *source)
 }
 
 static int
+set_table_file (const char *key, const char *value)
+{
+  GError *err = NULL;
+  char *text;
+  int r;
+
+  if (!g_file_get_contents (value, &text, NULL, &err)) {
+    nbdkit_error ("table: %s", err->message);
+    g_error_free (err);
+    return -1;
+  }
+  r = set_table (key, strdup (text), value);
+  g_free (text);
+  return r;
+}
+
+static int
+set_table_text (const char *key, const char *value)
+{
+  return set_table (key, strdup (value), "table-text");
+}
+
+static int
+set_control (const char *key, const char *value)
+{
+  if (control_path != NULL) {
+    nbdkit_error ("control: given twice");
+    return -1;
+  }
+  control_path = nbdkit_absolute_path (value);
+  return control_path != NULL ? 0 : -1;
+}
+
+/* The plugin's own keys; the tuning keys are the core's (core/config.c).
+ * --help lists both, these first.
+ */
+static const struct dm_key {
+  const char *key, *value_name, *help;
+  int (*set) (const char *key, const char *value);
+} dm_keys[] = {
+  { "table", "FILE", "(required) dmsetup table of the device.",
+    set_table_file },
+  { "table-text", "TEXT", "The table inline; lines split on newline or ';'.",
+    set_table_text },
+  { "control", "SOCKET", "Serve nbd-dmsetup's control protocol there.",
+    set_control },
+};
+
+static int
 dm_config (const char *key, const char *value)
 {
   GError *err = NULL;
+  size_t i;
   int r;
 
-  if (strcmp (key, "table") == 0) {
-    char *text;
-
-    if (!g_file_get_contents (value, &text, NULL, &err)) {
-      nbdkit_error ("table: %s", err->message);
-      g_error_free (err);
-      return -1;
-    }
-    r = set_table (key, strdup (text), value);
-    g_free (text);
-    return r;
-  }
-  if (strcmp (key, "table-text") == 0)
-    return set_table (key, strdup (value), "table-text");
-  if (strcmp (key, "control") == 0) {
-    if (control_path != NULL) {
-      nbdkit_error ("control: given twice");
-      return -1;
-    }
-    control_path = nbdkit_absolute_path (value);
-    return control_path != NULL ? 0 : -1;
-  }
+  for (i = 0; i < sizeof dm_keys / sizeof dm_keys[0]; i++)
+    if (strcmp (key, dm_keys[i].key) == 0)
+      return dm_keys[i].set (key, value);
 
   r = ndm_config_set (&cfg, key, value, &err);
   if (r == 1)
@@ -133,11 +164,19 @@ dm_config_complete (void)
   return 0;
 }
 
-#define dm_config_help \
-  "table=FILE             (required) dmsetup table of the device.\n" \
-  "table-text=TEXT        The table inline; lines split on newline or ';'.\n" \
-  "control=SOCKET         Serve nbd-dmsetup's control protocol there.\n" \
-  NDM_CONFIG_HELP
+/* --help: the plugin's keys, then the core's tuning keys. */
+static char *
+dm_config_help (void)
+{
+  GString *out = g_string_new (NULL);
+  size_t i;
+
+  for (i = 0; i < sizeof dm_keys / sizeof dm_keys[0]; i++)
+    ndm_config_help_entry (out, dm_keys[i].key, dm_keys[i].value_name,
+                           dm_keys[i].help);
+  ndm_config_help (out);
+  return g_string_free (out, FALSE);
+}
 
 /* The target registry and the URI schemes come from the core, so this
  * lists what the build knows.
@@ -417,7 +456,7 @@ static struct nbdkit_plugin plugin = {
   .unload            = dm_unload,
   .config            = dm_config,
   .config_complete   = dm_config_complete,
-  .config_help       = dm_config_help,
+  /* .config_help is set by plugin_init, below. */
   .magic_config_key  = "table",
   .dump_plugin       = dm_dump_plugin,
   .get_ready         = dm_get_ready,
@@ -447,6 +486,26 @@ static struct nbdkit_plugin plugin = {
 };
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
-/* The macro defines it without one; clang's -Wmissing-prototypes says so. */
+/* nbdkit copies the struct that plugin_init returns before it calls
+ * .load, and prints .config_help from its copy: the help, made from the
+ * core's key table at run time, must be in the struct by then.  So the
+ * macro's plugin_init is renamed, and the real one sets the help first.
+ * The macros define them without prototypes; clang's
+ * -Wmissing-prototypes says so.
+ */
 struct nbdkit_plugin *plugin_init (void);
+struct nbdkit_plugin *dm_register_plugin (void);
+#define plugin_init dm_register_plugin
 NBDKIT_REGISTER_PLUGIN (plugin)
+#undef plugin_init
+
+NBDKIT_DLL_PUBLIC struct nbdkit_plugin *
+plugin_init (void)
+{
+  static char *help;            /* lives as long as the process */
+
+  if (help == NULL)
+    help = dm_config_help ();
+  plugin.config_help = help;
+  return dm_register_plugin ();
+}

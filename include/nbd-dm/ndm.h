@@ -96,11 +96,12 @@ enum ndm_error_code {
 struct ndm_device_class;
 struct ndm_target_type;
 
-/* Tuning, shared by every device of a mapped device.  Keys and defaults
- * are documented in nbdkit-dm-plugin(1) and set with ndm_config_set.
+/* Tuning, shared by every device of a mapped device.  The keys, their
+ * fields, ranges and defaults are one table in core/config.c, documented
+ * in nbdkit-dm-plugin(1); ndm_config_init and ndm_config_set use it.
  */
 struct ndm_config {
-  char name[64];                /* for `info`; "nbd-dm" if empty */
+  char name[64];                /* for `info` */
   unsigned connections;         /* per device that allows multi-conn */
   uint64_t max_inflight;        /* bytes of data bios in flight (R8) */
   uint64_t max_bounce;          /* bytes of bounce buffers (R7, R8) */
@@ -132,6 +133,7 @@ struct ndm_config {
 
 #define NDM_QUIT_POLL_MS 200
 
+/* Every tuning key at its default; the other fields zero. */
 void ndm_config_init (struct ndm_config *cfg);
 
 /* Parse one tuning key.  Returns 1 if the key was one of ours and its value
@@ -141,40 +143,17 @@ void ndm_config_init (struct ndm_config *cfg);
 int ndm_config_set (struct ndm_config *cfg, const char *key,
                     const char *value, GError **err);
 
-/* The tuning keys, "key=VALUE  meaning", for --help (a literal, so a front
- * end can paste it into its own help at compile time).
+/* Append the tuning keys' --help text to out: per key "key=VALUE", then
+ * what it does and its default, in lines of at most 78 columns
+ * (core/config.c).
  */
-#define NDM_CONFIG_HELP                                                    \
-  "name=NAME              The device's name in nbd-dmsetup info\n"          \
-  "                       (default nbd-dm).\n"                              \
-  "connections=N          Connections per device that allows multi-conn\n" \
-  "                       (default 2).\n"                                   \
-  "max-inflight=SIZE      Bytes of data in flight to devices before new\n" \
-  "                       requests wait (default 256M).\n"                  \
-  "max-bounce=SIZE        Bytes of bounce buffers for unaligned I/O before\n"\
-  "                       requests wait (default 64M).\n"                   \
-  "connect-timeout=SECS   Give up connecting to a device (default 10).\n"   \
-  "reconnect-delay=MS     Between attempts to reconnect a lost device\n"    \
-  "                       (default 1000).\n"                                \
-  "checker-interval=SECS  Multipath: how often every path is probed\n"    \
-  "                       (default 2).\n"                                   \
-  "no-path-timeout=SECS   Multipath: queued I/O fails after waiting this\n" \
-  "                       long for a path (default 20; 0: no limit).\n"     \
-  "flap-window=SECS       Multipath: a path failing again this soon after\n"\
-  "                       it came back flaps (default 60).\n"               \
-  "flap-damping=SECS      Multipath: a flapping path is reinstated only\n"  \
-  "                       after this long (default 30).\n"                  \
-  "fence-timeout=SECS     How long a write waits for the server of a cut\n" \
-  "                       connection to close it, when a write it had may\n"\
-  "                       still land there (default 30); then it fails.\n" \
-  "io-timeout=SECS        Fence a device connection that has commands out\n"\
-  "                       and answers nothing for this long (default 0:\n" \
-  "                       wait for ever).\n"                                \
-  "structured-replies=BOOL  Use them on the data connections too (default\n"\
-  "                       false: the first connection of each device always\n"\
-  "                       does, for block status; the others read faster\n" \
-  "                       without)."
-extern const char ndm_config_help[];
+void ndm_config_help (GString *out);
+
+/* Append one "key=VALUE  text" entry laid out the same way, for a front
+ * end's own keys.
+ */
+void ndm_config_help_entry (GString *out, const char *key,
+                            const char *value_name, const char *text);
 
 /* What the mapped device can do, derived from its devices (R12). */
 struct ndm_caps {

@@ -171,6 +171,18 @@ for key in table table-text connections max-inflight max-bounce \
     failures=$((failures + 1))
   fi
 done
+# Every tuning key of the man page (which /config/man/* holds to the
+# core's key table) has its own entry.
+pod=../../docs/nbdkit-dm-plugin.pod
+keys=$(sed -n '/^=head2 Tuning parameters/,/^=head/s/^=item B<\([a-z-]*\)=>.*/\1/p' \
+         "$pod")
+[ -n "$keys" ]
+for key in $keys; do
+  if ! grep -q -- "^$key=[A-Z]* " "$out"; then
+    echo "FAIL --help has no entry for $key="
+    failures=$((failures + 1))
+  fi
+done
 
 if [ $failures -ne 0 ]; then
   echo "$failures failed checks"
