@@ -73,19 +73,17 @@ bio_cache_get (void)
   return c;
 }
 
-struct ndm_bio *
-ndm_bio_alloc (void)
+/* Uninitialised: bio_add fills it whole. */
+static struct ndm_bio *
+bio_alloc (void)
 {
   struct bio_cache *c = bio_cache_get ();
   struct ndm_bio *bio = c->head;
 
-  if (bio != NULL) {
-    c->head = bio->next;
-    c->n--;
-    memset (bio, 0, sizeof *bio);
-  }
-  else
-    bio = g_new0 (struct ndm_bio, 1);
+  if (bio == NULL)
+    return g_new (struct ndm_bio, 1);
+  c->head = bio->next;
+  c->n--;
   return bio;
 }
 
@@ -188,19 +186,15 @@ static struct ndm_bio *
 bio_add (struct ndm_clone *clone, struct ndm_device *dev,
          uint64_t dev_offset, uint64_t clone_off, uint64_t len)
 {
-  struct ndm_bio *bio = ndm_bio_alloc ();
+  struct ndm_bio *bio = bio_alloc ();
 
-  bio->clone = clone;
-  bio->dev = dev;
-  bio->op = clone->op;
-  bio->flags = clone->flags;
-  bio->dev_offset = dev_offset;
-  bio->len = len;
-  bio->clone_off = clone_off;
-  if (clone->buf != NULL)
-    bio->buf = clone->buf + clone_off;
-  bio->state = NDM_BIO_NEW;
-  bio->prison = clone->ti->prison != NULL ? clone->ti->prison : dev->prison;
+  *bio = (struct ndm_bio) {
+    .clone = clone, .dev = dev, .op = clone->op, .flags = clone->flags,
+    .dev_offset = dev_offset, .len = len, .clone_off = clone_off,
+    .buf = clone->buf != NULL ? clone->buf + clone_off : NULL,
+    .state = NDM_BIO_NEW,
+    .prison = clone->ti->prison != NULL ? clone->ti->prison : dev->prison,
+  };
 
   if ((bio->flags & NDM_REQ_FUA) && ndm_op_writes (bio->op)) {
     if (!dev->caps.fua) {
@@ -475,17 +469,17 @@ bio_cmd (struct ndm_bio *bio, struct ndm_cmd *cmd)
     }
     break;
   case NDM_STEP_RMW_READ:
-    cmd->op = NDM_OP_READ;
-    cmd->offset = bio->rmw_offset;
-    cmd->len = bio->rmw_len;
-    cmd->buf = bio->bounce;
-    break;
   case NDM_STEP_RMW_WRITE:
-    cmd->op = NDM_OP_WRITE;
+    /* The covering blocks, through the bounce buffer. */
     cmd->offset = bio->rmw_offset;
     cmd->len = bio->rmw_len;
     cmd->buf = bio->bounce;
-    cmd->flags = bio->flags & NDM_REQ_FUA;
+    if (bio->step == NDM_STEP_RMW_READ)
+      cmd->op = NDM_OP_READ;
+    else {
+      cmd->op = NDM_OP_WRITE;
+      cmd->flags = bio->flags & NDM_REQ_FUA;
+    }
     break;
   case NDM_STEP_FLUSH:
     cmd->op = NDM_OP_FLUSH;

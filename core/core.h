@@ -359,7 +359,9 @@ void ndm_request_bio_done (struct ndm_request *rq, struct ndm_bio *bio);
 
 /* ---- bios (core/bio.c) ----------------------------------------------------- */
 
-struct ndm_bio *ndm_bio_alloc (void);
+/* Owner: a settled bio goes back to the thread's cache (bios are made by
+ * ndm_clone_map_bio and ndm_bio_add_flush, on the owner's thread).
+ */
 void ndm_bio_free (struct ndm_bio *bio);
 
 /* Map a flush bio for dev into clone (the request has checked that dev

@@ -308,16 +308,12 @@ request_cut (struct ndm_request *rq, unsigned *max, uint64_t pos,
     uint64_t n_bytes = MIN (tend, stop) - pos;
     struct ndm_clone *clone = clone_append (rq, max);
 
-    memset (clone, 0, sizeof *clone);
-    clone->rq = rq;
-    clone->ti = ti;
-    clone->op = rq->op;
-    clone->flags = rq->flags;
-    clone->offset = pos;
-    clone->len = n_bytes;
-    clone->buf = buf != NULL ? buf + (pos - start) : NULL;
-    clone->orig_len = n_bytes;
-    clone->t_start = ndm_stats_start (ti->stats);
+    *clone = (struct ndm_clone) {
+      .rq = rq, .ti = ti, .op = rq->op, .flags = rq->flags,
+      .offset = pos, .len = n_bytes, .orig_len = n_bytes,
+      .buf = buf != NULL ? buf + (pos - start) : NULL,
+      .t_start = ndm_stats_start (ti->stats),
+    };
     pos += n_bytes;
     if (rq->op == NDM_OP_BLOCK_STATUS && (rq->flags & NDM_REQ_ONE))
       break;
