@@ -72,7 +72,7 @@ struct ndm_checker {
   struct ndm_target *ti;        /* its config */
   const struct ndm_checker_ops *ops;
   void *owner;                  /* passed to ops */
-  struct ndm_mutex *lock;                 /* the owner's */
+  struct ndm_mutex *lock;       /* the owner's */
   GPtrArray *items;             /* struct ndm_checked *, the owner's, in
                                    table order; fixed once ctr ends, so
                                    read without the lock */
@@ -87,8 +87,8 @@ struct ndm_checker {
 
 /* For the owner's ctr: an empty checker. */
 void ndm_checker_init (struct ndm_checker *c, struct ndm_target *ti,
-                       const struct ndm_checker_ops *ops, struct ndm_mutex *lock,
-                       void *owner);
+                       const struct ndm_checker_ops *ops,
+                       struct ndm_mutex *lock, void *owner);
 /* For the owner's dtr, without the owner's lock: stop the thread and
  * free what init made.  The items stay the owner's.
  */

@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""Stale names: every name docs/design.md (and the other docs/*.md and
-docs/targets/*.md) quotes and every function or ndm_/NDM_ name a comment
-in core/, include/, plugin/ or tools/ gives must exist, so a rename or a
-move cannot leave the prose behind.
+"""Stale names: every name docs/design.md (and README.md, the other
+docs/*.md, docs/targets/*.md and tests/*/README.md) quotes and every
+function or ndm_/NDM_ name a comment in core/, include/, plugin/ or
+tools/ gives must exist, so a rename or a move cannot leave the prose
+behind.
 
     tests/check-names.py [--unit-tests DIR]
 
 What is checked, and against what:
 
-  docs/*.md and docs/targets/*.md, in `backticks` (and in design.md's
-  plain ``` blocks, its diagrams):
+  README.md, docs/*.md, docs/targets/*.md and tests/*/README.md, in
+  `backticks` (and in design.md's plain ``` blocks, its diagrams):
     - paths (core/..., include/..., plugin/..., tools/..., tests/...,
       docs/...; test-*.sh anywhere under tests/): the file exists (a '*'
       is a glob);
@@ -293,8 +294,10 @@ def main():
             return
         stale.append("%s:%d: `%s` %s" % (rel, line, name, why))
 
-    docs = (sorted(glob.glob(os.path.join(TOP, "docs", "*.md"))) +
-            sorted(glob.glob(os.path.join(TOP, "docs", "targets", "*.md"))))
+    docs = ([os.path.join(TOP, "README.md")] +
+            sorted(glob.glob(os.path.join(TOP, "docs", "*.md"))) +
+            sorted(glob.glob(os.path.join(TOP, "docs", "targets", "*.md"))) +
+            sorted(glob.glob(os.path.join(TOP, "tests", "*", "README.md"))))
     for doc in docs:
         check_doc(names, test_paths, os.path.relpath(doc, TOP), report)
     check_comments(names, report)
