@@ -1317,3 +1317,104 @@ ndm_request_run (struct ndm_md *md, enum ndm_op op, void *buf,
   ndm_md_exit (md);
   return r;
 }
+
+/* ---- background I/O for targets (dm-io) --------------------------------- */
+
+/* Map the devices of where whose bit is in todo into the clone: a read
+ * from the first only.
+ */
+static void
+io_map (struct ndm_clone *clone, const struct ndm_io_where *where,
+        unsigned n, uint64_t todo)
+{
+  unsigned i;
+
+  for (i = 0; i < n; i++) {
+    if (!(todo & (UINT64_C (1) << i)))
+      continue;
+    if (clone->op == NDM_OP_FLUSH)
+      ndm_clone_map_flush (clone, where[i].dev);
+    else
+      ndm_clone_map_bio (clone, where[i].dev, where[i].offset, 0,
+                         clone->len);
+    if (clone->op == NDM_OP_READ)
+      break;
+  }
+}
+
+/* After a round: which devices failed, and which must run again (a bio
+ * cancelled because another device's start failed, R6: the devices of
+ * background I/O do not depend on each other).
+ */
+static uint64_t
+io_settle (struct ndm_clone *clone, const struct ndm_io_where *where,
+           unsigned n, uint64_t *failed, int *errs)
+{
+  uint64_t again = 0;
+  struct ndm_bio *bio;
+  unsigned i;
+
+  for (i = 0; i < n; i++)
+    ndm_clone_for_each_bio (bio, clone) {
+      uint64_t bit = UINT64_C (1) << i;
+
+      if (bio->dev != where[i].dev)
+        continue;
+      if (bio->cancelled)
+        again |= bit;
+      else if (ndm_bio_failed (bio) && !(*failed & bit)) {
+        *failed |= bit;
+        errs[i] = bio->status;
+      }
+    }
+  return again & ~*failed;
+}
+
+int
+ndm_target_io (struct ndm_target *ti, enum ndm_op op, uint32_t flags,
+               const struct ndm_io_where *where, unsigned n, void *buf,
+               uint64_t len, uint64_t *failed, int *err)
+{
+  struct ndm_md *md = ti->table->md;
+  struct ndm_request rq;
+  struct ndm_clone *clone;
+  uint64_t bad = 0, todo;
+  int errs[NDM_IO_MAX_WHERE];
+
+  g_assert (n > 0 && n <= NDM_IO_MAX_WHERE);
+  g_assert (op != NDM_OP_BLOCK_STATUS && op != NDM_OP_CACHE);
+  if (ndm_waiter_self () == NULL) {
+    *err = ENOMEM;
+    return -1;
+  }
+  request_init (&rq, md, op, buf, len, 0, flags);
+  ndm_table_ref (ti->table);
+  rq.table = ti->table;
+  rq.nr_clones = 1;
+  clone = &rq.clones[0];
+  *clone = (struct ndm_clone) {
+    .rq = &rq, .ti = ti, .op = op, .flags = flags, .len = len,
+    .orig_len = len, .buf = buf, .map_result = NDM_MAPIO_REMAPPED,
+  };
+  clone->bios_tail = &clone->bios;
+  /* Each round runs at least the first device not yet done, or fails
+   * it: at most n rounds.
+   */
+  for (todo = n == 64 ? ~UINT64_C (0) : (UINT64_C (1) << n) - 1;
+       todo != 0; todo = io_settle (clone, where, n, &bad, errs)) {
+    clone_free_bios (clone);
+    io_map (clone, where, n, todo);
+    rq.stop = false;
+    rq.cursor_clone = 0;
+    rq.cursor_bio = NULL;
+    request_drive (&rq);
+    request_note_flushes (&rq);
+  }
+  request_fini (&rq);
+  if (failed != NULL)
+    *failed = bad;
+  if (bad == 0)
+    return 0;
+  *err = errs[__builtin_ctzll (bad)];
+  return -1;
+}

@@ -165,6 +165,36 @@ uint64_t ndm_clone_max_bio_len (const struct ndm_clone *clone,
 /* Flush clone: add a flush bio for dev unless the request has one. */
 void ndm_clone_map_flush (struct ndm_clone *clone, struct ndm_device *dev);
 
+/* ---- background I/O (dm-io): a target's own reads and writes ---------- */
+
+/* Where ndm_target_io does its op: a device and a byte offset on it. */
+struct ndm_io_where {
+  struct ndm_device *dev;
+  uint64_t offset;
+};
+
+#define NDM_IO_MAX_WHERE 64
+
+/* A target's own I/O, outside any client request: a disk log's blocks,
+ * a resync's copy, a read repair.  Runs op on every device of where[0,
+ * n) (distinct devices, n at most NDM_IO_MAX_WHERE; a read reads
+ * where[0] only) with the same len bytes of buf (NULL for flush and
+ * trim), and waits.  The bytes go through the engine as a client's do:
+ * split to each device's limits and bounced where unaligned (R7),
+ * charged to the in-flight and bounce caps, waiting at them (R8), and a
+ * write waits out a quarantine (R10).  It passes no suspend gate: a
+ * target stops its background work in presuspend.
+ *
+ * Returns 0 if every device did it, else -1 with *err the errno of the
+ * first device (by index) that failed, and bit i of *failed set for each
+ * device i that failed (failed may be NULL).  ENOMEM if the thread can
+ * get no waiter (R13).  Any thread that may block (a target's own
+ * thread, the control thread), never a completion, holding no lock.
+ */
+int ndm_target_io (struct ndm_target *ti, enum ndm_op op, uint32_t flags,
+                   const struct ndm_io_where *where, unsigned n, void *buf,
+                   uint64_t len, uint64_t *failed, int *err);
+
 /* Block status answer from a target without bios (zero target). */
 void ndm_clone_add_extent (struct ndm_clone *clone, uint64_t clone_off,
                            uint64_t length, uint32_t type);
