@@ -98,6 +98,10 @@ struct ndm_region_hash {
                                      MAX_RECOVERY 1), or NULL */
   bool quiesced;                /* its pending reached 0: copy may go */
   bool recovery_stopped;        /* presuspend: prepare hands out nothing */
+  bool degraded;                /* a leg is out of service: it misses
+                                   writes, so a written region is NOSYNC
+                                   (never cleared) and nothing is copied
+                                   until every leg is back */
   GCond cond;                   /* the resync thread: quiesced, stopped */
 };
 
@@ -126,14 +130,19 @@ enum ndm_region_state ndm_rh_state_locked (struct ndm_region_hash *rh,
  * clone's (its clone in io->link.data); first and last its regions.
  * Forgets any earlier wait of io, then: a RECOVERING region holds the
  * clone on that region (WAIT_RECOVERY, nothing counted); else pending is
- * counted on every region and each clean one is marked in the log, and
+ * counted on every region and each clean one is marked in the log (and
+ * made NOSYNC rather than DIRTY while degraded), and
  * if a mark is not committed yet the clone waits for it (WAIT_LOG, the
- * counts kept).  On a wait the caller sets clone->not_before to its
- * bound and returns NDM_MAPIO_DELAY_REQUEUE.
+ * counts kept).  also_wait is another ticket the clone must see
+ * committed first, 0 if none: the header commit that records a leg
+ * failed by this clone's last round (its tail is acknowledged only once
+ * a restart cannot copy from that leg).  On a wait the caller sets
+ * clone->not_before to its bound and returns NDM_MAPIO_DELAY_REQUEUE.
  */
 enum ndm_rh_write ndm_rh_write_start_locked (struct ndm_region_hash *rh,
                                              struct ndm_rh_io *io,
-                                             uint64_t first, uint64_t last);
+                                             uint64_t first, uint64_t last,
+                                             uint64_t also_wait);
 /* With the lock held, from end_io and release_clone of a write clone
  * (and map before it maps again): take io out of any queue and give
  * back its pending counts.  A region whose count reaches 0 becomes CLEAN
@@ -165,7 +174,8 @@ void ndm_rh_log_committed (struct ndm_region_hash *rh, uint64_t ticket,
 /* Recovery, on the resync thread (dm's three recovery steps).
  * prepare: with the lock held, take the next region not in sync from
  * the log's resync work, make it RECOVERING (new writes held from now)
- * and return its number; false if there is none or recovery is stopped.
+ * and return its number; false if there is none, recovery is stopped,
+ * or the hash is degraded.
  * wait: with the lock held, wait until its pending count is 0 (the
  * lock is released while waiting); false if recovery was stopped
  * meanwhile (the region went back to NOSYNC).  end: with the lock held,
