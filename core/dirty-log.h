@@ -162,7 +162,7 @@ struct ndm_dirty_log {
   uint64_t next_ticket;         /* the ticket the next commit satisfies */
   uint64_t committed_ticket;    /* the last commit done */
   bool committing;              /* the thread is writing one now */
-  bool stopped;                 /* presuspend: no more writes */
+  bool stopped;                 /* postsuspend: no more writes */
   uint64_t failed_legs;         /* the header's, in memory */
   enum ndm_dirty_log_health health;
   uint64_t commits;             /* for JSON */

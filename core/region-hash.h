@@ -56,7 +56,7 @@ enum ndm_rh_write {
   NDM_RH_WRITE_GO,              /* map the bios now */
   NDM_RH_WRITE_WAIT_LOG,        /* held for a log commit; pending kept */
   NDM_RH_WRITE_WAIT_RECOVERY,   /* held for a region's copy; no pending */
-  NDM_RH_WRITE_FAIL,            /* the log failed and keep_log: EIO */
+  NDM_RH_WRITE_FAIL,            /* the log failed, fail_without_log: EIO */
 };
 
 /* One region in flight. */
@@ -90,6 +90,9 @@ struct ndm_region_hash {
   uint64_t region_size;         /* bytes, a power of two */
   unsigned region_shift;
   uint64_t nr_regions;
+  bool fail_without_log;        /* a write whose mark cannot be written
+                                   fails (the table's keep_log) rather
+                                   than going on with the mark in memory */
 
   /* Protected by *lock. */
   GHashTable *regions;          /* key -> struct ndm_region * */
@@ -165,8 +168,8 @@ uint64_t ndm_rh_mark_dirty_nosync_locked (struct ndm_region_hash *rh);
 
 /* The dirty log's thread, after ndm_dirty_log_commit committed ticket:
  * takes the lock and releases every clone waiting for a ticket up to it.
- * With failed set (the commit failed, keep_log), releases them all: they
- * map again and meet the failure (NDM_RH_WRITE_FAIL).
+ * With failed set (the commit failed), releases them all: they map
+ * again and fail (NDM_RH_WRITE_FAIL) or go on, as fail_without_log says.
  */
 void ndm_rh_log_committed (struct ndm_region_hash *rh, uint64_t ticket,
                            bool failed);
