@@ -87,7 +87,8 @@ enum ndm_dirty_log_health {
 struct ndm_dirty_log;
 
 /* What a commit writes: blocks of the stored form, copied under the lock
- * so the log may change while they are written.
+ * so the log may change while they are written.  ndm_dirty_log_commit
+ * makes and frees it; the type's write only reads it.
  */
 struct ndm_dirty_log_commit {
   uint64_t ticket;              /* satisfied once this is on the device */

@@ -21,6 +21,12 @@
  * the lock, and the owner maps it again.  No bio exists while a clone is
  * held, so nothing can reach a leg early; the owner keeps leading its
  * channels; the request sees the quit and suspend gates between rounds.
+ * The core must end a delay early when not_before is reset, and call
+ * release_clone for a clone abandoned while held: two changes to
+ * core/request.c that docs/targets/mirror.md lists.
+ *
+ * Ownership: the hash owns its struct ndm_region (freed when CLEAN and
+ * idle); queued clones stay their owners', the queues only link them.
  *
  * Thread model: the _locked functions run on request owners (the
  * mirror's map, end_io, release_clone), on the resync thread and on the
