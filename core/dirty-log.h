@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbd-dm: the dirty region log of a mirror (dm's dirty log, dm-log.c).
+ * Interface only: the implementation (core/dirty-log.c) is planned, see
+ * docs/targets/mirror.md, "Dirty log".
+ *
+ * The log says which regions of a mirror may differ between its legs.
+ * Its rule: a region is marked, and for a disk log that mark is written
+ * to the log device and flushed, before the first write to a clean
+ * region reaches any leg.  Marks are cleared lazily once the region's
+ * writes ended on every leg and every leg was flushed after them.
+ *
+ * The generic part (this file) keeps the bitmaps in memory and runs the
+ * group commit; a type (struct ndm_dirty_log_type: core, disk) only
+ * stores them.  The core type stores nothing: after a start every region
+ * is copied unless the table says nosync.
+ *
+ * Thread model:
+ *   - create runs in the mirror's ctr, load in ctr and resume, free in
+ *     dtr: the control thread;
+ *   - the _locked functions run on request owners (map, end_io,
+ *     release_clone), the resync thread and the control thread (status,
+ *     messages), with the log's lock held;
+ *   - ndm_dirty_log_commit runs on the log's own thread (one per disk
+ *     log, started at the mirror's first resume), never on an owner: it
+ *     waits for the log device.
+ *
+ * Locks: ndm_dirty_log.lock, a leaf (rank NDM_LOCK_LEAF): taken under the
+ * mirror's lock or alone, and nothing is taken under it.  No I/O is done
+ * with it held: a commit copies what it writes under the lock, then
+ * writes without it.
+ */
+#ifndef NBD_DM_DIRTY_LOG_H
+#define NBD_DM_DIRTY_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "nbd-dm/lock.h"
+#include "nbd-dm/target.h"
+
+/* The disk log's header (docs/targets/mirror.md, "Dirty log"): block 0
+ * of the log device, little-endian, checked by a CRC-32C of its first
+ * 4092 bytes; the bitmap follows at NDM_DIRTY_LOG_HEADER_SIZE.
+ */
+#define NDM_DIRTY_LOG_MAGIC "NBDDMLOG"          /* 8 bytes, no NUL */
+#define NDM_DIRTY_LOG_VERSION 1u
+#define NDM_DIRTY_LOG_HEADER_SIZE 4096u
+#define NDM_DIRTY_LOG_MAX_LEGS 32u               /* bits of failed_legs */
+
+struct ndm_dirty_log_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_size;
+  uint64_t region_size;         /* bytes */
+  uint64_t nr_regions;
+  uint32_t nr_legs;
+  uint32_t flags;               /* 0: reserved */
+  uint64_t failed_legs;         /* bit i: leg i missed writes, not a
+                                   resync source until in sync again */
+  uint8_t uuid[16];             /* random when the log is made */
+  uint64_t generation;          /* +1 at every header write */
+  /* zero up to byte 4092, then the CRC-32C */
+};
+
+/* Clears wait at most this long for a mark commit to carry them. */
+#define NDM_LOG_CLEAR_MS 1000
+
+/* The table's sync word after the region size (dm's DEFAULTSYNC, ...). */
+enum ndm_dirty_log_sync {
+  NDM_DIRTY_LOG_SYNC_DEFAULT,   /* neither: core copies all, disk what
+                                   its bitmap marks */
+  NDM_DIRTY_LOG_SYNC_FORCE,     /* "sync": copy every region at load */
+  NDM_DIRTY_LOG_SYNC_NONE,      /* "nosync": every region in sync */
+};
+
+/* The log device's letter in status (dm's: alive, a write failed, a
+ * flush failed).
+ */
+enum ndm_dirty_log_health {
+  NDM_DIRTY_LOG_ALIVE = 'A',
+  NDM_DIRTY_LOG_WRITE_FAILED = 'D',
+  NDM_DIRTY_LOG_FLUSH_FAILED = 'F',
+};
+
+struct ndm_dirty_log;
+
+/* What a commit writes: blocks of the stored form, copied under the lock
+ * so the log may change while they are written.  ndm_dirty_log_commit
+ * makes and frees it; the type's write only reads it.
+ */
+struct ndm_dirty_log_commit {
+  uint64_t ticket;              /* satisfied once this is on the device */
+  bool clears;                  /* a clear commit: the legs are flushed
+                                   before it is written */
+  bool header;                  /* the header changed (failed legs) */
+  GArray *blocks;               /* uint64_t: indexes of changed blocks */
+  void *buf;                    /* their bytes, in the same order */
+  size_t block_size;
+};
+
+/* A log type (dm's dirty log type): how the bitmap is kept.
+ * One row each in the mirror's list of types, looked up by name.
+ */
+struct ndm_dirty_log_type {
+  const char *name;             /* "core", "disk" */
+  unsigned min_args, max_args;  /* after <#log args>, sync word included */
+  /* Required.  Control thread.  Parse the type's words before the region
+   * size (disk: the log device, with ndm_table_get_device), quoting a
+   * bad word; the generic part parses the region size and sync word.
+   */
+  int (*ctr) (struct ndm_dirty_log *log, struct ndm_target *ti,
+              unsigned argc, char **argv, GError **err);
+  /* Optional.  Control thread, without the lock.  Free what ctr made. */
+  void (*dtr) (struct ndm_dirty_log *log);
+  /* Optional (none: nothing stored).  Control thread, without the lock.
+   * Read the header and check it against the log's geometry (a zero
+   * header is a new log: write one), then read the bitmap into
+   * log->committed.  Errors quote the device and what differs.
+   */
+  int (*load) (struct ndm_dirty_log *log, GError **err);
+  /* Optional (none: a commit is done at once).  The log's thread, without
+   * the lock.  Write c's blocks and make them stable (FUA, or write and
+   * flush), through the core's synchronous I/O on the log device.  Returns
+   * 0, or -1 with a positive errno in *err (EIO: write, and the letter is
+   * D; a failed flush sets F).
+   */
+  int (*write) (struct ndm_dirty_log *log,
+                const struct ndm_dirty_log_commit *c, int *err);
+  /* Required.  The dm log words for status (INFO: "1 core", "3 disk
+   * <dev> A"; TABLE: "core 1 1024 " ...), appended to out.
+   */
+  void (*status) (struct ndm_dirty_log *log, enum ndm_status_type type,
+                  GString *out);
+};
+
+extern const struct ndm_dirty_log_type ndm_dirty_log_core;
+extern const struct ndm_dirty_log_type ndm_dirty_log_disk;
+
+struct ndm_dirty_log {
+  const struct ndm_dirty_log_type *type;
+  struct ndm_target *ti;
+  void *context;                /* the type's */
+  /* Fixed once create returns. */
+  uint64_t region_size;         /* bytes, a power of two, >= 4096 */
+  uint64_t nr_regions;
+  unsigned nr_legs;
+  enum ndm_dirty_log_sync sync;
+
+  struct ndm_mutex lock;        /* protects everything below */
+  GCond cond;                   /* the log's thread: work, stop */
+  unsigned long *dirty;         /* marked in memory */
+  unsigned long *committed;     /* on the device whatever commit in
+                                   flight lands: a mark from its
+                                   commit's end, a clear from its
+                                   snapshot (dirty for the core type) */
+  unsigned long *in_sync;       /* dm's sync bits: the same on every
+                                   leg in service */
+  unsigned long *recovering;    /* handed out as resync work */
+  uint64_t sync_count;          /* bits set in in_sync */
+  uint64_t resync_cursor;       /* where the next resync search starts */
+  uint64_t next_ticket;         /* the ticket the next commit satisfies */
+  uint64_t committed_ticket;    /* the last commit done */
+  bool committing;              /* the thread is writing one now */
+  bool stopped;                 /* postsuspend: no more writes */
+  uint64_t failed_legs;         /* the header's, in memory */
+  enum ndm_dirty_log_health health;
+  uint64_t commits;             /* for JSON */
+  uint64_t dirty_at_load;       /* marked regions found by load */
+};
+
+/* Control thread (ctr).  argv starts at the log type: "<type> <#log args>
+ * <args>...".  Makes the log for nr_regions regions of nr_legs legs and
+ * sets *used to the words it took.  The caller owns the result.
+ */
+struct ndm_dirty_log *ndm_dirty_log_create (struct ndm_target *ti,
+                                            unsigned argc, char **argv,
+                                            uint64_t target_bytes,
+                                            unsigned nr_legs,
+                                            unsigned *used, GError **err);
+/* Control thread, the log's thread stopped.  NULL is ignored. */
+void ndm_dirty_log_free (struct ndm_dirty_log *log);
+
+/* Control thread, no I/O of the mirror running (ctr, resume).  Read
+ * what the type stores and apply the sync word: marked regions (all for
+ * "sync" or a new core log, none for "nosync") are not in sync.
+ * Returns the count of regions not in sync, or -1 with *err set.
+ */
+int64_t ndm_dirty_log_load (struct ndm_dirty_log *log, GError **err);
+
+/* With log->lock held.  Mark region for a write.  Returns 0 when the
+ * mark is on the device already (or the type stores nothing), else the
+ * ticket of the commit that will carry it: the write must not reach any
+ * leg before ndm_dirty_log_committed_locked says that ticket is done.
+ * Wakes the log's thread.
+ */
+uint64_t ndm_dirty_log_mark_locked (struct ndm_dirty_log *log,
+                                    uint64_t region);
+/* With log->lock held.  The region's writes ended on every leg: clear
+ * its mark in memory; a later commit writes it, after flushing the legs.
+ */
+void ndm_dirty_log_clear_locked (struct ndm_dirty_log *log,
+                                 uint64_t region);
+/* With log->lock held.  Whether the commit of ticket is done (0: yes). */
+bool ndm_dirty_log_committed_locked (struct ndm_dirty_log *log,
+                                     uint64_t ticket);
+/* With log->lock held.  Record that leg missed writes (failed) or is in
+ * sync again, in the header.  Returns the ticket of the header commit, 0
+ * if nothing changed or nothing is stored.
+ */
+uint64_t ndm_dirty_log_set_leg_failed_locked (struct ndm_dirty_log *log,
+                                              unsigned leg, bool failed);
+
+/* The log's thread, without the lock.  One group commit.  A mark commit
+ * (clears false) copies, under the lock, every block changed since the
+ * last commit with the committed bits or'ed into the marks, so it clears
+ * nothing and never waits for the legs.  A clear commit (clears true, at
+ * most every NDM_LOG_CLEAR_MS) copies the marks as they are, counts the
+ * cleared bits as not committed from then on (a region marked again
+ * meanwhile waits for the next commit), then calls flush_legs (every leg
+ * in service; dm's flush_callback_fn) and gives up if it fails, since a
+ * region may read clean only once its data is stable on every leg.
+ * Then the type's write.  Returns the ticket committed (0: nothing to
+ * do), or -1 with *err set and the log's health changed.  The caller
+ * then releases what waited (ndm_rh_log_committed).
+ */
+int64_t ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
+                              int (*flush_legs) (void *data, int *err),
+                              void *data, int *err);
+
+/* With log->lock held: the in-sync bits (dm's in_sync, set_region_sync,
+ * get_sync_count, get_resync_work).  get_resync_work hands out the next
+ * region not in sync and not recovering, from the cursor, and marks it
+ * recovering; false when there is none.
+ */
+bool ndm_dirty_log_in_sync_locked (struct ndm_dirty_log *log,
+                                   uint64_t region);
+void ndm_dirty_log_set_region_sync_locked (struct ndm_dirty_log *log,
+                                           uint64_t region, bool in_sync);
+uint64_t ndm_dirty_log_sync_count_locked (struct ndm_dirty_log *log);
+bool ndm_dirty_log_get_resync_work_locked (struct ndm_dirty_log *log,
+                                           uint64_t *region);
+
+/* Control thread: status words (the type's) and the "log" object of the
+ * mirror's JSON detail.  Take the lock themselves.
+ */
+void ndm_dirty_log_status (struct ndm_dirty_log *log,
+                           enum ndm_status_type type, GString *out);
+void ndm_dirty_log_status_json (struct ndm_dirty_log *log, GString *out);
+
+#endif /* NBD_DM_DIRTY_LOG_H */
