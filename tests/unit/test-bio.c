@@ -6,6 +6,7 @@
  * The fake refuses misaligned or oversized commands with EINVAL, so every
  * data check here is also a check that nothing misaligned was sent.
  */
+#include "core.h"
 #include "harness.h"
 
 static void
@@ -250,6 +251,19 @@ test_unaligned_zero_and_trim (void)
   h_md_free (md);
 }
 
+/* R8: an owner that waited at a cap leaves the budget's queue once it
+ * got it; left there, every later put would kick it, long after its
+ * request ended.
+ */
+static void
+assert_no_budget_waiters (struct ndm_md *md)
+{
+  g_assert_cmpint (g_atomic_int_get (&md->inflight.nr_waiting), ==, 0);
+  g_assert_cmpint (g_atomic_int_get (&md->bounce.nr_waiting), ==, 0);
+  g_assert_true (g_queue_is_empty (&md->inflight.waiters));
+  g_assert_true (g_queue_is_empty (&md->bounce.waiters));
+}
+
 /* R8: at the in-flight cap a request waits (it does not fail), and runs
  * once the earlier one completes.
  */
@@ -279,6 +293,7 @@ test_inflight_cap_waits (void)
   fake_complete (a, 1, 0);
   g_assert_cmpint (h_io_wait (io2), ==, 0);
   g_assert_cmpuint (fake_max_pending_bytes (a), ==, 65536);
+  assert_no_budget_waiters (md);
   h_md_free (md);
 }
 
@@ -336,6 +351,7 @@ test_bounce_cap_waits (void)
   g_assert_cmpint (h_io_wait (io2), ==, 0);
   g_assert_cmpint (fake_data (a)[0], ==, 1);
   g_assert_cmpint (fake_data (a)[8192], ==, 2);
+  assert_no_budget_waiters (md);
   h_md_free (md);
 }
 
