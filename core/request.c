@@ -632,35 +632,75 @@ request_drive (struct ndm_request *rq)
   }
 }
 
-/* DM_*_DELAY_REQUEUE: keep leading channels (others may need us) while
- * the delay runs: NDM_DELAY_REQUEUE_MS, or less where a target asked for
- * a sooner retry (clone->not_before, e.g. multipath waiting for a fenced
- * path to retire its commands).
+/* The unfinished clones a target holds with a not_before; *end is
+ * lowered to the soonest.
  */
-static int
-request_delay (struct ndm_request *rq)
+static unsigned
+request_held_clones (struct ndm_request *rq, gint64 *end, bool lower)
 {
-  gint64 end = g_get_monotonic_time () + NDM_DELAY_REQUEUE_MS * 1000;
-  gint64 now;
-  unsigned i;
-
-  /* Held for a path or a leg: give up if the server stops. */
-  if (ndm_md_quitting (rq->md))
-    return -1;
+  unsigned i, n = 0;
 
   for (i = 0; i < rq->nr_clones; i++) {
     struct ndm_clone *clone = &rq->clones[i];
     int64_t nb = ndm_clone_not_before (clone);
 
-    if (!clone->finished && nb > 0 && nb < end)
-      end = nb;
+    if (clone->finished || nb <= 0)
+      continue;
+    n++;
+    if (lower && nb < *end)
+      *end = nb;
   }
+  return n;
+}
 
-  while ((now = g_get_monotonic_time ()) < end) {
+/* DM_*_DELAY_REQUEUE: wait, leading channels (others may need us), for
+ * NDM_DELAY_REQUEUE_MS, or until the clones' not_before where a target
+ * set one: sooner (a quick retry) or later (a clone held until an event,
+ * such as the end of a mirror region's recovery).  The wait ends early
+ * when the target releases a held clone (ndm_clone_release_delay), and
+ * it looks at the quit gate every NDM_QUIT_POLL_MS (R13); a target that
+ * holds clones longer than NDM_DELAY_REQUEUE_MS releases them in its
+ * presuspend, so that a suspend does not wait for them.  Returns -1 if
+ * the front end quits.
+ */
+static int
+request_delay (struct ndm_request *rq)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 end = now + NDM_DELAY_REQUEUE_MS * 1000;
+  unsigned held;
+
+  if (request_held_clones (rq, &end, false) > 0)
+    end = INT64_MAX;
+  held = request_held_clones (rq, &end, true);
+  for (;;) {
+    gint64 slice;
+
+    /* Held for a path or a leg: give up if the server stops. */
+    if (ndm_md_quitting (rq->md))
+      return -1;
     ndm_waiter_prepare (rq->owner);
-    request_wait (rq, (int) ((end - now + 999) / 1000));
+    now = g_get_monotonic_time ();
+    if (now >= end || request_held_clones (rq, &end, false) < held)
+      return 0;
+    slice = MIN (end - now, NDM_QUIT_POLL_MS * 1000);
+    request_wait (rq, (int) ((slice + 999) / 1000));
   }
-  return 0;
+}
+
+/* A clone whose last map held it (REQUEUE or DELAY_REQUEUE: no bios)
+ * ends without being mapped again: its target forgets it (a mirror's
+ * writes held for a region under recovery).
+ */
+static void
+clone_release_held (struct ndm_clone *clone)
+{
+  struct ndm_target *ti = clone->ti;
+
+  if ((clone->map_result == NDM_MAPIO_REQUEUE ||
+       clone->map_result == NDM_MAPIO_DELAY_REQUEUE) &&
+      ti->type->release_clone != NULL)
+    ti->type->release_clone (ti, clone);
 }
 
 /* The request ends between rounds although clones were requeued (nothing
@@ -677,6 +717,7 @@ request_abandon (struct ndm_request *rq, int error, bool quit)
 
     if (clone->finished)
       continue;
+    clone_release_held (clone);
     clone->quit = quit;
     clone_finish (clone, error);
     if (i < rq->first_err)
@@ -951,6 +992,7 @@ request_rebind (struct ndm_request *rq)
       *clone_append (rq, &max) = *c;
       continue;
     }
+    clone_release_held (c);
     ndm_stats_abandon (c->ti->stats);
     clone_free_bios (c);
     if (c->extents != NULL)

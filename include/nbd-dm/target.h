@@ -92,8 +92,9 @@ struct ndm_clone {
   void *map_context;            /* map -> end_io, owned by the target */
   int64_t not_before;           /* map: start no bio before this
                                    (g_get_monotonic_time), 0 = now; with
-                                   DELAY_REQUEUE: retry then, if sooner
-                                   than the default delay */
+                                   DELAY_REQUEUE: map again then, sooner
+                                   or later than the default delay (a
+                                   hold until ndm_clone_release_delay) */
   union {                       /* the target's, see ndm_clone_per_io */
     unsigned char bytes[NDM_PER_IO_SIZE];
     uint64_t align;
@@ -115,8 +116,9 @@ struct ndm_clone {
 };
 
 /* From another thread, under the target's lock (delay's presuspend): the
- * clone's bios may start now, whatever map put in not_before.  Only for a
- * clone mapped and not yet ended (end_io or release_clone not yet run).
+ * clone's bios may start now, whatever map put in not_before, or a clone
+ * map held with DELAY_REQUEUE is mapped again at once.  Only for a clone
+ * mapped and not yet ended (end_io or release_clone not yet run).
  */
 void ndm_clone_release_delay (struct ndm_clone *clone);
 
@@ -262,9 +264,10 @@ struct ndm_target_type {
   int (*end_io) (struct ndm_target *ti, struct ndm_clone *clone,
                  int *error);
   /* Optional.  The clone's round ends without end_io: its bios from
-   * the frontier on never started (a start before them failed, R6).
-   * Release what map took and restore clone->buf if map replaced it
-   * (dm's release_clone_rq); the uncredited rest is mapped again.
+   * the frontier on never started (a start before them failed, R6), or
+   * a clone map held (REQUEUE, DELAY_REQUEUE) will not be mapped again
+   * (its request ends, or a resume re-cuts it).  Release what map took
+   * and restore clone->buf if map replaced it (dm's release_clone_rq).
    */
   void (*release_clone) (struct ndm_target *ti, struct ndm_clone *clone);
   /* Optional.  Block status: turn the bios' device extents into clone

@@ -885,6 +885,159 @@ test_r13_rounds_see_quit (void)
   h_md_free (md);
 }
 
+/* "hold <dev>": map holds every clone with DELAY_REQUEUE until the test
+ * releases it (a mirror's write to a region under recovery), then maps
+ * it linear onto dev.
+ */
+static GMutex hold_lock;
+static struct ndm_clone *hold_clone;    /* the clone held now */
+static bool hold_open;                  /* map no longer holds */
+static unsigned hold_releases;          /* release_clone calls */
+
+static int
+hold_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  if (argc != 1 || (ti->private = ndm_table_get_device (ti, argv[0],
+                                                        err)) == NULL) {
+    if (err != NULL && *err == NULL)
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE, "hold: a device");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+hold_map (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  int r = NDM_MAPIO_REMAPPED;
+
+  g_mutex_lock (&hold_lock);
+  if (!hold_open) {
+    /* Far later than NDM_DELAY_REQUEUE_MS: only a release ends it. */
+    clone->not_before = g_get_monotonic_time () + 60 * G_TIME_SPAN_SECOND;
+    hold_clone = clone;
+    r = NDM_MAPIO_DELAY_REQUEUE;
+  }
+  g_mutex_unlock (&hold_lock);
+  if (r == NDM_MAPIO_REMAPPED)
+    ndm_clone_remap (clone, ti->private, ndm_clone_target_offset (clone));
+  return r;
+}
+
+static void
+hold_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  g_mutex_lock (&hold_lock);
+  if (clone == hold_clone)
+    hold_clone = NULL;
+  hold_releases++;
+  g_mutex_unlock (&hold_lock);
+}
+
+static const struct ndm_target_type hold_target = {
+  .name = "hold", .version = { 1, 0, 0 },
+  .ctr = hold_ctr, .map = hold_map, .release_clone = hold_release_clone,
+};
+
+static struct ndm_md *
+hold_md_new (struct ndm_config *cfg)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &hold_target, NULL,
+  };
+  struct ndm_config c;
+  struct ndm_md *md;
+  GError *err = NULL;
+
+  if (cfg != NULL)
+    c = *cfg;
+  else
+    ndm_config_init (&c);
+  c.device_class = &fake_device_class;
+  c.extra_targets = targets;
+  md = ndm_md_new (&c);
+  hold_clone = NULL;
+  hold_open = false;
+  hold_releases = 0;
+  g_assert_cmpint (ndm_md_load (md, "0 8 hold fake://a?size=1M", &err), ==,
+                   0);
+  g_assert_no_error (err);
+  ndm_md_start (md);
+  return md;
+}
+
+/* Until the request's clone is held. */
+static void
+hold_wait_held (void)
+{
+  gint64 give_up = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (;;) {
+    bool held;
+
+    g_mutex_lock (&hold_lock);
+    held = hold_clone != NULL;
+    g_mutex_unlock (&hold_lock);
+    if (held)
+      return;
+    g_assert_cmpint (g_get_monotonic_time (), <, give_up);
+    g_usleep (1000);
+  }
+}
+
+/* A clone held by DELAY_REQUEUE with a not_before far off waits for
+ * it, longer than the default delay, and runs as soon as its target
+ * releases it (ndm_clone_release_delay), not when not_before comes.
+ */
+static void
+test_delay_requeue_held_until_released (void)
+{
+  struct ndm_md *md = hold_md_new (NULL);
+  char buf[4096];
+  struct h_io *io;
+
+  h_fill (buf, sizeof buf, 7);
+  io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, 0);
+  hold_wait_held ();
+  g_usleep (3 * NDM_DELAY_REQUEUE_MS * 1000);
+  g_assert_false (h_io_done (io));
+  g_assert_cmpuint (fake_submitted (fake_lookup ("a")), ==, 0);
+  g_mutex_lock (&hold_lock);
+  hold_open = true;
+  ndm_clone_release_delay (hold_clone);
+  g_mutex_unlock (&hold_lock);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  g_assert_cmpmem (fake_data (fake_lookup ("a")), sizeof buf, buf,
+                   sizeof buf);
+  g_assert_cmpuint (hold_releases, ==, 0);
+  h_md_free (md);
+}
+
+/* R13: a held clone sees the quit gate while it waits, and its target
+ * is told the clone will not be mapped again (release_clone), so that
+ * it forgets it.
+ */
+static void
+test_delay_requeue_quit_releases_held (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  char buf[4096];
+  struct h_io *io;
+
+  ndm_config_init (&cfg);
+  cfg.quitting = quit_now_fn;
+  g_atomic_int_set (&quit_now, 0);
+  md = hold_md_new (&cfg);
+  io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, 0);
+  hold_wait_held ();
+  g_atomic_int_set (&quit_now, 1);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, ESHUTDOWN);
+  g_assert_cmpuint (hold_releases, ==, 1);
+  g_assert_null (hold_clone);
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -905,6 +1058,10 @@ main (int argc, char *argv[])
                    test_r3_same_offset_first_arrival);
   g_test_add_func ("/request/r3/start-failure-arrives-in-order",
                    test_r3_start_failure_arrives_in_order);
+  g_test_add_func ("/request/delay-requeue/held-until-released",
+                   test_delay_requeue_held_until_released);
+  g_test_add_func ("/request/delay-requeue/quit-releases-held",
+                   test_delay_requeue_quit_releases_held);
   g_test_add_func ("/request/r3/cancelled-leg-arrives-after-failure",
                    test_r3_cancelled_leg_arrives_after_failure);
   g_test_add_func ("/request/r3/first-clone-error-reaches-client",
