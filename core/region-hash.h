@@ -21,9 +21,9 @@
  * the lock, and the owner maps it again.  No bio exists while a clone is
  * held, so nothing can reach a leg early; the owner keeps leading its
  * channels; the request sees the quit and suspend gates between rounds.
- * The core must end a delay early when not_before is reset, and call
- * release_clone for a clone abandoned while held: two changes to
- * core/request.c that docs/targets/mirror.md lists.
+ * The core ends the delay as soon as not_before is reset, however far
+ * it was, and calls release_clone for a clone that is not mapped again
+ * (docs/design.md, "Delayed clones").
  *
  * Ownership: the hash owns its struct ndm_region (freed when CLEAN and
  * idle); queued clones stay their owners', the queues only link them.
