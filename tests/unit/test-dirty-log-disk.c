@@ -165,6 +165,8 @@ assert_cmd (const GArray *cmds, unsigned i, enum ndm_op op, uint64_t offset,
   g_assert_cmphex (c->flags, ==, flags);
 }
 
+static const uint64_t block0[] = { 0 };
+
 /* Write a commit of the n blocks idx through the type, block i's bytes
  * all 0x10 + i (so bit 4 of each of their bytes marked).
  */
@@ -325,6 +327,34 @@ test_new_log_nosync_without_fua (void)
   h_md_free (t.md);
 }
 
+/* Load runs in ctr, before the device is started (before nbdkit forks):
+ * its I/O needs no thread but the caller's, which leads the channel its
+ * commands went to.  Then a commit on a thread of its own, as the log's.
+ */
+static gpointer
+commit_thread (gpointer data)
+{
+  struct dcase *t = data;
+  int err = 0;
+
+  g_assert_cmpint (dcase_commit (t, block0, 1, true, &err), ==, 0);
+  return NULL;
+}
+
+static void
+test_load_in_ctr_channel_mode (void)
+{
+  struct dcase t;
+
+  dcase_init (&t, "0 1600 dlog fake://log?size=64K&mode=channel 16 2");
+  g_assert_cmpmem (t.d, 8, "NBDDMLOG", 8);
+  g_assert_cmphex (t.d[4096], ==, 0xff);
+  g_thread_join (g_thread_new ("commit", commit_thread, &t));
+  g_assert_cmphex (t.d[4096], ==, 0x10);
+  g_assert_cmpuint (le64_at (t.d, 64), ==, 2);
+  h_md_free (t.md);
+}
+
 /* ---- commits ----------------------------------------------------------- */
 
 /* Blocks 0, 2 and 3 of 512 bytes: two writes (2 and 3 are one run) at
@@ -376,8 +406,6 @@ test_commit_write_flush (void)
   h_md_free (t.md);
 }
 
-static const uint64_t block0[] = { 0 };
-
 /* A failed write is the log's D; status says so. */
 static void
 test_commit_write_error (void)
@@ -427,7 +455,8 @@ test_commit_flush_error (void)
 
 /* A log written by a commit (marks, and a header with failed legs) is
  * read back by the next table of the same geometry: the same bits, the
- * same failed legs, and the header's generation went up once.
+ * same failed legs, the same uuid; the generation went up at each header
+ * write, and not at the load.
  */
 static void
 test_reload_reads_bitmap (void)
@@ -446,6 +475,8 @@ test_reload_reads_bitmap (void)
   memcpy (uuid, t.d + 48, sizeof uuid);
   g_assert_cmpint (dcase_commit (&t, block0, 1, true, &err), ==, 0);
   g_assert_cmpuint (le64_at (t.d, 64), ==, 2);
+  g_assert_cmpint (dcase_commit (&t, block0, 1, true, &err), ==, 0);
+  g_assert_cmpuint (le64_at (t.d, 64), ==, 3);
   g_assert_cmpuint (le64_at (t.d, 40), ==, 0x5);
   g_assert_cmphex (le32_at (t.d, 4092), ==, ndm_crc32c (t.d, 4092));
 
@@ -455,7 +486,7 @@ test_reload_reads_bitmap (void)
     g_assert_cmpint (committed_bit (t.log, r), ==, r % 8 == 4);
   g_assert_cmphex (t.log->failed_legs, ==, 0x5);
   g_assert_cmpmem (t.d + 48, 16, uuid, 16);     /* not made anew */
-  g_assert_cmpuint (le64_at (t.d, 64), ==, 2);
+  g_assert_cmpuint (le64_at (t.d, 64), ==, 3);
   h_md_free (t.md);
 }
 
@@ -643,6 +674,8 @@ main (int argc, char *argv[])
                    test_new_log_initialised);
   g_test_add_func ("/dirty-log-disk/load/new-log-nosync-without-fua",
                    test_new_log_nosync_without_fua);
+  g_test_add_func ("/dirty-log-disk/load/in-ctr-channel-mode",
+                   test_load_in_ctr_channel_mode);
   g_test_add_func ("/dirty-log-disk/load/reload-reads-bitmap",
                    test_reload_reads_bitmap);
   H_ADD_CASES ("/dirty-log-disk/load/refused", refused_rows, test_refused);
