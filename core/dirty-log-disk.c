@@ -443,14 +443,17 @@ disk_commit_write (struct ndm_dirty_log *log,
                    const struct ndm_dirty_log_commit *c, int *err)
 {
   struct disk_log_c *dc = log->context;
-  const uint64_t *idx = (const uint64_t *) c->blocks->data;
+  guint nr = c->blocks != NULL ? c->blocks->len : 0;
+  const uint64_t *idx = nr > 0 ? (const uint64_t *) c->blocks->data : NULL;
   uint8_t *buf = c->buf;
   guint i, n;
   uint64_t failed_legs;
 
+  if (nr == 0 && !c->header)
+    return 0;
   g_assert (c->block_size == log->block_size);
-  for (i = 0; i < c->blocks->len; i += n) {
-    for (n = 1; i + n < c->blocks->len && idx[i + n] == idx[i] + n; n++)
+  for (i = 0; i < nr; i += n) {
+    for (n = 1; i + n < nr && idx[i + n] == idx[i] + n; n++)
       ;
     if (disk_write (log, NDM_DIRTY_LOG_HEADER_SIZE +
                     idx[i] * c->block_size, buf + (uint64_t) i *
@@ -459,8 +462,9 @@ disk_commit_write (struct ndm_dirty_log *log,
       return -1;
   }
   if (c->header) {
-    /* The failed legs as they are now: at least what the commit's
-     * snapshot had, since a leg's bit goes only once it is in sync again.
+    /* The failed legs as they are now, not at the commit's snapshot: a
+     * bit set since is safe to write early, and one cleared since is a
+     * leg in sync again.
      */
     ndm_mutex_lock (&log->lock);
     failed_legs = log->failed_legs;

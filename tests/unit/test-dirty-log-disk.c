@@ -386,7 +386,7 @@ test_commit_fua (void)
   h_md_free (t.md);
 }
 
-/* Without FUA: the writes, then one flush. */
+/* Without FUA: the writes, then one flush; an empty commit, nothing. */
 static void
 test_commit_write_flush (void)
 {
@@ -396,6 +396,8 @@ test_commit_write_flush (void)
   int err = 0;
 
   dcase_init (&t, "0 98304 dlog fake://log?size=64K&pref=512&fua=0 8 2");
+  g_assert_cmpint (dcase_commit (&t, idx, 0, false, &err), ==, 0);
+  g_assert_cmpuint (fake_submitted (t.fd), ==, t.from);
   g_assert_cmpint (dcase_commit (&t, idx, 2, false, &err), ==, 0);
   cmds = dcase_cmds (&t, t.from);
   g_assert_cmpuint (cmds->len, ==, 2);
