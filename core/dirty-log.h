@@ -95,9 +95,13 @@ struct ndm_dirty_log_commit {
   bool clears;                  /* a clear commit: the legs are flushed
                                    before it is written */
   bool header;                  /* the header changed (failed legs) */
-  GArray *blocks;               /* uint64_t: indexes of changed blocks */
+  GArray *blocks;               /* uint64_t: indexes of changed blocks;
+                                   block i is bitmap bytes
+                                   [i * block_size, (i + 1) * block_size),
+                                   at NDM_DIRTY_LOG_HEADER_SIZE + that on
+                                   the device */
   void *buf;                    /* their bytes, in the same order */
-  size_t block_size;
+  size_t block_size;            /* log->block_size */
 };
 
 /* A log type (dm's dirty log type): how the bitmap is kept.
@@ -128,8 +132,9 @@ struct ndm_dirty_log_type {
    */
   int (*write) (struct ndm_dirty_log *log,
                 const struct ndm_dirty_log_commit *c, int *err);
-  /* Required.  The dm log words for status (INFO: "1 core", "3 disk
-   * <dev> A"; TABLE: "core 1 1024 " ...), appended to out.
+  /* Required.  With log->lock held (ndm_dirty_log_status takes it).
+   * The dm log words for status (INFO: "1 core", "3 disk <dev> A";
+   * TABLE: "core 1 1024 " ...), appended to out.
    */
   void (*status) (struct ndm_dirty_log *log, enum ndm_status_type type,
                   GString *out);
@@ -147,6 +152,10 @@ struct ndm_dirty_log {
   uint64_t nr_regions;
   unsigned nr_legs;
   enum ndm_dirty_log_sync sync;
+  struct ndm_device *dev;       /* the log device (set by the type's
+                                   ctr), NULL when nothing is stored */
+  uint32_t block_size;          /* bytes of a commit's blocks (the
+                                   type's ctr sets it; 0: no device) */
 
   struct ndm_mutex lock;        /* protects everything below */
   GCond cond;                   /* the log's thread: work, stop */
@@ -169,6 +178,20 @@ struct ndm_dirty_log {
   uint64_t commits;             /* for JSON */
   uint64_t dirty_at_load;       /* marked regions found by load */
 };
+
+/* Bytes of the log device a log uses from its start: the header, then
+ * the bitmap (a bit per region) in whole blocks of log->block_size.
+ * For the mirror's iterate_devices and the disk type's size check; only
+ * for a log with a device.
+ */
+static inline uint64_t
+ndm_dirty_log_dev_bytes (const struct ndm_dirty_log *log)
+{
+  uint64_t bitmap = (log->nr_regions + 7) / 8;
+
+  return NDM_DIRTY_LOG_HEADER_SIZE +
+    (bitmap + log->block_size - 1) / log->block_size * log->block_size;
+}
 
 /* Control thread (ctr).  argv starts at the log type: "<type> <#log args>
  * <args>...".  Makes the log for nr_regions regions of nr_legs legs and
