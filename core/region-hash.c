@@ -329,15 +329,19 @@ ndm_rh_log_committed (struct ndm_region_hash *rh, uint64_t ticket,
 /* ---- recovery and verify ------------------------------------------------ */
 
 /* Make reg the region being copied or compared: writes are held on it
- * from now, and it is quiesced once its pending count is 0.
+ * from now, and it is quiesced once its pending count is 0.  Returns
+ * false for none.
  */
-static void
+static bool
 recovery_begin_locked (struct ndm_region_hash *rh, struct ndm_region *reg)
 {
   ndm_assert_held (rh->lock);
+  if (reg == NULL)
+    return false;
   reg->state = NDM_RH_RECOVERING;
   rh->recovering = reg;
   rh->quiesced = reg->pending == 0;
+  return true;
 }
 
 bool
@@ -353,10 +357,7 @@ ndm_rh_recovery_prepare_locked (struct ndm_region_hash *rh,
   if (ndm_dirty_log_get_resync_work_locked (rh->log, region))
     reg = rh_get_locked (rh, *region);
   ndm_mutex_unlock (&rh->log->lock);
-  if (reg == NULL)
-    return false;
-  recovery_begin_locked (rh, reg);
-  return true;
+  return recovery_begin_locked (rh, reg);
 }
 
 bool
@@ -419,10 +420,7 @@ ndm_rh_verify_prepare_locked (struct ndm_region_hash *rh, uint64_t region)
   if (ndm_dirty_log_in_sync_locked (rh->log, region))
     reg = rh_get_locked (rh, region);
   ndm_mutex_unlock (&rh->log->lock);
-  if (reg == NULL)
-    return false;
-  recovery_begin_locked (rh, reg);
-  return true;
+  return recovery_begin_locked (rh, reg);
 }
 
 void

@@ -386,26 +386,38 @@ wait_thread (gpointer data)
   return NULL;
 }
 
-/* The region picked has a write in flight: recovery waits until it ends
- * (pending 0), while a new write to it is held.
+/* Region 6 is picked for recovery while a's write to it is in flight,
+ * b's write comes after and is held, and a thread waits for the quiesce.
+ */
+static GThread *
+recovery_with_pending (struct fix *f, struct ndm_clone *a,
+                       struct ndm_clone *b, struct waiter *w)
+{
+  uint64_t r;
+
+  fix_init (f, false, "2 8 nosync", 16);
+  clone_init (a);
+  clone_init (b);
+  nosync (f, 6, 6);
+  g_assert_cmpint (start (f, a, 6, 6, 0), ==, NDM_RH_WRITE_GO);
+  g_assert_true (prepare (f, &r));
+  g_assert_cmpuint (r, ==, 6);
+  g_assert_cmpint (start (f, b, 6, 6, 0), ==, NDM_RH_WRITE_WAIT_RECOVERY);
+  w->f = f;
+  return g_thread_new ("recovery-wait", wait_thread, w);
+}
+
+/* Recovery waits until the write in flight ends (pending 0), while a new
+ * write to the region is held.
  */
 static void
 test_recovery_waits_for_pending (void)
 {
   struct fix f;
   struct ndm_clone a, b;
-  struct waiter w = { .f = &f };
-  GThread *t;
-  uint64_t r;
+  struct waiter w = { 0 };
+  GThread *t = recovery_with_pending (&f, &a, &b, &w);
 
-  fix_init (&f, false, "2 8 nosync", 16);
-  clone_init (&a);
-  clone_init (&b);
-  nosync (&f, 6, 6);
-  g_assert_cmpint (start (&f, &a, 6, 6, 0), ==, NDM_RH_WRITE_GO);
-  g_assert_true (prepare (&f, &r));
-  t = g_thread_new ("recovery-wait", wait_thread, &w);
-  g_assert_cmpint (start (&f, &b, 6, 6, 0), ==, NDM_RH_WRITE_WAIT_RECOVERY);
   g_usleep (50 * 1000);
   g_assert_cmpint (g_atomic_int_get (&w.done), ==, 0);
   end (&f, &a);
@@ -427,18 +439,10 @@ test_recovery_stopped (void)
 {
   struct fix f;
   struct ndm_clone a, b;
-  struct waiter w = { .f = &f };
-  GThread *t;
+  struct waiter w = { 0 };
+  GThread *t = recovery_with_pending (&f, &a, &b, &w);
   uint64_t r;
 
-  fix_init (&f, false, "2 8 nosync", 16);
-  clone_init (&a);
-  clone_init (&b);
-  nosync (&f, 6, 6);
-  g_assert_cmpint (start (&f, &a, 6, 6, 0), ==, NDM_RH_WRITE_GO);
-  g_assert_true (prepare (&f, &r));
-  g_assert_cmpint (start (&f, &b, 6, 6, 0), ==, NDM_RH_WRITE_WAIT_RECOVERY);
-  t = g_thread_new ("recovery-wait", wait_thread, &w);
   g_usleep (20 * 1000);
   ndm_mutex_lock (&f.lock);
   ndm_rh_stop_recovery_locked (&f.rh);
