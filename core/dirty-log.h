@@ -205,7 +205,9 @@ void ndm_dirty_log_free (struct ndm_dirty_log *log);
 
 /* Control thread, no I/O of the mirror running (ctr, resume).  Read
  * what the type stores and apply the sync word: marked regions (all for
- * "sync" or a new core log, none for "nosync") are not in sync.
+ * "sync" or a new core log, none for "nosync") are not in sync.  With
+ * "sync" every region is marked too, so a restart without the word
+ * still copies what this start did not.  The health is A again.
  * Returns the count of regions not in sync, or -1 with *err set.
  */
 int64_t ndm_dirty_log_load (struct ndm_dirty_log *log, GError **err);
