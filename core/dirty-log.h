@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-dm: the dirty region log of a mirror (dm's dirty log, dm-log.c).
- * Interface only: the implementation (core/dirty-log.c) is planned, see
+ * The generic part and the core type are core/dirty-log.c; see
  * docs/targets/mirror.md, "Dirty log".
  *
  * The log says which regions of a mirror may differ between its legs.
@@ -95,13 +95,16 @@ struct ndm_dirty_log_commit {
   bool clears;                  /* a clear commit: the legs are flushed
                                    before it is written */
   bool header;                  /* the header changed (failed legs) */
-  GArray *blocks;               /* uint64_t: indexes of changed blocks;
-                                   block i is bitmap bytes
-                                   [i * block_size, (i + 1) * block_size),
-                                   at NDM_DIRTY_LOG_HEADER_SIZE + that on
-                                   the device */
-  void *buf;                    /* their bytes, in the same order */
-  size_t block_size;            /* log->block_size */
+  uint64_t failed_legs;         /* the header's, as of the copy */
+  GArray *blocks;               /* uint64_t: indexes of changed bitmap
+                                   blocks; block i is bytes [i *
+                                   block_size, (i + 1) * block_size) of
+                                   the bitmap, at NDM_DIRTY_LOG_HEADER_SIZE
+                                   + i * block_size on the log device */
+  void *buf;                    /* their bytes, in the same order, in the
+                                   stored form (bit r % 8 of byte r / 8);
+                                   bits past the last region are 0 */
+  size_t block_size;
 };
 
 /* A log type (dm's dirty log type): how the bitmap is kept.
@@ -127,14 +130,15 @@ struct ndm_dirty_log_type {
   /* Optional (none: a commit is done at once).  The log's thread, without
    * the lock.  Write c's blocks and make them stable (FUA, or write and
    * flush), through the core's synchronous I/O on the log device.  Returns
-   * 0, or -1 with a positive errno in *err (EIO: write, and the letter is
-   * D; a failed flush sets F).
+   * 0, or -1 with a positive errno in *err.  The letter then becomes D
+   * (a write failed) unless write set it to F itself, under log->lock,
+   * because its flush failed.
    */
   int (*write) (struct ndm_dirty_log *log,
                 const struct ndm_dirty_log_commit *c, int *err);
-  /* Required.  With log->lock held (ndm_dirty_log_status takes it).
-   * The dm log words for status (INFO: "1 core", "3 disk <dev> A";
-   * TABLE: "core 1 1024 " ...), appended to out.
+  /* Required.  With log->lock held.  The dm log words for status
+   * (INFO: "1 core", "3 disk <dev> A"; TABLE: "core 1 1024 ", each word
+   * followed by a space as dm's), appended to out.
    */
   void (*status) (struct ndm_dirty_log *log, enum ndm_status_type type,
                   GString *out);
@@ -154,8 +158,10 @@ struct ndm_dirty_log {
   enum ndm_dirty_log_sync sync;
   struct ndm_device *dev;       /* the log device (set by the type's
                                    ctr), NULL when nothing is stored */
-  uint32_t block_size;          /* bytes of a commit's blocks (the
-                                   type's ctr sets it; 0: no device) */
+  uint32_t block_size;          /* bytes of a stored bitmap block: 4096,
+                                   or more if the type's ctr raises it
+                                   (a power of two: the log device's
+                                   minimum block) */
 
   struct ndm_mutex lock;        /* protects everything below */
   GCond cond;                   /* the log's thread: work, stop */
@@ -169,9 +175,17 @@ struct ndm_dirty_log {
   unsigned long *recovering;    /* handed out as resync work */
   uint64_t sync_count;          /* bits set in in_sync */
   uint64_t resync_cursor;       /* where the next resync search starts */
+  unsigned long *clearing;      /* cleared by the clear commit in
+                                   flight: maybe not stable on every leg
+                                   until its flush_legs returned */
   uint64_t next_ticket;         /* the ticket the next commit satisfies */
+  uint64_t wanted_ticket;       /* the last ticket handed out: the next
+                                   commit runs, if need be without I/O */
   uint64_t committed_ticket;    /* the last commit done */
   bool committing;              /* the thread is writing one now */
+  bool header_changed;          /* failed_legs differs from the device */
+  int64_t last_clear;           /* g_get_monotonic_time of the last
+                                   clear commit, 0: none yet */
   bool stopped;                 /* postsuspend: no more writes */
   uint64_t failed_legs;         /* the header's, in memory */
   enum ndm_dirty_log_health health;
@@ -225,6 +239,13 @@ uint64_t ndm_dirty_log_mark_locked (struct ndm_dirty_log *log,
  */
 void ndm_dirty_log_clear_locked (struct ndm_dirty_log *log,
                                  uint64_t region);
+/* With log->lock held.  Whether region is marked in memory, on the
+ * device, or by a clear commit in flight (so maybe not stable on every
+ * leg yet): the first such region at or after *region, in *region; false
+ * if there is none.  For a leg that leaves service.
+ */
+bool ndm_dirty_log_next_marked_locked (struct ndm_dirty_log *log,
+                                       uint64_t *region);
 /* With log->lock held.  Whether the commit of ticket is done (0: yes). */
 bool ndm_dirty_log_committed_locked (struct ndm_dirty_log *log,
                                      uint64_t ticket);
@@ -243,10 +264,15 @@ uint64_t ndm_dirty_log_set_leg_failed_locked (struct ndm_dirty_log *log,
  * cleared bits as not committed from then on (a region marked again
  * meanwhile waits for the next commit), then calls flush_legs (every leg
  * in service; dm's flush_callback_fn) and gives up if it fails, since a
- * region may read clean only once its data is stable on every leg.
+ * region may read clean only once its data is stable on every leg: the
+ * clears count as on the device again (they are), and the marks it
+ * carried wait for the next commit.  A clear commit asked for sooner
+ * than NDM_LOG_CLEAR_MS after the last, with nothing cleared, or while
+ * the log's health is not A, is made as a mark commit.
  * Then the type's write.  Returns the ticket committed (0: nothing to
- * do), or -1 with *err set and the log's health changed.  The caller
- * then releases what waited (ndm_rh_log_committed).
+ * do, or the log is stopped), or -1 with *err set: the log's health
+ * changed if the write failed (not if flush_legs did).  The caller then
+ * releases what waited (ndm_rh_log_committed, failed set on -1).
  */
 int64_t ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
                               int (*flush_legs) (void *data, int *err),
@@ -254,8 +280,9 @@ int64_t ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
 
 /* With log->lock held: the in-sync bits (dm's in_sync, set_region_sync,
  * get_sync_count, get_resync_work).  get_resync_work hands out the next
- * region not in sync and not recovering, from the cursor, and marks it
- * recovering; false when there is none.
+ * region not in sync and not recovering, from the cursor (wrapping
+ * round), and marks it recovering; false when there is none.
+ * set_region_sync ends the region's recovering either way.
  */
 bool ndm_dirty_log_in_sync_locked (struct ndm_dirty_log *log,
                                    uint64_t region);

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-dm: a mirror's regions in flight (dm's region hash,
- * dm-region-hash.c).  Interface only: the implementation
- * (core/region-hash.c) is planned, see docs/targets/mirror.md, "Region
- * hash".
+ * dm-region-hash.c), implemented in core/region-hash.c; see
+ * docs/targets/mirror.md, "Region hash".
  *
  * A region is region_size bytes of the target, the same range on every
  * leg.  Its state, as dm's:
