@@ -77,6 +77,10 @@ struct mirror_leg {
   bool in_sync;                 /* holds every region's current data: a
                                    read source */
   char health;                  /* status letter, the most severe seen */
+  bool missed;                  /* it failed a write, a flush or a copy
+                                   in this table's life: never a source
+                                   again, whatever the resync copies
+                                   (dm keeps such a leg's letter too) */
   uint64_t write_errors, read_errors, reads;
   unsigned inflight;            /* read clones on it (queue-length) */
 };
@@ -99,6 +103,10 @@ struct mirror_c {
                                    restart knows not to copy from it */
   GThread *log_thread;          /* commits a disk log's marks */
   bool log_thread_stop;         /* protected by log->lock */
+  GThread *sync_thread;         /* copies regions out of sync */
+  bool sync_stop;               /* presuspend, dtr */
+  bool syncing;                 /* a copy runs (JSON) */
+  uint64_t resynced;            /* bytes copied, for JSON */
 };
 
 /* The clone's scratch space: the region hash's part first (it finds its
@@ -291,6 +299,7 @@ parse_features (struct mirror_c *m, unsigned argc, char **argv,
 }
 
 static void mirror_dtr (struct ndm_target *ti);
+static void stop_sync_thread (struct mirror_c *m);
 static const struct ndm_checker_ops mirror_checker_ops;
 
 static int
@@ -377,6 +386,8 @@ mirror_dtr (struct ndm_target *ti)
     return;
   ndm_checker_clear (&m->checker);
   if (m->log != NULL) {
+    if (m->rh.regions != NULL)
+      stop_sync_thread (m);
     stop_log_thread (m);
     if (m->rh.regions != NULL)
       ndm_rh_clear (&m->rh);
@@ -449,6 +460,7 @@ leg_missed_write_locked (struct mirror_c *m, struct mirror_leg *leg,
    * on it.
    */
   ndm_rh_mark_dirty_nosync_locked (&m->rh);
+  leg->missed = true;
   if (!leg->in_sync && (!fail || !leg->chk.active))
     return false;               /* out of sync and recorded already */
   leg->in_sync = false;
@@ -843,6 +855,263 @@ end_io_read (struct mirror_c *m, struct ndm_clone *clone,
   return NDM_ENDIO_REQUEUE;
 }
 
+/* ---- resync ---------------------------------------------------------------------- */
+
+/* A copy moves at most this much at a time: a client command waits behind
+ * no more than one piece per leg.
+ */
+#define MIRROR_COPY_PIECE (1024 * 1024)
+
+/* How often an idle resync thread looks for work: regions go out of sync
+ * on owners (a write a leg missed) that do not wake it.
+ */
+#define MIRROR_SYNC_IDLE_US (200 * G_TIME_SPAN_MILLISECOND)
+
+/* With m->lock held: every region is in sync on every leg in service:
+ * the legs out of sync that missed nothing in this table's life (the
+ * disk log's failed legs at load) are sources again, and leave the
+ * log's header.  A leg that missed writes here stays out (dm keeps its
+ * letter; only a reload clears it).
+ */
+static void
+resync_done_locked (struct mirror_c *m)
+{
+  uint64_t in_sync;
+  unsigned i;
+  bool changed = false;
+
+  ndm_assert_held (&m->lock);
+  ndm_mutex_lock (&m->log->lock);
+  in_sync = ndm_dirty_log_sync_count_locked (m->log);
+  if (in_sync == m->log->nr_regions && !m->rh.degraded)
+    for (i = 0; i < m->nr_legs; i++) {
+      struct mirror_leg *leg = &m->legs[i];
+
+      if (!leg->chk.active || leg->in_sync || leg->missed)
+        continue;
+      leg->in_sync = true;
+      ndm_dirty_log_set_leg_failed_locked (m->log, i, false);
+      changed = true;
+    }
+  ndm_mutex_unlock (&m->log->lock);
+  if (changed)
+    ndm_log_info ("mirror: every region in sync: legs back as sources");
+}
+
+/* Without the lock: copy [start, start + len) of the target from src to
+ * the n legs of dst, then make it stable there.  Returns 0, or -1 with
+ * *src_failed set (the read failed) or the legs that failed in
+ * *dst_failed (bit i: dst[i]).
+ */
+static int
+copy_range (struct mirror_c *m, struct mirror_leg *src,
+            struct mirror_leg **dst, unsigned n, uint64_t start,
+            uint64_t len, bool *src_failed, uint64_t *dst_failed)
+{
+  g_autofree char *buf = g_malloc (MIN (len, MIRROR_COPY_PIECE));
+  struct ndm_io_where where[MIRROR_MAX_LEGS];
+  uint64_t off, failed;
+  unsigned i;
+  int err;
+
+  *src_failed = false;
+  *dst_failed = 0;
+  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
+    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
+    struct ndm_io_where from = { src->chk.dev, src->offset + start + off };
+
+    if (ndm_target_io (m->ti, NDM_OP_READ, 0, &from, 1, buf, piece, NULL,
+                       &err) == -1) {
+      *src_failed = true;
+      return -1;
+    }
+    for (i = 0; i < n; i++)
+      where[i] = (struct ndm_io_where) { dst[i]->chk.dev,
+                                         dst[i]->offset + start + off };
+    failed = 0;
+    if (ndm_target_io (m->ti, NDM_OP_WRITE, 0, where, n, buf, piece, &failed,
+                       &err) == -1)
+      *dst_failed |= failed;
+    __atomic_add_fetch (&m->resynced, piece, __ATOMIC_RELAXED);
+    g_thread_yield ();
+  }
+  failed = 0;
+  if (ndm_target_io (m->ti, NDM_OP_FLUSH, 0, where, n, NULL, 0, &failed,
+                     &err) == -1)
+    *dst_failed |= failed;
+  return *dst_failed != 0 ? -1 : 0;
+}
+
+/* With m->lock held, after the copy of region r: a source that failed is
+ * out of sync (if another leg is in sync); a destination that failed is
+ * failed with handle_errors (the region stays out of sync), else, as
+ * dm-raid1 tells kcopyd to ignore errors, the region counts as in sync
+ * and the leg is no source from now.  Returns whether the region is in
+ * sync.  Legs that left service are added to fence.
+ */
+static bool
+copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
+                   struct mirror_leg **dst, unsigned n, bool src_failed,
+                   uint64_t dst_failed, GPtrArray *fence)
+{
+  g_autofree char *why = NULL;
+  bool ok = !src_failed;
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  if (src_failed) {
+    why = g_strdup_printf ("a resync read of region %" PRIu64 " failed", r);
+    src->read_errors++;
+    if (leg_missed_write_locked (m, src, 'R', why, false))
+      g_ptr_array_add (fence, src);
+    return false;
+  }
+  for (i = 0; i < n; i++) {
+    struct mirror_leg *leg = dst[i];
+
+    if (!(dst_failed & (UINT64_C (1) << i)))
+      continue;
+    leg->write_errors++;
+    if (m->handle_errors) {
+      g_free (why);
+      why = g_strdup_printf ("a resync write of region %" PRIu64 " failed",
+                             r);
+      if (leg_missed_write_locked (m, leg, 'S', why, false))
+        g_ptr_array_add (fence, leg);
+      ok = false;
+      continue;
+    }
+    /* Ignored for the region (else the copy would go round for ever),
+     * not for the leg: it is no source from now.
+     */
+    set_letter_locked (m, leg, 'S');
+    leg->missed = true;
+    if (leg->in_sync && other_in_sync_locked (m, leg) > 0) {
+      uint64_t t;
+
+      leg->in_sync = false;
+      ndm_mutex_lock (&m->log->lock);
+      t = ndm_dirty_log_set_leg_failed_locked (m->log, leg->idx, true);
+      ndm_mutex_unlock (&m->log->lock);
+      m->header_ticket = MAX (m->header_ticket, t);
+      ndm_target_event (m->ti);
+    }
+  }
+  return ok;
+}
+
+/* ndm-mirror-sync: dm-raid1's recovery, one region at a time.  The region
+ * is made RECOVERING (new writes to it held), its writes in flight
+ * drain, it is copied from the default leg to every other leg in
+ * service, and its held writes are released: they were mapped after the
+ * copy, so the copy never overwrites them and none is lost.
+ */
+static gpointer
+sync_thread (gpointer data)
+{
+  struct mirror_c *m = data;
+  uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
+
+  ndm_mutex_lock (&m->lock);
+  while (!m->sync_stop) {
+    struct mirror_leg *src, *dst[MIRROR_MAX_LEGS];
+    g_autoptr (GPtrArray) fence = NULL;
+    uint64_t r, start, len, dst_failed;
+    bool src_failed, ok;
+    unsigned i, n = 0;
+
+    if (!ndm_rh_recovery_prepare_locked (&m->rh, &r)) {
+      resync_done_locked (m);
+      m->syncing = false;
+      ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                           g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+      continue;
+    }
+    if (!ndm_rh_recovery_wait_locked (&m->rh))
+      continue;                 /* stopped meanwhile: NOSYNC again */
+    src = choose_read_leg_locked (m, false, 0);
+    for (i = 0; src != NULL && i < m->nr_legs; i++)
+      if (m->legs[i].chk.active && &m->legs[i] != src)
+        dst[n++] = &m->legs[i];
+    if (src == NULL || n == 0) {
+      /* No source (every leg in sync is out) or nowhere to copy to:
+       * the region waits, and so does the thread.
+       */
+      ndm_rh_recovery_end_locked (&m->rh, src != NULL);
+      ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                           g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+      continue;
+    }
+    m->syncing = true;
+    start = r << m->rh.region_shift;
+    len = MIN (m->rh.region_size, bytes - start);
+    ndm_mutex_unlock (&m->lock);
+
+    copy_range (m, src, dst, n, start, len, &src_failed, &dst_failed);
+
+    fence = g_ptr_array_new ();
+    ndm_mutex_lock (&m->lock);
+    ok = copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
+    ndm_rh_recovery_end_locked (&m->rh, ok);
+    if (ok) {
+      uint64_t in_sync;
+
+      ndm_mutex_lock (&m->log->lock);
+      in_sync = ndm_dirty_log_sync_count_locked (m->log);
+      ndm_mutex_unlock (&m->log->lock);
+      if (in_sync == m->log->nr_regions) {
+        resync_done_locked (m);
+        ndm_log_info ("mirror: resync complete: %" PRIu64 "/%" PRIu64
+                      " regions in sync", in_sync, m->log->nr_regions);
+        ndm_target_event (m->ti);
+      }
+    }
+    if (fence->len > 0) {
+      ndm_mutex_unlock (&m->lock);
+      for (i = 0; i < fence->len; i++)
+        fence_leg (fence->pdata[i]);
+      ndm_mutex_lock (&m->lock);
+    }
+    if (!ok && !m->sync_stop)
+      /* Not at once again: a block that fails for good would spin. */
+      ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                           g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+  }
+  m->syncing = false;
+  ndm_mutex_unlock (&m->lock);
+  return NULL;
+}
+
+/* Control thread.  The copy in flight ends first (io-timeout bounds it);
+ * a region still waiting for its writes to drain goes back out of sync
+ * and its held writes go on.
+ */
+static void
+stop_sync_thread (struct mirror_c *m)
+{
+  GThread *t;
+
+  ndm_mutex_lock (&m->lock);
+  m->sync_stop = true;
+  ndm_rh_stop_recovery_locked (&m->rh);
+  t = m->sync_thread;
+  m->sync_thread = NULL;
+  ndm_mutex_unlock (&m->lock);
+  if (t != NULL)
+    g_thread_join (t);
+}
+
+static void
+start_sync_thread (struct mirror_c *m)
+{
+  ndm_mutex_lock (&m->lock);
+  m->sync_stop = false;
+  ndm_rh_start_recovery_locked (&m->rh);
+  if (m->sync_thread == NULL)
+    m->sync_thread = ndm_thread_try_new ("ndm-mirror-sync", sync_thread, m);
+  ndm_mutex_unlock (&m->lock);
+}
+
 /* ---- map and end_io -------------------------------------------------------------- */
 
 static int
@@ -905,7 +1174,17 @@ mirror_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
 static void
 mirror_postsuspend (struct ndm_target *ti)
 {
+  stop_sync_thread (ti->private);
   stop_log_thread (ti->private);
+}
+
+/* The resync stops: its ndm_target_io passes no suspend gate, and a
+ * write held for a region's copy must go on for the drain.
+ */
+static void
+mirror_presuspend (struct ndm_target *ti, bool noflush)
+{
+  stop_sync_thread (ti->private);
 }
 
 static void
@@ -924,6 +1203,7 @@ mirror_resume (struct ndm_target *ti)
     ndm_mutex_unlock (&m->log->lock);
     m->log_thread = ndm_thread_try_new ("ndm-mirror-log", log_thread, m);
   }
+  start_sync_thread (m);
 }
 
 /* ---- the legs' checker ---------------------------------------------------------- */
@@ -1122,6 +1402,10 @@ mirror_status_json (struct ndm_target *ti, GString *out)
     g_string_append (out, "null");
   g_string_append (out, ",\"log\":");
   ndm_dirty_log_status_json (m->log, out);
+  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
+                          "\"copied\":%" PRIu64 "}",
+                          m->syncing ? "running" : "idle",
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
   g_string_append (out, ",\"legs\":[");
   for (i = 0; i < m->nr_legs; i++) {
     struct mirror_leg *leg = &m->legs[i];
@@ -1184,5 +1468,6 @@ const struct ndm_target_type ndm_mirror_target = {
   .status = mirror_status, .status_json = mirror_status_json,
   .messages = mirror_messages,                               /* optional */
   .iterate_devices = mirror_iterate_devices,
-  .postsuspend = mirror_postsuspend, .resume = mirror_resume,
+  .presuspend = mirror_presuspend, .postsuspend = mirror_postsuspend,
+  .resume = mirror_resume,
 };

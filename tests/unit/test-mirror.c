@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "nbd-dm/control.h"
+#include "core.h"
 #include "dirty-log.h"
 #include "harness.h"
 
@@ -56,6 +57,39 @@ sync_and_letters (struct ndm_md *md)
                           w[6 + nlegs]);
 }
 
+/* The mapped device's event count now. */
+static unsigned
+event_nr (struct ndm_md *md)
+{
+  return ndm_md_wait_event (md, G_MAXUINT, 0);
+}
+
+/* Poll until the status's "<in sync>/<regions> 1 <letters>" is want
+ * (the resync runs on its own thread), completing what the held legs
+ * among a and b (NULL: none) were sent meanwhile; the test fails after
+ * 10 s.
+ */
+static void
+wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (;;) {
+    g_autofree char *got = sync_and_letters (md);
+
+    if (strcmp (got, want) == 0)
+      return;
+    if (a != NULL)
+      fake_complete_all (a);
+    if (b != NULL)
+      fake_complete_all (b);
+    if (g_get_monotonic_time () > end)
+      g_error ("status '%s', expected '%s'", got, want);
+    g_usleep (2000);
+  }
+}
+
 /* 1 MiB legs, 64 KiB regions (16 regions), the core log with every
  * region in sync at load, a and b held.
  */
@@ -94,6 +128,7 @@ test_one_leg_fails (gconstpointer data)
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *buf = g_malloc (4 * KIB);
   g_autofree char *st = NULL;
+  unsigned sent;
   struct h_io *io;
 
   h_fill (buf, 4 * KIB, 3);
@@ -116,13 +151,23 @@ test_one_leg_fails (gconstpointer data)
   fake_complete (b, 1, 0);
   g_assert_cmpint (h_io_wait (io), ==, 0);
   g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
-  g_assert_cmpuint (fake_submitted (a), ==, 1);
 
+  /* Out of sync: held for the resync's copy to a (in service) or, with
+   * a out of service, for good.
+   */
   st = sync_and_letters (md);
   g_assert_cmpstr (st, ==, "15/16 1 DA");
   g_assert_cmpuint (fake_fences (a), ==, t->handle_errors ? 1 : 0);
+  if (!t->handle_errors) {
+    /* The resync copies the region from b to a (its letter stays). */
+    wait_sync (md, "16/16 1 DA", a, b);
+    g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  }
+  else
+    g_assert_cmpuint (fake_submitted (a), ==, 1);
 
   /* The next write: to b alone with handle_errors, else to both. */
+  sent = fake_submitted (a);
   io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 512 * KIB, 0);
   fake_wait_pending (b, 1);
   if (!t->handle_errors) {
@@ -131,7 +176,7 @@ test_one_leg_fails (gconstpointer data)
   }
   fake_complete_all (b);
   g_assert_cmpint (h_io_wait (io), ==, 0);
-  g_assert_cmpuint (fake_submitted (a), ==, t->handle_errors ? 1 : 2);
+  g_assert_cmpuint (fake_submitted (a), ==, sent + !t->handle_errors);
   h_md_free (md);
 }
 
@@ -496,24 +541,41 @@ test_read_queue_length_busy (void)
 }
 
 /* Without nosync the core log knows nothing: every region is out of
- * sync, so reads go to the default leg only, whatever the policy.
+ * sync, so reads go to the default leg only, whatever the policy (b is
+ * held, so the resync's first copy to it, and the rest, wait for the
+ * test); once the resync is done they go round.
  */
 static void
 test_nosync_region_default_leg_only (void)
 {
   struct ndm_md *md = h_md_new ("0 2048 mirror core 1 128 "
-                                "2 fake://a 0 fake://b 0 2 read_balance "
-                                "round-robin", NULL);
+                                "2 fake://a 0 fake://b?mode=held 0 "
+                                "2 read_balance round-robin", NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *st = sync_and_letters (md);
   char buf[4096];
-  unsigned i;
+  unsigned i, ra;
 
   g_assert_cmpstr (st, ==, "0/16 1 AA");
   for (i = 0; i < 4; i++)
-    g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
-  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 4);
+    g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf,
+                           i * 64 * KIB, 0), ==, 0);
+  ra = fake_count_op (a, NDM_OP_READ);
+  g_assert_cmpuint (ra, >=, 4);         /* and the copies' reads */
   g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, 0);
+  wait_sync (md, "16/16 1 AA", NULL, b);
+  ra = fake_count_op (a, NDM_OP_READ);
+  for (i = 0; i < 4; i++) {
+    struct h_io *io = h_io_start (md, NDM_OP_READ, buf, sizeof buf, 0, 0);
+
+    if (i % 2 == 1) {
+      fake_wait_pending (b, 1);
+      fake_complete_all (b);
+    }
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+  }
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, ra + 2);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, 2);
   h_md_free (md);
 }
 
@@ -605,12 +667,117 @@ test_degraded_write_then_read (void)
   h_md_free (md);
 }
 
+/* ---- resync -------------------------------------------------------------------- */
+
+/* The core log without nosync knows nothing: every region is copied
+ * from the default leg (a), and an event says when all are in sync.
+ */
+static void
+test_resync_copies_all (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  unsigned ev = event_nr (md);
+
+  h_fill (fake_data (a), 1 << 20, 6);
+  /* Nothing is copied before a answers the first read. */
+  fake_wait_pending (a, 1);
+  g_assert_cmpint (fake_data (b)[0], ==, 0);
+  wait_sync (md, "16/16 1 AA", a, NULL);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_assert_cmpuint (event_nr (md), >, ev);
+  h_md_free (md);
+}
+
+/* The copies to b fail.  With handle_errors, b is failed ('S', fenced)
+ * and, a leg being out, nothing more is copied; without, as dm, the
+ * error is ignored for the region (in sync) but b is no read source.
+ */
+static void
+test_resync_destination_fails (gconstpointer data)
+{
+  bool handle_errors = GPOINTER_TO_INT (data);
+  g_autofree char *table = g_strdup_printf ("0 2048 mirror core 1 128 "
+                                            "2 fake://a?mode=held 0 "
+                                            "fake://b 0%s",
+                                            handle_errors
+                                            ? " 1 handle_errors" : "");
+  struct ndm_md *md = h_md_new (table, NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4096];
+  unsigned i, rb;
+
+  /* The first copy waits for a's read: b fails from before it. */
+  fake_fail_range (b, 0, 1 << 20, EIO);
+  wait_sync (md, handle_errors ? "0/16 1 AS" : "16/16 1 AS", a, NULL);
+  g_assert_cmpuint (fake_fences (b), ==, handle_errors ? 1 : 0);
+  if (handle_errors) {
+    /* Still nothing copied a while later. */
+    g_usleep (300000);
+    g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, 1);
+  }
+  rb = fake_count_op (b, NDM_OP_READ);
+  for (i = 0; i < 4; i++) {
+    struct h_io *io = h_io_start (md, NDM_OP_READ, buf, sizeof buf,
+                                  i * 64 * KIB, 0);
+
+    fake_wait_pending (a, 1);
+    fake_complete_all (a);
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+  }
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, rb);
+  h_md_free (md);
+}
+
+/* A client write to the region being copied waits for the copy, then
+ * goes to every leg: the copy never overwrites it, it is not lost, and
+ * every leg ends with the client's data.
+ */
+static void
+test_write_to_recovering_region (void)
+{
+  struct ndm_md *md = h_md_new ("0 128 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  struct h_io *io;
+
+  h_fill (fake_data (a), 64 * KIB, 2);
+  h_fill (buf, 4 * KIB, 3);
+  fake_wait_pending (a, 1);               /* the copy's read */
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 8 * KIB, 0);
+  g_usleep (50000);
+  /* Held: no bio of it anywhere while the copy runs. */
+  g_assert_cmpuint (fake_submitted (a), ==, 1);
+  g_assert_cmpuint (fake_submitted (b), ==, 0);
+  g_assert_false (h_io_done (io));
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);               /* the copy's write */
+  g_assert_false (h_io_done (io));
+  fake_complete_all (b);
+  fake_wait_pending (b, 1);               /* its flush */
+  fake_complete_all (b);
+  /* Released: the write goes to both. */
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete_all (a);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
+  wait_sync (md, "1/1 1 AA", NULL, NULL);
+  h_md_free (md);
+}
+
 /* ---- table, status, messages ----------------------------------------------------- */
 
 static void
 test_table_format (void)
 {
-  struct ndm_md *md = h_md_new ("0 1024 mirror disk 2 fake://l 128 "
+  struct ndm_md *md = h_md_new ("0 1024 mirror disk 3 fake://l 128 nosync "
                                 "2 fake://a 0 fake://b 8 1 handle_errors",
                                 NULL);
   g_autofree char *t = command_ok (md, "table");
@@ -619,13 +786,13 @@ test_table_format (void)
   struct ndm_md *md2;
   g_autofree char *t2 = NULL, *s2 = NULL;
 
-  g_assert_cmpstr (t, ==, "0 1024 mirror disk 2 fake://l 128 2 fake://a 0 "
+  g_assert_cmpstr (t, ==, "0 1024 mirror disk 3 fake://l 128 nosync "
+                   "2 fake://a 0 "
                    "fake://b 8 1 handle_errors");
-  /* A new disk log marks every region: nothing says the legs are equal. */
-  g_assert_cmpstr (s, ==, "0 1024 mirror 2 fake://a fake://b 0/8 1 AA "
+  g_assert_cmpstr (s, ==, "0 1024 mirror 2 fake://a fake://b 8/8 1 AA "
                    "3 disk fake://l A");
   g_assert_nonnull (strstr (json, "\"detail\":{\"regions\":8,"
-                            "\"in_sync\":0,\"region_size\":65536,"
+                            "\"in_sync\":8,\"region_size\":65536,"
                             "\"handle_errors\":true,\"keep_log\":false,"
                             "\"read_balance\":\"queue-length\","
                             "\"default_leg\":\"fake://a\",\"log\":{"));
@@ -715,6 +882,13 @@ main (int argc, char *argv[])
                    test_read_request_error_not_retried);
   g_test_add_func ("/mirror/read/degraded-write-then-read",
                    test_degraded_write_then_read);
+  g_test_add_func ("/mirror/recovery/copies-all", test_resync_copies_all);
+  g_test_add_data_func ("/mirror/recovery/destination-fails/handle-errors",
+                        GINT_TO_POINTER (1), test_resync_destination_fails);
+  g_test_add_data_func ("/mirror/recovery/destination-fails/ignored",
+                        GINT_TO_POINTER (0), test_resync_destination_fails);
+  g_test_add_func ("/mirror/recovery/write-to-recovering-region",
+                   test_write_to_recovering_region);
   g_test_add_func ("/mirror/table/format", test_table_format);
   g_test_add_func ("/mirror/leg/absent-at-load", test_absent_leg_at_load);
   h_add_command_errors ("/mirror/message/error", message_errors,
