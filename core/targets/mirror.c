@@ -29,13 +29,19 @@
  * (the first in service and in sync).  A read that fails with EIO or a
  * path error goes again, its tail only (R4), to another leg in sync.
  *
- * Not built yet (docs/targets/mirror.md says which): resync, so a leg
- * once out of sync stays so until a reload, and reinstate_leg is refused;
- * read repair; verify.
+ * Resync: a thread copies each region out of sync from the default leg
+ * to the other legs in service while no leg is out of service, holding
+ * new writes to the region it copies (core/region-hash.h).
+ *
+ * Not built yet (docs/targets/mirror.md says which): putting a failed
+ * leg back (the checker's or reinstate_leg: it needs to know that no
+ * cut connection of the leg can still land a write, R10), so a failed
+ * leg stays failed until a reload; read repair; verify; resync-rate.
  *
  * Thread model and locks: map, end_io and release_clone run on request
  * owners, message and status on the control thread, the log's commits on
- * this mirror's log thread (ndm-mirror-log, a disk log only).  All take
+ * this mirror's log thread (ndm-mirror-log, a disk log only), the copies
+ * on its resync thread (ndm-mirror-sync).  All take
  * mirror_c.lock (order 2 in core/request.c), which also covers the region
  * hash and the legs' checker state; the dirty log's lock is a leaf under
  * it.  Fences and the log's I/O run without it.
@@ -1208,9 +1214,10 @@ mirror_resume (struct ndm_target *ti)
 
 /* ---- the legs' checker ---------------------------------------------------------- */
 
-/* The checker's thread is not started (no resync is built: a leg back in
- * service would serve regions it missed), so these run only through
- * ndm_checker_fail_locked's callers here.
+/* The checker's thread is not started (a leg is not put back yet: its
+ * cut connections may still land writes over what the resync copied,
+ * R10), so these run only through ndm_checker_fail_locked's callers
+ * here.
  */
 static bool
 checker_fail_locked (void *owner, struct ndm_checked *item, const char *why)
@@ -1223,9 +1230,11 @@ checker_fail_locked (void *owner, struct ndm_checked *item, const char *why)
 static void
 checker_reinstate_locked (void *owner, struct ndm_checked *item)
 {
-  /* Refused until resync is built: the leg missed writes while out. */
-  ndm_log_info ("mirror: leg %s answers; not reinstated: resync is not "
-                "built yet", item->dev->uri);
+  /* Refused until the device can say that none of its cut connections
+   * can still land a write (R10): the resync would copy under them.
+   */
+  ndm_log_info ("mirror: leg %s answers; not reinstated: reinstating a "
+                "leg is not built yet", item->dev->uri);
 }
 
 static void
@@ -1293,9 +1302,9 @@ message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
   if (find_leg (m, argv[0], argv[1], err) == NULL)
     return -1;
   g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-               "reinstate_leg: leg %s: resync is not built yet, so a leg "
-               "that missed writes cannot be brought back: reload the table",
-               argv[1]);
+               "reinstate_leg: leg %s: reinstating a leg is not built yet "
+               "(no cut connection of it may still land a write, R10, and "
+               "nothing tells that yet): reload the table", argv[1]);
   return -1;
 }
 

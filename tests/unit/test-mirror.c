@@ -845,7 +845,7 @@ static const struct h_command_error message_errors[] = {
     "'fake://zz' in this target" },
   { "reinstate-leg-no-resync", TWO_LEGS, "message 0 fail_leg fake://a\n"
     "message 0 reinstate_leg fake://a", "reinstate_leg: leg fake://a: "
-    "resync is not built yet" },
+    "reinstating a leg is not built yet" },
   { "unknown", TWO_LEGS, "message 0 frobnicate",
     "unknown message 'frobnicate'" },
 };
