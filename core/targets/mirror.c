@@ -440,6 +440,23 @@ other_in_sync_locked (struct mirror_c *m, struct mirror_leg *leg)
   return n;
 }
 
+/* With m->lock held: leg is no read source from now, and the log's
+ * header says so in a commit that the writes mapped from now wait for.
+ */
+static void
+leg_out_of_sync_locked (struct mirror_c *m, struct mirror_leg *leg)
+{
+  uint64_t t;
+
+  ndm_assert_held (&m->lock);
+  leg->in_sync = false;
+  ndm_mutex_lock (&m->log->lock);
+  t = ndm_dirty_log_set_leg_failed_locked (m->log, leg->idx, true);
+  ndm_mutex_unlock (&m->log->lock);
+  m->header_ticket = MAX (m->header_ticket, t);
+  ndm_target_event (m->ti);
+}
+
 /* With m->lock held: leg missed a write or a flush (letter c), so every
  * region that may differ on it is out of sync, and the log's header says
  * it is not a source, in a commit that the clone's requeued tail waits
@@ -453,7 +470,6 @@ leg_missed_write_locked (struct mirror_c *m, struct mirror_leg *leg,
                          char c, const char *why, bool by_message)
 {
   bool fail = m->handle_errors || by_message;
-  uint64_t t;
 
   ndm_assert_held (&m->lock);
   set_letter_locked (m, leg, c);
@@ -469,12 +485,7 @@ leg_missed_write_locked (struct mirror_c *m, struct mirror_leg *leg,
   leg->missed = true;
   if (!leg->in_sync && (!fail || !leg->chk.active))
     return false;               /* out of sync and recorded already */
-  leg->in_sync = false;
-  ndm_mutex_lock (&m->log->lock);
-  t = ndm_dirty_log_set_leg_failed_locked (m->log, leg->idx, true);
-  ndm_mutex_unlock (&m->log->lock);
-  m->header_ticket = MAX (m->header_ticket, t);
-  ndm_target_event (m->ti);
+  leg_out_of_sync_locked (m, leg);
   if (!fail || !ndm_checker_fail_locked (&m->checker, &leg->chk, why)) {
     ndm_log_error ("mirror: leg %s: %s: out of sync, kept in service",
                    leg->chk.dev->uri, why);
@@ -992,16 +1003,8 @@ copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
      */
     set_letter_locked (m, leg, 'S');
     leg->missed = true;
-    if (leg->in_sync && other_in_sync_locked (m, leg) > 0) {
-      uint64_t t;
-
-      leg->in_sync = false;
-      ndm_mutex_lock (&m->log->lock);
-      t = ndm_dirty_log_set_leg_failed_locked (m->log, leg->idx, true);
-      ndm_mutex_unlock (&m->log->lock);
-      m->header_ticket = MAX (m->header_ticket, t);
-      ndm_target_event (m->ti);
-    }
+    if (leg->in_sync && other_in_sync_locked (m, leg) > 0)
+      leg_out_of_sync_locked (m, leg);
   }
   return ok;
 }

@@ -12,44 +12,19 @@
  *
  * Legs are fakes: "held" ones let the test order completions.
  */
-#include <stdio.h>
+#include <stdlib.h>
 
-#include "nbd-dm/control.h"
 #include "core.h"
 #include "dirty-log.h"
 #include "harness.h"
 
 #define KIB 1024
 
-static char *
-command (struct ndm_md *md, const char *line, GError **err)
-{
-  g_auto (GStrv) argv = g_strsplit (line, " ", -1);
-  GString *out = g_string_new (NULL);
-
-  if (ndm_md_command (md, g_strv_length (argv), argv, out, err) == -1) {
-    g_string_free (out, TRUE);
-    return NULL;
-  }
-  return g_strchomp (g_string_free (out, FALSE));
-}
-
-static char *
-command_ok (struct ndm_md *md, const char *line)
-{
-  GError *err = NULL;
-  char *out = command (md, line, &err);
-
-  if (out == NULL)
-    g_error ("'%s': %s", line, err->message);
-  return out;
-}
-
 /* "<in sync>/<regions> 1 <letters>" of the status line. */
 static char *
 sync_and_letters (struct ndm_md *md)
 {
-  g_autofree char *s = command_ok (md, "status");
+  g_autofree char *s = h_command_ok (md, "status");
   g_auto (GStrv) w = g_strsplit (s, " ", -1);
   unsigned nlegs = atoi (w[3]);
 
@@ -232,10 +207,10 @@ test_last_leg_never_failed (void)
   GError *err = NULL;
   struct h_io *io;
 
-  out = command_ok (md, "message 0 fail_leg fake://a?mode=held");
+  out = h_command_ok (md, "message 0 fail_leg fake://a?mode=held");
   g_assert_cmpuint (fake_fences (a), ==, 1);
-  g_assert_null (command (md, "message 0 fail_leg fake://b?mode=held",
-                          &err));
+  g_assert_null (h_command (md, "message 0 fail_leg fake://b?mode=held",
+                            &err));
   g_assert_nonnull (strstr (err->message, "is the last leg in sync"));
   g_clear_error (&err);
 
@@ -246,7 +221,7 @@ test_last_leg_never_failed (void)
   g_assert_cmpint (h_io_wait (io), ==, EIO);
   st = sync_and_letters (md);
   g_assert_cmpstr (st, ==, "15/16 1 UD");
-  json = command_ok (md, "status --json");
+  json = h_command_ok (md, "status --json");
   g_assert_nonnull (strstr (json, "{\"leg\":\"fake://b?mode=held\","
                             "\"state\":\"in_sync\",\"health\":\"D\","
                             "\"fail_count\":0"));
@@ -430,7 +405,7 @@ test_log_failure_goes_on (void)
   g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
   g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
   {
-    g_autofree char *s = command_ok (md, "status");
+    g_autofree char *s = h_command_ok (md, "status");
 
     g_assert_true (g_str_has_suffix (s, " 3 disk fake://l D"));
   }
@@ -653,7 +628,7 @@ test_degraded_write_then_read (void)
   g_autofree char *st = NULL;
   unsigned i;
 
-  g_free (command_ok (md, "message 0 fail_leg fake://a"));
+  g_free (h_command_ok (md, "message 0 fail_leg fake://a"));
   h_fill (buf, 4 * KIB, 8);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0), ==, 0);
   g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
@@ -780,9 +755,9 @@ test_table_format (void)
   struct ndm_md *md = h_md_new ("0 1024 mirror disk 3 fake://l 128 nosync "
                                 "2 fake://a 0 fake://b 8 1 handle_errors",
                                 NULL);
-  g_autofree char *t = command_ok (md, "table");
-  g_autofree char *s = command_ok (md, "status");
-  g_autofree char *json = command_ok (md, "status --json");
+  g_autofree char *t = h_command_ok (md, "table");
+  g_autofree char *s = h_command_ok (md, "status");
+  g_autofree char *json = h_command_ok (md, "status --json");
   struct ndm_md *md2;
   g_autofree char *t2 = NULL, *s2 = NULL;
 
@@ -804,8 +779,8 @@ test_table_format (void)
 
   md2 = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0 "
                   "4 handle_errors keep_log read_balance round-robin", NULL);
-  t2 = command_ok (md2, "table");
-  s2 = command_ok (md2, "status");
+  t2 = h_command_ok (md2, "table");
+  s2 = h_command_ok (md2, "status");
   g_assert_cmpstr (t2, ==, "0 2048 mirror core 2 128 nosync 2 fake://a 0 "
                    "fake://b 0 4 handle_errors keep_log read_balance "
                    "round-robin");
