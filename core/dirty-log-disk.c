@@ -394,7 +394,7 @@ disk_load (struct ndm_dirty_log *log, GError **err)
     g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
                  "disk log %s has %" PRIu64 " bytes, too few for %" PRIu64
                  " regions: it needs %" PRIu64 " (a %u-byte header, then "
-                 "the bitmap in %" PRIu32 "-byte blocks)", log->dev->uri,
+                 "the bitmap in %zu-byte blocks)", log->dev->uri,
                  log->dev->size, log->nr_regions, need,
                  NDM_DIRTY_LOG_HEADER_SIZE, log->block_size);
     return -1;

@@ -136,9 +136,10 @@ struct ndm_dirty_log_type {
    */
   int (*write) (struct ndm_dirty_log *log,
                 const struct ndm_dirty_log_commit *c, int *err);
-  /* Required.  With log->lock held.  The dm log words for status
-   * (INFO: "1 core", "3 disk <dev> A"; TABLE: "core 1 1024 ", each word
-   * followed by a space as dm's), appended to out.
+  /* Required.  With log->lock held (ndm_dirty_log_status takes it).
+   * The dm log words for status (INFO: "1 core", "3 disk <dev> A";
+   * TABLE: "core 1 1024 ", each word followed by a space as dm's),
+   * appended to out.
    */
   void (*status) (struct ndm_dirty_log *log, enum ndm_status_type type,
                   GString *out);
@@ -158,10 +159,10 @@ struct ndm_dirty_log {
   enum ndm_dirty_log_sync sync;
   struct ndm_device *dev;       /* the log device (set by the type's
                                    ctr), NULL when nothing is stored */
-  uint32_t block_size;          /* bytes of a stored bitmap block: 4096,
-                                   or more if the type's ctr raises it
-                                   (a power of two: the log device's
-                                   minimum block) */
+  size_t block_size;            /* bytes of a stored bitmap block: 4096
+                                   unless the type's ctr sets it (disk:
+                                   the log device's preferred block, 512
+                                   to 64 KiB, a power of two) */
 
   struct ndm_mutex lock;        /* protects everything below */
   GCond cond;                   /* the log's thread: work, stop */
@@ -221,7 +222,9 @@ void ndm_dirty_log_free (struct ndm_dirty_log *log);
 
 /* Control thread, no I/O of the mirror running (ctr, resume).  Read
  * what the type stores and apply the sync word: marked regions (all for
- * "sync" or a new core log, none for "nosync") are not in sync.
+ * "sync" or a new core log, none for "nosync") are not in sync.  With
+ * "sync" every region is marked too, so a restart without the word
+ * still copies what this start did not.  The health is A again.
  * Returns the count of regions not in sync, or -1 with *err set.
  */
 int64_t ndm_dirty_log_load (struct ndm_dirty_log *log, GError **err);

@@ -52,9 +52,11 @@ rh_lookup_locked (struct ndm_region_hash *rh, uint64_t region)
 static struct ndm_region *
 rh_get_locked (struct ndm_region_hash *rh, uint64_t region)
 {
-  struct ndm_region *reg = rh_lookup_locked (rh, region);
+  struct ndm_region *reg;
 
+  ndm_assert_held (rh->lock);
   ndm_assert_held (&rh->log->lock);
+  reg = rh_lookup_locked (rh, region);
   if (reg != NULL)
     return reg;
   reg = g_new0 (struct ndm_region, 1);
@@ -69,9 +71,11 @@ rh_get_locked (struct ndm_region_hash *rh, uint64_t region)
 enum ndm_region_state
 ndm_rh_state_locked (struct ndm_region_hash *rh, uint64_t region)
 {
-  struct ndm_region *reg = rh_lookup_locked (rh, region);
+  struct ndm_region *reg;
   bool in_sync;
 
+  ndm_assert_held (rh->lock);
+  reg = rh_lookup_locked (rh, region);
   if (reg != NULL)
     return reg->state;
   ndm_mutex_lock (&rh->log->lock);
@@ -86,6 +90,13 @@ static struct ndm_clone *
 io_clone (struct ndm_rh_io *io)
 {
   return io->link.data;
+}
+
+/* The struct ndm_rh_io a queue's link is in. */
+static struct ndm_rh_io *
+link_io (GList *l)
+{
+  return G_STRUCT_MEMBER_P (l, -G_STRUCT_OFFSET (struct ndm_rh_io, link));
 }
 
 static void
@@ -120,8 +131,7 @@ release_held_locked (struct ndm_region_hash *rh, struct ndm_region *reg)
 
   ndm_assert_held (rh->lock);
   while ((l = g_queue_pop_head_link (&reg->held)) != NULL) {
-    struct ndm_rh_io *io = G_STRUCT_MEMBER_P (l, -G_STRUCT_OFFSET
-                                              (struct ndm_rh_io, link));
+    struct ndm_rh_io *io = link_io (l);
 
     io->queued = 0;
     ndm_clone_release_delay (io_clone (io));
@@ -176,9 +186,10 @@ io_uncount_locked (struct ndm_region_hash *rh, struct ndm_rh_io *io)
 static uint64_t
 region_write_locked (struct ndm_region_hash *rh, uint64_t r)
 {
-  struct ndm_region *reg = rh_get_locked (rh, r);
+  struct ndm_region *reg;
 
   ndm_assert_held (&rh->log->lock);
+  reg = rh_get_locked (rh, r);
   reg->pending++;
   if (rh->degraded && reg->state != NDM_RH_NOSYNC) {
     /* A leg misses this write: the region differs until copied. */
@@ -194,13 +205,15 @@ enum ndm_rh_write
 ndm_rh_write_start_locked (struct ndm_region_hash *rh, struct ndm_rh_io *io,
                            uint64_t first, uint64_t last, uint64_t also_wait)
 {
-  struct ndm_region *rec = rh->recovering;
-  struct ndm_rh_io old = *io;
+  struct ndm_region *rec;
+  struct ndm_rh_io old;
   uint64_t r, ticket = also_wait;
   bool log_failed;
 
   ndm_assert_held (rh->lock);
   g_assert (first <= last && last < rh->nr_regions);
+  rec = rh->recovering;
+  old = *io;
   io_unqueue_locked (rh, io);
 
   if (rec != NULL && rec->key >= first && rec->key <= last) {
@@ -259,10 +272,11 @@ ndm_rh_write_end_locked (struct ndm_region_hash *rh, struct ndm_rh_io *io)
 static bool
 region_nosync_locked (struct ndm_region_hash *rh, uint64_t r)
 {
-  struct ndm_region *reg = rh_lookup_locked (rh, r);
+  struct ndm_region *reg;
   bool was;
 
   ndm_assert_held (&rh->log->lock);
+  reg = rh_lookup_locked (rh, r);
   was = ndm_dirty_log_in_sync_locked (rh->log, r);
   ndm_dirty_log_mark_locked (rh->log, r);
   /* A RECOVERING one stays so: its end reads the bit. */
@@ -312,8 +326,7 @@ ndm_rh_log_committed (struct ndm_region_hash *rh, uint64_t ticket,
 
   ndm_mutex_lock (rh->lock);
   for (l = rh->log_waiters.head; l != NULL; l = next) {
-    struct ndm_rh_io *io = G_STRUCT_MEMBER_P (l, -G_STRUCT_OFFSET
-                                              (struct ndm_rh_io, link));
+    struct ndm_rh_io *io = link_io (l);
 
     next = l->next;
     if (!failed && io->ticket > ticket)
@@ -363,9 +376,10 @@ ndm_rh_recovery_prepare_locked (struct ndm_region_hash *rh,
 bool
 ndm_rh_recovery_wait_locked (struct ndm_region_hash *rh)
 {
-  struct ndm_region *reg = rh->recovering;
+  struct ndm_region *reg;
 
   ndm_assert_held (rh->lock);
+  reg = rh->recovering;
   while (rh->recovering == reg && reg != NULL && !rh->quiesced)
     ndm_cond_wait (&rh->cond, rh->lock);
   return reg != NULL && rh->recovering == reg;
@@ -377,10 +391,11 @@ ndm_rh_recovery_wait_locked (struct ndm_region_hash *rh)
 static void
 recovery_finish_locked (struct ndm_region_hash *rh)
 {
-  struct ndm_region *reg = rh->recovering;
+  struct ndm_region *reg;
   bool in_sync;
 
   ndm_assert_held (rh->lock);
+  reg = rh->recovering;
   rh->recovering = NULL;
   rh->quiesced = false;
   release_held_locked (rh, reg);
@@ -395,9 +410,10 @@ recovery_finish_locked (struct ndm_region_hash *rh)
 void
 ndm_rh_recovery_end_locked (struct ndm_region_hash *rh, bool ok)
 {
-  struct ndm_region *reg = rh->recovering;
+  struct ndm_region *reg;
 
   ndm_assert_held (rh->lock);
+  reg = rh->recovering;
   g_assert (reg != NULL);
   ndm_mutex_lock (&rh->log->lock);
   /* A leg that left during the copy missed it. */
@@ -436,9 +452,10 @@ ndm_rh_verify_end_locked (struct ndm_region_hash *rh)
 void
 ndm_rh_stop_recovery_locked (struct ndm_region_hash *rh)
 {
-  struct ndm_region *reg = rh->recovering;
+  struct ndm_region *reg;
 
   ndm_assert_held (rh->lock);
+  reg = rh->recovering;
   rh->recovery_stopped = true;
   g_cond_broadcast (&rh->cond);
   if (reg == NULL || rh->quiesced)

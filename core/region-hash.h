@@ -137,11 +137,16 @@ enum ndm_region_state ndm_rh_state_locked (struct ndm_region_hash *rh,
 /* With the lock held, from map of a write, trim or zero.  io is the
  * clone's (its clone in io->link.data); first and last its regions.
  * Forgets any earlier wait of io, then: a RECOVERING region holds the
- * clone on that region (WAIT_RECOVERY, nothing counted); else pending is
- * counted on every region and each clean one is marked in the log (and
- * made NOSYNC rather than DIRTY while degraded), and
- * if a mark is not committed yet the clone waits for it (WAIT_LOG, the
- * counts kept).  also_wait is another ticket the clone must see
+ * clone on that region (WAIT_RECOVERY, nothing counted, earlier counts
+ * given back); else pending is counted on every region (before the
+ * counts of an earlier map over another range are given back), a clean
+ * one becomes DIRTY (NOSYNC while degraded), every one is marked in the
+ * log (no cost when its mark is on the device, and a second write to a
+ * region whose mark is being committed must wait for it too), and if a
+ * mark is not committed yet the clone waits for it (WAIT_LOG, the
+ * counts kept).  A log whose health is not A makes no clone wait: it
+ * goes on, or with fail_without_log fails (WRITE_FAIL, counts given
+ * back).  also_wait is another ticket the clone must see
  * committed first, 0 if none: the header commit that records a leg
  * failed by this clone's last round (its tail is acknowledged only once
  * a restart cannot copy from that leg).  On a wait the caller sets
@@ -204,8 +209,10 @@ bool ndm_rh_verify_prepare_locked (struct ndm_region_hash *rh,
 void ndm_rh_verify_end_locked (struct ndm_region_hash *rh);
 
 /* With the lock held, from presuspend: hand out no more recovery, end a
- * recovery that waits for pending (NOSYNC again), and release every held
- * clone.  start, from resume, undoes it.
+ * recovery that waits for pending (NOSYNC again; a verify's region back
+ * as it was) and release its held clones.  A copy already under way (the
+ * region quiesced) keeps its holds until its recovery_end, one region's
+ * copy later.  start, from resume, undoes it.
  */
 void ndm_rh_stop_recovery_locked (struct ndm_region_hash *rh);
 void ndm_rh_start_recovery_locked (struct ndm_region_hash *rh);

@@ -54,7 +54,9 @@
  *      e. leaves, never nested:      ndm_channel.lock, ndm_budget.lock,
  *                                    ndm_md.event_lock, ndm_control.lock
  *                                    (the control clients), the waiter
- *                                    free list (core/waiter.c)
+ *                                    free list (core/waiter.c),
+ *                                    ndm_dirty_log.lock (a mirror's log
+ *                                    bits, taken under the target's lock)
  *      f. the error log's limiter    (core/log.c) innermost: a thread may
  *                                    log under any lock
  * Under 4a and the leaves nothing happens but waiter kicks (atomics and

@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "crc32c.h"
 #include "dirty-log.h"
+#include "nbd-dm/control.h"
 
 #define K4 4096
 #define LONG_BITS (8 * sizeof (unsigned long))
@@ -667,6 +668,117 @@ test_refused_not_written (void)
   h_md_free (t.md);
 }
 
+/* ---- the generic part over the disk type ------------------------------ */
+
+/* "glog <log type> <#log args> <args>...": a log of two legs made as
+ * the mirror makes its own, through ndm_dirty_log_create and
+ * ndm_dirty_log_load.
+ */
+static int
+glog_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  struct ndm_dirty_log *log;
+  unsigned used = 0;
+
+  log = ndm_dirty_log_create (ti, argc, argv, ti->len << NDM_SECTOR_SHIFT, 2,
+                              &used, err);
+  if (log == NULL)
+    return -1;
+  if (used != argc) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE, "glog: '%s' after the log",
+                 argv[used]);
+    ndm_dirty_log_free (log);
+    return -1;
+  }
+  if (ndm_dirty_log_load (log, err) == -1) {
+    ndm_dirty_log_free (log);
+    return -1;
+  }
+  ti->private = log;
+  return 0;
+}
+
+static void
+glog_dtr (struct ndm_target *ti)
+{
+  ndm_dirty_log_free (ti->private);
+}
+
+static const struct ndm_target_type glog_target = {
+  .name = "glog", .version = { 1, 0, 0 },
+  .ctr = glog_ctr, .dtr = glog_dtr, .map = dlog_map,
+  .iterate_devices = dlog_iterate_devices,
+};
+
+static int
+legs_flushed (void *data, int *err)
+{
+  (*(unsigned *) data)++;
+  return 0;
+}
+
+/* Marks committed by the generic part reach the log device through the
+ * disk type, and a log loaded again from the device says those regions,
+ * and only those, are not in sync.
+ */
+static void
+test_generic_round_trip (void)
+{
+  static const struct ndm_target_type *const targets[] = {
+    &glog_target, NULL,
+  };
+  struct ndm_md *md = h_md_new_empty (targets);
+  g_autoptr (GString) out = g_string_new (NULL);
+  char *reload[] = {
+    "reload", "0 1600 glog disk 2 fake://log2?size=64K&data=log 16",
+  };
+  char *resume[] = { "resume" };
+  struct ndm_table *t;
+  struct ndm_dirty_log *log;
+  uint64_t t3, t9;
+  unsigned flushes = 0;
+  GError *gerr = NULL;
+  int err = 0;
+
+  g_assert_cmpint (ndm_md_load (md, "0 1600 glog disk 3 "
+                                "fake://log?size=64K 16 nosync", &gerr), ==,
+                   0);
+  g_assert_no_error (gerr);
+  ndm_md_start (md);
+  t = ndm_md_get_table (md);
+  log = t->targets[0].private;
+  ndm_mutex_lock (&log->lock);
+  t3 = ndm_dirty_log_mark_locked (log, 3);
+  t9 = ndm_dirty_log_mark_locked (log, 9);
+  g_assert_cmpuint (t3, !=, 0);
+  g_assert_false (ndm_dirty_log_committed_locked (log, t9));
+  ndm_mutex_unlock (&log->lock);
+  g_assert_cmpint (ndm_dirty_log_commit (log, false, legs_flushed, &flushes,
+                                         &err), >, 0);
+  ndm_mutex_lock (&log->lock);
+  g_assert_true (ndm_dirty_log_committed_locked (log, t3));
+  g_assert_true (ndm_dirty_log_committed_locked (log, t9));
+  ndm_mutex_unlock (&log->lock);
+  g_assert_cmpint (fake_data (fake_lookup ("log"))[K4], ==, 1 << 3);
+  g_assert_cmpint (fake_data (fake_lookup ("log"))[K4 + 1], ==, 1 << 1);
+  ndm_table_unref (t);
+
+  g_assert_cmpint (ndm_md_command (md, 2, reload, out, &gerr), ==, 0);
+  g_assert_no_error (gerr);
+  g_assert_cmpint (ndm_md_command (md, 1, resume, out, &gerr), ==, 0);
+  t = ndm_md_get_table (md);
+  log = t->targets[0].private;
+  ndm_mutex_lock (&log->lock);
+  g_assert_false (ndm_dirty_log_in_sync_locked (log, 3));
+  g_assert_false (ndm_dirty_log_in_sync_locked (log, 9));
+  g_assert_true (ndm_dirty_log_in_sync_locked (log, 4));
+  g_assert_cmpuint (ndm_dirty_log_sync_count_locked (log), ==,
+                    log->nr_regions - 2);
+  ndm_mutex_unlock (&log->lock);
+  ndm_table_unref (t);
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -691,5 +803,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/dirty-log-disk/write/flush-error-f",
                    test_commit_flush_error);
   g_test_add_func ("/dirty-log-disk/status/table", test_status_table);
+  g_test_add_func ("/dirty-log-disk/generic/round-trip",
+                   test_generic_round_trip);
   return g_test_run ();
 }
