@@ -777,6 +777,75 @@ test_write_to_recovering_region (void)
   h_md_free (md);
 }
 
+/* ---- suspend, reload, resume --------------------------------------------------- */
+
+/* A suspend stops the log's and the resync's threads (postsuspend,
+ * presuspend) and a resume starts them again: first writes to clean
+ * regions still get their marks committed, by this table after a
+ * resume, by the next one after a reload, and the resync goes on.
+ */
+static int suspended;
+
+static gpointer
+suspend_thread (gpointer data)
+{
+  g_assert_cmpint (ndm_md_suspend (data, false, NULL), ==, 0);
+  g_atomic_int_set (&suspended, 1);
+  return NULL;
+}
+
+static void
+test_suspend_resume_threads (void)
+{
+  const char *table = "0 2048 mirror disk 3 fake://l 128 nosync "
+    "2 fake://a 0 fake://b 0";
+  struct ndm_md *md = h_md_new (table, NULL);
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  struct fake_dev *a;
+  GThread *suspender;
+  GError *err = NULL;
+  unsigned r;
+
+  for (r = 0; r < 3; r++) {
+    struct h_io *io;
+
+    if (r == 1) {
+      g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+      g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+    }
+    if (r == 2) {
+      g_assert_cmpint (ndm_md_reload (md, table, false, &err), ==, 0);
+      g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+      g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+    }
+    g_assert_no_error (err);
+    io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, r * 64 * KIB, 0);
+    g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  }
+  h_md_free (md);
+
+  /* The resync, stopped by a suspend mid-way (the copy under way ends
+   * first: a's reads are completed until the suspend returns), ends
+   * after the resume.
+   */
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a?mode=held 0 "
+                 "fake://b 0", NULL);
+  a = fake_lookup ("a");
+  fake_wait_pending (a, 1);
+  fake_complete_all (a);
+  suspender = g_thread_new ("suspend", suspend_thread, md);
+  while (!g_atomic_int_get (&suspended)) {
+    fake_complete_all (a);
+    g_usleep (1000);
+  }
+  g_thread_join (suspender);
+  g_assert_cmpuint (fake_pending (a), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  wait_sync (md, "16/16 1 AA", a, NULL);
+  h_md_free (md);
+}
+
 /* ---- table, status, messages ----------------------------------------------------- */
 
 static void
@@ -894,6 +963,8 @@ main (int argc, char *argv[])
                         GINT_TO_POINTER (0), test_resync_destination_fails);
   g_test_add_func ("/mirror/recovery/write-to-recovering-region",
                    test_write_to_recovering_region);
+  g_test_add_func ("/mirror/suspend/resume-restarts-threads",
+                   test_suspend_resume_threads);
   g_test_add_func ("/mirror/table/format", test_table_format);
   g_test_add_func ("/mirror/leg/absent-at-load", test_absent_leg_at_load);
   h_add_command_errors ("/mirror/message/error", message_errors,
