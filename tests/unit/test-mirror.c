@@ -189,14 +189,19 @@ test_one_leg_fails (gconstpointer data)
 
 struct every_leg {
   const char *name;
-  int err;                      /* of both legs */
+  int err_a, err_b;             /* a's completes first */
   int want;                     /* the client's */
 };
 
+/* The last two are R3's tie: both legs' bios are at clone offset 0, so
+ * the first to arrive settles the clone's error.
+ */
 static const struct every_leg every_leg[] = {
-  { "eio", EIO, EIO },
-  { "path-error-is-eio", ENOTCONN, EIO },
-  { "target-error-unchanged", ENOSPC, ENOSPC },
+  { "eio", EIO, EIO, EIO },
+  { "path-error-is-eio", ENOTCONN, ENOTCONN, EIO },
+  { "target-error-unchanged", ENOSPC, ENOSPC, ENOSPC },
+  { "r3-tie/target-error-first", ENOSPC, EIO, ENOSPC },
+  { "r3-tie/eio-first", EIO, ENOSPC, EIO },
 };
 
 static void
@@ -212,8 +217,8 @@ test_every_leg_fails (gconstpointer data)
   io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0);
   fake_wait_pending (a, 1);
   fake_wait_pending (b, 1);
-  fake_complete (a, 0, t->err);
-  fake_complete (b, 0, t->err);
+  fake_complete (a, 0, t->err_a);
+  fake_complete (b, 0, t->err_b);
   g_assert_cmpint (h_io_wait (io), ==, t->want);
   /* a left service; b, the last leg in sync, did not. */
   st = sync_and_letters (md);
