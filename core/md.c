@@ -94,11 +94,20 @@ ndm_md_start (struct ndm_md *md)
   ndm_table_unref (t);
 }
 
+static void table_for_each_target (struct ndm_table *t,
+                                   void (*fn) (struct ndm_target *));
+static void target_postsuspend (struct ndm_target *ti);
+
 void
 ndm_md_free (struct ndm_md *md)
 {
   if (md == NULL)
     return;
+  /* As dm's destroy: a live table is suspended first, so no target
+   * thread does I/O through it while it is freed.
+   */
+  if (md->live != NULL && !g_atomic_int_get (&md->suspended))
+    table_for_each_target (md->live, target_postsuspend);
   if (md->live != NULL)
     ndm_table_unref (md->live);
   if (md->inactive != NULL)
@@ -352,6 +361,13 @@ target_presuspend (struct ndm_target *ti, bool noflush)
 }
 
 static void
+target_postsuspend (struct ndm_target *ti)
+{
+  if (ti->type->postsuspend != NULL)
+    ti->type->postsuspend (ti);
+}
+
+static void
 target_resume (struct ndm_target *ti)
 {
   if (ti->type->resume != NULL)
@@ -385,6 +401,10 @@ md_suspend_locked (struct ndm_md *md, bool noflush)
   while (g_atomic_int_get (&md->active) > g_atomic_int_get (&md->parked))
     ndm_cond_wait (&md->state_cond, &md->state_lock);
   ndm_mutex_unlock (&md->state_lock);
+
+  t = ndm_md_get_table (md);
+  table_for_each_target (t, target_postsuspend);
+  ndm_table_unref (t);
 }
 
 int

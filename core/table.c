@@ -48,6 +48,7 @@ static const struct ndm_target_type *const builtin_targets[] = {
   &ndm_delay_target,
   &ndm_dust_target,
   &ndm_multipath_target,
+  &ndm_mirror_target,
 };
 
 const struct ndm_target_type *

@@ -296,6 +296,13 @@ struct ndm_target_type {
    * the suspend can drain.
    */
   void (*presuspend) (struct ndm_target *ti, bool noflush);
+  /* Optional.  No I/O of the table runs now (a suspend has drained, or
+   * the mapped device is freed, as dm's destroy suspends first): stop
+   * background work that does I/O through the table (ndm_target_io),
+   * such as the mirror's log thread, so none runs past the table.
+   * resume starts it again.
+   */
+  void (*postsuspend) (struct ndm_target *ti);
   /* Optional.  The table is live again (after a suspend) or for the first
    * time (after a reload and resume).
    */
@@ -359,5 +366,6 @@ extern const struct ndm_target_type ndm_flakey_target;
 extern const struct ndm_target_type ndm_delay_target;
 extern const struct ndm_target_type ndm_dust_target;
 extern const struct ndm_target_type ndm_multipath_target;
+extern const struct ndm_target_type ndm_mirror_target;
 
 #endif /* NBD_DM_TARGET_H */

@@ -224,6 +224,30 @@ run_command (struct ndm_md *md, const char *line, GError **err)
   return ndm_md_command (md, g_strv_length (argv), argv, out, err);
 }
 
+char *
+h_command (struct ndm_md *md, const char *line, GError **err)
+{
+  g_auto (GStrv) argv = g_strsplit (line, " ", -1);
+  GString *out = g_string_new (NULL);
+
+  if (ndm_md_command (md, g_strv_length (argv), argv, out, err) == -1) {
+    g_string_free (out, TRUE);
+    return NULL;
+  }
+  return g_strchomp (g_string_free (out, FALSE));
+}
+
+char *
+h_command_ok (struct ndm_md *md, const char *line)
+{
+  GError *err = NULL;
+  char *out = h_command (md, line, &err);
+
+  if (out == NULL)
+    g_error ("'%s': %s", line, err->message);
+  return out;
+}
+
 static void
 command_error_case (gconstpointer data)
 {

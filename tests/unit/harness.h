@@ -37,6 +37,13 @@ void h_add_cases (const char *prefix, const void *rows, size_t n,
 #define H_ADD_CASES(prefix, rows, fn) \
   h_add_cases ((prefix), (rows), G_N_ELEMENTS (rows), sizeof (rows)[0], (fn))
 
+/* Run line as a control command (split on blanks): its output without
+ * the trailing newline (the caller frees it), or NULL with err set.
+ * h_command_ok fails the test if the command fails.
+ */
+char *h_command (struct ndm_md *md, const char *line, GError **err);
+char *h_command_ok (struct ndm_md *md, const char *line);
+
 /* Rows of bad inputs, for h_add_table_errors / h_add_command_errors. */
 struct h_table_error {
   const char *name;

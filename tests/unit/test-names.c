@@ -136,7 +136,7 @@ test_registry (void)
 {
   static const char *const names[] = {
     "linear", "striped", "zero", "error", "flakey", "delay", "dust",
-    "multipath",
+    "multipath", "mirror",
   };
   const struct ndm_target_type *tt;
   size_t i;
@@ -150,7 +150,7 @@ test_registry (void)
   }
   g_assert_cmpuint (i, ==, G_N_ELEMENTS (names));
   g_assert_null (ndm_target_type_nth (G_MAXSIZE));
-  g_assert_null (ndm_target_type_lookup ("mirror"));
+  g_assert_null (ndm_target_type_lookup ("raid"));
 }
 
 int

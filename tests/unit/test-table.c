@@ -77,6 +77,53 @@ static const struct h_table_error parse_errors[] = {
   { "error-zoned-form", "0 8 error fake://a 0", "line 1: error: takes no "
     "arguments, got 'fake://a' (dm's '<device> <offset>' form is for "
     "zoned devices" },
+#define MIRROR_LEGS "2 fake://a 0 fake://b 0"
+  /* docs/targets/mirror.md, "Table line": one row per rule. */
+  { "mirror-log-type", "0 16 mirror mem 1 8 " MIRROR_LEGS,
+    "line 1: mirror: unknown log type 'mem': expected core or disk" },
+  { "mirror-log-args", "0 16 mirror core 3 8 sync x " MIRROR_LEGS,
+    "line 1: mirror: #log args '3' for core: expected 1 or 2" },
+  { "mirror-region-not-power-of-two", "0 16 mirror core 1 1000 " MIRROR_LEGS,
+    "line 1: mirror: region size '1000' is not a power of two" },
+  { "mirror-region-too-small", "0 16 mirror core 1 4 " MIRROR_LEGS,
+    "line 1: mirror: region size '4': expected at least 8 sectors" },
+  { "mirror-sync-word", "0 16 mirror core 2 8 fast " MIRROR_LEGS,
+    "line 1: mirror: log argument 'fast': expected sync or nosync" },
+  { "mirror-one-leg", "0 16 mirror core 1 8 1 fake://a 0",
+    "line 1: mirror: #legs '1': expected 2 to 32" },
+  { "mirror-33-legs", "0 16 mirror core 1 8 33 fake://a 0",
+    "line 1: mirror: #legs '33': expected 2 to 32" },
+  { "mirror-no-legs", "0 16 mirror core 1 8",
+    "line 1: mirror: the table ends where #legs was expected" },
+  { "mirror-leg-words", "0 16 mirror core 1 8 2 fake://a 0 fake://b",
+    "line 1: mirror: 2 legs need 4 '<leg> <offset>' words, got 3" },
+  { "mirror-leg-twice", "0 16 mirror core 1 8 2 fake://a 0 fake://a 8",
+    "line 1: mirror: leg fake://a is listed twice: expected each leg once" },
+  { "mirror-log-is-leg", "0 16 mirror disk 2 fake://l 8 2 fake://l 0 "
+    "fake://b 0", "line 1: mirror: log device fake://l is also a leg" },
+  { "mirror-leg-offset", "0 16 mirror core 1 8 2 fake://a x fake://b 0",
+    "line 1: mirror: leg offset 'x' is not a number of sectors" },
+  { "mirror-features-count", "0 16 mirror core 1 8 " MIRROR_LEGS
+    " 2 handle_errors", "line 1: mirror: #features '2' is more than the 1 "
+    "word after it" },
+  { "mirror-features-left-over", "0 16 mirror core 1 8 " MIRROR_LEGS
+    " 1 handle_errors keep_log", "line 1: mirror: unexpected 'keep_log' "
+    "after 1 feature words" },
+  { "mirror-unknown-feature", "0 16 mirror core 1 8 " MIRROR_LEGS
+    " 1 block_on_error", "line 1: mirror: unknown feature 'block_on_error': "
+    "expected handle_errors, keep_log or read_balance <policy>" },
+  { "mirror-keep-log-alone", "0 16 mirror core 1 8 " MIRROR_LEGS
+    " 1 keep_log", "line 1: mirror: keep_log needs handle_errors" },
+  { "mirror-read-balance-policy", "0 16 mirror core 1 8 " MIRROR_LEGS
+    " 2 read_balance fastest", "line 1: mirror: read_balance 'fastest': "
+    "expected default_leg, round-robin or queue-length" },
+  { "mirror-read-balance-no-value", "0 16 mirror core 1 8 " MIRROR_LEGS
+    " 2 handle_errors read_balance", "line 1: mirror: feature read_balance "
+    "has no value within #features" },
+  { "mirror-no-leg-answers", "0 16 mirror core 1 8 2 fake://missing-a 0 "
+    "fake://missing-b 0", "line 1: mirror: no leg can be used: at least one "
+    "must answer at load" },
+#undef MIRROR_LEGS
 };
 
 /* Numbers that do not fit are refused at load as "too large", in the
@@ -244,6 +291,9 @@ static const struct good_line { const char *name, *line; } good_lines[] = {
     "queue-length 0 1 1 fake://a 1 service-time 0 1 2 fake://b 1 10" },
   { "multipath-three-features", "multipath 3 no_path_retry queue "
     "queue_if_no_path 0 1 1 service-time 0 2 2 fake://a 1 10 fake://b 2 0" },
+  { "mirror", "mirror core 1 8 2 fake://a 0 fake://b 0" },
+  { "mirror-features", "mirror core 2 8 nosync 3 fake://a 0 fake://b 8 "
+    "fake://c 16 4 handle_errors keep_log read_balance round-robin" },
 };
 
 /* A built-in target, given any leading part of a good line, or a good

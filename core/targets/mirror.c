@@ -1,0 +1,1485 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* mirror: two or more NBD exports on independent servers hold the same
+ * data (dm-raid1): writes go to every leg in service, reads are spread
+ * over the legs in sync, and the device serves while one leg is left.
+ *
+ *   <start> <length> mirror <log type> <#log args> <log args>...
+ *       <#legs> <leg> <offset> [<leg> <offset>]...
+ *       [<#features> <feature>...]
+ *
+ * Log types (core/dirty-log.c, core/dirty-log-disk.c): core <region size>
+ * [sync|nosync], disk <log device> <region size> [sync|nosync].
+ * Features: handle_errors, keep_log (needs handle_errors), and the
+ * extension read_balance <default_leg|round-robin|queue-length>.  Legs
+ * are NBD URIs, opened tolerantly as multipath's paths: an unreachable
+ * one is kept failed, as long as one answers (docs/targets/mirror.md).
+ *
+ * Writes (R9, R10): one clone, one bio per leg in service at the same
+ * clone offset.  The region hash (core/region-hash.c) counts the write on
+ * its regions and has the log mark each clean one before any bio leaves
+ * (a held clone: DELAY_REQUEUE with no bios, released by the log's
+ * commit).  A leg that fails a write is out of sync for every region
+ * that may differ on it, and is recorded in the log's header before the
+ * write is acknowledged: the core re-maps the tail onto the legs that did
+ * not fail, and that map waits for the header commit.  With handle_errors
+ * the leg also leaves service (fenced); the last leg in sync never does.
+ *
+ * Reads: one leg for the whole clone, by the read policy among the legs
+ * in sync when every region it covers is in sync, else the default leg
+ * (the first in service and in sync).  A read that fails with EIO or a
+ * path error goes again, its tail only (R4), to another leg in sync.
+ *
+ * Resync: a thread copies each region out of sync from the default leg
+ * to the other legs in service while no leg is out of service, holding
+ * new writes to the region it copies (core/region-hash.h).
+ *
+ * Not built yet (docs/targets/mirror.md says which): putting a failed
+ * leg back (the checker's or reinstate_leg: it needs to know that no
+ * cut connection of the leg can still land a write, R10), so a failed
+ * leg stays failed until a reload; read repair; verify; resync-rate.
+ *
+ * Thread model and locks: map, end_io and release_clone run on request
+ * owners, message and status on the control thread, the log's commits on
+ * this mirror's log thread (ndm-mirror-log, a disk log only), the copies
+ * on its resync thread (ndm-mirror-sync).  All take
+ * mirror_c.lock (order 2 in core/request.c), which also covers the region
+ * hash and the legs' checker state; the dirty log's lock is a leaf under
+ * it.  Fences and the log's I/O run without it.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "nbd-dm/bio.h"
+#include "nbd-dm/target.h"
+#include "../checker.h"
+#include "../dirty-log.h"
+#include "../log.h"
+#include "../region-hash.h"
+#include "../stats.h"
+#include "../thread.h"
+
+#define MIRROR_MAX_LEGS 32       /* bits of mirror_io.failed, and the
+                                    log's failed legs */
+
+enum mirror_read_balance {
+  MIRROR_QUEUE_LENGTH,          /* the default */
+  MIRROR_ROUND_ROBIN,
+  MIRROR_DEFAULT_LEG,
+};
+
+static const char *const read_balance_names[] = {
+  [MIRROR_QUEUE_LENGTH] = "queue-length",
+  [MIRROR_ROUND_ROBIN] = "round-robin",
+  [MIRROR_DEFAULT_LEG] = "default_leg",
+};
+
+struct mirror_leg {
+  struct ndm_checked chk;       /* dev; active: in service (writes go
+                                   to it); fail count, reason */
+  unsigned idx;                 /* table order */
+  uint64_t offset;              /* bytes: where its copy starts */
+  /* Protected by mirror_c.lock. */
+  bool in_sync;                 /* holds every region's current data: a
+                                   read source */
+  char health;                  /* status letter, the most severe seen */
+  bool missed;                  /* it failed a write, a flush or a copy
+                                   in this table's life: never a source
+                                   again, whatever the resync copies
+                                   (dm keeps such a leg's letter too) */
+  uint64_t write_errors, read_errors, reads;
+  unsigned inflight;            /* read clones on it (queue-length) */
+};
+
+struct mirror_c {
+  struct ndm_target *ti;
+  struct ndm_mutex lock;        /* protects the legs' state, the region
+                                   hash, the checker and what follows */
+  struct ndm_checker checker;   /* every leg, in table order */
+  struct mirror_leg *legs;
+  unsigned nr_legs;
+  struct ndm_dirty_log *log;
+  struct ndm_region_hash rh;
+  bool handle_errors, keep_log;
+  enum mirror_read_balance read_balance;
+  unsigned rr_next;             /* round-robin's next leg */
+  uint64_t header_ticket;       /* the log commit recording the last leg
+                                   that missed a write: writes wait for
+                                   it, so none is acknowledged before a
+                                   restart knows not to copy from it */
+  GThread *log_thread;          /* commits a disk log's marks */
+  bool log_thread_stop;         /* protected by log->lock */
+  GThread *sync_thread;         /* copies regions out of sync */
+  bool sync_stop;               /* presuspend, dtr */
+  bool syncing;                 /* a copy runs (JSON) */
+  uint64_t resynced;            /* bytes copied, for JSON */
+};
+
+/* The clone's scratch space: the region hash's part first (it finds its
+ * clone through it), then the legs this clone failed on, which its tail
+ * is never sent to again.
+ */
+struct mirror_io {
+  union {
+    struct ndm_rh_io rh;        /* writes, trims, zeroes */
+    struct mirror_leg *leg;     /* reads: the leg counted in flight */
+  } u;
+  uint32_t failed;
+};
+
+G_STATIC_ASSERT (sizeof (struct mirror_io) <= NDM_PER_IO_SIZE);
+
+/* ---- table parsing ------------------------------------------------------------ */
+
+static struct mirror_leg *
+leg_of (struct ndm_checked *item)
+{
+  return (struct mirror_leg *) ((char *) item -
+                                offsetof (struct mirror_leg, chk));
+}
+
+/* The leg whose device dev is, or NULL (the log device). */
+static struct mirror_leg *
+leg_of_device (struct mirror_c *m, struct ndm_device *dev)
+{
+  unsigned i;
+
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.dev == dev)
+      return &m->legs[i];
+  return NULL;
+}
+
+/* #legs is after the log's words, but the log is made for a count of
+ * legs: read it ahead where the words allow, else guess 2 and let the
+ * log's parser or the legs' report what is wrong.
+ */
+static unsigned
+peek_nr_legs (unsigned argc, char **argv)
+{
+  uint64_t nargs, nlegs;
+
+  if (argc < 2 || ndm_parse_u64 (argv[1], "#log args", &nargs, NULL) == -1 ||
+      nargs >= argc - 2 ||
+      ndm_parse_u64 (argv[2 + nargs], "#legs", &nlegs, NULL) == -1 ||
+      nlegs < 1 || nlegs > MIRROR_MAX_LEGS)
+    return 2;
+  return nlegs;
+}
+
+static int
+parse_legs (struct ndm_target *ti, struct mirror_c *m, unsigned *argc,
+            char ***argv, GError **err)
+{
+  uint64_t n;
+  unsigned i;
+
+  if (*argc == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "the table ends where #legs was expected");
+    return -1;
+  }
+  if (ndm_parse_u64 ((*argv)[0], "#legs", &n, err) == -1)
+    return -1;
+  if (n < 2 || n > MIRROR_MAX_LEGS) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "#legs '%s': expected 2 to %u", (*argv)[0], MIRROR_MAX_LEGS);
+    return -1;
+  }
+  if (n != m->log->nr_legs) {
+    /* peek_nr_legs read another count: cannot happen once the log's
+     * words parsed, but say so rather than use a log of another size.
+     */
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "#legs '%s' does not follow the log's words", (*argv)[0]);
+    return -1;
+  }
+  (*argc)--;
+  (*argv)++;
+  if (*argc < 2 * n) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "%" PRIu64 " legs need %" PRIu64 " '<leg> <offset>' words, "
+                 "got %u", n, 2 * n, *argc);
+    return -1;
+  }
+  m->nr_legs = n;
+  m->legs = g_new0 (struct mirror_leg, n);
+  for (i = 0; i < n; i++) {
+    struct mirror_leg *leg = &m->legs[i];
+    const char *uri = (*argv)[2 * i];
+    struct ndm_device *dev;
+    uint64_t off;
+
+    leg->idx = i;
+    leg->health = 'A';
+    dev = ndm_table_get_device_tolerant (ti, uri, err);
+    if (dev == NULL)
+      return -1;
+    if (leg_of_device (m, dev) != NULL) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "leg %s is listed twice: expected each leg once", uri);
+      return -1;
+    }
+    if (dev == m->log->dev) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "log device %s is also a leg", uri);
+      return -1;
+    }
+    if (ndm_parse_sectors ((*argv)[2 * i + 1], "leg offset", &off, err)
+        == -1)
+      return -1;
+    leg->offset = off << NDM_SECTOR_SHIFT;
+    leg->in_sync = ndm_checker_add (&m->checker, &leg->chk, dev);
+    if (!leg->in_sync)
+      leg->health = 'U';
+  }
+  *argc -= 2 * n;
+  *argv += 2 * n;
+  return 0;
+}
+
+static int
+parse_features (struct mirror_c *m, unsigned argc, char **argv,
+                GError **err)
+{
+  uint64_t n;
+  unsigned i;
+
+  if (argc == 0)
+    return 0;
+  if (ndm_parse_u64 (argv[0], "#features", &n, err) == -1)
+    return -1;
+  if (n > argc - 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "#features '%s' is more than the %u word%s after it",
+                 argv[0], argc - 1, argc - 1 == 1 ? "" : "s");
+    return -1;
+  }
+  if (n < argc - 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "unexpected '%s' after %" PRIu64 " feature words",
+                 argv[1 + n], n);
+    return -1;
+  }
+  for (i = 1; i <= n; i++) {
+    const char *w = argv[i];
+
+    if (!g_ascii_strcasecmp (w, "handle_errors"))
+      m->handle_errors = true;
+    else if (!g_ascii_strcasecmp (w, "keep_log"))
+      m->keep_log = true;
+    else if (!g_ascii_strcasecmp (w, "read_balance")) {
+      unsigned p;
+
+      if (i == n) {
+        g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                     "feature read_balance has no value within #features: "
+                     "expected read_balance <policy>, 2 words");
+        return -1;
+      }
+      w = argv[++i];
+      for (p = 0; p < G_N_ELEMENTS (read_balance_names); p++)
+        if (!g_ascii_strcasecmp (w, read_balance_names[p]))
+          break;
+      if (p == G_N_ELEMENTS (read_balance_names)) {
+        g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                     "read_balance '%s': expected default_leg, round-robin "
+                     "or queue-length", w);
+        return -1;
+      }
+      m->read_balance = p;
+    }
+    else {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "unknown feature '%s': expected handle_errors, keep_log "
+                   "or read_balance <policy>", w);
+      return -1;
+    }
+  }
+  if (m->keep_log && !m->handle_errors) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "keep_log needs handle_errors");
+    return -1;
+  }
+  return 0;
+}
+
+static void mirror_dtr (struct ndm_target *ti);
+static void stop_sync_thread (struct mirror_c *m);
+static const struct ndm_checker_ops mirror_checker_ops;
+
+static int
+mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
+{
+  struct mirror_c *m = g_new0 (struct mirror_c, 1);
+  uint64_t bytes = ti->len << NDM_SECTOR_SHIFT;
+  unsigned used, i, usable = 0;
+
+  m->ti = ti;
+  ndm_mutex_init (&m->lock, NDM_LOCK_TARGET);
+  ndm_checker_init (&m->checker, ti, &mirror_checker_ops, &m->lock, m);
+  ti->private = m;
+
+  m->log = ndm_dirty_log_create (ti, argc, argv, bytes,
+                                 peek_nr_legs (argc, argv), &used, err);
+  if (m->log == NULL)
+    goto err;
+  argc -= used;
+  argv += used;
+  if (parse_legs (ti, m, &argc, &argv, err) == -1 ||
+      parse_features (m, argc, argv, err) == -1)
+    goto err;
+  for (i = 0; i < m->nr_legs; i++)
+    usable += m->legs[i].chk.active;
+  if (usable == 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                 "no leg can be used: at least one must answer at load");
+    goto err;
+  }
+  if (ndm_dirty_log_load (m->log, err) == -1)
+    goto err;
+
+  ndm_rh_init (&m->rh, m->log, &m->lock, bytes);
+  m->rh.fail_without_log = m->keep_log;
+  ndm_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->log->lock);
+  for (i = 0; i < m->nr_legs; i++) {
+    struct mirror_leg *leg = &m->legs[i];
+
+    if (m->log->failed_legs & (UINT64_C (1) << i)) {
+      /* It missed writes before the last stop: never a source. */
+      leg->in_sync = false;
+      leg->health = leg->chk.active ? 'S' : leg->health;
+    }
+    else if (!leg->chk.active)
+      /* It misses every write from now: recorded like a write error. */
+      m->header_ticket = MAX (m->header_ticket,
+                              ndm_dirty_log_set_leg_failed_locked (m->log, i,
+                                                                   true));
+    if (!leg->chk.active)
+      m->rh.degraded = true;
+  }
+  ndm_mutex_unlock (&m->log->lock);
+  ndm_mutex_unlock (&m->lock);
+  return 0;
+
+ err:
+  mirror_dtr (ti);
+  ti->private = NULL;
+  return -1;
+}
+
+static void
+stop_log_thread (struct mirror_c *m)
+{
+  if (m->log_thread == NULL)
+    return;
+  ndm_mutex_lock (&m->log->lock);
+  m->log_thread_stop = true;
+  g_cond_broadcast (&m->log->cond);
+  ndm_mutex_unlock (&m->log->lock);
+  g_thread_join (m->log_thread);
+  m->log_thread = NULL;
+}
+
+static void
+mirror_dtr (struct ndm_target *ti)
+{
+  struct mirror_c *m = ti->private;
+  unsigned i;
+
+  if (m == NULL)
+    return;
+  ndm_checker_clear (&m->checker);
+  if (m->log != NULL) {
+    if (m->rh.regions != NULL)
+      stop_sync_thread (m);
+    stop_log_thread (m);
+    if (m->rh.regions != NULL)
+      ndm_rh_clear (&m->rh);
+    ndm_dirty_log_free (m->log);
+  }
+  for (i = 0; m->legs != NULL && i < m->nr_legs; i++)
+    g_free (m->legs[i].chk.reason);
+  g_free (m->legs);
+  ndm_mutex_clear (&m->lock);
+  g_free (m);
+}
+
+/* ---- leg state ------------------------------------------------------------------- */
+
+/* dm's order of letters, most severe first: a leg shows the worst it
+ * has seen (docs/targets/mirror.md, "Status and table output").
+ */
+static unsigned
+letter_rank (char c)
+{
+  const char *order = "AURSDF";
+  const char *p = strchr (order, c);
+
+  return p != NULL ? (unsigned) (p - order) : 0;
+}
+
+static void
+set_letter_locked (struct mirror_c *m, struct mirror_leg *leg, char c)
+{
+  ndm_assert_held (&m->lock);
+  if (letter_rank (c) > letter_rank (leg->health))
+    leg->health = c;
+}
+
+/* With m->lock held: the legs in sync, but leg. */
+static unsigned
+other_in_sync_locked (struct mirror_c *m, struct mirror_leg *leg)
+{
+  unsigned i, n = 0;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    n += &m->legs[i] != leg && m->legs[i].chk.active && m->legs[i].in_sync;
+  return n;
+}
+
+/* With m->lock held: leg is no read source from now, and the log's
+ * header says so in a commit that the writes mapped from now wait for.
+ */
+static void
+leg_out_of_sync_locked (struct mirror_c *m, struct mirror_leg *leg)
+{
+  uint64_t t;
+
+  ndm_assert_held (&m->lock);
+  leg->in_sync = false;
+  ndm_mutex_lock (&m->log->lock);
+  t = ndm_dirty_log_set_leg_failed_locked (m->log, leg->idx, true);
+  ndm_mutex_unlock (&m->log->lock);
+  m->header_ticket = MAX (m->header_ticket, t);
+  ndm_target_event (m->ti);
+}
+
+/* With m->lock held: leg missed a write or a flush (letter c), so every
+ * region that may differ on it is out of sync, and the log's header says
+ * it is not a source, in a commit that the clone's requeued tail waits
+ * for.  With handle_errors (or from fail_leg, by_message) it also leaves
+ * service.  The last leg in sync is never touched (md raid1's rule): its
+ * errors go to the client.  Returns true if the leg left service now:
+ * the caller fences it without the lock.
+ */
+static bool
+leg_missed_write_locked (struct mirror_c *m, struct mirror_leg *leg,
+                         char c, const char *why, bool by_message)
+{
+  bool fail = m->handle_errors || by_message;
+
+  ndm_assert_held (&m->lock);
+  set_letter_locked (m, leg, c);
+  if (leg->in_sync && other_in_sync_locked (m, leg) == 0) {
+    ndm_log_error ("mirror: leg %s: %s: the last leg in sync stays in "
+                   "service", leg->chk.dev->uri, why);
+    return false;
+  }
+  /* Its unflushed writes may be lost too: whatever is marked may differ
+   * on it.
+   */
+  ndm_rh_mark_dirty_nosync_locked (&m->rh);
+  leg->missed = true;
+  if (!leg->in_sync && (!fail || !leg->chk.active))
+    return false;               /* out of sync and recorded already */
+  leg_out_of_sync_locked (m, leg);
+  if (!fail || !ndm_checker_fail_locked (&m->checker, &leg->chk, why)) {
+    ndm_log_error ("mirror: leg %s: %s: out of sync, kept in service",
+                   leg->chk.dev->uri, why);
+    return false;
+  }
+  m->rh.degraded = true;
+  ndm_log_error ("mirror: failing leg %s (%s): %u leg%s in sync left",
+                 leg->chk.dev->uri, why, other_in_sync_locked (m, leg),
+                 other_in_sync_locked (m, leg) == 1 ? "" : "s");
+  return true;
+}
+
+static void
+fence_leg (struct mirror_leg *leg)
+{
+  struct ndm_device *dev = leg->chk.dev;
+
+  if (dev->ops->fence != NULL)
+    dev->ops->fence (dev, "fenced: its mirror leg failed");
+}
+
+/* ---- the log's thread ----------------------------------------------------------- */
+
+/* Legs in service, for a clear commit's flush and a flush clone. */
+static unsigned
+legs_in_service_locked (struct mirror_c *m, struct ndm_io_where *where)
+{
+  unsigned i, n = 0;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.active)
+      where[n++] = (struct ndm_io_where) { m->legs[i].chk.dev, 0 };
+  return n;
+}
+
+/* dm-log's flush callback: a clear may reach the log only once the data
+ * of its regions is stable on every leg in service.
+ */
+static int
+flush_legs (void *data, int *err)
+{
+  struct mirror_c *m = data;
+  struct ndm_io_where where[MIRROR_MAX_LEGS];
+  unsigned n;
+
+  ndm_mutex_lock (&m->lock);
+  n = legs_in_service_locked (m, where);
+  ndm_mutex_unlock (&m->lock);
+  return ndm_target_io (m->ti, NDM_OP_FLUSH, 0, where, n, NULL, 0, NULL,
+                        err);
+}
+
+/* ndm-mirror-log: a mark commit as soon as a write waits for one (marks
+ * made meanwhile ride along: group commit), a clear commit when nothing
+ * asked for NDM_LOG_CLEAR_MS.
+ */
+static gpointer
+log_thread (gpointer data)
+{
+  struct mirror_c *m = data;
+  struct ndm_dirty_log *log = m->log;
+
+  for (;;) {
+    bool marks;
+    int64_t r;
+    int err = 0;
+
+    ndm_mutex_lock (&log->lock);
+    marks = log->wanted_ticket >= log->next_ticket;
+    if (!marks && !m->log_thread_stop)
+      ndm_cond_wait_until (&log->cond, &log->lock, g_get_monotonic_time () +
+                           NDM_LOG_CLEAR_MS * G_TIME_SPAN_MILLISECOND);
+    if (m->log_thread_stop) {
+      ndm_mutex_unlock (&log->lock);
+      return NULL;
+    }
+    marks = log->wanted_ticket >= log->next_ticket;
+    ndm_mutex_unlock (&log->lock);
+
+    r = ndm_dirty_log_commit (log, !marks, flush_legs, m, &err);
+    if (r > 0)
+      ndm_rh_log_committed (&m->rh, r, false);
+    else if (r == -1) {
+      ndm_log_error ("mirror: dirty log commit failed: %s",
+                     ndm_errno_name (err));
+      ndm_target_event (m->ti);
+      ndm_rh_log_committed (&m->rh, 0, true);
+    }
+  }
+}
+
+/* ---- writes ---------------------------------------------------------------------- */
+
+/* How long a held write waits before it is mapped again anyway: the
+ * commit or copy it waits for releases it sooner.
+ */
+#define MIRROR_HOLD_US (NDM_LOG_CLEAR_MS * G_TIME_SPAN_MILLISECOND)
+
+static int
+map_write (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
+{
+  uint64_t toff = ndm_clone_target_offset (clone);
+  uint64_t first = ndm_rh_region (&m->rh, toff);
+  uint64_t last = ndm_rh_region (&m->rh, toff + clone->len - 1);
+  struct mirror_leg *to[MIRROR_MAX_LEGS];
+  unsigned i, n = 0;
+
+  ndm_mutex_lock (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.active && !(io->failed & (1u << i)))
+      to[n++] = &m->legs[i];
+  if (n == 0) {
+    ndm_rh_write_end_locked (&m->rh, &io->u.rh);
+    ndm_mutex_unlock (&m->lock);
+    clone->kill_error = EIO;
+    return NDM_MAPIO_KILL;
+  }
+  io->u.rh.link.data = clone;
+  switch (ndm_rh_write_start_locked (&m->rh, &io->u.rh, first, last,
+                                     m->header_ticket)) {
+  case NDM_RH_WRITE_GO:
+    break;
+  case NDM_RH_WRITE_WAIT_LOG:
+  case NDM_RH_WRITE_WAIT_RECOVERY:
+    clone->not_before = g_get_monotonic_time () + MIRROR_HOLD_US;
+    ndm_mutex_unlock (&m->lock);
+    return NDM_MAPIO_DELAY_REQUEUE;
+  case NDM_RH_WRITE_FAIL:
+    ndm_mutex_unlock (&m->lock);
+    clone->kill_error = EIO;
+    return NDM_MAPIO_KILL;
+  }
+  ndm_mutex_unlock (&m->lock);
+
+  /* The set of legs is fixed for this round: one that fails meanwhile
+   * gets its bios, and fails them, or they land harmlessly.
+   */
+  for (i = 0; i < n; i++)
+    ndm_clone_map_bio (clone, to[i]->chk.dev, to[i]->offset + toff, 0,
+                       clone->len);
+  return NDM_MAPIO_REMAPPED;
+}
+
+/* Every leg in service, and the log device, flushes: each holds
+ * acknowledged writes of its own (R9).
+ */
+static int
+map_flush (struct mirror_c *m, struct ndm_clone *clone)
+{
+  struct ndm_io_where where[MIRROR_MAX_LEGS];
+  unsigned i, n;
+
+  ndm_mutex_lock (&m->lock);
+  n = legs_in_service_locked (m, where);
+  ndm_mutex_unlock (&m->lock);
+  for (i = 0; i < n; i++)
+    ndm_clone_map_flush (clone, where[i].dev);
+  if (m->log->dev != NULL)
+    ndm_clone_map_flush (clone, m->log->dev);
+  return NDM_MAPIO_REMAPPED;
+}
+
+/* With m->lock held: the legs whose bios failed in this round, added to
+ * io->failed; their errors counted.  Those that left service now are
+ * added to fence.
+ */
+static uint32_t
+note_failed_legs_locked (struct mirror_c *m, struct ndm_clone *clone,
+                         struct mirror_io *io, GPtrArray *fence)
+{
+  struct ndm_bio *bio;
+  uint32_t now = 0;
+
+  ndm_assert_held (&m->lock);
+  ndm_clone_for_each_bio (bio, clone) {
+    struct mirror_leg *leg;
+    g_autofree char *why = NULL;
+    char letter;
+
+    if (!ndm_bio_failed (bio))
+      continue;
+    leg = leg_of_device (m, bio->dev);
+    if (leg == NULL || (now & (1u << leg->idx)))
+      continue;                 /* the log device, or counted */
+    now |= 1u << leg->idx;
+    why = g_strdup_printf ("%s on a %" PRIu64 "-byte %s at byte %" PRIu64,
+                           ndm_errno_name (bio->status), bio->len,
+                           ndm_op_name (clone->op), bio->dev_offset);
+    if (clone->op == NDM_OP_READ) {
+      leg->read_errors++;
+      set_letter_locked (m, leg, 'R');
+      /* A lost connection is the leg's, not the block's. */
+      if (m->handle_errors && ndm_errno_is_path_error (bio->status) &&
+          leg_missed_write_locked (m, leg, 'R', why, false))
+        g_ptr_array_add (fence, leg);
+      continue;
+    }
+    leg->write_errors++;
+    letter = clone->op == NDM_OP_FLUSH ? 'F' : 'D';
+    if (leg_missed_write_locked (m, leg, letter, why, false))
+      g_ptr_array_add (fence, leg);
+  }
+  io->failed |= now;
+  return now;
+}
+
+/* A target error from every leg is the request's answer (R5); anything
+ * else once no leg is left is EIO.
+ */
+static int
+all_legs_failed (int error)
+{
+  return error != 0 && !ndm_errno_is_path_error (error) ? error : EIO;
+}
+
+static int
+end_io_write (struct mirror_c *m, struct ndm_clone *clone,
+              struct mirror_io *io, int *error, GPtrArray *fence)
+{
+  unsigned i;
+
+  ndm_mutex_lock (&m->lock);
+  if (note_failed_legs_locked (m, clone, io, fence) == 0 && *error == 0) {
+    ndm_rh_write_end_locked (&m->rh, &io->u.rh);
+    ndm_mutex_unlock (&m->lock);
+    return NDM_ENDIO_DONE;
+  }
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.active && m->legs[i].in_sync &&
+        (io->failed & (1u << i)))
+      goto fail;                /* the last leg in sync missed it */
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.active && !(io->failed & (1u << i))) {
+      /* R4: the tail again, on the legs that did not fail it; its map
+       * waits for the header commit that records the failed leg.
+       */
+      ndm_mutex_unlock (&m->lock);
+      return NDM_ENDIO_REQUEUE;
+    }
+ fail:
+  ndm_rh_write_end_locked (&m->rh, &io->u.rh);
+  ndm_mutex_unlock (&m->lock);
+  *error = all_legs_failed (*error);
+  return NDM_ENDIO_ERROR;
+}
+
+/* A flush succeeds if one leg flushed: a leg that did not has left
+ * service (or is out of sync), so what it holds is not relied on.
+ */
+static int
+end_io_flush (struct mirror_c *m, struct ndm_clone *clone,
+              struct mirror_io *io, int *error, GPtrArray *fence)
+{
+  struct ndm_bio *bio;
+  bool one_ok = false;
+
+  ndm_mutex_lock (&m->lock);
+  note_failed_legs_locked (m, clone, io, fence);
+  ndm_clone_for_each_bio (bio, clone)
+    if (!ndm_bio_failed (bio) && !bio->cancelled &&
+        leg_of_device (m, bio->dev) != NULL)
+      one_ok = true;
+  ndm_mutex_unlock (&m->lock);
+  if (*error == 0)
+    return NDM_ENDIO_DONE;
+  if (one_ok) {
+    *error = 0;
+    return NDM_ENDIO_DONE;
+  }
+  *error = all_legs_failed (*error);
+  return NDM_ENDIO_ERROR;
+}
+
+/* ---- reads ----------------------------------------------------------------------- */
+
+/* With m->lock held: whether every region of [first, last] is the same
+ * on every leg in sync.
+ */
+static bool
+regions_in_sync_locked (struct mirror_c *m, uint64_t first, uint64_t last)
+{
+  uint64_t r;
+
+  ndm_assert_held (&m->lock);
+  for (r = first; r <= last; r++) {
+    enum ndm_region_state s = ndm_rh_state_locked (&m->rh, r);
+
+    if (s == NDM_RH_NOSYNC || s == NDM_RH_RECOVERING)
+      return false;
+  }
+  return true;
+}
+
+/* With m->lock held: the leg for a read, none in skip.  Regions not in
+ * sync are read from the default leg only (the first in sync: the one
+ * the resync copies from); others by the policy.
+ */
+static struct mirror_leg *
+choose_read_leg_locked (struct mirror_c *m, bool in_sync, uint32_t skip)
+{
+  struct mirror_leg *best = NULL;
+  unsigned i, k;
+
+  ndm_assert_held (&m->lock);
+  if (!in_sync || m->read_balance == MIRROR_DEFAULT_LEG) {
+    for (i = 0; i < m->nr_legs; i++)
+      if (m->legs[i].chk.active && m->legs[i].in_sync &&
+          !(skip & (1u << i)))
+        return &m->legs[i];
+    return NULL;
+  }
+  /* From the round-robin cursor, so queue-length's ties go in turn. */
+  for (k = 0; k < m->nr_legs; k++) {
+    struct mirror_leg *leg = &m->legs[(m->rr_next + k) % m->nr_legs];
+
+    if (!leg->chk.active || !leg->in_sync || (skip & (1u << leg->idx)))
+      continue;
+    if (m->read_balance == MIRROR_ROUND_ROBIN) {
+      best = leg;
+      break;
+    }
+    if (best == NULL || leg->inflight < best->inflight)
+      best = leg;
+  }
+  if (best != NULL)
+    m->rr_next = (best->idx + 1) % m->nr_legs;
+  return best;
+}
+
+static int
+map_read (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
+{
+  uint64_t toff = ndm_clone_target_offset (clone);
+  struct mirror_leg *leg;
+  bool in_sync;
+
+  ndm_mutex_lock (&m->lock);
+  in_sync = regions_in_sync_locked (m, ndm_rh_region (&m->rh, toff),
+                                    ndm_rh_region (&m->rh,
+                                                   toff + clone->len - 1));
+  leg = choose_read_leg_locked (m, in_sync, io->failed);
+  if (leg == NULL) {
+    ndm_mutex_unlock (&m->lock);
+    clone->kill_error = EIO;
+    return NDM_MAPIO_KILL;
+  }
+  leg->inflight++;
+  leg->reads++;
+  io->u.leg = leg;
+  ndm_mutex_unlock (&m->lock);
+  ndm_clone_remap (clone, leg->chk.dev, leg->offset + toff);
+  return NDM_MAPIO_REMAPPED;
+}
+
+/* With m->lock held: the read's leg forgets it. */
+static void
+read_done_locked (struct mirror_c *m, struct mirror_io *io)
+{
+  ndm_assert_held (&m->lock);
+  if (io->u.leg != NULL) {
+    io->u.leg->inflight--;
+    io->u.leg = NULL;
+  }
+}
+
+/* EIO or a lost connection is the leg's: the tail goes to another leg in
+ * sync.  EINVAL, ENOSPC and the like describe the request: unchanged
+ * (R5).
+ */
+static int
+end_io_read (struct mirror_c *m, struct ndm_clone *clone,
+             struct mirror_io *io, int *error, GPtrArray *fence)
+{
+  ndm_mutex_lock (&m->lock);
+  read_done_locked (m, io);
+  if (*error != EIO && !ndm_errno_is_path_error (*error)) {
+    ndm_mutex_unlock (&m->lock);
+    return NDM_ENDIO_DONE;
+  }
+  note_failed_legs_locked (m, clone, io, fence);
+  ndm_mutex_unlock (&m->lock);
+  /* map finds another leg or none (EIO). */
+  return NDM_ENDIO_REQUEUE;
+}
+
+/* ---- resync ---------------------------------------------------------------------- */
+
+/* A copy moves at most this much at a time: a client command waits behind
+ * no more than one piece per leg.
+ */
+#define MIRROR_COPY_PIECE (1024 * 1024)
+
+/* How often an idle resync thread looks for work: regions go out of sync
+ * on owners (a write a leg missed) that do not wake it.
+ */
+#define MIRROR_SYNC_IDLE_US (200 * G_TIME_SPAN_MILLISECOND)
+
+/* With m->lock held: every region is in sync on every leg in service:
+ * the legs out of sync that missed nothing in this table's life (the
+ * disk log's failed legs at load) are sources again, and leave the
+ * log's header.  A leg that missed writes here stays out (dm keeps its
+ * letter; only a reload clears it).
+ */
+static void
+resync_done_locked (struct mirror_c *m)
+{
+  uint64_t in_sync;
+  unsigned i;
+  bool changed = false;
+
+  ndm_assert_held (&m->lock);
+  ndm_mutex_lock (&m->log->lock);
+  in_sync = ndm_dirty_log_sync_count_locked (m->log);
+  if (in_sync == m->log->nr_regions && !m->rh.degraded)
+    for (i = 0; i < m->nr_legs; i++) {
+      struct mirror_leg *leg = &m->legs[i];
+
+      if (!leg->chk.active || leg->in_sync || leg->missed)
+        continue;
+      leg->in_sync = true;
+      ndm_dirty_log_set_leg_failed_locked (m->log, i, false);
+      changed = true;
+    }
+  ndm_mutex_unlock (&m->log->lock);
+  if (changed)
+    ndm_log_info ("mirror: every region in sync: legs back as sources");
+}
+
+/* Without the lock: copy [start, start + len) of the target from src to
+ * the n legs of dst, then make it stable there.  Returns 0, or -1 with
+ * *src_failed set (the read failed) or the legs that failed in
+ * *dst_failed (bit i: dst[i]).
+ */
+static int
+copy_range (struct mirror_c *m, struct mirror_leg *src,
+            struct mirror_leg **dst, unsigned n, uint64_t start,
+            uint64_t len, bool *src_failed, uint64_t *dst_failed)
+{
+  g_autofree char *buf = g_malloc (MIN (len, MIRROR_COPY_PIECE));
+  struct ndm_io_where where[MIRROR_MAX_LEGS];
+  uint64_t off, failed;
+  unsigned i;
+  int err;
+
+  *src_failed = false;
+  *dst_failed = 0;
+  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
+    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
+    struct ndm_io_where from = { src->chk.dev, src->offset + start + off };
+
+    if (ndm_target_io (m->ti, NDM_OP_READ, 0, &from, 1, buf, piece, NULL,
+                       &err) == -1) {
+      *src_failed = true;
+      return -1;
+    }
+    for (i = 0; i < n; i++)
+      where[i] = (struct ndm_io_where) { dst[i]->chk.dev,
+                                         dst[i]->offset + start + off };
+    failed = 0;
+    if (ndm_target_io (m->ti, NDM_OP_WRITE, 0, where, n, buf, piece, &failed,
+                       &err) == -1)
+      *dst_failed |= failed;
+    __atomic_add_fetch (&m->resynced, piece, __ATOMIC_RELAXED);
+    g_thread_yield ();
+  }
+  failed = 0;
+  if (ndm_target_io (m->ti, NDM_OP_FLUSH, 0, where, n, NULL, 0, &failed,
+                     &err) == -1)
+    *dst_failed |= failed;
+  return *dst_failed != 0 ? -1 : 0;
+}
+
+/* With m->lock held, after the copy of region r: a source that failed is
+ * out of sync (if another leg is in sync); a destination that failed is
+ * failed with handle_errors (the region stays out of sync), else, as
+ * dm-raid1 tells kcopyd to ignore errors, the region counts as in sync
+ * and the leg is no source from now.  Returns whether the region is in
+ * sync.  Legs that left service are added to fence.
+ */
+static bool
+copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
+                   struct mirror_leg **dst, unsigned n, bool src_failed,
+                   uint64_t dst_failed, GPtrArray *fence)
+{
+  g_autofree char *why = NULL;
+  bool ok = !src_failed;
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  if (src_failed) {
+    why = g_strdup_printf ("a resync read of region %" PRIu64 " failed", r);
+    src->read_errors++;
+    if (leg_missed_write_locked (m, src, 'R', why, false))
+      g_ptr_array_add (fence, src);
+    return false;
+  }
+  for (i = 0; i < n; i++) {
+    struct mirror_leg *leg = dst[i];
+
+    if (!(dst_failed & (UINT64_C (1) << i)))
+      continue;
+    leg->write_errors++;
+    if (m->handle_errors) {
+      g_free (why);
+      why = g_strdup_printf ("a resync write of region %" PRIu64 " failed",
+                             r);
+      if (leg_missed_write_locked (m, leg, 'S', why, false))
+        g_ptr_array_add (fence, leg);
+      ok = false;
+      continue;
+    }
+    /* Ignored for the region (else the copy would go round for ever),
+     * not for the leg: it is no source from now.
+     */
+    set_letter_locked (m, leg, 'S');
+    leg->missed = true;
+    if (leg->in_sync && other_in_sync_locked (m, leg) > 0)
+      leg_out_of_sync_locked (m, leg);
+  }
+  return ok;
+}
+
+/* ndm-mirror-sync: dm-raid1's recovery, one region at a time.  The region
+ * is made RECOVERING (new writes to it held), its writes in flight
+ * drain, it is copied from the default leg to every other leg in
+ * service, and its held writes are released: they were mapped after the
+ * copy, so the copy never overwrites them and none is lost.
+ */
+static gpointer
+sync_thread (gpointer data)
+{
+  struct mirror_c *m = data;
+  uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
+
+  ndm_mutex_lock (&m->lock);
+  while (!m->sync_stop) {
+    struct mirror_leg *src, *dst[MIRROR_MAX_LEGS];
+    g_autoptr (GPtrArray) fence = NULL;
+    uint64_t r, start, len, dst_failed;
+    bool src_failed, ok;
+    unsigned i, n = 0;
+
+    if (!ndm_rh_recovery_prepare_locked (&m->rh, &r)) {
+      resync_done_locked (m);
+      m->syncing = false;
+      ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                           g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+      continue;
+    }
+    if (!ndm_rh_recovery_wait_locked (&m->rh))
+      continue;                 /* stopped meanwhile: NOSYNC again */
+    src = choose_read_leg_locked (m, false, 0);
+    for (i = 0; src != NULL && i < m->nr_legs; i++)
+      if (m->legs[i].chk.active && &m->legs[i] != src)
+        dst[n++] = &m->legs[i];
+    if (src == NULL || n == 0) {
+      /* No source (every leg in sync is out) or nowhere to copy to:
+       * the region waits, and so does the thread.
+       */
+      ndm_rh_recovery_end_locked (&m->rh, src != NULL);
+      ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                           g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+      continue;
+    }
+    m->syncing = true;
+    start = r << m->rh.region_shift;
+    len = MIN (m->rh.region_size, bytes - start);
+    ndm_mutex_unlock (&m->lock);
+
+    copy_range (m, src, dst, n, start, len, &src_failed, &dst_failed);
+
+    fence = g_ptr_array_new ();
+    ndm_mutex_lock (&m->lock);
+    ok = copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
+    ndm_rh_recovery_end_locked (&m->rh, ok);
+    if (ok) {
+      uint64_t in_sync;
+
+      ndm_mutex_lock (&m->log->lock);
+      in_sync = ndm_dirty_log_sync_count_locked (m->log);
+      ndm_mutex_unlock (&m->log->lock);
+      if (in_sync == m->log->nr_regions) {
+        resync_done_locked (m);
+        ndm_log_info ("mirror: resync complete: %" PRIu64 "/%" PRIu64
+                      " regions in sync", in_sync, m->log->nr_regions);
+        ndm_target_event (m->ti);
+      }
+    }
+    if (fence->len > 0) {
+      ndm_mutex_unlock (&m->lock);
+      for (i = 0; i < fence->len; i++)
+        fence_leg (fence->pdata[i]);
+      ndm_mutex_lock (&m->lock);
+    }
+    if (!ok && !m->sync_stop)
+      /* Not at once again: a block that fails for good would spin. */
+      ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                           g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+  }
+  m->syncing = false;
+  ndm_mutex_unlock (&m->lock);
+  return NULL;
+}
+
+/* Control thread.  The copy in flight ends first (io-timeout bounds it);
+ * a region still waiting for its writes to drain goes back out of sync
+ * and its held writes go on.
+ */
+static void
+stop_sync_thread (struct mirror_c *m)
+{
+  GThread *t;
+
+  ndm_mutex_lock (&m->lock);
+  m->sync_stop = true;
+  ndm_rh_stop_recovery_locked (&m->rh);
+  t = m->sync_thread;
+  m->sync_thread = NULL;
+  ndm_mutex_unlock (&m->lock);
+  if (t != NULL)
+    g_thread_join (t);
+}
+
+static void
+start_sync_thread (struct mirror_c *m)
+{
+  ndm_mutex_lock (&m->lock);
+  m->sync_stop = false;
+  ndm_rh_start_recovery_locked (&m->rh);
+  if (m->sync_thread == NULL)
+    m->sync_thread = ndm_thread_try_new ("ndm-mirror-sync", sync_thread, m);
+  ndm_mutex_unlock (&m->lock);
+}
+
+/* ---- map and end_io -------------------------------------------------------------- */
+
+static int
+mirror_map (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct mirror_c *m = ti->private;
+  struct mirror_io *io = ndm_clone_per_io (clone);
+
+  if (clone->op == NDM_OP_FLUSH)
+    return map_flush (m, clone);
+  if (ndm_op_writes (clone->op))
+    return map_write (m, clone, io);
+  /* Reads, cache and block status go where a read would. */
+  return map_read (m, clone, io);
+}
+
+static int
+mirror_end_io (struct ndm_target *ti, struct ndm_clone *clone, int *error)
+{
+  struct mirror_c *m = ti->private;
+  struct mirror_io *io = ndm_clone_per_io (clone);
+  g_autoptr (GPtrArray) fence = g_ptr_array_new ();
+  unsigned i;
+  int r;
+
+  if (clone->op == NDM_OP_FLUSH)
+    r = end_io_flush (m, clone, io, error, fence);
+  else if (ndm_op_writes (clone->op))
+    r = end_io_write (m, clone, io, error, fence);
+  else
+    r = end_io_read (m, clone, io, error, fence);
+  for (i = 0; i < fence->len; i++)
+    fence_leg (fence->pdata[i]);
+  return r;
+}
+
+/* The clone will not be mapped again: give back its counts. */
+static void
+mirror_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
+{
+  struct mirror_c *m = ti->private;
+  struct mirror_io *io = ndm_clone_per_io (clone);
+
+  if (clone->op == NDM_OP_FLUSH)
+    return;
+  ndm_mutex_lock (&m->lock);
+  if (ndm_op_writes (clone->op))
+    ndm_rh_write_end_locked (&m->rh, &io->u.rh);
+  else
+    read_done_locked (m, io);
+  ndm_mutex_unlock (&m->lock);
+}
+
+/* ---- suspend and resume ------------------------------------------------------- */
+
+/* Nothing of the table runs now: the log's thread stops, so no commit
+ * goes on past the table (a suspend's next table, or this one at its
+ * resume, finds the log as it was left).
+ */
+static void
+mirror_postsuspend (struct ndm_target *ti)
+{
+  stop_sync_thread (ti->private);
+  stop_log_thread (ti->private);
+}
+
+/* The resync stops: its ndm_target_io passes no suspend gate, and a
+ * write held for a region's copy must go on for the drain.
+ */
+static void
+mirror_presuspend (struct ndm_target *ti, bool noflush)
+{
+  stop_sync_thread (ti->private);
+}
+
+static void
+mirror_resume (struct ndm_target *ti)
+{
+  struct mirror_c *m = ti->private;
+
+  /* A disk log's marks are committed from the first resume on: before
+   * it, nbdkit may not have forked yet.  Writes wait for the thread;
+   * without one (R13: it could not be made) they wait until a resume
+   * makes it.
+   */
+  if (m->log->dev != NULL && m->log_thread == NULL) {
+    ndm_mutex_lock (&m->log->lock);
+    m->log_thread_stop = false;
+    ndm_mutex_unlock (&m->log->lock);
+    m->log_thread = ndm_thread_try_new ("ndm-mirror-log", log_thread, m);
+  }
+  start_sync_thread (m);
+}
+
+/* ---- the legs' checker ---------------------------------------------------------- */
+
+/* The checker's thread is not started (a leg is not put back yet: its
+ * cut connections may still land writes over what the resync copied,
+ * R10), so these run only through ndm_checker_fail_locked's callers
+ * here.
+ */
+static bool
+checker_fail_locked (void *owner, struct ndm_checked *item, const char *why)
+{
+  struct mirror_c *m = owner;
+
+  return leg_missed_write_locked (m, leg_of (item), 'U', why, true);
+}
+
+static void
+checker_reinstate_locked (void *owner, struct ndm_checked *item)
+{
+  /* Refused until the device can say that none of its cut connections
+   * can still land a write (R10): the resync would copy under them.
+   */
+  ndm_log_info ("mirror: leg %s answers; not reinstated: reinstating a "
+                "leg is not built yet", item->dev->uri);
+}
+
+static void
+checker_fence (void *owner, struct ndm_checked *item)
+{
+  fence_leg (leg_of (item));
+}
+
+static const struct ndm_checker_ops mirror_checker_ops = {
+  .target = "mirror", .noun = "leg", .thread_name = "ndm-mirror-check",
+  .fail_locked = checker_fail_locked,
+  .reinstate_locked = checker_reinstate_locked,
+  .fence = checker_fence,
+};
+
+/* ---- messages ---------------------------------------------------------------- */
+
+static struct mirror_leg *
+find_leg (struct mirror_c *m, const char *msg, const char *uri,
+          GError **err)
+{
+  unsigned i;
+
+  for (i = 0; i < m->nr_legs; i++)
+    if (strcmp (m->legs[i].chk.dev->uri, uri) == 0)
+      return &m->legs[i];
+  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+               "%s: no leg '%s' in this target", msg, uri);
+  return NULL;
+}
+
+/* As a write error with handle_errors: out of service, fenced. */
+static int
+message_fail_leg (struct ndm_target *ti, unsigned argc, char **argv,
+                  GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+  struct mirror_leg *leg = find_leg (m, argv[0], argv[1], err);
+  bool fence = false, last;
+
+  if (leg == NULL)
+    return -1;
+  ndm_mutex_lock (&m->lock);
+  last = leg->chk.active && leg->in_sync && other_in_sync_locked (m, leg) == 0;
+  if (!last)
+    fence = leg_missed_write_locked (m, leg, 'U', "failed by message", true);
+  ndm_mutex_unlock (&m->lock);
+  if (last) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "fail_leg: leg %s is the last leg in sync: it stays in "
+                 "service", argv[1]);
+    return -1;
+  }
+  if (fence)
+    fence_leg (leg);
+  return 0;
+}
+
+static int
+message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
+                       GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+
+  if (find_leg (m, argv[0], argv[1], err) == NULL)
+    return -1;
+  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+               "reinstate_leg: leg %s: reinstating a leg is not built yet "
+               "(no cut connection of it may still land a write, R10, and "
+               "nothing tells that yet): reload the table", argv[1]);
+  return -1;
+}
+
+/* docs/targets/mirror.md, "Messages"; device_dead is the core's. */
+static const struct ndm_target_message mirror_messages[] = {
+  { "fail_leg", 1, 1, "<leg>", message_fail_leg },
+  { "reinstate_leg", 1, 1, "<leg>", message_reinstate_leg },
+  { NULL },
+};
+
+/* ---- status ---------------------------------------------------------------------- */
+
+/* dm-raid1's layouts:
+ * info:  <#legs> <leg>... <in sync>/<regions> 1 <letters> <log status>
+ * table: <log words> <#legs> {<leg> <offset>}... [<#features> <feature>...]
+ */
+static void
+mirror_status (struct ndm_target *ti, enum ndm_status_type type,
+               GString *result)
+{
+  struct mirror_c *m = ti->private;
+  unsigned i, nf;
+
+  ndm_mutex_lock (&m->lock);
+  if (type == NDM_STATUS_INFO) {
+    uint64_t in_sync;
+
+    g_string_append_printf (result, "%u ", m->nr_legs);
+    for (i = 0; i < m->nr_legs; i++)
+      g_string_append_printf (result, "%s ", m->legs[i].chk.dev->uri);
+    ndm_mutex_lock (&m->log->lock);
+    in_sync = ndm_dirty_log_sync_count_locked (m->log);
+    ndm_mutex_unlock (&m->log->lock);
+    g_string_append_printf (result, "%" PRIu64 "/%" PRIu64 " 1 ", in_sync,
+                            m->log->nr_regions);
+    for (i = 0; i < m->nr_legs; i++)
+      g_string_append_c (result, m->legs[i].health);
+    g_string_append_c (result, ' ');
+    ndm_dirty_log_status (m->log, type, result);
+  }
+  else {
+    ndm_dirty_log_status (m->log, type, result);
+    g_string_append_printf (result, "%u", m->nr_legs);
+    for (i = 0; i < m->nr_legs; i++)
+      g_string_append_printf (result, " %s %" PRIu64,
+                              m->legs[i].chk.dev->uri,
+                              m->legs[i].offset >> NDM_SECTOR_SHIFT);
+    /* read_balance only when not the default: a dm table comes back as
+     * it was.
+     */
+    nf = m->handle_errors + m->keep_log +
+      (m->read_balance != MIRROR_QUEUE_LENGTH) * 2;
+    if (nf > 0)
+      g_string_append_printf (result, " %u", nf);
+    if (m->handle_errors)
+      g_string_append (result, " handle_errors");
+    if (m->keep_log)
+      g_string_append (result, " keep_log");
+    if (m->read_balance != MIRROR_QUEUE_LENGTH)
+      g_string_append_printf (result, " read_balance %s",
+                              read_balance_names[m->read_balance]);
+  }
+  ndm_mutex_unlock (&m->lock);
+}
+
+/* With m->lock held. */
+static const char *
+leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
+{
+  ndm_assert_held (&m->lock);
+  return !leg->chk.active ? "failed" : leg->in_sync ? "in_sync"
+    : "resyncing";
+}
+
+/* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
+ *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
+ *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
+ *  "reason":"..","write_errors":0,"read_errors":0,"reads":N}]}
+ */
+static void
+mirror_status_json (struct ndm_target *ti, GString *out)
+{
+  struct mirror_c *m = ti->private;
+  struct mirror_leg *def;
+  uint64_t in_sync;
+  unsigned i;
+
+  ndm_mutex_lock (&m->lock);
+  ndm_mutex_lock (&m->log->lock);
+  in_sync = ndm_dirty_log_sync_count_locked (m->log);
+  ndm_mutex_unlock (&m->log->lock);
+  g_string_append_printf (out, "{\"regions\":%" PRIu64 ",\"in_sync\":%"
+                          PRIu64 ",\"region_size\":%" PRIu64
+                          ",\"handle_errors\":%s,\"keep_log\":%s,"
+                          "\"read_balance\":\"%s\",\"default_leg\":",
+                          m->log->nr_regions, in_sync, m->log->region_size,
+                          m->handle_errors ? "true" : "false",
+                          m->keep_log ? "true" : "false",
+                          read_balance_names[m->read_balance]);
+  def = choose_read_leg_locked (m, false, 0);
+  if (def != NULL)
+    ndm_json_string (out, def->chk.dev->uri);
+  else
+    g_string_append (out, "null");
+  g_string_append (out, ",\"log\":");
+  ndm_dirty_log_status_json (m->log, out);
+  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
+                          "\"copied\":%" PRIu64 "}",
+                          m->syncing ? "running" : "idle",
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  g_string_append (out, ",\"legs\":[");
+  for (i = 0; i < m->nr_legs; i++) {
+    struct mirror_leg *leg = &m->legs[i];
+
+    g_string_append (out, i ? ",{\"leg\":" : "{\"leg\":");
+    ndm_json_string (out, leg->chk.dev->uri);
+    g_string_append_printf (out, ",\"state\":\"%s\",\"health\":\"%c\","
+                            "\"fail_count\":%u", leg_state_locked (m, leg),
+                            leg->health, leg->chk.fail_count);
+    if (leg->chk.reason != NULL) {
+      g_string_append (out, ",\"reason\":");
+      ndm_json_string (out, leg->chk.reason);
+    }
+    g_string_append_printf (out, ",\"write_errors\":%" PRIu64
+                            ",\"read_errors\":%" PRIu64 ",\"reads\":%"
+                            PRIu64 "}", leg->write_errors, leg->read_errors,
+                            leg->reads);
+  }
+  g_string_append (out, "]}");
+  ndm_mutex_unlock (&m->lock);
+}
+
+/* Each leg's copy, and the log's bytes on its device.  A leg refused for
+ * its size is not used: no range to check (as multipath's paths).
+ */
+static int
+mirror_iterate_devices (struct ndm_target *ti, ndm_iterate_devices_fn fn,
+                        void *data)
+{
+  struct mirror_c *m = ti->private;
+  g_autoptr (GPtrArray) legs = g_ptr_array_new ();
+  unsigned i;
+  int r = 0;
+
+  ndm_mutex_lock (&m->lock);
+  for (i = 0; i < m->nr_legs; i++) {
+    struct mirror_leg *leg = &m->legs[i];
+    struct ndm_device *dev = leg->chk.dev;
+
+    if (leg->chk.reason == NULL ||
+        (!__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE) &&
+         dev->size == m->checker.size))
+      g_ptr_array_add (legs, leg);
+  }
+  ndm_mutex_unlock (&m->lock);
+  for (i = 0; i < legs->len && r == 0; i++) {
+    struct mirror_leg *leg = legs->pdata[i];
+
+    r = fn (ti, leg->chk.dev, leg->offset, ti->len << NDM_SECTOR_SHIFT, data);
+  }
+  if (r == 0 && m->log->dev != NULL)
+    r = fn (ti, m->log->dev, 0, ndm_dirty_log_dev_bytes (m->log), data);
+  return r;
+}
+
+const struct ndm_target_type ndm_mirror_target = {
+  .name = "mirror", .version = { 1, 14, 0 },
+  .ctr = mirror_ctr, .dtr = mirror_dtr, .map = mirror_map,   /* required */
+  .end_io = mirror_end_io, .release_clone = mirror_release_clone,
+  .status = mirror_status, .status_json = mirror_status_json,
+  .messages = mirror_messages,                               /* optional */
+  .iterate_devices = mirror_iterate_devices,
+  .presuspend = mirror_presuspend, .postsuspend = mirror_postsuspend,
+  .resume = mirror_resume,
+};

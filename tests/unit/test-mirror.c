@@ -1,0 +1,978 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* mirror: a write reaches every leg in service and succeeds while one leg
+ * took it (both completion orders, with and without handle_errors); every
+ * leg failing is EIO, or the target error unchanged (R5); the last leg in
+ * sync is never failed; FUA per leg and flush to every leg and the log
+ * device (R9); the disk log's mark is on the log device before any leg
+ * sees the first write to a clean region, and a failed leg is in the
+ * log's header before the write is acknowledged; reads are balanced by
+ * the policy, read out-of-sync regions from the default leg only, and
+ * move to another leg on EIO but not on a request error; messages, table
+ * and status in dm-raid1's format (docs/targets/mirror.md).
+ *
+ * Legs are fakes: "held" ones let the test order completions.
+ */
+#include <stdlib.h>
+
+#include "core.h"
+#include "dirty-log.h"
+#include "harness.h"
+
+#define KIB 1024
+
+/* "<in sync>/<regions> 1 <letters>" of the status line. */
+static char *
+sync_and_letters (struct ndm_md *md)
+{
+  g_autofree char *s = h_command_ok (md, "status");
+  g_auto (GStrv) w = g_strsplit (s, " ", -1);
+  unsigned nlegs = atoi (w[3]);
+
+  return g_strdup_printf ("%s %s %s", w[4 + nlegs], w[5 + nlegs],
+                          w[6 + nlegs]);
+}
+
+/* The mapped device's event count now. */
+static unsigned
+event_nr (struct ndm_md *md)
+{
+  return ndm_md_wait_event (md, G_MAXUINT, 0);
+}
+
+/* Poll until the status's "<in sync>/<regions> 1 <letters>" is want
+ * (the resync runs on its own thread), completing what the held legs
+ * among a and b (NULL: none) were sent meanwhile; the test fails after
+ * 10 s.
+ */
+static void
+wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (;;) {
+    g_autofree char *got = sync_and_letters (md);
+
+    if (strcmp (got, want) == 0)
+      return;
+    if (a != NULL)
+      fake_complete_all (a);
+    if (b != NULL)
+      fake_complete_all (b);
+    if (g_get_monotonic_time () > end)
+      g_error ("status '%s', expected '%s'", got, want);
+    g_usleep (2000);
+  }
+}
+
+/* 1 MiB legs, 64 KiB regions (16 regions), the core log with every
+ * region in sync at load, a and b held.
+ */
+#define LEGS_HELD "2 fake://a?mode=held 0 fake://b?mode=held 0"
+#define MIRROR_CORE(features) \
+  "0 2048 mirror core 2 128 nosync " LEGS_HELD features
+
+/* ---- writes: one leg fails ------------------------------------------------------ */
+
+/* Writes of len bytes at offset in fd's log (the client's; a copy's are
+ * a region long).
+ */
+static unsigned
+client_writes (struct fake_dev *fd, uint64_t offset, uint64_t len)
+{
+  g_autoptr (GArray) log = fake_log (fd);
+  unsigned i, n = 0;
+
+  for (i = 0; i < log->len; i++) {
+    const struct fake_cmd *c = &g_array_index (log, struct fake_cmd, i);
+
+    n += c->op == NDM_OP_WRITE && c->offset == offset && c->len == len;
+  }
+  return n;
+}
+
+struct one_leg_fails {
+  const char *name;
+  bool handle_errors;
+  bool a_first;                 /* a's failure completes before b's ok */
+};
+
+static const struct one_leg_fails one_leg_fails[] = {
+  { "handle-errors/leg0-fails-first", true, true },
+  { "handle-errors/leg0-fails-last", true, false },
+  { "no-handle-errors/leg0-fails-first", false, true },
+  { "no-handle-errors/leg0-fails-last", false, false },
+};
+
+/* a fails the write, b takes it: no client error either way; the tail
+ * (all of it: a's bio at offset 0 failed) goes again to b only; the
+ * region is out of sync; a is out of service (handle_errors: fenced,
+ * 'D', and a later write skips it) or kept in service with 'D' (dm's
+ * default: a later write still goes to it, and the resync copies the
+ * region to it).
+ */
+static void
+test_one_leg_fails (gconstpointer data)
+{
+  const struct one_leg_fails *t = data;
+  struct ndm_md *md = h_md_new (t->handle_errors
+                                ? MIRROR_CORE (" 1 handle_errors")
+                                : MIRROR_CORE (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  g_autofree char *st = NULL;
+  unsigned sent;
+  struct h_io *io;
+
+  h_fill (buf, 4 * KIB, 3);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 8 * KIB, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  if (t->a_first) {
+    fake_complete (a, 0, ECONNRESET);
+    g_assert_false (h_io_done (io));    /* R1: b's bio is in flight */
+    fake_complete (b, 0, 0);
+  }
+  else {
+    fake_complete (b, 0, 0);
+    g_assert_false (h_io_done (io));
+    fake_complete (a, 0, ECONNRESET);
+  }
+  if (t->handle_errors) {
+    /* The requeued tail: b again, never a; a out of service, so no
+     * resync runs (core/region-hash.h: nothing is copied while a leg is
+     * out).
+     */
+    fake_wait_pending (b, 1);
+    g_assert_cmpuint (fake_pending (a), ==, 0);
+    fake_complete (b, 1, 0);
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+    st = sync_and_letters (md);
+    g_assert_cmpstr (st, ==, "15/16 1 DA");
+    g_assert_cmpuint (fake_submitted (a), ==, 1);
+  }
+  else {
+    /* a stays in service: the resync may copy the region (from b to
+     * a) before or after the tail is mapped again, and the tail waits
+     * for that copy.  Whatever the order, the tail goes to b only (a
+     * gets no 4 KiB write at 8 KiB again) and a ends with the data.
+     */
+    while (!h_io_done (io)) {
+      fake_complete_all (b);
+      fake_complete_all (a);
+      g_usleep (1000);
+    }
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+    g_assert_cmpuint (client_writes (a, 8 * KIB, 4 * KIB), ==, 1);
+    g_assert_cmpuint (client_writes (b, 8 * KIB, 4 * KIB), ==, 2);
+    wait_sync (md, "16/16 1 DA", a, b);
+    g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  }
+  g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  g_assert_cmpuint (fake_fences (a), ==, t->handle_errors ? 1 : 0);
+
+  /* The next write: to b alone with handle_errors, else to both. */
+  sent = fake_submitted (a);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 512 * KIB, 0);
+  fake_wait_pending (b, 1);
+  if (!t->handle_errors) {
+    fake_wait_pending (a, 1);
+    fake_complete_all (a);
+  }
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_assert_cmpuint (fake_submitted (a), ==, sent + !t->handle_errors);
+  h_md_free (md);
+}
+
+/* ---- writes: every leg fails --------------------------------------------------- */
+
+struct every_leg {
+  const char *name;
+  int err_a, err_b;             /* a's completes first */
+  int want;                     /* the client's */
+};
+
+/* The last two are R3's tie: both legs' bios are at clone offset 0, so
+ * the first to arrive settles the clone's error.
+ */
+static const struct every_leg every_leg[] = {
+  { "eio", EIO, EIO, EIO },
+  { "path-error-is-eio", ENOTCONN, ENOTCONN, EIO },
+  { "target-error-unchanged", ENOSPC, ENOSPC, ENOSPC },
+  { "r3-tie/target-error-first", ENOSPC, EIO, ENOSPC },
+  { "r3-tie/eio-first", EIO, ENOSPC, EIO },
+};
+
+static void
+test_every_leg_fails (gconstpointer data)
+{
+  const struct every_leg *t = data;
+  struct ndm_md *md = h_md_new (MIRROR_CORE (" 1 handle_errors"), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  g_autofree char *st = NULL;
+  struct h_io *io;
+
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete (a, 0, t->err_a);
+  fake_complete (b, 0, t->err_b);
+  g_assert_cmpint (h_io_wait (io), ==, t->want);
+  /* a left service; b, the last leg in sync, did not. */
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "15/16 1 DD");
+  g_assert_cmpuint (fake_fences (a), ==, 1);
+  g_assert_cmpuint (fake_fences (b), ==, 0);
+  h_md_free (md);
+}
+
+/* The last leg in sync is never taken out of service (md raid1): once a
+ * is failed by message, b's write error reaches the client, and b stays.
+ */
+static void
+test_last_leg_never_failed (void)
+{
+  struct ndm_md *md = h_md_new (MIRROR_CORE (" 1 handle_errors"), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  g_autofree char *out = NULL, *st = NULL;
+  g_autofree char *json = NULL;
+  GError *err = NULL;
+  struct h_io *io;
+
+  out = h_command_ok (md, "message 0 fail_leg fake://a?mode=held");
+  g_assert_cmpuint (fake_fences (a), ==, 1);
+  g_assert_null (h_command (md, "message 0 fail_leg fake://b?mode=held",
+                            &err));
+  g_assert_nonnull (strstr (err->message, "is the last leg in sync"));
+  g_clear_error (&err);
+
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0);
+  fake_wait_pending (b, 1);
+  g_assert_cmpuint (fake_submitted (a), ==, 0);
+  fake_complete (b, 0, ENOTCONN);
+  g_assert_cmpint (h_io_wait (io), ==, EIO);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "15/16 1 UD");
+  json = h_command_ok (md, "status --json");
+  g_assert_nonnull (strstr (json, "{\"leg\":\"fake://b?mode=held\","
+                            "\"state\":\"in_sync\",\"health\":\"D\","
+                            "\"fail_count\":0"));
+  g_assert_cmpuint (fake_fences (b), ==, 0);
+  h_md_free (md);
+}
+
+/* R6: a's bio cannot even start; b's bio after it is cancelled.  The
+ * request goes on: the whole clone is written to b.
+ */
+static void
+test_leg_start_fails (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0 1 handle_errors",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (8 * KIB);
+  g_autofree char *st = NULL;
+
+  h_fill (buf, 8 * KIB, 5);
+  fake_fail_submit_at (a, 0, ENOTCONN);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 8 * KIB, 0, 0), ==, 0);
+  g_assert_cmpmem (fake_data (b), 8 * KIB, buf, 8 * KIB);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "15/16 1 DA");
+  h_md_free (md);
+}
+
+/* R9: FUA goes with each leg's bio, trim and zero go to every leg. */
+static void
+test_fua_per_leg (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  struct fake_dev *legs[] = { a, b };
+  unsigned i;
+
+  h_fill (buf, 4 * KIB, 1);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 4 * KIB,
+                         NDM_REQ_FUA), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_TRIM, NULL, 4 * KIB, 64 * KIB, 0), ==,
+                   0);
+  g_assert_cmpint (h_io (md, NDM_OP_ZERO, NULL, 4 * KIB, 128 * KIB, 0), ==,
+                   0);
+  for (i = 0; i < G_N_ELEMENTS (legs); i++) {
+    g_autoptr (GArray) log = fake_log (legs[i]);
+    const struct fake_cmd *c;
+
+    g_assert_cmpuint (log->len, ==, 3);
+    c = &g_array_index (log, struct fake_cmd, 0);
+    g_assert_cmpint (c->op, ==, NDM_OP_WRITE);
+    g_assert_true (c->flags & NDM_REQ_FUA);
+    g_assert_cmpuint (c->offset, ==, 4 * KIB);
+    g_assert_cmpint (g_array_index (log, struct fake_cmd, 1).op, ==,
+                     NDM_OP_TRIM);
+    g_assert_cmpint (g_array_index (log, struct fake_cmd, 2).op, ==,
+                     NDM_OP_ZERO);
+    g_assert_cmpmem (fake_data (legs[i]) + 4 * KIB, 4 * KIB, buf, 4 * KIB);
+  }
+  h_md_free (md);
+}
+
+/* Legs at other offsets: each gets the write at its own. */
+static void
+test_leg_offsets (void)
+{
+  struct ndm_md *md = h_md_new ("0 1024 mirror core 2 128 nosync "
+                                "2 fake://a 16 fake://b 1024", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  g_autofree char *back = g_malloc (4 * KIB);
+
+  h_fill (buf, 4 * KIB, 9);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 4 * KIB, 0), ==, 0);
+  g_assert_cmpmem (fake_data (a) + 8 * KIB + 4 * KIB, 4 * KIB, buf, 4 * KIB);
+  g_assert_cmpmem (fake_data (b) + 512 * KIB + 4 * KIB, 4 * KIB, buf,
+                   4 * KIB);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, back, 4 * KIB, 4 * KIB, 0), ==, 0);
+  g_assert_cmpmem (back, 4 * KIB, buf, 4 * KIB);
+  h_md_free (md);
+}
+
+/* ---- flush ---------------------------------------------------------------------- */
+
+/* Every leg and the log device flush; one leg failing it is 'F' and the
+ * flush still succeeds.
+ */
+static void
+test_flush (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b 0 1 handle_errors",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  struct fake_dev *l = fake_lookup ("l");
+  unsigned lf = fake_count_op (l, NDM_OP_FLUSH);
+  g_autofree char *st = NULL;
+
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_FLUSH), ==, 1);
+  g_assert_cmpuint (fake_count_op (l, NDM_OP_FLUSH), ==, lf + 1);
+
+  fake_fail_at (a, 1, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "16/16 1 FA");
+  g_assert_cmpuint (fake_fences (a), ==, 1);
+  h_md_free (md);
+}
+
+/* ---- the log ------------------------------------------------------------------- */
+
+/* A disk log on fake://l: the bit of the first write's region is on the
+ * log device (bitmap byte 4096 on, written with FUA) before the leg sees
+ * the write; a second write to the same region needs no log write.
+ */
+static void
+test_mark_before_first_write (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  struct fake_dev *l = fake_lookup ("l");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  unsigned lw = fake_count_op (l, NDM_OP_WRITE);
+  struct h_io *io, *io2;
+
+  g_assert_cmpint (fake_data (l)[NDM_DIRTY_LOG_HEADER_SIZE + 0], ==, 0);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 3 * 64 * KIB, 0);
+  fake_wait_pending (a, 1);
+  /* Region 3 is bit 3 of the bitmap's first byte. */
+  g_assert_cmpint (fake_data (l)[NDM_DIRTY_LOG_HEADER_SIZE], ==, 1 << 3);
+  g_assert_cmpuint (fake_count_op (l, NDM_OP_WRITE), ==, lw + 1);
+  {
+    g_autoptr (GArray) log = fake_log (l);
+    const struct fake_cmd *c = &g_array_index (log, struct fake_cmd,
+                                               log->len - 1);
+
+    g_assert_cmpint (c->op, ==, NDM_OP_WRITE);
+    g_assert_true (c->flags & NDM_REQ_FUA);
+  }
+  fake_wait_pending (b, 1);
+
+  /* Started while the first is in flight, so the region cannot have
+   * gone clean meanwhile: its mark is on the device, no log write.
+   */
+  io2 = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB,
+                    3 * 64 * KIB + 8 * KIB, 0);
+  fake_wait_pending (a, 2);
+  fake_wait_pending (b, 2);
+  fake_complete_all (a);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_assert_cmpint (h_io_wait (io2), ==, 0);
+  g_assert_cmpuint (fake_count_op (l, NDM_OP_WRITE), ==, lw + 1);
+  h_md_free (md);
+}
+
+/* The log device fails the mark's write.
+ */
+static void
+test_log_failure_goes_on (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *l = fake_lookup ("l");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  struct h_io *io;
+
+  /* The next log command fails: the mark is not on the device, the log
+   * is 'D', and without keep_log the write goes on with the mark in
+   * memory.
+   */
+  fake_fail_at (l, fake_submitted (l), EIO);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
+  {
+    g_autofree char *s = h_command_ok (md, "status");
+
+    g_assert_true (g_str_has_suffix (s, " 3 disk fake://l D"));
+  }
+  h_md_free (md);
+}
+
+/* keep_log: a write whose mark cannot be written fails with EIO, and
+ * reaches no leg.
+ */
+static void
+test_keep_log_eio (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b 0 "
+                                "2 handle_errors keep_log", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *l = fake_lookup ("l");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+
+  fake_fail_at (l, fake_submitted (l), EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0), ==, EIO);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
+  h_md_free (md);
+}
+
+/* A leg that failed a write is in the log's header (failed legs) before
+ * the write is acknowledged: a restart never copies from it.
+ */
+static void
+test_failed_leg_logged_before_ack (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b 0 1 handle_errors",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *l = fake_lookup ("l");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  struct ndm_dirty_log_header h;
+  uint64_t gen;
+
+  memcpy (&h, fake_data (l), sizeof h);
+  gen = GUINT64_FROM_LE (h.generation);
+  g_assert_cmpuint (GUINT64_FROM_LE (h.failed_legs), ==, 0);
+  fake_fail_at (a, 0, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0), ==, 0);
+  memcpy (&h, fake_data (l), sizeof h);
+  g_assert_cmpuint (GUINT64_FROM_LE (h.failed_legs), ==, 1);
+  g_assert_cmpuint (GUINT64_FROM_LE (h.generation), >, gen);
+  h_md_free (md);
+}
+
+/* ---- reads --------------------------------------------------------------------- */
+
+struct policy {
+  const char *name;
+  const char *feature;
+  unsigned want_a, want_b;      /* of 8 sequential reads */
+};
+
+static const struct policy policies[] = {
+  { "queue-length", "", 4, 4 },
+  { "round-robin", " 2 read_balance round-robin", 4, 4 },
+  { "default-leg", " 2 read_balance default_leg", 8, 0 },
+};
+
+static void
+test_read_policy (gconstpointer data)
+{
+  const struct policy *t = data;
+  g_autofree char *table = g_strdup_printf ("0 2048 mirror core 2 128 "
+                                            "nosync 2 fake://a 0 fake://b 0"
+                                            "%s", t->feature);
+  struct ndm_md *md = h_md_new (table, NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4096];
+  unsigned i;
+
+  for (i = 0; i < 8; i++)
+    g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf,
+                           i * 64 * KIB, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, t->want_a);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, t->want_b);
+  h_md_free (md);
+}
+
+/* queue-length: with a read in flight on a, the next goes to b, and the
+ * next to a or b again once both are idle.
+ */
+static void
+test_read_queue_length_busy (void)
+{
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf1[4096], buf2[4096], buf3[4096];
+  struct h_io *io1, *io2, *io3;
+
+  io1 = h_io_start (md, NDM_OP_READ, buf1, sizeof buf1, 0, 0);
+  fake_wait_pending (a, 1);
+  io2 = h_io_start (md, NDM_OP_READ, buf2, sizeof buf2, 0, 0);
+  fake_wait_pending (b, 1);
+  io3 = h_io_start (md, NDM_OP_READ, buf3, sizeof buf3, 0, 0);
+  /* Both have one: ties go in turn, to a. */
+  fake_wait_pending (a, 2);
+  fake_complete_all (a);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait (io1), ==, 0);
+  g_assert_cmpint (h_io_wait (io2), ==, 0);
+  g_assert_cmpint (h_io_wait (io3), ==, 0);
+  h_md_free (md);
+}
+
+/* Without nosync the core log knows nothing: every region is out of
+ * sync, so reads go to the default leg only, whatever the policy (b is
+ * held, so the resync's first copy to it, and the rest, wait for the
+ * test); once the resync is done they go round.
+ */
+static void
+test_nosync_region_default_leg_only (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 1 128 "
+                                "2 fake://a 0 fake://b?mode=held 0 "
+                                "2 read_balance round-robin", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *st = sync_and_letters (md);
+  char buf[4096];
+  unsigned i, ra;
+
+  g_assert_cmpstr (st, ==, "0/16 1 AA");
+  for (i = 0; i < 4; i++)
+    g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf,
+                           i * 64 * KIB, 0), ==, 0);
+  ra = fake_count_op (a, NDM_OP_READ);
+  g_assert_cmpuint (ra, >=, 4);         /* and the copies' reads */
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, 0);
+  wait_sync (md, "16/16 1 AA", NULL, b);
+  ra = fake_count_op (a, NDM_OP_READ);
+  for (i = 0; i < 4; i++) {
+    struct h_io *io = h_io_start (md, NDM_OP_READ, buf, sizeof buf, 0, 0);
+
+    if (i % 2 == 1) {
+      fake_wait_pending (b, 1);
+      fake_complete_all (b);
+    }
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+  }
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, ra + 2);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, 2);
+  h_md_free (md);
+}
+
+/* EIO from a: the read is served from b, a counts a read error ('R')
+ * and stays in service.
+ */
+static void
+test_read_eio_retried (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0 "
+                                "2 read_balance default_leg", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4096];
+  g_autofree char *st = NULL;
+
+  h_fill (fake_data (b), 1 << 20, 4);
+  fake_fail_at (a, 0, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 4096, 0), ==, 0);
+  g_assert_cmpmem (buf, sizeof buf, fake_data (b) + 4096, sizeof buf);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "16/16 1 RA");
+  /* Still in the balance: the next read goes to a again. */
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 4096, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 2);
+  h_md_free (md);
+}
+
+/* Both legs fail the read: EIO. */
+static void
+test_read_every_leg_fails (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4096];
+
+  fake_fail_range (a, 0, 4096, EIO);
+  fake_fail_range (b, 0, 4096, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, EIO);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ) +
+                    fake_count_op (b, NDM_OP_READ), ==, 2);
+  h_md_free (md);
+}
+
+/* EINVAL describes the request, not the leg: unchanged, not retried. */
+static void
+test_read_request_error_not_retried (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0 "
+                                "2 read_balance default_leg", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4096];
+
+  fake_fail_at (a, 0, EINVAL);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==,
+                   EINVAL);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, 0);
+  h_md_free (md);
+}
+
+/* A region written while a leg was out is out of sync: read from the
+ * default leg, the one that took the write.
+ */
+static void
+test_degraded_write_then_read (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0 1 handle_errors",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  g_autofree char *back = g_malloc (4 * KIB);
+  g_autofree char *st = NULL;
+  unsigned i;
+
+  g_free (h_command_ok (md, "message 0 fail_leg fake://a"));
+  h_fill (buf, 4 * KIB, 8);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "15/16 1 UA");
+  for (i = 0; i < 3; i++) {
+    g_assert_cmpint (h_io (md, NDM_OP_READ, back, 4 * KIB, 0, 0), ==, 0);
+    g_assert_cmpmem (back, 4 * KIB, buf, 4 * KIB);
+  }
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 0);
+  h_md_free (md);
+}
+
+/* ---- resync -------------------------------------------------------------------- */
+
+/* The core log without nosync knows nothing: every region is copied
+ * from the default leg (a), and an event says when all are in sync.
+ */
+static void
+test_resync_copies_all (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  unsigned ev = event_nr (md);
+
+  h_fill (fake_data (a), 1 << 20, 6);
+  /* Nothing is copied before a answers the first read. */
+  fake_wait_pending (a, 1);
+  g_assert_cmpint (fake_data (b)[0], ==, 0);
+  wait_sync (md, "16/16 1 AA", a, NULL);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_assert_cmpuint (event_nr (md), >, ev);
+  h_md_free (md);
+}
+
+/* The copies to b fail.  With handle_errors, b is failed ('S', fenced)
+ * and, a leg being out, nothing more is copied; without, as dm, the
+ * error is ignored for the region (in sync) but b is no read source.
+ */
+static void
+test_resync_destination_fails (gconstpointer data)
+{
+  bool handle_errors = GPOINTER_TO_INT (data);
+  g_autofree char *table = g_strdup_printf ("0 2048 mirror core 1 128 "
+                                            "2 fake://a?mode=held 0 "
+                                            "fake://b 0%s",
+                                            handle_errors
+                                            ? " 1 handle_errors" : "");
+  struct ndm_md *md = h_md_new (table, NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4096];
+  unsigned i, rb;
+
+  /* The first copy waits for a's read: b fails from before it. */
+  fake_fail_range (b, 0, 1 << 20, EIO);
+  wait_sync (md, handle_errors ? "0/16 1 AS" : "16/16 1 AS", a, NULL);
+  g_assert_cmpuint (fake_fences (b), ==, handle_errors ? 1 : 0);
+  if (handle_errors) {
+    /* Still nothing copied a while later. */
+    g_usleep (300000);
+    g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, 1);
+  }
+  rb = fake_count_op (b, NDM_OP_READ);
+  for (i = 0; i < 4; i++) {
+    struct h_io *io = h_io_start (md, NDM_OP_READ, buf, sizeof buf,
+                                  i * 64 * KIB, 0);
+
+    fake_wait_pending (a, 1);
+    fake_complete_all (a);
+    g_assert_cmpint (h_io_wait (io), ==, 0);
+  }
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, rb);
+  h_md_free (md);
+}
+
+/* A client write to the region being copied waits for the copy, then
+ * goes to every leg: the copy never overwrites it, it is not lost, and
+ * every leg ends with the client's data.
+ */
+static void
+test_write_to_recovering_region (void)
+{
+  struct ndm_md *md = h_md_new ("0 128 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  struct h_io *io;
+
+  h_fill (fake_data (a), 64 * KIB, 2);
+  h_fill (buf, 4 * KIB, 3);
+  fake_wait_pending (a, 1);               /* the copy's read */
+  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 8 * KIB, 0);
+  g_usleep (50000);
+  /* Held: no bio of it anywhere while the copy runs. */
+  g_assert_cmpuint (fake_submitted (a), ==, 1);
+  g_assert_cmpuint (fake_submitted (b), ==, 0);
+  g_assert_false (h_io_done (io));
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);               /* the copy's write */
+  g_assert_false (h_io_done (io));
+  fake_complete_all (b);
+  fake_wait_pending (b, 1);               /* its flush */
+  fake_complete_all (b);
+  /* Released: the write goes to both. */
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete_all (a);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+  g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
+  g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
+  wait_sync (md, "1/1 1 AA", NULL, NULL);
+  h_md_free (md);
+}
+
+/* ---- suspend, reload, resume --------------------------------------------------- */
+
+/* A suspend stops the log's and the resync's threads (postsuspend,
+ * presuspend) and a resume starts them again: first writes to clean
+ * regions still get their marks committed, by this table after a
+ * resume, by the next one after a reload, and the resync goes on.
+ */
+static int suspended;
+
+static gpointer
+suspend_thread (gpointer data)
+{
+  g_assert_cmpint (ndm_md_suspend (data, false, NULL), ==, 0);
+  g_atomic_int_set (&suspended, 1);
+  return NULL;
+}
+
+static void
+test_suspend_resume_threads (void)
+{
+  const char *table = "0 2048 mirror disk 3 fake://l 128 nosync "
+    "2 fake://a 0 fake://b 0";
+  struct ndm_md *md = h_md_new (table, NULL);
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  struct fake_dev *a;
+  GThread *suspender;
+  GError *err = NULL;
+  unsigned r;
+
+  for (r = 0; r < 3; r++) {
+    struct h_io *io;
+
+    if (r == 1) {
+      g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+      g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+    }
+    if (r == 2) {
+      g_assert_cmpint (ndm_md_reload (md, table, false, &err), ==, 0);
+      g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+      g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+    }
+    g_assert_no_error (err);
+    io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, r * 64 * KIB, 0);
+    g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  }
+  h_md_free (md);
+
+  /* The resync, stopped by a suspend mid-way (the copy under way ends
+   * first: a's reads are completed until the suspend returns), ends
+   * after the resume.
+   */
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a?mode=held 0 "
+                 "fake://b 0", NULL);
+  a = fake_lookup ("a");
+  fake_wait_pending (a, 1);
+  fake_complete_all (a);
+  suspender = g_thread_new ("suspend", suspend_thread, md);
+  while (!g_atomic_int_get (&suspended)) {
+    fake_complete_all (a);
+    g_usleep (1000);
+  }
+  g_thread_join (suspender);
+  g_assert_cmpuint (fake_pending (a), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  wait_sync (md, "16/16 1 AA", a, NULL);
+  h_md_free (md);
+}
+
+/* ---- table, status, messages ----------------------------------------------------- */
+
+static void
+test_table_format (void)
+{
+  struct ndm_md *md = h_md_new ("0 1024 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b 8 1 handle_errors",
+                                NULL);
+  g_autofree char *t = h_command_ok (md, "table");
+  g_autofree char *s = h_command_ok (md, "status");
+  g_autofree char *json = h_command_ok (md, "status --json");
+  struct ndm_md *md2;
+  g_autofree char *t2 = NULL, *s2 = NULL;
+
+  g_assert_cmpstr (t, ==, "0 1024 mirror disk 3 fake://l 128 nosync "
+                   "2 fake://a 0 "
+                   "fake://b 8 1 handle_errors");
+  g_assert_cmpstr (s, ==, "0 1024 mirror 2 fake://a fake://b 8/8 1 AA "
+                   "3 disk fake://l A");
+  g_assert_nonnull (strstr (json, "\"detail\":{\"regions\":8,"
+                            "\"in_sync\":8,\"region_size\":65536,"
+                            "\"handle_errors\":true,\"keep_log\":false,"
+                            "\"read_balance\":\"queue-length\","
+                            "\"default_leg\":\"fake://a\",\"log\":{"));
+  g_assert_nonnull (strstr (json, "\"legs\":[{\"leg\":\"fake://a\","
+                            "\"state\":\"in_sync\",\"health\":\"A\","
+                            "\"fail_count\":0,\"write_errors\":0,"
+                            "\"read_errors\":0,\"reads\":0},"));
+  h_md_free (md);
+
+  md2 = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0 "
+                  "4 handle_errors keep_log read_balance round-robin", NULL);
+  t2 = h_command_ok (md2, "table");
+  s2 = h_command_ok (md2, "status");
+  g_assert_cmpstr (t2, ==, "0 2048 mirror core 2 128 nosync 2 fake://a 0 "
+                   "fake://b 0 4 handle_errors keep_log read_balance "
+                   "round-robin");
+  g_assert_cmpstr (s2, ==, "0 2048 mirror 2 fake://a fake://b 16/16 1 AA "
+                   "1 core");
+  h_md_free (md2);
+}
+
+/* A leg that cannot be reached at load is kept, failed ('U'), and the
+ * mirror serves from the other.
+ */
+static void
+test_absent_leg_at_load (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://missing-a 0 fake://b 0", NULL);
+  g_autofree char *st = sync_and_letters (md);
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+
+  g_assert_cmpstr (st, ==, "16/16 1 UA");
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, 4 * KIB, 0, 0), ==, 0);
+  h_md_free (md);
+}
+
+#define TWO_LEGS "0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0"
+static const struct h_command_error message_errors[] = {
+  { "fail-leg-unknown", TWO_LEGS, "message 0 fail_leg nbd://nowhere",
+    "fail_leg: no leg 'nbd://nowhere' in this target" },
+  { "fail-leg-no-argument", TWO_LEGS, "message 0 fail_leg",
+    "expected one argument" },
+  { "fail-leg-last", TWO_LEGS, "message 0 fail_leg fake://a\n"
+    "message 0 fail_leg fake://b", "fail_leg: leg fake://b is the last leg "
+    "in sync: it stays in service" },
+  { "reinstate-leg-unknown", TWO_LEGS,
+    "message 0 reinstate_leg fake://zz", "reinstate_leg: no leg "
+    "'fake://zz' in this target" },
+  { "reinstate-leg-no-resync", TWO_LEGS, "message 0 fail_leg fake://a\n"
+    "message 0 reinstate_leg fake://a", "reinstate_leg: leg fake://a: "
+    "reinstating a leg is not built yet" },
+  { "unknown", TWO_LEGS, "message 0 frobnicate",
+    "unknown message 'frobnicate'" },
+};
+#undef TWO_LEGS
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  H_ADD_CASES ("/mirror/write", one_leg_fails, test_one_leg_fails);
+  H_ADD_CASES ("/mirror/write/every-leg-fails", every_leg,
+               test_every_leg_fails);
+  g_test_add_func ("/mirror/write/last-leg-never-failed",
+                   test_last_leg_never_failed);
+  g_test_add_func ("/mirror/write/r6/leg-start-fails", test_leg_start_fails);
+  g_test_add_func ("/mirror/write/fua-per-leg", test_fua_per_leg);
+  g_test_add_func ("/mirror/write/leg-offsets", test_leg_offsets);
+  g_test_add_func ("/mirror/write/failed-leg-logged-before-ack",
+                   test_failed_leg_logged_before_ack);
+  g_test_add_func ("/mirror/flush/every-leg-and-log", test_flush);
+  g_test_add_func ("/mirror/log/mark-before-first-write",
+                   test_mark_before_first_write);
+  g_test_add_func ("/mirror/log/failure/goes-on", test_log_failure_goes_on);
+  g_test_add_func ("/mirror/log/failure/keep-log-eio", test_keep_log_eio);
+  H_ADD_CASES ("/mirror/read/policy", policies, test_read_policy);
+  g_test_add_func ("/mirror/read/policy/queue-length-busy",
+                   test_read_queue_length_busy);
+  g_test_add_func ("/mirror/read/nosync-region-default-leg-only",
+                   test_nosync_region_default_leg_only);
+  g_test_add_func ("/mirror/read/eio-retried-on-other-leg",
+                   test_read_eio_retried);
+  g_test_add_func ("/mirror/read/every-leg-fails", test_read_every_leg_fails);
+  g_test_add_func ("/mirror/read/request-error-not-retried",
+                   test_read_request_error_not_retried);
+  g_test_add_func ("/mirror/read/degraded-write-then-read",
+                   test_degraded_write_then_read);
+  g_test_add_func ("/mirror/recovery/copies-all", test_resync_copies_all);
+  g_test_add_data_func ("/mirror/recovery/destination-fails/handle-errors",
+                        GINT_TO_POINTER (1), test_resync_destination_fails);
+  g_test_add_data_func ("/mirror/recovery/destination-fails/ignored",
+                        GINT_TO_POINTER (0), test_resync_destination_fails);
+  g_test_add_func ("/mirror/recovery/write-to-recovering-region",
+                   test_write_to_recovering_region);
+  g_test_add_func ("/mirror/suspend/resume-restarts-threads",
+                   test_suspend_resume_threads);
+  g_test_add_func ("/mirror/table/format", test_table_format);
+  g_test_add_func ("/mirror/leg/absent-at-load", test_absent_leg_at_load);
+  h_add_command_errors ("/mirror/message/error", message_errors,
+                        G_N_ELEMENTS (message_errors));
+  return g_test_run ();
+}
