@@ -984,8 +984,9 @@ test_reinstate_resyncs_written (void)
   g_assert_cmpstr (st, ==, "14/16 1 AD");
   g_assert_cmpuint (fake_pending (b), ==, 0);
 
-  ev = event_nr (md);
   g_free (h_command_ok (md, "message 0 reinstate_leg fake://b?mode=held"));
+  /* b is held: nothing is copied yet, so the event comes later. */
+  ev = event_nr (md);
   wait_sync (md, "16/16 1 AA", NULL, b);
   copied = copies (b);
   g_assert_cmpstr (copied->str, ==, "128K 512K ");
