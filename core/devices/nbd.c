@@ -335,9 +335,13 @@ watch_declare_dead (const char *uri)
   watch_wake ();
 }
 
-/* Writes of uri's cut connections quarantined now (for status). */
+/* Over uri's cut connections still watched: the writes their ghosts
+ * quarantine now (for status), or with ghosts, how many ghosts are
+ * unresolved: what those connections were sent may still land (the
+ * watcher drops a connection once it cannot).
+ */
 static unsigned
-watch_quarantined (const char *uri)
+watch_count (const char *uri, bool ghosts)
 {
   unsigned i, n = 0;
 
@@ -346,25 +350,8 @@ watch_quarantined (const char *uri)
     struct nbd_conn *c = watch.conns->pdata[i];
 
     if (strcmp (c->uri, uri) == 0)
-      n += ndm_ghost_cells (c->ghost);
-  }
-  ndm_mutex_unlock (&watch.lock);
-  return n;
-}
-
-/* Cut connections of uri whose ghost is unresolved: what they were sent
- * may still land (the watcher drops a connection once it cannot).
- */
-static unsigned
-watch_unresolved (const char *uri)
-{
-  unsigned i, n = 0;
-
-  ndm_mutex_lock (&watch.lock);
-  for (i = 0; watch.conns != NULL && i < watch.conns->len; i++) {
-    struct nbd_conn *c = watch.conns->pdata[i];
-
-    n += strcmp (c->uri, uri) == 0 && !ndm_ghost_resolved (c->ghost);
+      n += ghosts ? !ndm_ghost_resolved (c->ghost)
+        : ndm_ghost_cells (c->ghost);
   }
   ndm_mutex_unlock (&watch.lock);
   return n;
@@ -1364,7 +1351,7 @@ nbd_unresolved_ghosts (struct ndm_device *dev)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
 
-  return g_atomic_int_get (&nd->severing) + watch_unresolved (dev->uri);
+  return g_atomic_int_get (&nd->severing) + watch_count (dev->uri, true);
 }
 
 /* "up", "degraded 1/2" or "down (reason)": how the pool stands; then
@@ -1374,7 +1361,7 @@ static void
 nbd_status (struct ndm_device *dev, GString *out)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
-  unsigned i, up = 0, q = watch_quarantined (dev->uri);
+  unsigned i, up = 0, q = watch_count (dev->uri, false);
 
   ndm_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)

@@ -935,6 +935,21 @@ io_completing (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t len,
   return h_io_wait (io);
 }
 
+/* A write of buf to offset, during which the held leg fd is fenced
+ * (its server killed, or stopped with fence=ghost): the write succeeds
+ * on the other leg and fd leaves service.
+ */
+static void
+write_fencing (struct ndm_md *md, void *buf, uint64_t offset,
+               struct fake_dev *fd)
+{
+  struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, offset, 0);
+
+  fake_wait_pending (fd, 1);
+  fake_fence_now (fd);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+}
+
 /* Region-long writes (the resync's copies) in fd's log, by offset. */
 static GString *
 copies (struct fake_dev *fd)
@@ -970,13 +985,9 @@ test_reinstate_resyncs_written (void)
   g_autofree char *st = NULL;
   g_autoptr (GString) copied = NULL;
   unsigned ev, reads_a, reads_b, i;
-  struct h_io *io;
 
   h_fill (buf, 4 * KIB, 21);
-  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 128 * KIB, 0);
-  fake_wait_pending (b, 1);
-  fake_fence_now (b);
-  g_assert_cmpint (h_io_wait (io), ==, 0);
+  write_fencing (md, buf, 128 * KIB, b);
   h_fill (buf, 4 * KIB, 22);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 512 * KIB, 0), ==,
                    0);
@@ -1026,15 +1037,11 @@ test_reinstate_waits_for_ghosts (void)
   g_autofree char *new = g_malloc (4 * KIB);
   g_autofree char *st = NULL;
   g_autoptr (GError) err = NULL;
-  struct h_io *io;
   unsigned probes;
 
   h_fill (old, 4 * KIB, 31);
   h_fill (new, 4 * KIB, 32);
-  io = h_io_start (md, NDM_OP_WRITE, old, 4 * KIB, 128 * KIB, 0);
-  fake_wait_pending (b, 1);
-  fake_fence_now (b);
-  g_assert_cmpint (h_io_wait (io), ==, 0);
+  write_fencing (md, old, 128 * KIB, b);
   g_assert_cmpint (h_io (md, NDM_OP_WRITE, new, 4 * KIB, 128 * KIB, 0), ==,
                    0);
 
@@ -1070,15 +1077,11 @@ test_reinstate_after_device_dead (void)
                                 "1 handle_errors",
                                 checker_config (&cfg, false));
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
-  g_autofree char *buf = g_malloc (4 * KIB);
   g_autoptr (GError) err = NULL;
-  struct h_io *io;
+  g_autofree char *buf = g_malloc (4 * KIB);
 
   h_fill (buf, 4 * KIB, 41);
-  io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0);
-  fake_wait_pending (b, 1);
-  fake_fence_now (b);
-  g_assert_cmpint (h_io_wait (io), ==, 0);
+  write_fencing (md, buf, 0, b);
   g_assert_null (h_command (md, "message 0 reinstate_leg " GHOST_B, &err));
   g_assert_nonnull (strstr (err->message, "may still land writes"));
   g_free (h_command_ok (md, "message 0 device_dead " GHOST_B));
