@@ -101,6 +101,8 @@ struct nbd_dev {
   gint settled_gen;             /* atomic: drains the reconnect thread has
                                    since tried to come back from */
   gint64 drained_at;            /* atomic (__atomic): the last drain, us */
+  gint severing;                /* atomic: connections in conn_sever, cut
+                                   but not yet watched */
 
   struct ndm_mutex lock;        /* protects everything below */
   GCond cond;                   /* reconnect thread: a slot was lost */
@@ -333,9 +335,13 @@ watch_declare_dead (const char *uri)
   watch_wake ();
 }
 
-/* Writes of uri's cut connections quarantined now (for status). */
+/* Over uri's cut connections still watched: the writes their ghosts
+ * quarantine now (for status), or with ghosts, how many ghosts are
+ * unresolved: what those connections were sent may still land (the
+ * watcher drops a connection once it cannot).
+ */
 static unsigned
-watch_quarantined (const char *uri)
+watch_count (const char *uri, bool ghosts)
 {
   unsigned i, n = 0;
 
@@ -344,7 +350,8 @@ watch_quarantined (const char *uri)
     struct nbd_conn *c = watch.conns->pdata[i];
 
     if (strcmp (c->uri, uri) == 0)
-      n += ndm_ghost_cells (c->ghost);
+      n += ghosts ? !ndm_ghost_resolved (c->ghost)
+        : ndm_ghost_cells (c->ghost);
   }
   ndm_mutex_unlock (&watch.lock);
   return n;
@@ -378,6 +385,10 @@ conn_sever (struct nbd_conn *c, const char *why)
 
   if (!g_atomic_int_compare_and_exchange (&c->cut, 0, 1))
     return;
+  /* Counted from before its commands fail until the watcher has it: a
+   * leg whose failure they report is not put back in between.
+   */
+  g_atomic_int_inc (&c->nd->severing);
   conn_ghost (c, why);
   g_rw_lock_writer_lock (&c->io_lock);
   if (!nbd_aio_is_dead (c->h) && !nbd_aio_is_closed (c->h)) {
@@ -404,6 +415,7 @@ conn_sever (struct nbd_conn *c, const char *why)
   else
     shutdown (c->fd, SHUT_WR);  /* the server: finish, then close */
   watch_add (c);
+  g_atomic_int_add (&c->nd->severing, -1);
 }
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -1334,6 +1346,14 @@ nbd_declare_dead (struct ndm_device *dev)
   watch_declare_dead (dev->uri);
 }
 
+static unsigned
+nbd_unresolved_ghosts (struct ndm_device *dev)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+
+  return g_atomic_int_get (&nd->severing) + watch_count (dev->uri, true);
+}
+
 /* "up", "degraded 1/2" or "down (reason)": how the pool stands; then
  * ", N writes quarantined" while cut connections may still land some.
  */
@@ -1341,7 +1361,7 @@ static void
 nbd_status (struct ndm_device *dev, GString *out)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
-  unsigned i, up = 0, q = watch_quarantined (dev->uri);
+  unsigned i, up = 0, q = watch_count (dev->uri, false);
 
   ndm_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)
@@ -1393,6 +1413,7 @@ static const struct ndm_device_ops nbd_device_ops = {
   .probe = nbd_probe,
   .connected = nbd_connected,
   .declare_dead = nbd_declare_dead,
+  .unresolved_ghosts = nbd_unresolved_ghosts,
   .close = nbd_close_device,
 };
 

@@ -33,10 +33,17 @@
  * to the other legs in service while no leg is out of service, holding
  * new writes to the region it copies (core/region-hash.h).
  *
- * Not built yet (docs/targets/mirror.md says which): putting a failed
- * leg back (the checker's or reinstate_leg: it needs to know that no
- * cut connection of the leg can still land a write, R10), so a failed
- * leg stays failed until a reload; read repair; verify; resync-rate.
+ * Reinstatement: the core's checker probes the legs from the first
+ * resume; a failed leg that answers is put back (or by reinstate_leg)
+ * only once its device says none of its cut connections can still land
+ * a write (R10: unresolved_ghosts, 0 after the server closed them or the
+ * operator's device_dead), else such a write could land over what the
+ * resync copies.  It is then in service, out of sync: the regions
+ * written while it was out (every region, for a leg out since load) are
+ * copied to it before it serves reads, and its letter is A again.
+ *
+ * Not built yet (docs/targets/mirror.md says which): read repair;
+ * verify; resync-rate.
  *
  * Thread model and locks: map, end_io and release_clone run on request
  * owners, message and status on the control thread, the log's commits on
@@ -86,7 +93,12 @@ struct mirror_leg {
   bool missed;                  /* it failed a write, a flush or a copy
                                    in this table's life: never a source
                                    again, whatever the resync copies
-                                   (dm keeps such a leg's letter too) */
+                                   (dm keeps such a leg's letter too),
+                                   until it is reinstated */
+  bool stale;                   /* out of service since load: any region
+                                   may differ on it */
+  bool reinstated;              /* put back, being resynced: its letter
+                                   is A again once in sync */
   uint64_t write_errors, read_errors, reads;
   unsigned inflight;            /* read clones on it (queue-length) */
 };
@@ -230,8 +242,10 @@ parse_legs (struct ndm_target *ti, struct mirror_c *m, unsigned *argc,
       return -1;
     leg->offset = off << NDM_SECTOR_SHIFT;
     leg->in_sync = ndm_checker_add (&m->checker, &leg->chk, dev);
-    if (!leg->in_sync)
+    if (!leg->in_sync) {
       leg->health = 'U';
+      leg->stale = true;
+    }
   }
   *argc -= 2 * n;
   *argv += 2 * n;
@@ -886,11 +900,13 @@ end_io_read (struct mirror_c *m, struct ndm_clone *clone,
 
 /* With m->lock held: every region is in sync on every leg in service:
  * the legs out of sync that missed nothing in this table's life (the
- * disk log's failed legs at load) are sources again, and leave the
- * log's header.  A leg that missed writes here stays out (dm keeps its
- * letter; only a reload clears it).
+ * disk log's failed legs at load) or were reinstated since are sources
+ * again, and leave the log's header; a reinstated one's letter is A.  A
+ * leg that missed writes here and is still in service stays out (dm
+ * keeps its letter; only a reload or a reinstatement clears it).
+ * Returns whether a leg became a source.
  */
-static void
+static bool
 resync_done_locked (struct mirror_c *m)
 {
   uint64_t in_sync;
@@ -907,12 +923,17 @@ resync_done_locked (struct mirror_c *m)
       if (!leg->chk.active || leg->in_sync || leg->missed)
         continue;
       leg->in_sync = true;
+      if (leg->reinstated) {
+        leg->health = 'A';
+        leg->reinstated = false;
+      }
       ndm_dirty_log_set_leg_failed_locked (m->log, i, false);
       changed = true;
     }
   ndm_mutex_unlock (&m->log->lock);
   if (changed)
     ndm_log_info ("mirror: every region in sync: legs back as sources");
+  return changed;
 }
 
 /* Without the lock: copy [start, start + len) of the target from src to
@@ -1030,7 +1051,9 @@ sync_thread (gpointer data)
     unsigned i, n = 0;
 
     if (!ndm_rh_recovery_prepare_locked (&m->rh, &r)) {
-      resync_done_locked (m);
+      if (resync_done_locked (m))
+        /* Nothing to copy to a reinstated leg: in sync at once. */
+        ndm_target_event (m->ti);
       m->syncing = false;
       ndm_cond_wait_until (&m->rh.cond, &m->lock,
                            g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
@@ -1213,15 +1236,74 @@ mirror_resume (struct ndm_target *ti)
     m->log_thread = ndm_thread_try_new ("ndm-mirror-log", log_thread, m);
   }
   start_sync_thread (m);
+  ndm_mutex_lock (&m->lock);
+  ndm_checker_resume_locked (&m->checker);
+  ndm_mutex_unlock (&m->lock);
 }
 
 /* ---- the legs' checker ---------------------------------------------------------- */
 
-/* The checker's thread is not started (a leg is not put back yet: its
- * cut connections may still land writes over what the resync copied,
- * R10), so these run only through ndm_checker_fail_locked's callers
- * here.
+/* With m->lock held: why the failed leg may not come back now, or NULL.
+ * It must answer as the same data, and nothing a cut connection of it
+ * was sent may land any more (R10): the resync would copy under it.
  */
+static char *
+leg_cannot_return_locked (struct mirror_c *m, struct mirror_leg *leg)
+{
+  struct ndm_device *dev = leg->chk.dev;
+  unsigned ghosts;
+
+  ndm_assert_held (&m->lock);
+  if (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE))
+    return g_strdup ("it has not been reached yet");
+  if (dev->size != m->checker.size)
+    return g_strdup_printf ("it has %" PRIu64 " bytes, the other legs %"
+                            PRIu64 ": not the same data", dev->size,
+                            m->checker.size);
+  if (dev->ops->connected != NULL && !dev->ops->connected (dev))
+    return g_strdup ("its connections are not back yet");
+  ghosts = dev->ops->unresolved_ghosts != NULL ?
+    dev->ops->unresolved_ghosts (dev) : 0;
+  if (ghosts > 0)
+    return g_strdup_printf ("%u cut connection%s may still land writes "
+                            "(R10): waiting for its server to close %s, "
+                            "or for device_dead", ghosts,
+                            ghosts == 1 ? "" : "s",
+                            ghosts == 1 ? "it" : "them");
+  return NULL;
+}
+
+/* With m->lock held: put the failed leg back, out of sync.  What it
+ * missed is NOSYNC already (written while the hash was degraded, or
+ * marked when it failed), or everything for a leg out since load; the
+ * resync copies it once no leg is out of service.
+ */
+static void
+reinstate_leg_locked (struct mirror_c *m, struct mirror_leg *leg,
+                      const char *by)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  if (!ndm_checker_reinstate_locked (&m->checker, &leg->chk))
+    return;
+  leg->in_sync = false;
+  leg->missed = false;
+  leg->reinstated = true;
+  if (leg->stale) {
+    ndm_rh_mark_nosync_locked (&m->rh, 0, m->rh.nr_regions - 1);
+    leg->stale = false;
+  }
+  m->rh.degraded = false;
+  for (i = 0; i < m->nr_legs; i++)
+    if (!m->legs[i].chk.active)
+      m->rh.degraded = true;
+  ndm_log_info ("mirror: leg %s reinstated (%s): resyncing", leg->chk.dev->uri,
+                by);
+  g_cond_broadcast (&m->rh.cond);
+  ndm_target_event (m->ti);
+}
+
 static bool
 checker_fail_locked (void *owner, struct ndm_checked *item, const char *why)
 {
@@ -1233,11 +1315,20 @@ checker_fail_locked (void *owner, struct ndm_checked *item, const char *why)
 static void
 checker_reinstate_locked (void *owner, struct ndm_checked *item)
 {
-  /* Refused until the device can say that none of its cut connections
-   * can still land a write (R10): the resync would copy under them.
-   */
-  ndm_log_info ("mirror: leg %s answers; not reinstated: reinstating a "
-                "leg is not built yet", item->dev->uri);
+  struct mirror_c *m = owner;
+  g_autofree char *why = leg_cannot_return_locked (m, leg_of (item));
+
+  if (why == NULL) {
+    reinstate_leg_locked (m, leg_of (item), "it answers");
+    return;
+  }
+  /* Asked every round: said once. */
+  if (item->reason == NULL || strcmp (item->reason, why) != 0) {
+    ndm_log_info ("mirror: leg %s answers; not reinstated: %s",
+                  item->dev->uri, why);
+    g_free (item->reason);
+    item->reason = g_steal_pointer (&why);
+  }
 }
 
 static void
@@ -1296,19 +1387,33 @@ message_fail_leg (struct ndm_target *ti, unsigned argc, char **argv,
   return 0;
 }
 
+/* What the checker does for a leg that answers, on demand (flap damping
+ * aside: the operator decides).
+ */
 static int
 message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
                        GString *result, GError **err)
 {
   struct mirror_c *m = ti->private;
+  struct mirror_leg *leg = find_leg (m, argv[0], argv[1], err);
+  g_autofree char *why = NULL;
 
-  if (find_leg (m, argv[0], argv[1], err) == NULL)
+  if (leg == NULL)
     return -1;
-  g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-               "reinstate_leg: leg %s: reinstating a leg is not built yet "
-               "(no cut connection of it may still land a write, R10, and "
-               "nothing tells that yet): reload the table", argv[1]);
-  return -1;
+  ndm_mutex_lock (&m->lock);
+  if (leg->chk.active)
+    why = g_strdup ("it is in service");
+  else
+    why = leg_cannot_return_locked (m, leg);
+  if (why == NULL)
+    reinstate_leg_locked (m, leg, "by message");
+  ndm_mutex_unlock (&m->lock);
+  if (why != NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "reinstate_leg: leg %s not reinstated: %s", argv[1], why);
+    return -1;
+  }
+  return 0;
 }
 
 /* docs/targets/mirror.md, "Messages"; device_dead is the core's. */

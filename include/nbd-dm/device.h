@@ -164,6 +164,16 @@ struct ndm_device_ops {
    * (ndm_ghost_resolve), releasing what they quarantine.
    */
   void (*declare_dead) (struct ndm_device *dev);
+  /* Optional.  How many of the device's cut connections may still land
+   * writes: their ghosts are unresolved (the server has neither answered
+   * nor closed them, and the operator has not declared it dead), or they
+   * are being cut now.  A target puts a failed device back into service
+   * and copies data onto it (a mirror leg) only at 0, or a write of such
+   * a connection could land over the copy later (R10).  Without it: 0
+   * (the device never leaves a ghost).  Any thread outside completions;
+   * it takes only locks ranked below a target's.
+   */
+  unsigned (*unresolved_ghosts) (struct ndm_device *dev);
   /* Required.  Nothing is in flight; free everything. */
   void (*close) (struct ndm_device *dev);
 };

@@ -428,6 +428,19 @@ fake_declare_dead (struct ndm_device *dev)
   fake_resolve ((struct fake_dev *) dev, "declared dead");
 }
 
+/* fence=ghost: the last ghost fence's, until fake_land_ghosts. */
+static unsigned
+fake_unresolved_ghosts (struct ndm_device *dev)
+{
+  struct fake_dev *fd = (struct fake_dev *) dev;
+  unsigned n;
+
+  g_mutex_lock (&fd->lock);
+  n = fd->ghost != NULL;
+  g_mutex_unlock (&fd->lock);
+  return n;
+}
+
 static int
 fake_probe (struct ndm_device *dev, unsigned timeout_ms, uint64_t *size,
             GError **err)
@@ -487,6 +500,7 @@ static const struct ndm_device_ops fake_device_ops = {
   .probe = fake_probe,
   .connected = fake_connected,
   .declare_dead = fake_declare_dead,
+  .unresolved_ghosts = fake_unresolved_ghosts,
   .close = fake_close,
 };
 

@@ -910,6 +910,216 @@ test_absent_leg_at_load (void)
   h_md_free (md);
 }
 
+/* ---- reinstatement ----------------------------------------------------------- */
+
+/* The checker every 20 ms, or (slow) never within a test. */
+static struct ndm_config *
+checker_config (struct ndm_config *cfg, bool fast)
+{
+  ndm_config_init (cfg);
+  cfg->checker_interval_ms = fast ? 20 : 3600 * 1000;
+  return cfg;
+}
+
+/* op on md, completing what the held leg fd is sent meanwhile. */
+static int
+io_completing (struct ndm_md *md, enum ndm_op op, void *buf, uint64_t len,
+               uint64_t offset, struct fake_dev *fd)
+{
+  struct h_io *io = h_io_start (md, op, buf, len, offset, 0);
+
+  while (!h_io_done (io)) {
+    fake_complete_all (fd);
+    g_usleep (500);
+  }
+  return h_io_wait (io);
+}
+
+/* A write of buf to offset, during which the held leg fd is fenced
+ * (its server killed, or stopped with fence=ghost): the write succeeds
+ * on the other leg and fd leaves service.
+ */
+static void
+write_fencing (struct ndm_md *md, void *buf, uint64_t offset,
+               struct fake_dev *fd)
+{
+  struct h_io *io = h_io_start (md, NDM_OP_WRITE, buf, 4 * KIB, offset, 0);
+
+  fake_wait_pending (fd, 1);
+  fake_fence_now (fd);
+  g_assert_cmpint (h_io_wait (io), ==, 0);
+}
+
+/* Region-long writes (the resync's copies) in fd's log, by offset. */
+static GString *
+copies (struct fake_dev *fd)
+{
+  g_autoptr (GArray) log = fake_log (fd);
+  GString *out = g_string_new ("");
+  unsigned i;
+
+  for (i = 0; i < log->len; i++) {
+    const struct fake_cmd *c = &g_array_index (log, struct fake_cmd, i);
+
+    if (c->op == NDM_OP_WRITE && c->len == 64 * KIB)
+      g_string_append_printf (out, "%" PRIu64 "K ", c->offset / KIB);
+  }
+  return out;
+}
+
+/* b is fenced under a write (killed: no ghost), more writes go to a
+ * alone, b is reinstated by message: the resync copies exactly the two
+ * regions written meanwhile, b's letter is A once they are in sync (an
+ * event says so), both legs are equal, and reads go to both again.
+ */
+static void
+test_reinstate_resyncs_written (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a "
+                                "0 fake://b?mode=held 0 3 handle_errors "
+                                "read_balance round-robin",
+                                checker_config (&cfg, false));
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  g_autofree char *st = NULL;
+  g_autoptr (GString) copied = NULL;
+  unsigned ev, reads_a, reads_b, i;
+
+  h_fill (buf, 4 * KIB, 21);
+  write_fencing (md, buf, 128 * KIB, b);
+  h_fill (buf, 4 * KIB, 22);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 512 * KIB, 0), ==,
+                   0);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "14/16 1 AD");
+  g_assert_cmpuint (fake_pending (b), ==, 0);
+
+  g_free (h_command_ok (md, "message 0 reinstate_leg fake://b?mode=held"));
+  /* b is held: nothing is copied yet, so the event comes later. */
+  ev = event_nr (md);
+  wait_sync (md, "16/16 1 AA", NULL, b);
+  copied = copies (b);
+  g_assert_cmpstr (copied->str, ==, "128K 512K ");
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_assert_cmpuint (event_nr (md), >, ev);
+
+  reads_a = fake_count_op (a, NDM_OP_READ);
+  reads_b = fake_count_op (b, NDM_OP_READ);
+  for (i = 0; i < 4; i++)
+    g_assert_cmpint (io_completing (md, NDM_OP_READ, buf, 4 * KIB,
+                                    512 * KIB, b), ==, 0);
+  g_assert_cmpmem (buf, 4 * KIB, fake_data (a) + 512 * KIB, 4 * KIB);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ) - reads_a, ==, 2);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ) - reads_b, ==, 2);
+  h_md_free (md);
+}
+
+#define GHOST_B "fake://b?mode=held&fence=ghost"
+
+/* R10: b's server is stopped (fence=ghost) with an old write in hand;
+ * the newer write to the same bytes goes to a alone.  b answers, but
+ * neither the checker nor reinstate_leg puts it back while that old
+ * write can still land; it lands (the server resumes and closes), then
+ * the checker reinstates b and the resync writes the newest data over
+ * the stale bytes: both legs end with the newest.
+ */
+static void
+test_reinstate_waits_for_ghosts (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a "
+                                "0 " GHOST_B " 0 "
+                                "1 handle_errors",
+                                checker_config (&cfg, true));
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *old = g_malloc (4 * KIB);
+  g_autofree char *new = g_malloc (4 * KIB);
+  g_autofree char *st = NULL;
+  g_autoptr (GError) err = NULL;
+  unsigned probes;
+
+  h_fill (old, 4 * KIB, 31);
+  h_fill (new, 4 * KIB, 32);
+  write_fencing (md, old, 128 * KIB, b);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, new, 4 * KIB, 128 * KIB, 0), ==,
+                   0);
+
+  /* Several checker rounds find b answering: it stays out. */
+  probes = fake_probes (b);
+  while (fake_probes (b) < probes + 3)
+    g_usleep (5000);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "15/16 1 AD");
+  g_assert_null (h_command (md, "message 0 reinstate_leg " GHOST_B, &err));
+  g_assert_nonnull (err);
+  g_assert_nonnull (strstr (err->message, "reinstate_leg: leg " GHOST_B " not "
+                            "reinstated: 1 cut connection may still land "
+                            "writes (R10)"));
+
+  fake_land_ghosts (b);
+  g_assert_cmpmem (fake_data (b) + 128 * KIB, 4 * KIB, old, 4 * KIB);
+  wait_sync (md, "16/16 1 AA", NULL, b);
+  g_assert_cmpmem (fake_data (a) + 128 * KIB, 4 * KIB, new, 4 * KIB);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  h_md_free (md);
+}
+
+/* The operator's device_dead resolves the ghost: reinstate_leg then
+ * puts b back, and what the stopped server held never lands.
+ */
+static void
+test_reinstate_after_device_dead (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a "
+                                "0 " GHOST_B " 0 "
+                                "1 handle_errors",
+                                checker_config (&cfg, false));
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GError) err = NULL;
+  g_autofree char *buf = g_malloc (4 * KIB);
+
+  h_fill (buf, 4 * KIB, 41);
+  write_fencing (md, buf, 0, b);
+  g_assert_null (h_command (md, "message 0 reinstate_leg " GHOST_B, &err));
+  g_assert_nonnull (strstr (err->message, "may still land writes"));
+  g_free (h_command_ok (md, "message 0 device_dead " GHOST_B));
+  g_free (h_command_ok (md, "message 0 reinstate_leg " GHOST_B));
+  wait_sync (md, "16/16 1 AA", NULL, b);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  fake_land_ghosts (b);         /* nothing left to land */
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  h_md_free (md);
+}
+
+/* A leg out since load comes up: the checker reinstates it and every
+ * region is copied to it, not only those written since.
+ */
+#undef GHOST_B
+
+static void
+test_reinstate_absent_at_load (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://missing-a 0 fake://b 0",
+                                checker_config (&cfg, true));
+  struct fake_dev *a = fake_lookup ("missing-a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  g_autoptr (GString) copied = NULL;
+
+  h_fill (fake_data (b), 1 << 20, 51);
+  h_fill (buf, 4 * KIB, 52);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 0, 0), ==, 0);
+  fake_set_down (a, false);
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  copied = copies (a);
+  g_assert_cmpuint (strlen (copied->str), >, 0);
+  g_assert_cmpmem (fake_data (a), 1 << 20, fake_data (b), 1 << 20);
+  h_md_free (md);
+}
+
 #define TWO_LEGS "0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0"
 static const struct h_command_error message_errors[] = {
   { "fail-leg-unknown", TWO_LEGS, "message 0 fail_leg nbd://nowhere",
@@ -922,9 +1132,9 @@ static const struct h_command_error message_errors[] = {
   { "reinstate-leg-unknown", TWO_LEGS,
     "message 0 reinstate_leg fake://zz", "reinstate_leg: no leg "
     "'fake://zz' in this target" },
-  { "reinstate-leg-no-resync", TWO_LEGS, "message 0 fail_leg fake://a\n"
-    "message 0 reinstate_leg fake://a", "reinstate_leg: leg fake://a: "
-    "reinstating a leg is not built yet" },
+  { "reinstate-leg-in-service", TWO_LEGS,
+    "message 0 reinstate_leg fake://a", "reinstate_leg: leg fake://a not "
+    "reinstated: it is in service" },
   { "unknown", TWO_LEGS, "message 0 frobnicate",
     "unknown message 'frobnicate'" },
 };
@@ -972,6 +1182,14 @@ main (int argc, char *argv[])
                    test_suspend_resume_threads);
   g_test_add_func ("/mirror/table/format", test_table_format);
   g_test_add_func ("/mirror/leg/absent-at-load", test_absent_leg_at_load);
+  g_test_add_func ("/mirror/reinstate/resyncs-written-regions",
+                   test_reinstate_resyncs_written);
+  g_test_add_func ("/mirror/reinstate/r10/waits-for-ghosts",
+                   test_reinstate_waits_for_ghosts);
+  g_test_add_func ("/mirror/reinstate/r10/after-device-dead",
+                   test_reinstate_after_device_dead);
+  g_test_add_func ("/mirror/reinstate/checker/absent-at-load",
+                   test_reinstate_absent_at_load);
   h_add_command_errors ("/mirror/message/error", message_errors,
                         G_N_ELEMENTS (message_errors));
   return g_test_run ();

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# mirror: a failed leg comes back by itself (docs/targets/mirror.md,
+# "Failure and recovery").  Two nbdkit file legs, handle_errors,
+# checker-interval=1; a verifying workload (4 threads writing random data
+# and reading it back) runs throughout.  Asserted:
+#  - leg a's server killed under the workload: zero client errors and
+#    mismatches, a shows D or R, the in-sync count drops as the workload
+#    writes to b alone;
+#  - a's server restarted on the same socket: the checker reinstates a
+#    with no control command (its killed server closed every connection,
+#    so nothing of it can land: R10), the resync copies what a missed and
+#    the status reaches 32/32 with letters AA (the event at the end is
+#    the unit test's: tests/unit/test-mirror.c);
+#  - at the end both backing files are byte-identical and equal the
+#    model of every acknowledged write.
+source ./functions.sh
+source ./multipath-lib.sh
+source ./workload-lib.sh
+requires nbdkit file --version
+requires $PY -c 'import nbd'
+
+a=$(tmp_sock); b=$(tmp_sock); top=$(tmp_sock); ctlsock=$NDM_TMP/ctl
+aimg=$NDM_TMP/a.img; bimg=$NDM_TMP/b.img; model=$NDM_TMP/model
+truncate -s 16M "$aimg" "$bimg"
+start_nbdkit -U "$a" file "$aimg"
+a_pid=$NBDKIT_PID
+start_nbdkit -U "$b" file "$bimg"
+A=$(nbd_uri "$a"); B=$(nbd_uri "$b")
+# The legs are new and zero: equal, so nosync.
+start_dm "$top" "0 32768 mirror core 2 1024 nosync 2 $A 0 $B 0 1 handle_errors" \
+  control="$ctlsock" checker-interval=1
+
+# "<in sync>/<regions> 1 <letters>" of the status line.
+sync_letters ()
+{
+  ctl "$ctlsock" status | awk '{ print $(NF - 4), $(NF - 3), $(NF - 2) }'
+}
+
+# wait_sync WANT [SECS]: until sync_letters is WANT (default 60 s).
+wait_sync ()
+{
+  local want=$1 secs=${2:-60} i got=""
+
+  for ((i = 0; i < secs * 10; i++)); do
+    got=$(sync_letters)
+    if [ "$got" = "$want" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$0: status '$got' after $secs s, expected '$want':" >&2
+  ctl "$ctlsock" "status --json" >&2
+  return 1
+}
+
+test "$(sync_letters)" = "32/32 1 AA"
+start_workload "$(nbd_uri "$top")" "$model" 300
+wait_ops 100
+
+# ---- leg a killed ----------------------------------------------------------
+kill_pid "$a_pid"
+n=$(cat "$progress")
+wait_ops $((n + 200))
+st=$(sync_letters)
+echo "after the kill: $st"
+case ${st##* } in
+  DA|RA) ;;
+  *) echo "$0: leg a is not failed: $st" >&2; exit 1 ;;
+esac
+in_sync=${st%%/*}
+if [ "$in_sync" -ge 32 ]; then
+  echo "$0: no region out of sync after writes to b alone: $st" >&2
+  exit 1
+fi
+
+# ---- leg a back --------------------------------------------------------------
+mp_restart "$a" file "$aimg"
+wait_sync "32/32 1 AA"
+ctl "$ctlsock" "status --json" | grep -q '"state":"in_sync","health":"A"'
+n=$(cat "$progress")
+wait_ops $((n + 200))
+
+touch "$stop"
+mp_wait_client "$wl_pid" "the workload (its errors are above)"
+wait_sync "32/32 1 AA"
+cmp_files "$model" "$bimg"
+cmp_files "$model" "$aimg"
+cmp_files "$aimg" "$bimg"
+echo ok
