@@ -177,6 +177,8 @@ struct ndm_table {
   struct ndm_target *targets;   /* sorted by begin, contiguous from 0 */
   uint64_t size;                /* bytes */
   GPtrArray *devices;           /* unique struct ndm_device *, one ref */
+  GPtrArray *data_devices;      /* those client data goes to (R12's
+                                   caps); no ref of their own */
   struct ndm_caps caps;
 };
 

@@ -68,7 +68,7 @@ disk_ctr (struct ndm_dirty_log *log, struct ndm_target *ti, unsigned argc,
                  "[sync|nosync]', got no log device");
     return -1;
   }
-  dev = ndm_table_get_device (ti, argv[0], err);
+  dev = ndm_table_get_metadata_device (ti, argv[0], err);
   if (dev == NULL)
     return -1;
   if (dev->caps.read_only) {

@@ -121,16 +121,23 @@ ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
                     " sectors (NBD sizes are below 2^63 bytes)", out, err);
 }
 
+enum device_use { DEVICE_DATA, DEVICE_DATA_TOLERANT, DEVICE_METADATA };
+
 static struct ndm_device *
-table_get_device (struct ndm_target *ti, const char *uri, bool tolerant,
-                  GError **err)
+table_get_device (struct ndm_target *ti, const char *uri,
+                  enum device_use use, GError **err)
 {
   struct ndm_table *t = ti->table;
-  struct ndm_device *dev = ndm_md_get_device (t->md, uri, tolerant, err);
+  struct ndm_device *dev = ndm_md_get_device (t->md, uri,
+                                              use == DEVICE_DATA_TOLERANT,
+                                              err);
   unsigned i;
 
   if (dev == NULL)
     return NULL;
+  if (use != DEVICE_METADATA && !g_ptr_array_find (t->data_devices, dev,
+                                                    NULL))
+    g_ptr_array_add (t->data_devices, dev);
   for (i = 0; i < t->devices->len; i++)
     if (t->devices->pdata[i] == dev) {
       ndm_md_put_device (t->md, dev);     /* the table holds one already */
@@ -143,7 +150,14 @@ table_get_device (struct ndm_target *ti, const char *uri, bool tolerant,
 struct ndm_device *
 ndm_table_get_device (struct ndm_target *ti, const char *uri, GError **err)
 {
-  return table_get_device (ti, uri, false, err);
+  return table_get_device (ti, uri, DEVICE_DATA, err);
+}
+
+struct ndm_device *
+ndm_table_get_metadata_device (struct ndm_target *ti, const char *uri,
+                               GError **err)
+{
+  return table_get_device (ti, uri, DEVICE_METADATA, err);
 }
 
 void
@@ -157,7 +171,7 @@ struct ndm_device *
 ndm_table_get_device_tolerant (struct ndm_target *ti, const char *uri,
                                GError **err)
 {
-  return table_get_device (ti, uri, true, err);
+  return table_get_device (ti, uri, DEVICE_DATA_TOLERANT, err);
 }
 
 /* Split text into lines on '\n' and ';', strip comments. */
@@ -211,6 +225,7 @@ table_free (struct ndm_table *t)
   for (i = 0; i < t->devices->len; i++)
     ndm_md_put_device (t->md, t->devices->pdata[i]);
   g_ptr_array_unref (t->devices);
+  g_ptr_array_unref (t->data_devices);
   g_free (t->targets);
   g_free (t);
 }
@@ -229,7 +244,10 @@ ndm_table_unref (struct ndm_table *t)
 }
 
 /* What the mapped device can advertise (R12): the intersection over its
- * devices, but for flush.  Zero and error targets have no devices and
+ * data devices, but for flush.  A device only a target's own metadata
+ * lives on (a mirror's disk log) is written by that target alone, which
+ * flushes it itself: its trim, cache, block size or multi-conn say
+ * nothing about what clients may send.  Zero and error targets have no devices and
  * can do anything, and have nothing to flush.
  *
  * Flush is the exception (R9): a device that advertises no flush has no
@@ -253,8 +271,8 @@ table_compute_caps (struct ndm_table *t)
   c->block_min = 1;             /* unaligned requests bounce (R7) */
   c->block_pref = 4096;
   c->block_max = NDM_DEFAULT_MAX_DATA;
-  for (i = 0; i < t->devices->len; i++) {
-    const struct ndm_device *dev = t->devices->pdata[i];
+  for (i = 0; i < t->data_devices->len; i++) {
+    const struct ndm_device *dev = t->data_devices->pdata[i];
 
     if (dev->absent) {
       c->flush = true;          /* nothing known yet */
@@ -422,6 +440,7 @@ ndm_table_create (struct ndm_md *md, const char *text, GError **err)
   t->md = md;
   t->refs = 1;
   t->devices = g_ptr_array_new ();
+  t->data_devices = g_ptr_array_new ();
   t->targets = g_new0 (struct ndm_target, g_strv_length (lines) + 1);
 
   for (i = 0; lines[i] != NULL; i++) {

@@ -319,6 +319,14 @@ void ndm_target_event (struct ndm_target *ti);
  */
 struct ndm_device *ndm_table_get_device (struct ndm_target *ti,
                                          const char *uri, GError **err);
+/* The same for a device only the target's own metadata lives on (a
+ * mirror's disk log): no client data goes there, so what it can do
+ * does not limit what the mapped device advertises (R12), unless
+ * another target of the table uses it for data.
+ */
+struct ndm_device *ndm_table_get_metadata_device (struct ndm_target *ti,
+                                                  const char *uri,
+                                                  GError **err);
 /* The same for a target that can live without the device for now
  * (multipath): an unreachable one comes back absent (dev->absent), not as
  * an error, and its range is not checked until it is reached.

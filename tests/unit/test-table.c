@@ -447,6 +447,34 @@ test_caps_intersection (void)
   h_md_free (md);
 }
 
+/* R12: a device only a target's metadata lives on (a mirror's disk log)
+ * does not limit what the mapped device advertises; the same device
+ * used for data by another target does.
+ */
+static void
+test_caps_metadata_device (void)
+{
+  static const char log_only[] =
+    "0 2048 mirror disk 2 fake://l?trim=0&cache=0&multiconn=0&pref=65536 "
+    "128 2 fake://a 0 fake://b 0";
+  g_autofree char *log_and_data = g_strdup_printf (
+    "%s\n2048 8 linear fake://l?trim=0&cache=0&multiconn=0&pref=65536 "
+    "1024", log_only);
+  struct ndm_md *md = h_md_new (log_only, NULL);
+  struct ndm_caps c;
+
+  ndm_md_get_caps (md, &c);
+  g_assert_true (c.trim && c.cache && c.multi_conn);
+  g_assert_cmpuint (c.block_pref, ==, 4096);
+  h_md_free (md);
+
+  md = h_md_new (log_and_data, NULL);
+  ndm_md_get_caps (md, &c);
+  g_assert_false (c.trim || c.cache || c.multi_conn);
+  g_assert_cmpuint (c.block_pref, ==, 65536);
+  h_md_free (md);
+}
+
 /* R9, R12: a device without flush has no volatile cache and takes
  * nothing from the others: one device that can flush is enough to
  * advertise flush, and FUA with it (native, emulated by write+flush, or
@@ -573,6 +601,8 @@ main (int argc, char *argv[])
   g_test_add_func ("/table/devices/same-uri-one-device",
                    test_same_uri_one_device);
   g_test_add_func ("/table/r12/caps-intersection", test_caps_intersection);
+  g_test_add_func ("/table/r12/caps-metadata-device",
+                   test_caps_metadata_device);
   g_test_add_func ("/table/r12/flush-if-any-device-can",
                    test_caps_flush_any_device);
   g_test_add_func ("/table/config/keys", test_config_keys);
