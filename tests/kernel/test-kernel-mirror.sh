@@ -149,7 +149,9 @@ if [ "$state" != in_sync ] || [ "$fails" -lt 1 ] || [ "$copied" -le 0 ]; then
 fi
 stop_dm "$dm_pid"
 
-for img in "$aimg" "$bimg"; do
+for leg in a b; do
+  img=$NDM_TMP/$leg.img
+  echo "leg $leg's image alone:"
   verify_files m "$img"
   verify_rewrites "$img"
 done
