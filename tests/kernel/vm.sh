@@ -317,8 +317,16 @@ vm_lines ()
   tr -d '\r' <"$VM_CONSOLE" | sed -n 's/^NBDT: //p'
 }
 
+# _vm_ended: the guest will report nothing more worth waiting for: it
+# powered off, or its scenario failed (guest-lib.sh: fail), which it
+# reports at once though it may run on until the host says done.
+_vm_ended ()
+{
+  ! alive "$VM_PID" || vm_lines | grep -q '^FAIL: '
+}
+
 # vm_wait_line REGEX SECS: wait until the guest reports a line matching
-# REGEX; fail if it ends or SECS pass first.
+# REGEX; fail if it ends or fails, or SECS pass first.
 vm_wait_line ()
 {
   local re=$1 secs=$2 i
@@ -327,7 +335,7 @@ vm_wait_line ()
     if vm_lines | grep -E -q "$re"; then
       return 0
     fi
-    if ! alive "$VM_PID"; then
+    if _vm_ended; then
       break
     fi
     sleep 0.1
@@ -338,7 +346,8 @@ vm_wait_line ()
 }
 
 # vm_wait_rounds TAG N: until the guest's workload (guest-lib.sh) on
-# TAG has fsynced N more rounds of files than at the last call.
+# TAG has fsynced N more rounds of files than at the last call; fail if
+# the guest ends or fails first.
 declare -A _vm_rounds=()
 vm_wait_rounds ()
 {
@@ -351,12 +360,13 @@ vm_wait_rounds ()
       _vm_rounds[$tag]=$n
       return 0
     fi
-    if ! alive "$VM_PID"; then
+    if _vm_ended; then
       break
     fi
     sleep 0.1
   done
-  echo "$0: the guest's workload is stuck at $n rounds, waiting for $want:" >&2
+  echo "$0: the guest's workload failed or is stuck at $n rounds," \
+       "waiting for $want:" >&2
   _vm_show
   return 1
 }
