@@ -373,6 +373,33 @@ test_flush (void)
 
 /* ---- the log ------------------------------------------------------------------- */
 
+static gpointer
+free_thread (gpointer data)
+{
+  struct ndm_md *md = data;
+
+  ndm_md_free (md);
+  return md;
+}
+
+/* h_md_free for a mirror over held legs a and b: its postsuspend's last
+ * clear commit flushes them first, so what they are sent is completed
+ * until the free returns.
+ */
+static void
+free_completing (struct ndm_md *md, struct fake_dev *a, struct fake_dev *b)
+{
+  GThread *t = g_thread_new ("free", free_thread, md);
+
+  while (fake_is_open (a) || fake_is_open (b)) {
+    fake_complete_all (a);
+    fake_complete_all (b);
+    g_usleep (1000);
+  }
+  g_thread_join (t);
+  fake_reset ();
+}
+
 /* A disk log on fake://l: the bit of the first write's region is on the
  * log device (bitmap byte 4096 on, written with FUA) before the leg sees
  * the write; a second write to the same region needs no log write.
@@ -417,7 +444,7 @@ test_mark_before_first_write (void)
   g_assert_cmpint (h_io_wait (io), ==, 0);
   g_assert_cmpint (h_io_wait (io2), ==, 0);
   g_assert_cmpuint (fake_count_op (l, NDM_OP_WRITE), ==, lw + 1);
-  h_md_free (md);
+  free_completing (md, a, b);
 }
 
 /* The log device fails the mark's write.
