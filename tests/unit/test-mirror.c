@@ -669,6 +669,38 @@ test_kill_resyncs_marked (gconstpointer data)
   h_md_free (md);
 }
 
+/* The bitmap cannot be read at the first resume (the log device fails
+ * it after the header was checked at ctr): nothing is known of which
+ * regions differ, so every one is out of sync and copied, and the log's
+ * letter is D.
+ */
+static void
+test_load_fails_copies_all (void)
+{
+  struct ndm_md *md = h_md_new (STARTED, NULL);
+  struct fake_dev *b = fake_lookup ("b");
+  GError *err = NULL;
+  unsigned bw;
+
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  bw = fake_count_op (b, NDM_OP_WRITE);
+  g_assert_cmpint (ndm_md_reload (md, STARTED, false, &err), ==, 0);
+  g_assert_no_error (err);
+  fake_fail_range (fake_lookup ("l"), NDM_DIRTY_LOG_HEADER_SIZE, 4 * KIB,
+                   EIO);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  g_assert_true (json_has (md, "\"dirty_at_load\":16,"));
+  {
+    g_autofree char *s = h_command_ok (md, "status");
+
+    g_assert_true (g_str_has_suffix (s, " 3 disk fake://l D"));
+  }
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, bw + 16);
+  h_md_free (md);
+}
+
 /* A reload names the same log device.  After the new table's ctr read
  * the header, the old one fails leg b and writes region 7 to a alone
  * (NOSYNC, marked; b in the header's failed legs).  The new table reads
@@ -1398,6 +1430,8 @@ main (int argc, char *argv[])
                         GINT_TO_POINTER (0), test_kill_resyncs_marked);
   g_test_add_data_func ("/mirror/log/restart/skips-failed-leg-source",
                         GINT_TO_POINTER (1), test_kill_resyncs_marked);
+  g_test_add_func ("/mirror/log/restart/load-fails-copies-all",
+                   test_load_fails_copies_all);
   g_test_add_func ("/mirror/log/reload/reads-log-at-resume",
                    test_reload_reads_log_at_resume);
   H_ADD_CASES ("/mirror/read/policy", policies, test_read_policy);
