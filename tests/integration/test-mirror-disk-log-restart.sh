@@ -160,9 +160,15 @@ kill_pid "$b_pid"
 mp_restart "$b" file "$bimg"
 b_pid=$NBDKIT_PID
 # A server whose client went away with replies pending may abort (nbdkit
-# 1.32): its file keeps what it wrote.
-alive "$a_pid" || { mp_restart "$a" file "$aimg"; a_pid=$NBDKIT_PID; }
-alive "$l_pid" || { mp_restart "$l" file "$limg"; l_pid=$NBDKIT_PID; }
+# 1.32): its file keeps what it wrote; a new server serves it.
+if ! alive "$a_pid" || ! nbdinfo --size "$A" >/dev/null 2>&1; then
+  kill_pid "$a_pid" 2>/dev/null || true
+  mp_restart "$a" file "$aimg"
+fi
+if ! alive "$l_pid" || ! nbdinfo --size "$L" >/dev/null 2>&1; then
+  kill_pid "$l_pid" 2>/dev/null || true
+  mp_restart "$l" file "$limg"
+fi
 
 dirty=$($PY - "$aimg" "$bimg" "$limg" "$state" $REGION $REGIONS <<'EOF'
 import json, sys
