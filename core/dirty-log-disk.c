@@ -17,8 +17,9 @@
  * must not be overwritten, and a log of other geometry names other
  * regions.  An all-zero header is a new log.
  *
- * Thread model: ctr, dtr and load on the control thread; write on the
- * log's own thread; status on the control thread.  All I/O is
+ * Thread model: ctr, dtr, check (ctr) and load (first resume) on the
+ * control thread; write on the log's own thread, and at postsuspend on
+ * the control thread; status on the control thread.  All I/O is
  * ndm_target_io on the calling thread, without log->lock; the lock is
  * taken only to read or set the log's fields (failed_legs, committed,
  * health).
@@ -380,16 +381,20 @@ header_check (struct ndm_dirty_log *log, const uint8_t *buf,
   return 0;
 }
 
+/* The header, read and checked (a zero one: a new log, written now);
+ * its uuid and generation kept for the header commits.  *created says
+ * whether the log was made now.
+ */
 static int
-disk_load (struct ndm_dirty_log *log, GError **err)
+disk_read_header (struct ndm_dirty_log *log, bool *created,
+                  struct ndm_dirty_log_header *h, GError **err)
 {
   struct disk_log_c *dc = log->context;
   uint64_t need = ndm_dirty_log_dev_bytes (log);
   g_autofree uint8_t *buf = NULL;
-  g_autofree uint8_t *bits = NULL;
-  struct ndm_dirty_log_header h;
   int e = 0;
 
+  *created = false;
   if (log->dev->size < need) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
                  "disk log %s has %" PRIu64 " bytes, too few for %" PRIu64
@@ -407,11 +412,43 @@ disk_load (struct ndm_dirty_log *log, GError **err)
                  g_strerror (e));
     return -1;
   }
-  if (all_zero (buf, NDM_DIRTY_LOG_HEADER_SIZE))
+  if (all_zero (buf, NDM_DIRTY_LOG_HEADER_SIZE)) {
+    *created = true;
     return disk_create (log, err);
-  header_decode (buf, &h);
-  if (header_check (log, buf, &h, err) == -1)
+  }
+  header_decode (buf, h);
+  if (header_check (log, buf, h, err) == -1)
     return -1;
+  memcpy (dc->uuid, h->uuid, sizeof dc->uuid);
+  dc->generation = h->generation;
+  return 0;
+}
+
+/* At ctr: the header only.  The bitmap may still be written by the
+ * table this one replaces (a reload naming the same log device): it is
+ * read at the first resume, once that table has stopped.
+ */
+static int
+disk_check (struct ndm_dirty_log *log, GError **err)
+{
+  struct ndm_dirty_log_header h;
+  bool created;
+
+  return disk_read_header (log, &created, &h, err);
+}
+
+static int
+disk_load (struct ndm_dirty_log *log, GError **err)
+{
+  g_autofree uint8_t *bits = NULL;
+  struct ndm_dirty_log_header h;
+  bool created;
+  int e = 0;
+
+  if (disk_read_header (log, &created, &h, err) == -1)
+    return -1;
+  if (created)
+    return 0;                   /* disk_create loaded its bitmap */
   bits = g_malloc (bitmap_bytes (log));
   if (disk_io (log, NDM_OP_READ, 0, NDM_DIRTY_LOG_HEADER_SIZE, bits,
                bitmap_bytes (log), &e) == -1) {
@@ -420,8 +457,6 @@ disk_load (struct ndm_dirty_log *log, GError **err)
                  g_strerror (e));
     return -1;
   }
-  memcpy (dc->uuid, h.uuid, sizeof dc->uuid);
-  dc->generation = h.generation;
   /* Bits of legs this table has not: a leg count that matches says there
    * are none, but a bit there would name no leg.
    */
@@ -503,6 +538,6 @@ disk_status (struct ndm_dirty_log *log, enum ndm_status_type type,
 
 const struct ndm_dirty_log_type ndm_dirty_log_disk = {
   .name = "disk", .min_args = 2, .max_args = 3,
-  .ctr = disk_ctr, .dtr = disk_dtr, .load = disk_load,
+  .ctr = disk_ctr, .dtr = disk_dtr, .check = disk_check, .load = disk_load,
   .write = disk_commit_write, .status = disk_status,
 };

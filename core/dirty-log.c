@@ -288,14 +288,47 @@ log_stores (const struct ndm_dirty_log *log)
   return log->type->write != NULL;
 }
 
+int
+ndm_dirty_log_check (struct ndm_dirty_log *log, GError **err)
+{
+  return log->type->check != NULL ? log->type->check (log, err) : 0;
+}
+
+/* The load failed: nothing is known of what the device holds.  Every
+ * region is marked and out of sync (copied, never wrongly taken as
+ * equal), and none counts as on the device, so the next commit writes
+ * every mark.
+ */
+static void
+load_failed_locked (struct ndm_dirty_log *log)
+{
+  ndm_assert_held (&log->lock);
+  bitmap_fill (log, log->dirty, true);
+  bitmap_fill (log, log->committed, false);
+  bitmap_fill (log, log->in_sync, false);
+  bitmap_fill (log, log->recovering, false);
+  bitmap_fill (log, log->clearing, false);
+  log->sync_count = 0;
+  log->resync_cursor = 0;
+  log->dirty_at_load = log->nr_regions;
+  log->health = NDM_DIRTY_LOG_WRITE_FAILED;
+  log->loaded = true;
+  log->stopped = false;
+  log->wanted_ticket = log->next_ticket;
+}
+
 int64_t
 ndm_dirty_log_load (struct ndm_dirty_log *log, GError **err)
 {
   size_t i, n = log_nr_words (log);
   uint64_t out;
 
-  if (log->type->load != NULL && log->type->load (log, err) == -1)
+  if (log->type->load != NULL && log->type->load (log, err) == -1) {
+    ndm_mutex_lock (&log->lock);
+    load_failed_locked (log);
+    ndm_mutex_unlock (&log->lock);
     return -1;
+  }
 
   ndm_mutex_lock (&log->lock);
   log->dirty_at_load = log->type->load != NULL
@@ -332,6 +365,8 @@ ndm_dirty_log_load (struct ndm_dirty_log *log, GError **err)
   log->sync_count = bitmap_weight (log, log->in_sync);
   log->resync_cursor = 0;
   log->health = NDM_DIRTY_LOG_ALIVE;
+  log->loaded = true;
+  log->stopped = false;
   out = log->nr_regions - log->sync_count;
   ndm_mutex_unlock (&log->lock);
   return out;
@@ -490,10 +525,12 @@ commit_free (struct ndm_dirty_log_commit *c)
   g_free (c->buf);
 }
 
-int64_t
-ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
-                      int (*flush_legs) (void *data, int *err), void *data,
-                      int *err)
+/* ndm_dirty_log_commit; clear_now: a clear commit whatever the time
+ * since the last (suspend).
+ */
+static int64_t
+log_commit (struct ndm_dirty_log *log, bool clears, bool clear_now,
+            int (*flush_legs) (void *data, int *err), void *data, int *err)
 {
   struct ndm_dirty_log_commit c = { .block_size = log->block_size };
   g_autofree unsigned long *stored = NULL;
@@ -515,7 +552,7 @@ ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
     return 0;
   }
   c.clears = clears && log->health == NDM_DIRTY_LOG_ALIVE &&
-    (log->last_clear == 0 ||
+    (clear_now || log->last_clear == 0 ||
      now - log->last_clear >= NDM_LOG_CLEAR_MS * INT64_C (1000)) &&
     clears_pending_locked (log);
   if (c.clears)
@@ -582,6 +619,44 @@ ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
   ndm_mutex_unlock (&log->lock);
   commit_free (&c);
   return rc == 0 ? (int64_t) c.ticket : -1;
+}
+
+int64_t
+ndm_dirty_log_commit (struct ndm_dirty_log *log, bool clears,
+                      int (*flush_legs) (void *data, int *err), void *data,
+                      int *err)
+{
+  return log_commit (log, clears, false, flush_legs, data, err);
+}
+
+int64_t
+ndm_dirty_log_suspend (struct ndm_dirty_log *log,
+                       int (*flush_legs) (void *data, int *err), void *data,
+                       int *err)
+{
+  int64_t r = 0;
+  bool loaded;
+
+  ndm_mutex_lock (&log->lock);
+  loaded = log->loaded && !log->stopped;
+  ndm_mutex_unlock (&log->lock);
+  /* Never loaded: memory knows nothing of the device, and a commit would
+   * write its empty bitmap over the marks there.
+   */
+  if (loaded && log_stores (log))
+    r = log_commit (log, true, true, flush_legs, data, err);
+  ndm_mutex_lock (&log->lock);
+  log->stopped = true;
+  ndm_mutex_unlock (&log->lock);
+  return r;
+}
+
+void
+ndm_dirty_log_resume (struct ndm_dirty_log *log)
+{
+  ndm_mutex_lock (&log->lock);
+  log->stopped = false;
+  ndm_mutex_unlock (&log->lock);
 }
 
 /* ---- in-sync bits ------------------------------------------------------- */

@@ -15,8 +15,10 @@
  * is copied unless the table says nosync.
  *
  * Thread model:
- *   - create runs in the mirror's ctr, load in ctr and resume, free in
- *     dtr: the control thread;
+ *   - create and check run in the mirror's ctr, load at its first
+ *     resume, suspend in postsuspend, free in dtr: the control thread
+ *     (for the first table, before nbdkit forks: check's I/O runs on the
+ *     calling thread, which leads the log device's connection itself);
  *   - the _locked functions run on request owners (map, end_io,
  *     release_clone), the resync thread and the control thread (status,
  *     messages), with the log's lock held;
@@ -121,10 +123,16 @@ struct ndm_dirty_log_type {
               unsigned argc, char **argv, GError **err);
   /* Optional.  Control thread, without the lock.  Free what ctr made. */
   void (*dtr) (struct ndm_dirty_log *log);
-  /* Optional (none: nothing stored).  Control thread, without the lock.
-   * Read the header and check it against the log's geometry (a zero
-   * header is a new log: write one), then read the bitmap into
-   * log->committed.  Errors quote the device and what differs.
+  /* Optional (none: nothing stored).  Control thread (ctr), without the
+   * lock.  Read the header and check it against the log's geometry (a
+   * zero header is a new log: write one); the bitmap is not read, since
+   * another table may still be writing it (a reload).  Errors quote the
+   * device and what differs.
+   */
+  int (*check) (struct ndm_dirty_log *log, GError **err);
+  /* Optional (none: nothing stored).  Control thread (first resume),
+   * without the lock.  As check, then read the bitmap into
+   * log->committed and the header's failed legs into log->failed_legs.
    */
   int (*load) (struct ndm_dirty_log *log, GError **err);
   /* Optional (none: a commit is done at once).  The log's thread, without
@@ -163,6 +171,9 @@ struct ndm_dirty_log {
                                    unless the type's ctr sets it (disk:
                                    the log device's preferred block, 512
                                    to 64 KiB, a power of two) */
+  bool loaded;                  /* the control thread's: load ran, so
+                                   memory says what the device holds and
+                                   may be written over it */
 
   struct ndm_mutex lock;        /* protects everything below */
   GCond cond;                   /* the log's thread: work, stop */
@@ -187,7 +198,8 @@ struct ndm_dirty_log {
   bool header_changed;          /* failed_legs differs from the device */
   int64_t last_clear;           /* g_get_monotonic_time of the last
                                    clear commit, 0: none yet */
-  bool stopped;                 /* postsuspend: no more writes */
+  bool stopped;                 /* suspended: no more writes until
+                                   ndm_dirty_log_resume */
   uint64_t failed_legs;         /* the header's, in memory */
   enum ndm_dirty_log_health health;
   uint64_t commits;             /* for JSON */
@@ -220,14 +232,41 @@ struct ndm_dirty_log *ndm_dirty_log_create (struct ndm_target *ti,
 /* Control thread, the log's thread stopped.  NULL is ignored. */
 void ndm_dirty_log_free (struct ndm_dirty_log *log);
 
-/* Control thread, no I/O of the mirror running (ctr, resume).  Read
- * what the type stores and apply the sync word: marked regions (all for
- * "sync" or a new core log, none for "nosync") are not in sync.  With
- * "sync" every region is marked too, so a restart without the word
- * still copies what this start did not.  The health is A again.
- * Returns the count of regions not in sync, or -1 with *err set.
+/* Control thread, ctr.  Check what the type stores against this log's
+ * geometry (the disk type: the header; a new log is written), so that a
+ * log that is not this table's fails the table, at start-up as at
+ * reload.  Nothing else is read.  Returns 0, or -1 with *err set.
+ */
+int ndm_dirty_log_check (struct ndm_dirty_log *log, GError **err);
+
+/* Control thread, the table's first resume: no I/O of the mirror runs,
+ * and the table that wrote the log before (a reload's old table) has
+ * made its last commit (ndm_dirty_log_suspend).  Read what the type
+ * stores and apply the sync word: marked regions (all for "sync" or a
+ * new core log, none for "nosync") are not in sync.  With "sync" every
+ * region is marked too, so a restart without the word still copies
+ * what this start did not.  The health is A again.  Returns the count
+ * of regions not in sync, or -1 with *err set: then nothing is known of
+ * the device, so every region is marked and not in sync (a copy of
+ * everything, never a region wrongly taken as equal) and the health is
+ * D.  Either way the log is loaded from then on.
  */
 int64_t ndm_dirty_log_load (struct ndm_dirty_log *log, GError **err);
+
+/* Control thread, postsuspend (no write of the mirror in flight, the
+ * log's thread stopped).  dm's flush at suspend: a clear commit now,
+ * whatever the time since the last (flush_legs first, as for every clear
+ * commit), so that a clean stop leaves marked only the regions whose
+ * writes have not ended (none after a drain) or that are out of sync.
+ * Then the log is stopped: commits do nothing until
+ * ndm_dirty_log_resume.  A log not loaded yet (a table never resumed)
+ * is not written.  Returns as ndm_dirty_log_commit.
+ */
+int64_t ndm_dirty_log_suspend (struct ndm_dirty_log *log,
+                               int (*flush_legs) (void *data, int *err),
+                               void *data, int *err);
+/* Control thread, resume after a suspend: commits run again. */
+void ndm_dirty_log_resume (struct ndm_dirty_log *log);
 
 /* With log->lock held.  Mark region for a write.  Returns 0 when the
  * mark is on the device already (or the type stores nothing), else the

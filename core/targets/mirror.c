@@ -350,11 +350,43 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
                  "no leg can be used: at least one must answer at load");
     goto err;
   }
-  if (ndm_dirty_log_load (m->log, err) == -1)
+  /* The header now, so that a log of another geometry or magic fails
+   * the table as a bad word does; the bitmap at the first resume.
+   */
+  if (ndm_dirty_log_check (m->log, err) == -1)
     goto err;
 
   ndm_rh_init (&m->rh, m->log, &m->lock, bytes);
   m->rh.fail_without_log = m->keep_log;
+  return 0;
+
+ err:
+  mirror_dtr (ti);
+  ti->private = NULL;
+  return -1;
+}
+
+/* The table's first resume: no I/O of it ran yet, and a table that wrote
+ * the same log before (a reload's old one) made its last commit in its
+ * postsuspend.  The log's marks become the regions out of sync; a leg
+ * its header says missed writes is no source until they are copied.
+ */
+static void
+load_log (struct mirror_c *m)
+{
+  g_autoptr (GError) err = NULL;
+  int64_t todo = ndm_dirty_log_load (m->log, &err);
+  unsigned i;
+
+  if (todo == -1) {
+    ndm_log_error ("mirror: %s: every region is taken as out of sync",
+                   err->message);
+    ndm_target_event (m->ti);
+  }
+  else if (m->log->dev != NULL)
+    ndm_log_info ("mirror: disk log %s: %" PRIu64 " of %" PRIu64 " regions "
+                  "marked at load; %" PRId64 " to resync", m->log->dev->uri,
+                  m->log->dirty_at_load, m->log->nr_regions, todo);
   ndm_mutex_lock (&m->lock);
   ndm_mutex_lock (&m->log->lock);
   for (i = 0; i < m->nr_legs; i++) {
@@ -375,12 +407,6 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
   }
   ndm_mutex_unlock (&m->log->lock);
   ndm_mutex_unlock (&m->lock);
-  return 0;
-
- err:
-  mirror_dtr (ti);
-  ti->private = NULL;
-  return -1;
 }
 
 static void
@@ -580,7 +606,13 @@ log_thread (gpointer data)
     marks = log->wanted_ticket >= log->next_ticket;
     ndm_mutex_unlock (&log->lock);
 
-    r = ndm_dirty_log_commit (log, !marks, flush_legs, m, &err);
+    /* A clear commit whenever one is due, marks waiting or not: under a
+     * steady stream of first writes clears would never come, and a
+     * crash would cost a copy of every region written since the start.
+     * Marks then ride in the clear commit, behind a leg flush, at most
+     * once every NDM_LOG_CLEAR_MS.
+     */
+    r = ndm_dirty_log_commit (log, true, flush_legs, m, &err);
     if (r > 0)
       ndm_rh_log_committed (&m->rh, r, false);
     else if (r == -1) {
@@ -1201,13 +1233,30 @@ mirror_release_clone (struct ndm_target *ti, struct ndm_clone *clone)
 
 /* Nothing of the table runs now: the log's thread stops, so no commit
  * goes on past the table (a suspend's next table, or this one at its
- * resume, finds the log as it was left).
+ * resume, finds the log as it was left).  Then dm's flush at suspend: a
+ * last clear commit, so that the log on the device marks only regions
+ * out of sync or still written (none after a drain), and a clean stop
+ * (SIGTERM, or suspend then exit) costs the next start no copy.
  */
 static void
 mirror_postsuspend (struct ndm_target *ti)
 {
-  stop_sync_thread (ti->private);
-  stop_log_thread (ti->private);
+  struct mirror_c *m = ti->private;
+  int64_t r;
+  int err = 0;
+
+  stop_sync_thread (m);
+  stop_log_thread (m);
+  r = ndm_dirty_log_suspend (m->log, flush_legs, m, &err);
+  if (r > 0)
+    ndm_rh_log_committed (&m->rh, r, false);
+  else if (r == -1) {
+    ndm_log_error ("mirror: dirty log commit at suspend failed: %s: its "
+                   "marks stay, the next start copies those regions",
+                   ndm_errno_name (err));
+    ndm_target_event (m->ti);
+    ndm_rh_log_committed (&m->rh, 0, true);
+  }
 }
 
 /* The resync stops: its ndm_target_io passes no suspend gate, and a
@@ -1224,6 +1273,10 @@ mirror_resume (struct ndm_target *ti)
 {
   struct mirror_c *m = ti->private;
 
+  if (!m->log->loaded)
+    load_log (m);
+  else
+    ndm_dirty_log_resume (m->log);
   /* A disk log's marks are committed from the first resume on: before
    * it, nbdkit may not have forked yet.  Writes wait for the thread;
    * without one (R13: it could not be made) they wait until a resume

@@ -644,6 +644,67 @@ test_commit_stopped (void)
   ndm_dirty_log_free (log);
 }
 
+/* ---- suspend ------------------------------------------------------------ */
+
+/* dm's flush at suspend: a clear commit at once, though the last was less
+ * than NDM_LOG_CLEAR_MS ago (the legs flushed first), so a clean stop
+ * leaves only regions still written marked; then no commit writes until
+ * resume.
+ */
+static void
+test_suspend_clears_at_once (void)
+{
+  struct ndm_dirty_log *log = stored_log (64);
+  struct mem_log *m = mem_log_of (log);
+  uint64_t t;
+  int err = 0;
+
+  mark (log, 3);
+  mark (log, 4);
+  mark (log, 9);
+  g_assert_cmpint (mem_log_commit (log, true, &err), >, 0);
+  clear (log, 3);
+  g_assert_cmpint (mem_log_commit (log, true, &err), >, 0);
+  g_assert_cmpstr (m->order->str, ==, "WFW");
+  clear (log, 4);
+  g_assert_cmpint (mem_log_commit (log, true, &err), ==, 0);  /* too soon */
+  g_assert_true (mem_log_dev_bit (log, 4));
+  g_assert_cmpint (ndm_dirty_log_suspend (log, mem_log_flush_legs, log, &err),
+                   >, 0);
+  g_assert_cmpstr (m->order->str, ==, "WFWFW");
+  g_assert_false (mem_log_dev_bit (log, 4));
+  g_assert_true (mem_log_dev_bit (log, 9));     /* still written */
+
+  t = mark (log, 5);
+  g_assert_cmpint (mem_log_commit (log, false, &err), ==, 0);
+  g_assert_false (committed (log, t));
+  ndm_dirty_log_resume (log);
+  g_assert_cmpint (mem_log_commit (log, false, &err), ==, (int64_t) t);
+  g_assert_true (mem_log_dev_bit (log, 5));
+  ndm_dirty_log_free (log);
+}
+
+/* A log never loaded (its table never went live) knows nothing of the
+ * device: suspend neither flushes the legs nor writes.
+ */
+static void
+test_suspend_not_loaded (void)
+{
+  struct ndm_dirty_log *log = mem_log_new ("2 8 nosync", 64 * 4096, 2);
+  struct mem_log *m = mem_log_of (log);
+  int err = 0;
+
+  mem_log_dev_set (log, 7);
+  ndm_mutex_lock (&log->lock);
+  log->committed[0] = 1;        /* as if a check had read something */
+  ndm_mutex_unlock (&log->lock);
+  g_assert_cmpint (ndm_dirty_log_suspend (log, mem_log_flush_legs, log, &err),
+                   ==, 0);
+  g_assert_cmpstr (m->order->str, ==, "");
+  g_assert_true (mem_log_dev_bit (log, 7));
+  ndm_dirty_log_free (log);
+}
+
 /* ---- in-sync bits ------------------------------------------------------- */
 
 /* Resync work: regions not in sync, from the cursor round to it again,
@@ -737,6 +798,10 @@ main (int argc, char *argv[])
                    test_commit_flush_of_log_fails);
   g_test_add_func ("/dirty-log/commit/header", test_commit_header);
   g_test_add_func ("/dirty-log/commit/stopped", test_commit_stopped);
+  g_test_add_func ("/dirty-log/suspend/clears-at-once",
+                   test_suspend_clears_at_once);
+  g_test_add_func ("/dirty-log/suspend/not-loaded-not-written",
+                   test_suspend_not_loaded);
   g_test_add_func ("/dirty-log/sync/resync-work", test_resync_work);
   g_test_add_func ("/dirty-log/status/json", test_status_json);
   return g_test_run ();

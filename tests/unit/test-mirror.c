@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "core.h"
+#include "crc32c.h"
 #include "dirty-log.h"
 #include "harness.h"
 
@@ -373,6 +374,33 @@ test_flush (void)
 
 /* ---- the log ------------------------------------------------------------------- */
 
+static gpointer
+free_thread (gpointer data)
+{
+  struct ndm_md *md = data;
+
+  ndm_md_free (md);
+  return md;
+}
+
+/* h_md_free for a mirror over held legs a and b: its postsuspend's last
+ * clear commit flushes them first, so what they are sent is completed
+ * until the free returns.
+ */
+static void
+free_completing (struct ndm_md *md, struct fake_dev *a, struct fake_dev *b)
+{
+  GThread *t = g_thread_new ("free", free_thread, md);
+
+  while (fake_is_open (a) || fake_is_open (b)) {
+    fake_complete_all (a);
+    fake_complete_all (b);
+    g_usleep (1000);
+  }
+  g_thread_join (t);
+  fake_reset ();
+}
+
 /* A disk log on fake://l: the bit of the first write's region is on the
  * log device (bitmap byte 4096 on, written with FUA) before the leg sees
  * the write; a second write to the same region needs no log write.
@@ -417,7 +445,7 @@ test_mark_before_first_write (void)
   g_assert_cmpint (h_io_wait (io), ==, 0);
   g_assert_cmpint (h_io_wait (io2), ==, 0);
   g_assert_cmpuint (fake_count_op (l, NDM_OP_WRITE), ==, lw + 1);
-  h_md_free (md);
+  free_completing (md, a, b);
 }
 
 /* The log device fails the mark's write.
@@ -487,6 +515,240 @@ test_failed_leg_logged_before_ack (void)
   memcpy (&h, fake_data (l), sizeof h);
   g_assert_cmpuint (GUINT64_FROM_LE (h.failed_legs), ==, 1);
   g_assert_cmpuint (GUINT64_FROM_LE (h.generation), >, gen);
+  h_md_free (md);
+}
+
+/* Under a steady stream of first writes (each to a region never
+ * written, so each needs a mark commit), clears still come: region 0's
+ * mark, cleared in memory once its write ended, leaves the log device
+ * while the writes go on.  Starved, every region ever written would stay
+ * marked until the stream paused for NDM_LOG_CLEAR_MS, and a crash
+ * would copy them all.
+ */
+static void
+test_clears_not_starved (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 8 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *l = fake_lookup ("l");
+  g_autofree char *buf = g_malloc0 (4 * KIB);
+  unsigned r;
+
+  for (r = 0; r < 256; r++) {
+    g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, r * 4 * KIB, 0),
+                     ==, 0);
+    if (r > 0 && !(fake_data (l)[NDM_DIRTY_LOG_HEADER_SIZE] & 1))
+      break;
+  }
+  if (r == 256)
+    g_error ("region 0 still marked on the log device after 255 more "
+             "first writes");
+  h_md_free (md);
+}
+
+/* ---- the log across restarts ------------------------------------------------- */
+
+/* 1 MiB legs a and b, a disk log on l, 64 KiB regions: without a sync
+ * word, so that a restart copies what the log marks.  RESTARTED is the
+ * same table over the same data, as a new nbd-dm sees it (other fakes,
+ * data=: the first ones stay open until freed).
+ */
+#define LOG_TABLE(l, a, b) \
+  "0 2048 mirror disk 2 fake://" l " 128 2 fake://" a " 0 fake://" b " 0"
+#define STARTED LOG_TABLE ("l", "a", "b")
+#define RESTARTED LOG_TABLE ("l2?data=l", "a2?data=a", "b2?data=b")
+#define R64K (64 * KIB)
+
+/* Bits of the log device's bitmap set (region r: bit r % 8 of byte
+ * 4096 + r / 8), of 16 regions.
+ */
+static unsigned
+log_marks (struct fake_dev *l)
+{
+  const uint8_t *bits = fake_data (l) + NDM_DIRTY_LOG_HEADER_SIZE;
+
+  return bits[0] | bits[1] << 8;
+}
+
+/* The JSON detail's "key":value, as text. */
+static bool
+json_has (struct ndm_md *md, const char *pair)
+{
+  g_autofree char *json = h_command_ok (md, "status --json");
+
+  return strstr (json, pair) != NULL;
+}
+
+/* A first start (a new log: every region marked, all copied), writes
+ * to regions 1, 3 and 5, then a clean stop: the free of the mapped
+ * device (nbdkit's unload on SIGTERM), or a suspend first.  The log
+ * device keeps no mark, and a restart loads none, is in sync at once
+ * and copies nothing.
+ */
+static void
+test_clean_stop_clears (gconstpointer data)
+{
+  bool suspend = GPOINTER_TO_INT (data);
+  struct ndm_md *md = h_md_new (STARTED, NULL);
+  g_autofree char *buf = g_malloc (4 * KIB);
+  GError *err = NULL;
+  unsigned r;
+
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  h_fill (buf, 4 * KIB, 7);
+  for (r = 1; r <= 5; r += 2)
+    g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, r * R64K, 0), ==,
+                     0);
+  if (suspend) {
+    g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+    g_assert_no_error (err);
+    g_assert_cmpuint (log_marks (fake_lookup ("l")), ==, 0);
+  }
+  ndm_md_free (md);
+  g_assert_cmpuint (log_marks (fake_lookup ("l")), ==, 0);
+
+  md = h_md_new (RESTARTED, NULL);
+  g_assert_true (json_has (md, "\"dirty_at_load\":0,"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("a2"), NDM_OP_WRITE), ==, 0);
+  g_assert_cmpuint (fake_count_op (fake_lookup ("b2"), NDM_OP_WRITE), ==, 0);
+  h_md_free (md);
+}
+
+/* The state a kill -9 leaves: regions 2 and 5 marked (writes in flight,
+ * or ended but not cleared yet), the legs different there; region 9
+ * different too but not marked (it cannot be: the test makes it so, to
+ * see what is copied).  The restart loads 2 marks and copies exactly
+ * those two regions, from the default leg a, or from b when the
+ * header records a as having missed writes.
+ */
+static void
+test_kill_resyncs_marked (gconstpointer data)
+{
+  bool a_failed = GPOINTER_TO_INT (data);
+  struct ndm_md *md = h_md_new (STARTED, NULL);
+  struct fake_dev *l = fake_lookup ("l");
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  struct fake_dev *a2, *b2, *dst;
+  uint8_t *from, *to;
+  unsigned r;
+
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  ndm_md_free (md);
+  g_assert_cmpuint (log_marks (l), ==, 0);
+  for (r = 2; r <= 9; r++) {
+    if (r != 2 && r != 5 && r != 9)
+      continue;
+    h_fill (fake_data (a) + r * R64K, R64K, 100 + r);
+    h_fill (fake_data (b) + r * R64K, R64K, 200 + r);
+  }
+  fake_data (l)[NDM_DIRTY_LOG_HEADER_SIZE] = 1 << 2 | 1 << 5;
+  if (a_failed) {
+    /* failed legs = leg 0, and the CRC made again. */
+    uint8_t *h = fake_data (l);
+    uint32_t crc;
+
+    h[offsetof (struct ndm_dirty_log_header, failed_legs)] = 1;
+    crc = GUINT32_TO_LE (ndm_crc32c (h, NDM_DIRTY_LOG_HEADER_SIZE - 4));
+    memcpy (h + NDM_DIRTY_LOG_HEADER_SIZE - 4, &crc, 4);
+  }
+
+  md = h_md_new (RESTARTED, NULL);
+  a2 = fake_lookup ("a2");
+  b2 = fake_lookup ("b2");
+  g_assert_true (json_has (md, "\"dirty_at_load\":2,"));
+  wait_sync (md, a_failed ? "16/16 1 SA" : "16/16 1 AA", NULL, NULL);
+  from = fake_data (a_failed ? b : a);
+  to = fake_data (a_failed ? a : b);
+  dst = a_failed ? a2 : b2;
+  g_assert_cmpmem (to + 2 * R64K, R64K, from + 2 * R64K, R64K);
+  g_assert_cmpmem (to + 5 * R64K, R64K, from + 5 * R64K, R64K);
+  g_assert_cmpint (memcmp (to + 9 * R64K, from + 9 * R64K, R64K), !=, 0);
+  g_assert_cmpuint (fake_count_op (dst, NDM_OP_WRITE), ==, 2);
+  g_assert_cmpuint (fake_count_op (a_failed ? b2 : a2, NDM_OP_WRITE), ==, 0);
+  h_md_free (md);
+}
+
+/* The bitmap cannot be read at the first resume (the log device fails
+ * it after the header was checked at ctr): nothing is known of which
+ * regions differ, so every one is out of sync and copied, and the log's
+ * letter is D.
+ */
+static void
+test_load_fails_copies_all (void)
+{
+  struct ndm_md *md = h_md_new (STARTED, NULL);
+  struct fake_dev *b = fake_lookup ("b");
+  GError *err = NULL;
+  unsigned bw;
+
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  bw = fake_count_op (b, NDM_OP_WRITE);
+  g_assert_cmpint (ndm_md_reload (md, STARTED, false, &err), ==, 0);
+  g_assert_no_error (err);
+  fake_fail_range (fake_lookup ("l"), NDM_DIRTY_LOG_HEADER_SIZE, 4 * KIB,
+                   EIO);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  g_assert_true (json_has (md, "\"dirty_at_load\":16,"));
+  {
+    g_autofree char *s = h_command_ok (md, "status");
+
+    g_assert_true (g_str_has_suffix (s, " 3 disk fake://l D"));
+  }
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, bw + 16);
+  h_md_free (md);
+}
+
+/* A reload names the same log device.  After the new table's ctr read
+ * the header, the old one fails leg b and writes region 7 to a alone
+ * (NOSYNC, marked; b in the header's failed legs).  The new table reads
+ * the log at its first resume, after the old one's last commit: b is no
+ * source, region 7 is copied to it.  Read at ctr, the log would have
+ * said b is in sync and region 7 clean: b would never get the write.
+ */
+static void
+test_reload_reads_log_at_resume (void)
+{
+  const char *table = LOG_TABLE ("l", "a", "b") " 1 handle_errors";
+  struct ndm_md *md = h_md_new (table, NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc (4 * KIB);
+  g_autofree char *out = NULL;
+  g_autofree char *st = NULL;
+  GError *err = NULL;
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpint (ndm_md_reload (md, table, false, &err), ==, 0);
+  g_assert_no_error (err);
+  out = h_command_ok (md, "message 0 fail_leg fake://b");
+  h_fill (buf, 4 * KIB, 77);
+  g_assert_cmpint (h_io (md, NDM_OP_WRITE, buf, 4 * KIB, 7 * R64K, 0), ==,
+                   0);
+  g_assert_cmpint (memcmp (fake_data (b) + 7 * R64K, buf, 4 * KIB), !=, 0);
+
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  g_assert_true (json_has (md, "\"failed_legs\":2,"));
+  /* b is reinstated by the checker or stays out; either way region 7
+   * reaches it before every region is in sync on every leg in service.
+   */
+  for (;;) {
+    g_free (st);
+    st = sync_and_letters (md);
+    if (g_str_has_prefix (st, "16/16 ") &&
+        memcmp (fake_data (b) + 7 * R64K, buf, 4 * KIB) == 0)
+      break;
+    if (g_get_monotonic_time () > end)
+      g_error ("status '%s', region 7 of b %s", st,
+               memcmp (fake_data (b) + 7 * R64K, buf, 4 * KIB) == 0 ?
+               "written" : "not written");
+    g_usleep (2000);
+  }
+  g_assert_cmpmem (fake_data (a) + 7 * R64K, R64K, fake_data (b) + 7 * R64K,
+                   R64K);
   h_md_free (md);
 }
 
@@ -1159,6 +1421,19 @@ main (int argc, char *argv[])
                    test_mark_before_first_write);
   g_test_add_func ("/mirror/log/failure/goes-on", test_log_failure_goes_on);
   g_test_add_func ("/mirror/log/failure/keep-log-eio", test_keep_log_eio);
+  g_test_add_func ("/mirror/log/clear-not-starved", test_clears_not_starved);
+  g_test_add_data_func ("/mirror/log/restart/clean-stop-clears/free",
+                        GINT_TO_POINTER (0), test_clean_stop_clears);
+  g_test_add_data_func ("/mirror/log/restart/clean-stop-clears/suspend",
+                        GINT_TO_POINTER (1), test_clean_stop_clears);
+  g_test_add_data_func ("/mirror/log/restart/resyncs-marked-only",
+                        GINT_TO_POINTER (0), test_kill_resyncs_marked);
+  g_test_add_data_func ("/mirror/log/restart/skips-failed-leg-source",
+                        GINT_TO_POINTER (1), test_kill_resyncs_marked);
+  g_test_add_func ("/mirror/log/restart/load-fails-copies-all",
+                   test_load_fails_copies_all);
+  g_test_add_func ("/mirror/log/reload/reads-log-at-resume",
+                   test_reload_reads_log_at_resume);
   H_ADD_CASES ("/mirror/read/policy", policies, test_read_policy);
   g_test_add_func ("/mirror/read/policy/queue-length-busy",
                    test_read_queue_length_busy);
