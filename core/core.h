@@ -179,6 +179,8 @@ struct ndm_table {
   GPtrArray *devices;           /* unique struct ndm_device *, one ref */
   GPtrArray *data_devices;      /* those client data goes to (R12's
                                    caps); no ref of their own */
+  GPtrArray *metadata_devices;  /* those a target's metadata lives on
+                                   (one target each); no ref */
   struct ndm_caps caps;
 };
 

@@ -135,8 +135,20 @@ table_get_device (struct ndm_target *ti, const char *uri,
 
   if (dev == NULL)
     return NULL;
-  if (use != DEVICE_METADATA && !g_ptr_array_find (t->data_devices, dev,
-                                                    NULL))
+  if (use == DEVICE_METADATA) {
+    /* Two logs on one device would overwrite each other's header and
+     * bitmap: refused, as a device can hold one target's metadata.
+     */
+    if (g_ptr_array_find (t->metadata_devices, dev, NULL)) {
+      ndm_md_put_device (t->md, dev);     /* the table holds one already */
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "device %s holds another target's metadata already: "
+                   "each log needs a device of its own", uri);
+      return NULL;
+    }
+    g_ptr_array_add (t->metadata_devices, dev);
+  }
+  else if (!g_ptr_array_find (t->data_devices, dev, NULL))
     g_ptr_array_add (t->data_devices, dev);
   for (i = 0; i < t->devices->len; i++)
     if (t->devices->pdata[i] == dev) {
@@ -226,6 +238,7 @@ table_free (struct ndm_table *t)
     ndm_md_put_device (t->md, t->devices->pdata[i]);
   g_ptr_array_unref (t->devices);
   g_ptr_array_unref (t->data_devices);
+  g_ptr_array_unref (t->metadata_devices);
   g_free (t->targets);
   g_free (t);
 }
@@ -441,6 +454,7 @@ ndm_table_create (struct ndm_md *md, const char *text, GError **err)
   t->refs = 1;
   t->devices = g_ptr_array_new ();
   t->data_devices = g_ptr_array_new ();
+  t->metadata_devices = g_ptr_array_new ();
   t->targets = g_new0 (struct ndm_target, g_strv_length (lines) + 1);
 
   for (i = 0; lines[i] != NULL; i++) {

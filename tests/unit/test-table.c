@@ -120,6 +120,10 @@ static const struct h_table_error parse_errors[] = {
   { "mirror-read-balance-no-value", "0 16 mirror core 1 8 " MIRROR_LEGS
     " 2 handle_errors read_balance", "line 1: mirror: feature read_balance "
     "has no value within #features" },
+  { "mirror-log-shared", "0 16 mirror disk 2 fake://l 8 " MIRROR_LEGS "\n"
+    "16 16 mirror disk 2 fake://l 8 2 fake://c 0 fake://d 0",
+    "line 2: mirror: device fake://l holds another target's "
+    "metadata already: each log needs a device of its own" },
   { "mirror-no-leg-answers", "0 16 mirror core 1 8 2 fake://missing-a 0 "
     "fake://missing-b 0", "line 1: mirror: no leg can be used: at least one "
     "must answer at load" },
