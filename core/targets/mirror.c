@@ -100,7 +100,15 @@ struct mirror_leg {
   bool reinstated;              /* put back, being resynced: its letter
                                    is A again once in sync */
   uint64_t write_errors, read_errors, reads;
+  uint64_t read_repairs;        /* regions rewritten after a read of
+                                   them failed here with EIO */
   unsigned inflight;            /* read clones on it (queue-length) */
+};
+
+enum mirror_verify {
+  MIRROR_VERIFY_NEVER,          /* no verify message yet: no status word */
+  MIRROR_VERIFY_RUNNING,
+  MIRROR_VERIFY_IDLE,           /* the last one ended */
 };
 
 struct mirror_c {
@@ -125,6 +133,16 @@ struct mirror_c {
   bool sync_stop;               /* presuspend, dtr */
   bool syncing;                 /* a copy runs (JSON) */
   uint64_t resynced;            /* bytes copied, for JSON */
+  GHashTable *repairs;          /* read repairs to do, each a region
+                                   number * MIRROR_MAX_LEGS + the leg's
+                                   index (uint64_t keys) */
+  enum mirror_verify verify;
+  uint64_t verify_next;         /* the region the verify compares next */
+  GArray *verify_diff;          /* uint64_t: regions the last verify
+                                   found different, in order */
+  uint8_t *trimmed;             /* bit r: region r was trimmed since load
+                                   or its last copy (legs may read
+                                   differently there): verify skips it */
 };
 
 /* The clone's scratch space: the region hash's part first (it finds its
@@ -134,7 +152,12 @@ struct mirror_c {
 struct mirror_io {
   union {
     struct ndm_rh_io rh;        /* writes, trims, zeroes */
-    struct mirror_leg *leg;     /* reads: the leg counted in flight */
+    struct {                    /* reads */
+      struct mirror_leg *leg;   /* the leg counted in flight */
+      uint32_t eio;             /* legs that failed it with EIO: repaired
+                                   once another leg served it */
+      uint64_t first, last;     /* the regions of those failures */
+    } rd;
   } u;
   uint32_t failed;
 };
@@ -354,6 +377,10 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
     goto err;
 
   ndm_rh_init (&m->rh, m->log, &m->lock, bytes);
+  m->repairs = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
+                                      NULL);
+  m->verify_diff = g_array_new (false, false, sizeof (uint64_t));
+  m->trimmed = g_malloc0 ((m->rh.nr_regions + 7) / 8);
   m->rh.fail_without_log = m->keep_log;
   ndm_mutex_lock (&m->lock);
   ndm_mutex_lock (&m->log->lock);
@@ -416,6 +443,11 @@ mirror_dtr (struct ndm_target *ti)
   for (i = 0; m->legs != NULL && i < m->nr_legs; i++)
     g_free (m->legs[i].chk.reason);
   g_free (m->legs);
+  if (m->repairs != NULL)
+    g_hash_table_unref (m->repairs);
+  if (m->verify_diff != NULL)
+    g_array_unref (m->verify_diff);
+  g_free (m->trimmed);
   ndm_mutex_clear (&m->lock);
   g_free (m);
 }
@@ -663,6 +695,59 @@ map_flush (struct mirror_c *m, struct ndm_clone *clone)
   return NDM_MAPIO_REMAPPED;
 }
 
+/* With m->lock held: a read's bio failed with EIO on leg, a live leg's
+ * answer about its blocks (a lost connection says nothing about them):
+ * once another leg serves the read, its regions are copied back to leg
+ * (read repair, md raid1's fix_read_error).
+ */
+static void
+note_read_eio_locked (struct mirror_c *m, struct mirror_io *io,
+                      struct mirror_leg *leg, struct ndm_bio *bio)
+{
+  uint64_t toff = bio->dev_offset - leg->offset;
+  uint64_t first = ndm_rh_region (&m->rh, toff);
+  uint64_t last = ndm_rh_region (&m->rh, toff + bio->len - 1);
+
+  ndm_assert_held (&m->lock);
+  if (io->u.rd.eio == 0 || first < io->u.rd.first)
+    io->u.rd.first = first;
+  if (io->u.rd.eio == 0 || last > io->u.rd.last)
+    io->u.rd.last = last;
+  io->u.rd.eio |= 1u << leg->idx;
+}
+
+/* With m->lock held: region r of leg is to be repaired. */
+static void
+repair_add_locked (struct mirror_c *m, struct mirror_leg *leg, uint64_t r)
+{
+  uint64_t *key = g_new (uint64_t, 1);
+
+  ndm_assert_held (&m->lock);
+  *key = r * MIRROR_MAX_LEGS + leg->idx;
+  g_hash_table_add (m->repairs, key);
+}
+
+/* With m->lock held: the read that failed with EIO on the legs of
+ * io->u.rd.eio was served by another: their regions of it are queued for
+ * the sync thread, which repairs them before it copies anything else.
+ * Not here: the copy must wait for the region's writes to drain, and an
+ * owner never blocks.
+ */
+static void
+read_served_locked (struct mirror_c *m, struct mirror_io *io)
+{
+  unsigned i;
+  uint64_t r;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    if (io->u.rd.eio & (1u << i))
+      for (r = io->u.rd.first; r <= io->u.rd.last; r++)
+        repair_add_locked (m, &m->legs[i], r);
+  io->u.rd.eio = 0;
+  g_cond_broadcast (&m->rh.cond);
+}
+
 /* With m->lock held: the legs whose bios failed in this round, added to
  * io->failed; their errors counted.  Those that left service now are
  * added to fence.
@@ -683,6 +768,8 @@ note_failed_legs_locked (struct mirror_c *m, struct ndm_clone *clone,
     if (!ndm_bio_failed (bio))
       continue;
     leg = leg_of_device (m, bio->dev);
+    if (leg != NULL && clone->op == NDM_OP_READ && bio->status == EIO)
+      note_read_eio_locked (m, io, leg, bio);
     if (leg == NULL || (now & (1u << leg->idx)))
       continue;                 /* the log device, or counted */
     now |= 1u << leg->idx;
@@ -849,7 +936,7 @@ map_read (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
   }
   leg->inflight++;
   leg->reads++;
-  io->u.leg = leg;
+  io->u.rd.leg = leg;
   ndm_mutex_unlock (&m->lock);
   ndm_clone_remap (clone, leg->chk.dev, leg->offset + toff);
   return NDM_MAPIO_REMAPPED;
@@ -860,9 +947,9 @@ static void
 read_done_locked (struct mirror_c *m, struct mirror_io *io)
 {
   ndm_assert_held (&m->lock);
-  if (io->u.leg != NULL) {
-    io->u.leg->inflight--;
-    io->u.leg = NULL;
+  if (io->u.rd.leg != NULL) {
+    io->u.rd.leg->inflight--;
+    io->u.rd.leg = NULL;
   }
 }
 
@@ -877,6 +964,8 @@ end_io_read (struct mirror_c *m, struct ndm_clone *clone,
   ndm_mutex_lock (&m->lock);
   read_done_locked (m, io);
   if (*error != EIO && !ndm_errno_is_path_error (*error)) {
+    if (*error == 0 && io->u.rd.eio != 0)
+      read_served_locked (m, io);
     ndm_mutex_unlock (&m->lock);
     return NDM_ENDIO_DONE;
   }
@@ -1030,6 +1119,128 @@ copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
   return ok;
 }
 
+/* With m->lock held: fence the legs in fence, without the lock. */
+static void
+fence_legs_locked (struct mirror_c *m, GPtrArray *fence)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  if (fence->len == 0)
+    return;
+  ndm_mutex_unlock (&m->lock);
+  for (i = 0; i < fence->len; i++)
+    fence_leg (fence->pdata[i]);
+  ndm_mutex_lock (&m->lock);
+}
+
+/* ---- read repair ----------------------------------------------------------------- */
+
+/* With m->lock held: take a queued repair (its region and leg); false if
+ * there is none.
+ */
+static bool
+repair_take_locked (struct mirror_c *m, uint64_t *r, struct mirror_leg **leg)
+{
+  GHashTableIter it;
+  gpointer key;
+  uint64_t k;
+
+  ndm_assert_held (&m->lock);
+  g_hash_table_iter_init (&it, m->repairs);
+  if (!g_hash_table_iter_next (&it, &key, NULL))
+    return false;
+  k = *(uint64_t *) key;
+  g_hash_table_iter_remove (&it);
+  *r = k / MIRROR_MAX_LEGS;
+  *leg = &m->legs[k % MIRROR_MAX_LEGS];
+  return true;
+}
+
+/* With m->lock held, after the repair's copy of region r from src to leg.
+ * A write that failed is a write failure of leg ('S', as a resync copy's:
+ * with handle_errors out of service), and the region is out of sync: leg
+ * may hold anything there now.  A read from src that failed is src's read
+ * error; leg keeps its bad block until the next read of it fails again.
+ */
+static void
+repair_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
+                     struct mirror_leg *leg, bool src_failed,
+                     uint64_t dst_failed, GPtrArray *fence)
+{
+  g_autofree char *why = NULL;
+
+  ndm_assert_held (&m->lock);
+  if (src_failed) {
+    src->read_errors++;
+    set_letter_locked (m, src, 'R');
+    ndm_log_error ("mirror: read repair of region %" PRIu64 " on leg %s: "
+                   "its read from leg %s failed", r, leg->chk.dev->uri,
+                   src->chk.dev->uri);
+    return;
+  }
+  if (dst_failed != 0) {
+    leg->write_errors++;
+    why = g_strdup_printf ("a read repair's write of region %" PRIu64
+                           " failed", r);
+    ndm_rh_mark_nosync_locked (&m->rh, r, r);
+    if (leg_missed_write_locked (m, leg, 'S', why, false))
+      g_ptr_array_add (fence, leg);
+    return;
+  }
+  leg->read_repairs++;
+  ndm_log_info ("mirror: read repair: region %" PRIu64 " of leg %s "
+                "rewritten from leg %s", r, leg->chk.dev->uri,
+                src->chk.dev->uri);
+}
+
+/* With m->lock held, on the sync thread: do one queued read repair: copy
+ * the region from an in-sync leg (the default, but the one repaired) to
+ * the leg whose read failed, the region quiesced as for a resync copy
+ * (new writes held, those in flight drained), so a client write is never
+ * overwritten by older data.  Done here, before the resync's next copy,
+ * because the hash quiesces one region at a time and this thread is the
+ * one that does.  A region out of sync by now needs none: the resync
+ * copies it to every leg in service.  Returns whether it took one (the
+ * lock was released meanwhile); false also when stopped (the repair stays
+ * queued for the resume).
+ */
+static bool
+repair_next_locked (struct mirror_c *m)
+{
+  g_autoptr (GPtrArray) fence = g_ptr_array_new ();
+  uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
+  struct mirror_leg *leg, *src;
+  uint64_t r, start, dst_failed;
+  bool src_failed;
+
+  ndm_assert_held (&m->lock);
+  if (m->sync_stop || !repair_take_locked (m, &r, &leg))
+    return false;
+  src = choose_read_leg_locked (m, false, 1u << leg->idx);
+  if (!leg->chk.active || src == NULL)
+    return true;                /* out of service since, or no source */
+  if (!ndm_rh_verify_prepare_locked (&m->rh, r)) {
+    if (!m->rh.recovery_stopped)
+      return true;              /* out of sync: the resync's */
+    repair_add_locked (m, leg, r);
+    return false;
+  }
+  if (!ndm_rh_recovery_wait_locked (&m->rh)) {
+    repair_add_locked (m, leg, r);
+    return false;
+  }
+  start = r << m->rh.region_shift;
+  ndm_mutex_unlock (&m->lock);
+  copy_range (m, src, &leg, 1, start, MIN (m->rh.region_size, bytes - start),
+              &src_failed, &dst_failed);
+  ndm_mutex_lock (&m->lock);
+  repair_ended_locked (m, r, src, leg, src_failed, dst_failed, fence);
+  ndm_rh_verify_end_locked (&m->rh);
+  fence_legs_locked (m, fence);
+  return true;
+}
+
 /* ndm-mirror-sync: dm-raid1's recovery, one region at a time.  The region
  * is made RECOVERING (new writes to it held), its writes in flight
  * drain, it is copied from the default leg to every other leg in
@@ -1050,6 +1261,8 @@ sync_thread (gpointer data)
     bool src_failed, ok;
     unsigned i, n = 0;
 
+    if (repair_next_locked (m))
+      continue;                 /* read repairs first: a client saw them */
     if (!ndm_rh_recovery_prepare_locked (&m->rh, &r)) {
       if (resync_done_locked (m))
         /* Nothing to copy to a reinstated leg: in sync at once. */
@@ -1490,7 +1703,8 @@ leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
 /* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
  *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
  *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
- *  "reason":"..","write_errors":0,"read_errors":0,"reads":N}]}
+ *  "reason":"..","write_errors":0,"read_errors":0,"read_repairs":0,
+ *  "reads":N}]}
  */
 static void
 mirror_status_json (struct ndm_target *ti, GString *out)
@@ -1537,9 +1751,10 @@ mirror_status_json (struct ndm_target *ti, GString *out)
       ndm_json_string (out, leg->chk.reason);
     }
     g_string_append_printf (out, ",\"write_errors\":%" PRIu64
-                            ",\"read_errors\":%" PRIu64 ",\"reads\":%"
-                            PRIu64 "}", leg->write_errors, leg->read_errors,
-                            leg->reads);
+                            ",\"read_errors\":%" PRIu64 ",\"read_repairs\":%"
+                            PRIu64 ",\"reads\":%" PRIu64 "}",
+                            leg->write_errors, leg->read_errors,
+                            leg->read_repairs, leg->reads);
   }
   g_string_append (out, "]}");
   ndm_mutex_unlock (&m->lock);

@@ -677,6 +677,168 @@ test_degraded_write_then_read (void)
   h_md_free (md);
 }
 
+/* ---- read repair ----------------------------------------------------------------- */
+
+/* Poll status --json until it has needle (the sync thread works on its
+ * own), completing what the held legs among a and b (NULL: none) were
+ * sent meanwhile; the test fails after 10 s.
+ */
+static void
+wait_json (struct ndm_md *md, const char *needle, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (;;) {
+    g_autofree char *json = h_command_ok (md, "status --json");
+
+    if (strstr (json, needle) != NULL)
+      return;
+    if (a != NULL)
+      fake_complete_all (a);
+    if (b != NULL)
+      fake_complete_all (b);
+    if (g_get_monotonic_time () > end)
+      g_error ("status --json '%s' has no '%s'", json, needle);
+    g_usleep (2000);
+  }
+}
+
+#define A_REPAIRS(n) "{\"leg\":\"fake://a\",\"state\":\"in_sync\"," \
+  "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0," \
+  "\"read_errors\":1,\"read_repairs\":" #n ","
+
+/* a's read fails with EIO: the client gets b's data, and the region
+ * (only it) is copied from b to a, counted on a; a stays in the balance
+ * with R (a read failed).  A lost connection is no bad block: nothing is
+ * copied for it.
+ */
+static void
+test_read_repair (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0 "
+                                "2 read_balance default_leg", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *zero = g_malloc0 (64 * KIB);
+  g_autofree char *st = NULL;
+  char buf[4096];
+
+  h_fill (fake_data (b), 1 << 20, 7);
+  fake_fail_at (a, 0, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 68 * KIB, 0), ==,
+                   0);
+  g_assert_cmpmem (buf, sizeof buf, fake_data (b) + 68 * KIB, sizeof buf);
+  wait_json (md, A_REPAIRS (1), NULL, NULL);
+  g_assert_cmpmem (fake_data (a) + 64 * KIB, 64 * KIB,
+                   fake_data (b) + 64 * KIB, 64 * KIB);
+  g_assert_cmpmem (fake_data (a), 64 * KIB, zero, 64 * KIB);
+  g_assert_cmpmem (fake_data (a) + 128 * KIB, 64 * KIB, zero, 64 * KIB);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "16/16 1 RA");
+
+  /* The next read goes to a again, and a path error there is retried on
+   * b but not repaired.
+   */
+  fake_fail_at (a, fake_submitted (a) + 1, ECONNRESET);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
+  g_assert_cmpmem (buf, sizeof buf, fake_data (b), sizeof buf);
+  g_usleep (300000);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
+  wait_json (md, "\"read_errors\":2,\"read_repairs\":1,", NULL, NULL);
+  h_md_free (md);
+}
+
+/* A client write to the region under repair, in both orders: every leg
+ * ends with the client's data.  write-first: the write is in flight
+ * when the repair is queued: the copy waits until it is on both legs
+ * (so it copies it).  repair-first: the copy runs when the write comes:
+ * the write is held until the copy ended, then goes to both.
+ */
+static void
+test_read_repair_client_write (gconstpointer data)
+{
+  bool write_first = GPOINTER_TO_INT (data);
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0 "
+                                "2 read_balance default_leg", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *w = g_malloc (4 * KIB);
+  char buf[4096];
+  struct h_io *rd, *wr = NULL;
+  unsigned sa, sb;
+
+  h_fill (fake_data (b), 1 << 20, 8);
+  h_fill (w, 4 * KIB, 9);
+  rd = h_io_start (md, NDM_OP_READ, buf, sizeof buf, 0, 0);
+  fake_wait_pending (a, 1);                     /* a: 0 read */
+  if (write_first) {
+    wr = h_io_start (md, NDM_OP_WRITE, w, 4 * KIB, 8 * KIB, 0);
+    fake_wait_pending (a, 2);                   /* a: 1 write */
+    fake_wait_pending (b, 1);                   /* b: 0 write */
+  }
+  fake_complete (a, 0, EIO);
+  fake_wait_pending (b, write_first ? 2 : 1);   /* the read again */
+  fake_complete (b, write_first ? 1 : 0, 0);
+  g_assert_cmpint (h_io_wait (rd), ==, 0);
+  if (write_first) {
+    /* The copy waits for the write to drain: it reads nothing yet. */
+    g_usleep (100000);
+    g_assert_cmpuint (fake_submitted (b), ==, 2);
+    fake_complete (a, 1, 0);
+    fake_complete (b, 0, 0);
+    g_assert_cmpint (h_io_wait (wr), ==, 0);
+  }
+  else {
+    fake_wait_pending (b, 1);                   /* the copy's read */
+    sa = fake_submitted (a);
+    sb = fake_submitted (b);
+    wr = h_io_start (md, NDM_OP_WRITE, w, 4 * KIB, 8 * KIB, 0);
+    /* Held while the copy runs: no bio of it anywhere. */
+    g_usleep (100000);
+    g_assert_cmpuint (fake_submitted (a), ==, sa);
+    g_assert_cmpuint (fake_submitted (b), ==, sb);
+    g_assert_false (h_io_done (wr));
+    while (!h_io_done (wr)) {
+      fake_complete_all (b);
+      fake_complete_all (a);
+      g_usleep (1000);
+    }
+    g_assert_cmpint (h_io_wait (wr), ==, 0);
+  }
+  wait_json (md, "\"read_repairs\":1,", a, b);
+  g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, w, 4 * KIB);
+  g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, w, 4 * KIB);
+  g_assert_cmpmem (fake_data (a), 64 * KIB, fake_data (b), 64 * KIB);
+  h_md_free (md);
+}
+
+/* The repair's write to a fails: a write failure of a ('S'), out of
+ * service with handle_errors (fenced), the region out of sync; nothing
+ * counted as repaired.
+ */
+static void
+test_read_repair_write_fails (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0 "
+                                "3 handle_errors read_balance default_leg",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  char buf[4096];
+
+  fake_fail_at (a, 0, EIO);                     /* the client's read */
+  fake_fail_at (a, 1, EIO);                     /* the repair's write */
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
+  wait_sync (md, "15/16 1 SA", NULL, NULL);
+  g_assert_cmpuint (fake_fences (a), ==, 1);
+  wait_json (md, "\"write_errors\":1,\"read_errors\":1,"
+             "\"read_repairs\":0,", NULL, NULL);
+  h_md_free (md);
+}
+
 /* ---- resync -------------------------------------------------------------------- */
 
 /* The core log without nosync knows nothing: every region is copied
@@ -878,7 +1040,8 @@ test_table_format (void)
   g_assert_nonnull (strstr (json, "\"legs\":[{\"leg\":\"fake://a\","
                             "\"state\":\"in_sync\",\"health\":\"A\","
                             "\"fail_count\":0,\"write_errors\":0,"
-                            "\"read_errors\":0,\"reads\":0},"));
+                            "\"read_errors\":0,\"read_repairs\":0,"
+                            "\"reads\":0},"));
   h_md_free (md);
 
   md2 = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0 "
@@ -1171,6 +1334,13 @@ main (int argc, char *argv[])
                    test_read_request_error_not_retried);
   g_test_add_func ("/mirror/read/degraded-write-then-read",
                    test_degraded_write_then_read);
+  g_test_add_func ("/mirror/read/repair", test_read_repair);
+  g_test_add_data_func ("/mirror/read/repair/client-write/write-first",
+                        GINT_TO_POINTER (1), test_read_repair_client_write);
+  g_test_add_data_func ("/mirror/read/repair/client-write/repair-first",
+                        GINT_TO_POINTER (0), test_read_repair_client_write);
+  g_test_add_func ("/mirror/read/repair/write-fails",
+                   test_read_repair_write_fails);
   g_test_add_func ("/mirror/recovery/copies-all", test_resync_copies_all);
   g_test_add_data_func ("/mirror/recovery/destination-fails/handle-errors",
                         GINT_TO_POINTER (1), test_resync_destination_fails);
