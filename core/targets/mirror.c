@@ -42,8 +42,14 @@
  * written while it was out (every region, for a leg out since load) are
  * copied to it before it serves reads, and its letter is A again.
  *
- * Not built yet (docs/targets/mirror.md says which): read repair;
- * verify; resync-rate.
+ * Read repair (md's fix_read_error): a read that failed with EIO on a
+ * leg and was served by another queues its regions for that leg; the
+ * resync thread copies each back from a leg in sync, the region
+ * quiesced as for a copy.  Verify (DRBD's): the same thread compares the
+ * legs in sync region by region, quiesced, records the regions that
+ * differ, and repair makes those out of sync for the resync.
+ *
+ * Not built yet (docs/targets/mirror.md says which): resync-rate.
  *
  * Thread model and locks: map, end_io and release_clone run on request
  * owners, message and status on the control thread, the log's commits on
@@ -137,6 +143,8 @@ struct mirror_c {
                                    number * MIRROR_MAX_LEGS + the leg's
                                    index (uint64_t keys) */
   enum mirror_verify verify;
+  unsigned verify_gen;          /* + 1 at each verify message: a
+                                   comparison begun before is dropped */
   uint64_t verify_next;         /* the region the verify compares next */
   GArray *verify_diff;          /* uint64_t: regions the last verify
                                    found different, in order */
@@ -626,6 +634,24 @@ log_thread (gpointer data)
 
 /* ---- writes ---------------------------------------------------------------------- */
 
+/* With m->lock held: regions first..last were trimmed (or copied: not
+ * any more).  A trim leaves the bytes unspecified (NBD), so legs may read
+ * differently there without a fault: verify does not compare them.
+ */
+static void
+set_trimmed_locked (struct mirror_c *m, uint64_t first, uint64_t last,
+                    bool on)
+{
+  uint64_t r;
+
+  ndm_assert_held (&m->lock);
+  for (r = first; r <= last; r++)
+    if (on)
+      m->trimmed[r / 8] |= 1u << (r % 8);
+    else
+      m->trimmed[r / 8] &= ~(1u << (r % 8));
+}
+
 /* How long a held write waits before it is mapped again anyway: the
  * commit or copy it waits for releases it sooner.
  */
@@ -665,6 +691,8 @@ map_write (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
     clone->kill_error = EIO;
     return NDM_MAPIO_KILL;
   }
+  if (clone->op == NDM_OP_TRIM)
+    set_trimmed_locked (m, first, last, true);
   ndm_mutex_unlock (&m->lock);
 
   /* The set of legs is fixed for this round: one that fails meanwhile
@@ -1116,6 +1144,8 @@ copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
     if (leg->in_sync && other_in_sync_locked (m, leg) > 0)
       leg_out_of_sync_locked (m, leg);
   }
+  if (ok)
+    set_trimmed_locked (m, r, r, false);
   return ok;
 }
 
@@ -1241,6 +1271,133 @@ repair_next_locked (struct mirror_c *m)
   return true;
 }
 
+/* ---- verify (DRBD's online verify) ----------------------------------------- */
+
+/* Without the lock: read [0, len) from each of the n places of where and
+ * compare each with the first that read it.  Bit i of *differs: where[i]
+ * differs; of *failed: its read failed, with errno errs[i].
+ */
+static void
+compare_range (struct mirror_c *m, const struct ndm_io_where *where,
+               unsigned n, uint64_t len, uint64_t *differs,
+               uint64_t *failed, int *errs)
+{
+  g_autofree char *base = g_malloc (MIN (len, MIRROR_COPY_PIECE));
+  g_autofree char *other = g_malloc (MIN (len, MIRROR_COPY_PIECE));
+  uint64_t off;
+  unsigned i;
+
+  *differs = *failed = 0;
+  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
+    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
+    bool have_base = false;
+
+    for (i = 0; i < n; i++) {
+      struct ndm_io_where w = { where[i].dev, where[i].offset + off };
+
+      if (*failed & (UINT64_C (1) << i))
+        continue;
+      if (ndm_target_io (m->ti, NDM_OP_READ, 0, &w, 1,
+                         have_base ? other : base, piece, NULL,
+                         &errs[i]) == -1)
+        *failed |= UINT64_C (1) << i;
+      else if (!have_base)
+        have_base = true;
+      else if (memcmp (base, other, piece) != 0)
+        *differs |= UINT64_C (1) << i;
+    }
+  }
+}
+
+/* With m->lock held, after region r was compared on legs[0, n): a read
+ * that failed is that leg's read error ('R'), and with EIO its region is
+ * repaired as a client read's would be; a leg that differs makes the
+ * region a mismatch, recorded, nothing changed.
+ */
+static void
+verify_compared_locked (struct mirror_c *m, uint64_t r,
+                        struct mirror_leg **legs, unsigned n,
+                        uint64_t differs, uint64_t failed, const int *errs)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < n; i++)
+    if (failed & (UINT64_C (1) << i)) {
+      legs[i]->read_errors++;
+      set_letter_locked (m, legs[i], 'R');
+      if (errs[i] == EIO)
+        repair_add_locked (m, legs[i], r);
+    }
+  if ((differs & ~failed) == 0)
+    return;
+  g_array_append_val (m->verify_diff, r);
+  ndm_log_info ("mirror: verify: region %" PRIu64 " differs between legs",
+                r);
+}
+
+/* With m->lock held, on the sync thread, when there is nothing to copy:
+ * compare the next region of a running verify on the legs in sync,
+ * quiesced as for a copy (new writes held, those in flight drained), so a
+ * write half landed is never a mismatch.  Regions not in sync are the
+ * resync's, trimmed ones may differ rightly: passed over.  At the end,
+ * an event.  Returns whether it took a region (the lock was released
+ * meanwhile); false when stopped, the region to be compared at resume.
+ */
+static bool
+verify_next_locked (struct mirror_c *m)
+{
+  uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
+  struct ndm_io_where where[MIRROR_MAX_LEGS];
+  struct mirror_leg *legs[MIRROR_MAX_LEGS];
+  int errs[MIRROR_MAX_LEGS];
+  uint64_t r, start, differs, failed;
+  unsigned i, n = 0, gen;
+
+  ndm_assert_held (&m->lock);
+  if (m->verify != MIRROR_VERIFY_RUNNING || m->sync_stop)
+    return false;
+  r = m->verify_next;
+  if (r == m->rh.nr_regions) {
+    m->verify = MIRROR_VERIFY_IDLE;
+    ndm_log_info ("mirror: verify done: %u of %" PRIu64 " regions differ",
+                  m->verify_diff->len, m->rh.nr_regions);
+    ndm_target_event (m->ti);
+    return false;
+  }
+  start = r << m->rh.region_shift;
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.active && m->legs[i].in_sync) {
+      legs[n] = &m->legs[i];
+      where[n++] = (struct ndm_io_where) { m->legs[i].chk.dev,
+                                           m->legs[i].offset + start };
+    }
+  if (n < 2 || (m->trimmed[r / 8] & (1u << (r % 8))) ||
+      !ndm_rh_verify_prepare_locked (&m->rh, r)) {
+    m->verify_next++;           /* nothing to compare */
+    /* Let owners in: a verify of a degraded mirror passes every region
+     * here.
+     */
+    ndm_mutex_unlock (&m->lock);
+    g_thread_yield ();
+    ndm_mutex_lock (&m->lock);
+    return true;
+  }
+  if (!ndm_rh_recovery_wait_locked (&m->rh))
+    return false;
+  gen = m->verify_gen;
+  ndm_mutex_unlock (&m->lock);
+  compare_range (m, where, n, MIN (m->rh.region_size, bytes - start),
+                 &differs, &failed, errs);
+  ndm_mutex_lock (&m->lock);
+  ndm_rh_verify_end_locked (&m->rh);
+  if (gen == m->verify_gen) {
+    verify_compared_locked (m, r, legs, n, differs, failed, errs);
+    m->verify_next++;
+  }
+  return true;
+}
+
 /* ndm-mirror-sync: dm-raid1's recovery, one region at a time.  The region
  * is made RECOVERING (new writes to it held), its writes in flight
  * drain, it is copied from the default leg to every other leg in
@@ -1267,6 +1424,8 @@ sync_thread (gpointer data)
       if (resync_done_locked (m))
         /* Nothing to copy to a reinstated leg: in sync at once. */
         ndm_target_event (m->ti);
+      if (verify_next_locked (m))
+        continue;
       m->syncing = false;
       ndm_cond_wait_until (&m->rh.cond, &m->lock,
                            g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
@@ -1629,10 +1788,74 @@ message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
   return 0;
 }
 
+/* DRBD's online verify, on the sync thread: compare the legs in sync
+ * region by region; a verify running starts again from region 0.
+ */
+static int
+message_verify (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+
+  ndm_mutex_lock (&m->lock);
+  m->verify = MIRROR_VERIFY_RUNNING;
+  m->verify_gen++;
+  m->verify_next = 0;
+  g_array_set_size (m->verify_diff, 0);
+  g_cond_broadcast (&m->rh.cond);
+  ndm_mutex_unlock (&m->lock);
+  ndm_log_info ("mirror: verify started");
+  return 0;
+}
+
+/* The regions the last verify found different go out of sync: the
+ * resync copies them from the default leg.  Not before a verify ended:
+ * its list is not complete.
+ */
+static int
+message_repair (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+  enum mirror_verify v;
+  uint64_t checked;
+  unsigned i;
+
+  ndm_mutex_lock (&m->lock);
+  v = m->verify;
+  checked = m->verify_next;
+  if (v == MIRROR_VERIFY_IDLE) {
+    for (i = 0; i < m->verify_diff->len; i++) {
+      uint64_t r = g_array_index (m->verify_diff, uint64_t, i);
+
+      ndm_rh_mark_nosync_locked (&m->rh, r, r);
+    }
+    g_cond_broadcast (&m->rh.cond);
+    ndm_log_info ("mirror: repair: %u regions out of sync, to be copied "
+                  "from the default leg", m->verify_diff->len);
+  }
+  ndm_mutex_unlock (&m->lock);
+  if (v == MIRROR_VERIFY_NEVER) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "repair: no verify has run");
+    return -1;
+  }
+  if (v == MIRROR_VERIFY_RUNNING) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "repair: a verify is running (%" PRIu64 "/%" PRIu64
+                 " regions checked): repair once it has ended", checked,
+                 m->rh.nr_regions);
+    return -1;
+  }
+  return 0;
+}
+
 /* docs/targets/mirror.md, "Messages"; device_dead is the core's. */
 static const struct ndm_target_message mirror_messages[] = {
   { "fail_leg", 1, 1, "<leg>", message_fail_leg },
   { "reinstate_leg", 1, 1, "<leg>", message_reinstate_leg },
+  { "verify", 0, 0, NULL, message_verify },
+  { "repair", 0, 0, NULL, message_repair },
   { NULL },
 };
 
@@ -1665,6 +1888,10 @@ mirror_status (struct ndm_target *ti, enum ndm_status_type type,
       g_string_append_c (result, m->legs[i].health);
     g_string_append_c (result, ' ');
     ndm_dirty_log_status (m->log, type, result);
+    if (m->verify != MIRROR_VERIFY_NEVER)
+      g_string_append_printf (result, " verify %" PRIu64 "/%" PRIu64 " %u",
+                              m->verify_next, m->rh.nr_regions,
+                              m->verify_diff->len);
   }
   else {
     ndm_dirty_log_status (m->log, type, result);
@@ -1698,6 +1925,28 @@ leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
   ndm_assert_held (&m->lock);
   return !leg->chk.active ? "failed" : leg->in_sync ? "in_sync"
     : "resyncing";
+}
+
+/* The most regions the JSON lists of a verify's mismatches. */
+#define MIRROR_VERIFY_LIST 64
+
+/* With m->lock held: ,"verify":{"state":"running"|"idle","checked":N,
+ * "mismatches":N,"regions":[the first MIRROR_VERIFY_LIST]}.
+ */
+static void
+verify_json_locked (struct mirror_c *m, GString *out)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  g_string_append_printf (out, ",\"verify\":{\"state\":\"%s\",\"checked\":%"
+                          PRIu64 ",\"mismatches\":%u,\"regions\":[",
+                          m->verify == MIRROR_VERIFY_RUNNING ? "running"
+                          : "idle", m->verify_next, m->verify_diff->len);
+  for (i = 0; i < m->verify_diff->len && i < MIRROR_VERIFY_LIST; i++)
+    g_string_append_printf (out, "%s%" PRIu64, i ? "," : "",
+                            g_array_index (m->verify_diff, uint64_t, i));
+  g_string_append (out, "]}");
 }
 
 /* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
@@ -1737,6 +1986,7 @@ mirror_status_json (struct ndm_target *ti, GString *out)
                           "\"copied\":%" PRIu64 "}",
                           m->syncing ? "running" : "idle",
                           __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  verify_json_locked (m, out);
   g_string_append (out, ",\"legs\":[");
   for (i = 0; i < m->nr_legs; i++) {
     struct mirror_leg *leg = &m->legs[i];

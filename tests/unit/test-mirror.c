@@ -839,6 +839,175 @@ test_read_repair_write_fails (void)
   h_md_free (md);
 }
 
+/* ---- verify and repair ------------------------------------------------------------- */
+
+static GString *copies (struct fake_dev *fd);
+
+#define VERIFY_IDLE(checked, mismatches, regions) \
+  "\"verify\":{\"state\":\"idle\",\"checked\":" #checked \
+  ",\"mismatches\":" #mismatches ",\"regions\":[" regions "]}"
+
+/* A byte changed behind the mirror on b in region 5: verify finds that
+ * region, changes nothing, says so in status and JSON, and an event says
+ * it ended.
+ */
+static void
+test_verify_mismatch_recorded (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *s0 = h_command_ok (md, "status");
+  g_autofree char *s1 = NULL;
+  unsigned ev = event_nr (md);
+
+  g_assert_null (strstr (s0, "verify"));
+  fake_data (b)[5 * 64 * KIB + 100] = 1;
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 1, "5"), NULL, NULL);
+  g_assert_cmpuint (event_nr (md), >, ev);
+  s1 = h_command_ok (md, "status");
+  g_assert_true (g_str_has_suffix (s1, " 16/16 1 AA 1 core verify 16/16 1"));
+  g_assert_cmpint (fake_data (a)[5 * 64 * KIB + 100], ==, 0);
+  g_assert_cmpint (fake_data (b)[5 * 64 * KIB + 100], ==, 1);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, 0);
+  h_md_free (md);
+}
+
+/* A write in flight on region 0 when the verify starts: landed on a, not
+ * yet on b.  The verify reads nothing until it has landed on both, so
+ * it finds no mismatch.
+ */
+static void
+test_verify_writes_during (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *w = g_malloc (4 * KIB);
+  struct h_io *wr;
+
+  h_fill (w, 4 * KIB, 10);
+  wr = h_io_start (md, NDM_OP_WRITE, w, 4 * KIB, 4 * KIB, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  g_free (h_command_ok (md, "message 0 verify"));
+  fake_complete (a, 0, 0);
+  g_usleep (100000);
+  g_assert_cmpuint (fake_submitted (a), ==, 1);
+  g_assert_cmpuint (fake_submitted (b), ==, 1);
+  fake_complete (b, 0, 0);
+  g_assert_cmpint (h_io_wait (wr), ==, 0);
+  wait_json (md, VERIFY_IDLE (16, 0, ""), a, b);
+  h_md_free (md);
+}
+
+/* Regions 3 and 9 differ on b: verify lists them, repair makes exactly
+ * those out of sync, the resync copies exactly those from a (the default
+ * leg), and a second verify finds nothing.
+ */
+static void
+test_verify_repair_resyncs_exactly (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GString) copied = NULL;
+  g_autofree char *st = NULL;
+
+  h_fill (fake_data (a), 1 << 20, 11);
+  memcpy (fake_data (b), fake_data (a), 1 << 20);
+  fake_data (b)[3 * 64 * KIB] ^= 0xff;
+  fake_data (b)[10 * 64 * KIB - 1] ^= 0xff;
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 2, "3,9"), NULL, NULL);
+  g_free (h_command_ok (md, "message 0 repair"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  copied = copies (b);
+  g_assert_cmpstr (copied->str, ==, "192K 576K ");
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 0, ""), NULL, NULL);
+  st = h_command_ok (md, "status");
+  g_assert_true (g_str_has_suffix (st, " verify 16/16 0"));
+  h_md_free (md);
+}
+
+/* A second verify while one runs starts again from region 0 with no
+ * mismatch counted; the comparison under way when it came is dropped,
+ * so region 0 is compared again and its mismatch found again.
+ */
+static void
+test_verify_restart (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+
+  fake_data (b)[100] = 1;
+  g_free (h_command_ok (md, "message 0 verify"));
+  fake_wait_pending (a, 1);                     /* region 0 */
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);
+  fake_complete_all (b);
+  fake_wait_pending (a, 1);                     /* region 1 */
+  wait_json (md, "\"verify\":{\"state\":\"running\",\"checked\":1,"
+             "\"mismatches\":1,\"regions\":[0]}", NULL, NULL);
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, "\"verify\":{\"state\":\"running\",\"checked\":0,"
+             "\"mismatches\":0,\"regions\":[]}", NULL, NULL);
+  wait_json (md, VERIFY_IDLE (16, 1, "0"), a, b);
+  h_md_free (md);
+}
+
+/* A trimmed region may read differently on each leg (NBD leaves its
+ * bytes unspecified): verify passes over it, until a copy makes it
+ * equal again.
+ */
+static void
+test_verify_trimmed_skipped (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *b = fake_lookup ("b");
+
+  g_assert_cmpint (h_io (md, NDM_OP_TRIM, NULL, 64 * KIB, 2 * 64 * KIB, 0),
+                   ==, 0);
+  fake_data (b)[2 * 64 * KIB + 7] = 1;
+  fake_data (b)[3 * 64 * KIB + 7] = 1;
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 1, "3"), NULL, NULL);
+  h_md_free (md);
+}
+
+/* repair before any verify, or while one runs, is refused. */
+static void
+test_verify_refusals (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GError) err = NULL;
+
+  g_assert_null (h_command (md, "message 0 repair", &err));
+  g_assert_nonnull (strstr (err->message, "repair: no verify has run"));
+  g_clear_error (&err);
+  g_free (h_command_ok (md, "message 0 verify"));
+  fake_wait_pending (a, 1);
+  g_assert_null (h_command (md, "message 0 repair", &err));
+  g_assert_nonnull (strstr (err->message, "repair: a verify is running "
+                            "(0/16 regions checked): repair once it has "
+                            "ended"));
+  wait_json (md, VERIFY_IDLE (16, 0, ""), a, b);
+  g_free (h_command_ok (md, "message 0 repair"));
+  h_md_free (md);
+}
+
 /* ---- resync -------------------------------------------------------------------- */
 
 /* The core log without nosync knows nothing: every region is copied
@@ -1298,6 +1467,10 @@ static const struct h_command_error message_errors[] = {
   { "reinstate-leg-in-service", TWO_LEGS,
     "message 0 reinstate_leg fake://a", "reinstate_leg: leg fake://a not "
     "reinstated: it is in service" },
+  { "repair-before-verify", TWO_LEGS, "message 0 repair",
+    "repair: no verify has run" },
+  { "verify-argument", TWO_LEGS, "message 0 verify now",
+    "verify: expected no argument, got 1 argument" },
   { "unknown", TWO_LEGS, "message 0 frobnicate",
     "unknown message 'frobnicate'" },
 };
@@ -1341,6 +1514,16 @@ main (int argc, char *argv[])
                         GINT_TO_POINTER (0), test_read_repair_client_write);
   g_test_add_func ("/mirror/read/repair/write-fails",
                    test_read_repair_write_fails);
+  g_test_add_func ("/mirror/verify/mismatch-recorded",
+                   test_verify_mismatch_recorded);
+  g_test_add_func ("/mirror/verify/writes-during-verify",
+                   test_verify_writes_during);
+  g_test_add_func ("/mirror/verify/repair-resyncs-exactly-those",
+                   test_verify_repair_resyncs_exactly);
+  g_test_add_func ("/mirror/verify/restart", test_verify_restart);
+  g_test_add_func ("/mirror/verify/trimmed-skipped",
+                   test_verify_trimmed_skipped);
+  g_test_add_func ("/mirror/verify/refusals", test_verify_refusals);
   g_test_add_func ("/mirror/recovery/copies-all", test_resync_copies_all);
   g_test_add_data_func ("/mirror/recovery/destination-fails/handle-errors",
                         GINT_TO_POINTER (1), test_resync_destination_fails);
