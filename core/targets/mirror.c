@@ -2010,6 +2010,30 @@ mirror_status_json (struct ndm_target *ti, GString *out)
   ndm_mutex_unlock (&m->lock);
 }
 
+/* stats: read repairs N, resynced B bytes, verify mismatches M (the
+ * last verify's), or the same as {"read_repairs":N,"resynced":B,
+ * "verify_mismatches":M}.
+ */
+static void
+mirror_stats (struct ndm_target *ti, bool json, GString *out)
+{
+  struct mirror_c *m = ti->private;
+  uint64_t repairs = 0;
+  unsigned i, mismatches;
+
+  ndm_mutex_lock (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    repairs += m->legs[i].read_repairs;
+  mismatches = m->verify_diff->len;
+  ndm_mutex_unlock (&m->lock);
+  g_string_append_printf (out, json ? "{\"read_repairs\":%" PRIu64
+                          ",\"resynced\":%" PRIu64 ",\"verify_mismatches\":%u}"
+                          : "read repairs %" PRIu64 ", resynced %" PRIu64
+                          " bytes, verify mismatches %u", repairs,
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED),
+                          mismatches);
+}
+
 /* Each leg's copy, and the log's bytes on its device.  A leg refused for
  * its size is not used: no range to check (as multipath's paths).
  */
@@ -2048,7 +2072,7 @@ const struct ndm_target_type ndm_mirror_target = {
   .ctr = mirror_ctr, .dtr = mirror_dtr, .map = mirror_map,   /* required */
   .end_io = mirror_end_io, .release_clone = mirror_release_clone,
   .status = mirror_status, .status_json = mirror_status_json,
-  .messages = mirror_messages,                               /* optional */
+  .messages = mirror_messages, .stats = mirror_stats,        /* optional */
   .iterate_devices = mirror_iterate_devices,
   .presuspend = mirror_presuspend, .postsuspend = mirror_postsuspend,
   .resume = mirror_resume,

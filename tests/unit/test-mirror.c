@@ -721,7 +721,7 @@ test_read_repair (void)
                                 "2 read_balance default_leg", NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *zero = g_malloc0 (64 * KIB);
-  g_autofree char *st = NULL;
+  g_autofree char *st = NULL, *stats = NULL, *json = NULL;
   char buf[4096];
 
   h_fill (fake_data (b), 1 << 20, 7);
@@ -737,6 +737,12 @@ test_read_repair (void)
   g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
   st = sync_and_letters (md);
   g_assert_cmpstr (st, ==, "16/16 1 RA");
+  stats = h_command_ok (md, "stats");
+  g_assert_nonnull (strstr (stats, "\n  mirror: read repairs 1, resynced "
+                            "65536 bytes, verify mismatches 0\n"));
+  json = h_command_ok (md, "stats --json");
+  g_assert_nonnull (strstr (json, ",\"mirror\":{\"read_repairs\":1,"
+                            "\"resynced\":65536,\"verify_mismatches\":0}}"));
 
   /* The next read goes to a again, and a path error there is retried on
    * b but not repaired.
