@@ -39,30 +39,54 @@ event_nr (struct ndm_md *md)
   return ndm_md_wait_event (md, G_MAXUINT, 0);
 }
 
-/* Poll until the status's "<in sync>/<regions> 1 <letters>" is want
- * (the resync runs on its own thread), completing what the held legs
- * among a and b (NULL: none) were sent meanwhile; the test fails after
- * 10 s.
+/* status --json */
+static char *
+status_json (struct ndm_md *md)
+{
+  return h_command_ok (md, "status --json");
+}
+
+/* Poll until get(md) is want (or, with part, has it), completing what
+ * the held legs among a and b (NULL: none) were sent meanwhile (the
+ * resync, repairs and verify run on their own thread); the test fails
+ * after 10 s.
  */
 static void
-wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
-           struct fake_dev *b)
+wait_for (struct ndm_md *md, char *(*get) (struct ndm_md *),
+          const char *want, bool part, struct fake_dev *a,
+          struct fake_dev *b)
 {
   gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
 
   for (;;) {
-    g_autofree char *got = sync_and_letters (md);
+    g_autofree char *got = get (md);
 
-    if (strcmp (got, want) == 0)
+    if (part ? strstr (got, want) != NULL : strcmp (got, want) == 0)
       return;
     if (a != NULL)
       fake_complete_all (a);
     if (b != NULL)
       fake_complete_all (b);
     if (g_get_monotonic_time () > end)
-      g_error ("status '%s', expected '%s'", got, want);
+      g_error ("got '%s', expected '%s'", got, want);
     g_usleep (2000);
   }
+}
+
+/* Until the status's "<in sync>/<regions> 1 <letters>" is want. */
+static void
+wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  wait_for (md, sync_and_letters, want, false, a, b);
+}
+
+/* Until status --json has needle. */
+static void
+wait_json (struct ndm_md *md, const char *needle, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  wait_for (md, status_json, needle, true, a, b);
 }
 
 /* 1 MiB legs, 64 KiB regions (16 regions), the core log with every
@@ -679,31 +703,6 @@ test_degraded_write_then_read (void)
 
 /* ---- read repair ----------------------------------------------------------------- */
 
-/* Poll status --json until it has needle (the sync thread works on its
- * own), completing what the held legs among a and b (NULL: none) were
- * sent meanwhile; the test fails after 10 s.
- */
-static void
-wait_json (struct ndm_md *md, const char *needle, struct fake_dev *a,
-           struct fake_dev *b)
-{
-  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
-
-  for (;;) {
-    g_autofree char *json = h_command_ok (md, "status --json");
-
-    if (strstr (json, needle) != NULL)
-      return;
-    if (a != NULL)
-      fake_complete_all (a);
-    if (b != NULL)
-      fake_complete_all (b);
-    if (g_get_monotonic_time () > end)
-      g_error ("status --json '%s' has no '%s'", json, needle);
-    g_usleep (2000);
-  }
-}
-
 #define A_REPAIRS(n) "{\"leg\":\"fake://a\",\"state\":\"in_sync\"," \
   "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0," \
   "\"read_errors\":1,\"read_repairs\":" #n ","
@@ -987,6 +986,79 @@ test_verify_trimmed_skipped (void)
   fake_data (b)[3 * 64 * KIB + 7] = 1;
   g_free (h_command_ok (md, "message 0 verify"));
   wait_json (md, VERIFY_IDLE (16, 1, "3"), NULL, NULL);
+  h_md_free (md);
+}
+
+/* b's read of region 4 fails with EIO during the verify: a read error
+ * of b, the region not compared (no mismatch) but repaired from a, as a
+ * client read's would be; a second verify finds the legs equal.
+ */
+static void
+test_verify_read_error_repaired (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GString) copied = NULL;
+
+  h_fill (fake_data (a), 1 << 20, 12);
+  memcpy (fake_data (b), fake_data (a), 1 << 20);
+  fake_data (b)[4 * 64 * KIB + 9] ^= 1;
+  fake_fail_at (b, 4, EIO);
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 0, ""), NULL, NULL);
+  wait_json (md, "{\"leg\":\"fake://b\",\"state\":\"in_sync\","
+             "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0,"
+             "\"read_errors\":1,\"read_repairs\":1,", NULL, NULL);
+  copied = copies (b);
+  g_assert_cmpstr (copied->str, ==, "256K ");
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  h_md_free (md);
+}
+
+/* A suspend stops the verify with the resync thread; the resume goes on
+ * from the region it had reached, not from 0: every region is read once
+ * from a.
+ */
+static gpointer suspend_thread (gpointer data);
+static int suspended;
+
+static void
+test_verify_suspend_continues (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  GError *err = NULL;
+  GThread *suspender;
+  g_autofree char *st = NULL;
+  unsigned i;
+
+  g_free (h_command_ok (md, "message 0 verify"));
+  for (i = 0; i < 3; i++) {
+    fake_wait_pending (a, 1);
+    fake_complete_all (a);
+    fake_wait_pending (b, 1);
+    fake_complete_all (b);
+  }
+  fake_wait_pending (a, 1);                     /* region 3 */
+  g_atomic_int_set (&suspended, 0);
+  suspender = g_thread_new ("suspend", suspend_thread, md);
+  while (!g_atomic_int_get (&suspended)) {
+    fake_complete_all (a);
+    fake_complete_all (b);
+    g_usleep (1000);
+  }
+  g_thread_join (suspender);
+  st = h_command_ok (md, "status");
+  g_assert_true (g_str_has_suffix (st, " verify 4/16 0"));
+  g_usleep (100000);
+  g_assert_cmpuint (fake_pending (a), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  wait_json (md, VERIFY_IDLE (16, 0, ""), a, b);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 16);
   h_md_free (md);
 }
 
@@ -1527,6 +1599,10 @@ main (int argc, char *argv[])
   g_test_add_func ("/mirror/verify/repair-resyncs-exactly-those",
                    test_verify_repair_resyncs_exactly);
   g_test_add_func ("/mirror/verify/restart", test_verify_restart);
+  g_test_add_func ("/mirror/verify/read-error-repaired",
+                   test_verify_read_error_repaired);
+  g_test_add_func ("/mirror/verify/suspend-continues",
+                   test_verify_suspend_continues);
   g_test_add_func ("/mirror/verify/trimmed-skipped",
                    test_verify_trimmed_skipped);
   g_test_add_func ("/mirror/verify/refusals", test_verify_refusals);
