@@ -19,10 +19,11 @@
  */
 #define NDM_KCOPYD_PIECE (1024 * 1024)
 
-/* While client requests are in flight, the pause after a piece is as
- * long as the piece took, within these bounds (md raid1's drop to
- * sync_speed_min while the array is not idle, made proportional): the
- * copy takes at most about half of the devices' time from clients.
+/* While client requests are in flight, the pause before a piece is as
+ * long as the last piece took, within these bounds (md raid1 drops to
+ * its minimum resync speed while the array is not idle; this is that,
+ * made proportional): the copy takes at most about half of the devices'
+ * time from clients.
  */
 #define NDM_KCOPYD_YIELD_MIN_US 1000
 #define NDM_KCOPYD_YIELD_MAX_US (100 * 1000)
