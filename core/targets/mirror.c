@@ -31,7 +31,10 @@
  *
  * Resync: a thread copies each region out of sync from the default leg
  * to the other legs in service while no leg is out of service, holding
- * new writes to the region it copies (core/region-hash.h).
+ * new writes to the region it copies (core/region-hash.h).  The copies
+ * go through the mirror's kcopyd (core/kcopyd.c): bounce buffers charged
+ * to max-bounce, the resync-rate cap (the key, or the resync_rate
+ * message), and a pause per piece while clients have requests in flight.
  *
  * Reinstatement: the core's checker probes the legs from the first
  * resume; a failed leg that answers is put back (or by reinstate_leg)
@@ -47,9 +50,8 @@
  * resync thread copies each back from a leg in sync, the region
  * quiesced as for a copy.  Verify (DRBD's): the same thread compares the
  * legs in sync region by region, quiesced, records the regions that
- * differ, and repair makes those out of sync for the resync.
- *
- * Not built yet (docs/targets/mirror.md says which): resync-rate.
+ * differ, and repair makes those out of sync for the resync.  Both go
+ * through the resync's kcopyd (throttled, yielding to clients).
  *
  * Thread model and locks: map, end_io and release_clone run on request
  * owners, message and status on the control thread, the log's commits on
@@ -66,7 +68,9 @@
 #include "nbd-dm/bio.h"
 #include "nbd-dm/target.h"
 #include "../checker.h"
+#include "../config.h"
 #include "../dirty-log.h"
+#include "../kcopyd.h"
 #include "../log.h"
 #include "../region-hash.h"
 #include "../stats.h"
@@ -136,6 +140,8 @@ struct mirror_c {
   GThread *log_thread;          /* commits a disk log's marks */
   bool log_thread_stop;         /* protected by log->lock */
   GThread *sync_thread;         /* copies regions out of sync */
+  struct ndm_kcopyd *kc;        /* its copies: bounce, throttle, yield;
+                                   stopped with the thread */
   bool sync_stop;               /* presuspend, dtr */
   bool syncing;                 /* a copy runs (JSON) */
   uint64_t resynced;            /* bytes copied, for JSON */
@@ -362,6 +368,7 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
 
   m->ti = ti;
   ndm_mutex_init (&m->lock, NDM_LOCK_TARGET);
+  m->kc = ndm_kcopyd_new (ti, ndm_target_config (ti)->resync_rate);
   ndm_checker_init (&m->checker, ti, &mirror_checker_ops, &m->lock, m);
   ti->private = m;
 
@@ -456,6 +463,7 @@ mirror_dtr (struct ndm_target *ti)
   if (m->verify_diff != NULL)
     g_array_unref (m->verify_diff);
   g_free (m->trimmed);
+  ndm_kcopyd_free (m->kc);
   ndm_mutex_clear (&m->lock);
   g_free (m);
 }
@@ -1054,47 +1062,29 @@ resync_done_locked (struct mirror_c *m)
 }
 
 /* Without the lock: copy [start, start + len) of the target from src to
- * the n legs of dst, then make it stable there.  Returns 0, or -1 with
- * *src_failed set (the read failed) or the legs that failed in
- * *dst_failed (bit i: dst[i]).
+ * the n legs of dst through the kcopyd, then make it stable there.
+ * Returns 0, or -1 with *src_failed set (the read failed) or the legs
+ * that failed in *dst_failed (bit i: dst[i]), or neither (stopped: a
+ * suspend or the table's end; no memory): the region was not copied
+ * and no leg is to blame.
  */
 static int
 copy_range (struct mirror_c *m, struct mirror_leg *src,
             struct mirror_leg **dst, unsigned n, uint64_t start,
             uint64_t len, bool *src_failed, uint64_t *dst_failed)
 {
-  g_autofree char *buf = g_malloc (MIN (len, MIRROR_COPY_PIECE));
-  struct ndm_io_where where[MIRROR_MAX_LEGS];
-  uint64_t off, failed;
+  struct ndm_io_where from = { src->chk.dev, src->offset + start };
+  struct ndm_io_where to[MIRROR_MAX_LEGS];
   unsigned i;
-  int err;
+  int err, r;
 
-  *src_failed = false;
-  *dst_failed = 0;
-  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
-    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
-    struct ndm_io_where from = { src->chk.dev, src->offset + start + off };
-
-    if (ndm_target_io (m->ti, NDM_OP_READ, 0, &from, 1, buf, piece, NULL,
-                       &err) == -1) {
-      *src_failed = true;
-      return -1;
-    }
-    for (i = 0; i < n; i++)
-      where[i] = (struct ndm_io_where) { dst[i]->chk.dev,
-                                         dst[i]->offset + start + off };
-    failed = 0;
-    if (ndm_target_io (m->ti, NDM_OP_WRITE, 0, where, n, buf, piece, &failed,
-                       &err) == -1)
-      *dst_failed |= failed;
-    __atomic_add_fetch (&m->resynced, piece, __ATOMIC_RELAXED);
-    g_thread_yield ();
-  }
-  failed = 0;
-  if (ndm_target_io (m->ti, NDM_OP_FLUSH, 0, where, n, NULL, 0, &failed,
-                     &err) == -1)
-    *dst_failed |= failed;
-  return *dst_failed != 0 ? -1 : 0;
+  for (i = 0; i < n; i++)
+    to[i] = (struct ndm_io_where) { dst[i]->chk.dev, dst[i]->offset + start };
+  r = ndm_kcopyd_copy (m->kc, &from, to, n, len, src_failed, dst_failed,
+                       &err);
+  if (r == 0 || *dst_failed != 0)
+    __atomic_add_fetch (&m->resynced, len, __ATOMIC_RELAXED);
+  return r;
 }
 
 /* With m->lock held, after the copy of region r: a source that failed is
@@ -1162,6 +1152,19 @@ fence_legs_locked (struct mirror_c *m, GPtrArray *fence)
   for (i = 0; i < fence->len; i++)
     fence_leg (fence->pdata[i]);
   ndm_mutex_lock (&m->lock);
+}
+
+/* With m->lock held, on the sync thread: a copy or compare did not
+ * finish and no leg is to blame (stopped, or no memory): wait a while
+ * rather than try again at once, unless stopped.
+ */
+static void
+sync_pause_locked (struct mirror_c *m)
+{
+  ndm_assert_held (&m->lock);
+  if (!m->sync_stop)
+    ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                         g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
 }
 
 /* ---- read repair ----------------------------------------------------------------- */
@@ -1243,6 +1246,7 @@ repair_next_locked (struct mirror_c *m)
   struct mirror_leg *leg, *src;
   uint64_t r, start, dst_failed;
   bool src_failed;
+  int done;
 
   ndm_assert_held (&m->lock);
   if (m->sync_stop || !repair_take_locked (m, &r, &leg))
@@ -1262,9 +1266,17 @@ repair_next_locked (struct mirror_c *m)
   }
   start = r << m->rh.region_shift;
   ndm_mutex_unlock (&m->lock);
-  copy_range (m, src, &leg, 1, start, MIN (m->rh.region_size, bytes - start),
-              &src_failed, &dst_failed);
+  done = copy_range (m, src, &leg, 1, start,
+                     MIN (m->rh.region_size, bytes - start), &src_failed,
+                     &dst_failed);
   ndm_mutex_lock (&m->lock);
+  if (done == -1 && !src_failed && dst_failed == 0) {
+    /* Not copied, no leg to blame (stopped): again at resume. */
+    repair_add_locked (m, leg, r);
+    ndm_rh_verify_end_locked (&m->rh);
+    sync_pause_locked (m);
+    return true;
+  }
   repair_ended_locked (m, r, src, leg, src_failed, dst_failed, fence);
   ndm_rh_verify_end_locked (&m->rh);
   fence_legs_locked (m, fence);
@@ -1273,51 +1285,16 @@ repair_next_locked (struct mirror_c *m)
 
 /* ---- verify (DRBD's online verify) ----------------------------------------- */
 
-/* Without the lock: read [0, len) from each of the n places of where and
- * compare each with the first that read it.  Bit i of *differs: where[i]
- * differs; of *failed: its read failed, with errno errs[i].
- */
-static void
-compare_range (struct mirror_c *m, const struct ndm_io_where *where,
-               unsigned n, uint64_t len, uint64_t *differs,
-               uint64_t *failed, int *errs)
-{
-  g_autofree char *base = g_malloc (MIN (len, MIRROR_COPY_PIECE));
-  g_autofree char *other = g_malloc (MIN (len, MIRROR_COPY_PIECE));
-  uint64_t off;
-  unsigned i;
-
-  *differs = *failed = 0;
-  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
-    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
-    bool have_base = false;
-
-    for (i = 0; i < n; i++) {
-      struct ndm_io_where w = { where[i].dev, where[i].offset + off };
-
-      if (*failed & (UINT64_C (1) << i))
-        continue;
-      if (ndm_target_io (m->ti, NDM_OP_READ, 0, &w, 1,
-                         have_base ? other : base, piece, NULL,
-                         &errs[i]) == -1)
-        *failed |= UINT64_C (1) << i;
-      else if (!have_base)
-        have_base = true;
-      else if (memcmp (base, other, piece) != 0)
-        *differs |= UINT64_C (1) << i;
-    }
-  }
-}
-
 /* With m->lock held, after region r was compared on legs[0, n): a read
- * that failed is that leg's read error ('R'), and with EIO its region is
- * repaired as a client read's would be; a leg that differs makes the
- * region a mismatch, recorded, nothing changed.
+ * that failed is that leg's read error ('R'), and with EIO (err is the
+ * first failure's: kcopyd keeps one) its region is repaired as a client
+ * read's would be; a leg that differs makes the region a mismatch,
+ * recorded, nothing changed.
  */
 static void
 verify_compared_locked (struct mirror_c *m, uint64_t r,
                         struct mirror_leg **legs, unsigned n,
-                        uint64_t differs, uint64_t failed, const int *errs)
+                        uint64_t differs, uint64_t failed, int err)
 {
   unsigned i;
 
@@ -1326,7 +1303,7 @@ verify_compared_locked (struct mirror_c *m, uint64_t r,
     if (failed & (UINT64_C (1) << i)) {
       legs[i]->read_errors++;
       set_letter_locked (m, legs[i], 'R');
-      if (errs[i] == EIO)
+      if (err == EIO)
         repair_add_locked (m, legs[i], r);
     }
   if ((differs & ~failed) == 0)
@@ -1350,9 +1327,9 @@ verify_next_locked (struct mirror_c *m)
   uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
   struct ndm_io_where where[MIRROR_MAX_LEGS];
   struct mirror_leg *legs[MIRROR_MAX_LEGS];
-  int errs[MIRROR_MAX_LEGS];
   uint64_t r, start, differs, failed;
   unsigned i, n = 0, gen;
+  int done, err;
 
   ndm_assert_held (&m->lock);
   if (m->verify != MIRROR_VERIFY_RUNNING || m->sync_stop)
@@ -1387,12 +1364,18 @@ verify_next_locked (struct mirror_c *m)
     return false;
   gen = m->verify_gen;
   ndm_mutex_unlock (&m->lock);
-  compare_range (m, where, n, MIN (m->rh.region_size, bytes - start),
-                 &differs, &failed, errs);
+  done = ndm_kcopyd_compare (m->kc, where, n,
+                             MIN (m->rh.region_size, bytes - start),
+                             &differs, &failed, &err);
   ndm_mutex_lock (&m->lock);
   ndm_rh_verify_end_locked (&m->rh);
-  if (gen == m->verify_gen) {
-    verify_compared_locked (m, r, legs, n, differs, failed, errs);
+  if (done == -1 && failed == 0)
+    /* Stopped (compared again at resume), or no memory for a waiter:
+     * not at once again.
+     */
+    sync_pause_locked (m);
+  else if (gen == m->verify_gen) {
+    verify_compared_locked (m, r, legs, n, differs, failed, err);
     m->verify_next++;
   }
   return true;
@@ -1415,7 +1398,7 @@ sync_thread (gpointer data)
     struct mirror_leg *src, *dst[MIRROR_MAX_LEGS];
     g_autoptr (GPtrArray) fence = NULL;
     uint64_t r, start, len, dst_failed;
-    bool src_failed, ok;
+    bool src_failed, copied, ok;
     unsigned i, n = 0;
 
     if (repair_next_locked (m))
@@ -1451,11 +1434,14 @@ sync_thread (gpointer data)
     len = MIN (m->rh.region_size, bytes - start);
     ndm_mutex_unlock (&m->lock);
 
-    copy_range (m, src, dst, n, start, len, &src_failed, &dst_failed);
+    copied = copy_range (m, src, dst, n, start, len, &src_failed,
+                         &dst_failed) == 0;
 
     fence = g_ptr_array_new ();
     ndm_mutex_lock (&m->lock);
-    ok = copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
+    /* Not copied and no leg to blame (stopped): out of sync still. */
+    ok = (copied || src_failed || dst_failed != 0) &&
+      copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
     ndm_rh_recovery_end_locked (&m->rh, ok);
     if (ok) {
       uint64_t in_sync;
@@ -1498,6 +1484,8 @@ stop_sync_thread (struct mirror_c *m)
   ndm_mutex_lock (&m->lock);
   m->sync_stop = true;
   ndm_rh_stop_recovery_locked (&m->rh);
+  /* A copy waiting for its throttle or the bounce cap ends now. */
+  ndm_kcopyd_stop (m->kc, true);
   t = m->sync_thread;
   m->sync_thread = NULL;
   ndm_mutex_unlock (&m->lock);
@@ -1510,6 +1498,7 @@ start_sync_thread (struct mirror_c *m)
 {
   ndm_mutex_lock (&m->lock);
   m->sync_stop = false;
+  ndm_kcopyd_stop (m->kc, false);
   ndm_rh_start_recovery_locked (&m->rh);
   if (m->sync_thread == NULL)
     m->sync_thread = ndm_thread_try_new ("ndm-mirror-sync", sync_thread, m);
@@ -1788,6 +1777,48 @@ message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
   return 0;
 }
 
+/* Every region out of sync: the resync copies all of it from the
+ * default leg again (a leg whose export was replaced behind our back).
+ * The legs keep their state: those in sync stay sources, and reads of a
+ * region not copied yet go to the default leg only, as for any region
+ * out of sync.  A disk log marks the regions, so a restart before the
+ * end copies what is left.
+ */
+static int
+message_resync (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+
+  ndm_mutex_lock (&m->lock);
+  ndm_rh_mark_nosync_locked (&m->rh, 0, m->rh.nr_regions - 1);
+  g_cond_broadcast (&m->rh.cond);
+  ndm_mutex_unlock (&m->lock);
+  ndm_log_info ("mirror: every region out of sync by message: resyncing");
+  ndm_target_event (ti);
+  return 0;
+}
+
+/* This mirror's cap from now, over the resync-rate key's; a throttle
+ * wait in progress looks at it at once.
+ */
+static int
+message_resync_rate (struct ndm_target *ti, unsigned argc, char **argv,
+                     GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+  uint64_t rate;
+
+  if (!ndm_config_parse_rate (argv[1], &rate)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "resync_rate '%s': expected a size per second (64M, "
+                 "64M/s) or 0", argv[1]);
+    return -1;
+  }
+  ndm_kcopyd_set_rate (m->kc, rate);
+  return 0;
+}
+
 /* DRBD's online verify, on the sync thread: compare the legs in sync
  * region by region; a verify running starts again from region 0.
  */
@@ -1854,6 +1885,8 @@ message_repair (struct ndm_target *ti, unsigned argc, char **argv,
 static const struct ndm_target_message mirror_messages[] = {
   { "fail_leg", 1, 1, "<leg>", message_fail_leg },
   { "reinstate_leg", 1, 1, "<leg>", message_reinstate_leg },
+  { "resync", 0, 0, NULL, message_resync },
+  { "resync_rate", 1, 1, "<SIZE/s>", message_resync_rate },
   { "verify", 0, 0, NULL, message_verify },
   { "repair", 0, 0, NULL, message_repair },
   { NULL },
@@ -1927,6 +1960,30 @@ leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
     : "resyncing";
 }
 
+/* With m->lock held: "resync":{"state":"running"|"idle","rate_limit":N,
+ * "rate":N,"eta_ms":N,"copied":N}: the cap and the measured rate in
+ * bytes/s, the time left at that rate for the regions out of sync (0
+ * when idle or before a rate is measured), the bytes copied so far.
+ */
+static void
+resync_json_locked (struct mirror_c *m, uint64_t in_sync, GString *out)
+{
+  uint64_t bytes, rate, eta_ms = 0;
+  double left;
+
+  ndm_assert_held (&m->lock);
+  ndm_kcopyd_stats (m->kc, &bytes, &rate);
+  left = (double) (m->log->nr_regions - in_sync) * m->log->region_size;
+  if (m->syncing && rate > 0)
+    eta_ms = (uint64_t) (left * 1000 / rate);
+  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
+                          "\"rate_limit\":%" PRIu64 ",\"rate\":%" PRIu64
+                          ",\"eta_ms\":%" PRIu64 ",\"copied\":%" PRIu64
+                          "}", m->syncing ? "running" : "idle",
+                          ndm_kcopyd_rate (m->kc), rate, eta_ms,
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+}
+
 /* The most regions the JSON lists of a verify's mismatches. */
 #define MIRROR_VERIFY_LIST 64
 
@@ -1951,6 +2008,7 @@ verify_json_locked (struct mirror_c *m, GString *out)
 
 /* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
  *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
+ *  "resync":{..},"verify":{..},
  *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
  *  "reason":"..","write_errors":0,"read_errors":0,"read_repairs":0,
  *  "reads":N}]}
@@ -1982,10 +2040,7 @@ mirror_status_json (struct ndm_target *ti, GString *out)
     g_string_append (out, "null");
   g_string_append (out, ",\"log\":");
   ndm_dirty_log_status_json (m->log, out);
-  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
-                          "\"copied\":%" PRIu64 "}",
-                          m->syncing ? "running" : "idle",
-                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  resync_json_locked (m, in_sync, out);
   verify_json_locked (m, out);
   g_string_append (out, ",\"legs\":[");
   for (i = 0; i < m->nr_legs; i++) {
