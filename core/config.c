@@ -223,7 +223,7 @@ static const struct {
   [NDM_CONFIG_STRING]       = { "NAME", NULL,         1,    0 },
   [NDM_CONFIG_COUNT]        = { "N",    parse_number, 1,    sizeof (unsigned) },
   [NDM_CONFIG_SIZE]         = { "SIZE", parse_size,   1,    sizeof (uint64_t) },
-  [NDM_CONFIG_RATE]         = { "SIZE/s", parse_rate, 1,    sizeof (uint64_t) },
+  [NDM_CONFIG_RATE]         = { "RATE", parse_rate,   1,    sizeof (uint64_t) },
   [NDM_CONFIG_SECONDS]      = { "SECS", parse_number, 1000, sizeof (unsigned) },
   [NDM_CONFIG_MILLISECONDS] = { "MS",   parse_number, 1,    sizeof (unsigned) },
   [NDM_CONFIG_BOOL]         = { "BOOL", parse_bool,   1,    sizeof (bool) },

@@ -19,8 +19,8 @@ enum ndm_config_kind {
   NDM_CONFIG_STRING,            /* char[]: min to max characters, no blanks */
   NDM_CONFIG_COUNT,             /* unsigned: a number from min to max */
   NDM_CONFIG_SIZE,              /* uint64_t: bytes, optional K, M, G */
-  NDM_CONFIG_RATE,              /* uint64_t: bytes/s, a size, optional /s;
-                                   0 allowed */
+  NDM_CONFIG_RATE,              /* uint64_t: bytes/s, a size, optional /s
+                                   ("RATE"); 0 allowed */
   NDM_CONFIG_SECONDS,           /* unsigned: milliseconds, written in s */
   NDM_CONFIG_MILLISECONDS,      /* unsigned: milliseconds */
   NDM_CONFIG_BOOL,              /* bool: true, on, 1 or false, off, 0 */

@@ -15,36 +15,6 @@
 #define K4 4096
 #define KIB 1024
 
-/* The first target of md's live table: whose copies they are. */
-static struct ndm_target *
-first_target (struct ndm_md *md)
-{
-  struct ndm_table *t = ndm_md_get_table (md);
-  struct ndm_target *ti = &t->targets[0];
-
-  ndm_table_unref (t);          /* md's live reference keeps it */
-  return ti;
-}
-
-static struct ndm_device *
-device_of (struct ndm_md *md, const char *name)
-{
-  struct ndm_table *t = ndm_md_get_table (md);
-  struct ndm_device *dev = NULL;
-  unsigned i;
-
-  for (i = 0; i < t->devices->len; i++) {
-    struct ndm_device *d = t->devices->pdata[i];
-
-    if (strncmp (d->uri + 7, name, strlen (name)) == 0 &&
-        d->uri[7 + strlen (name)] == '?')
-      dev = d;
-  }
-  ndm_table_unref (t);
-  g_assert_nonnull (dev);
-  return dev;
-}
-
 /* Fakes a, b and c of 1 MiB (a's query qa), max-bounce bounce bytes. */
 struct kc_case {
   struct ndm_md *md;
@@ -69,14 +39,14 @@ kc_case_init (struct kc_case *k, const char *qa, uint64_t bounce,
   ndm_config_init (&cfg);
   cfg.max_bounce = bounce;
   k->md = h_md_new (table, &cfg);
-  k->kc = ndm_kcopyd_new (first_target (k->md), rate);
+  k->kc = ndm_kcopyd_new (h_first_target (k->md), rate);
   k->a = fake_lookup ("a");
   k->b = fake_lookup ("b");
   k->c = fake_lookup ("c");
   h_fill (fake_data (k->a), 1 << 20, 7);
-  k->from = (struct ndm_io_where) { device_of (k->md, "a"), 0 };
-  k->to[0] = (struct ndm_io_where) { device_of (k->md, "b"), 64 * KIB };
-  k->to[1] = (struct ndm_io_where) { device_of (k->md, "c"), 128 * KIB };
+  k->from = (struct ndm_io_where) { h_device_of (k->md, "a"), 0 };
+  k->to[0] = (struct ndm_io_where) { h_device_of (k->md, "b"), 64 * KIB };
+  k->to[1] = (struct ndm_io_where) { h_device_of (k->md, "c"), 128 * KIB };
   k->src_failed = true;
   k->dst_failed = ~UINT64_C (0);
   k->err = 0;
@@ -131,7 +101,7 @@ test_copy_to_every_place (void)
   g_assert_cmpint (last->op, ==, NDM_OP_FLUSH);
   ndm_kcopyd_stats (k.kc, &bytes, &rate);
   g_assert_cmpuint (bytes, ==, 200 * KIB);
-  g_assert_cmpuint (k.md->bounce.used, ==, 0);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 0);
   kc_case_fini (&k);
 }
 
@@ -149,7 +119,7 @@ test_copy_source_fails (void)
   g_assert_cmpint (k.err, ==, EIO);
   g_assert_cmpuint (count_writes (k.b), ==, 1);
   g_assert_cmpuint (fake_count_op (k.b, NDM_OP_FLUSH), ==, 0);
-  g_assert_cmpuint (k.md->bounce.used, ==, 0);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 0);
   kc_case_fini (&k);
 }
 
@@ -238,12 +208,11 @@ test_bounce_charged_waits (void)
   ndm_budget_put (&k.md->bounce, 16 * KIB);
   for (i = 0; i < 8; i++) {
     fake_wait_pending (k.a, 1);
-    g_assert_cmpuint (__atomic_load_n (&k.md->bounce.used, __ATOMIC_SEQ_CST),
-                      ==, 8 * KIB);
+    g_assert_cmpuint (h_bounce_used (k.md), ==, 8 * KIB);
     fake_complete (k.a, i, 0);
   }
   g_assert_cmpint (copy_join (&t, th), ==, 0);
-  g_assert_cmpuint (k.md->bounce.used, ==, 0);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 0);
   g_assert_cmpmem (fake_data (k.b) + 64 * KIB, 64 * KIB, fake_data (k.a),
                    64 * KIB);
   kc_case_fini (&k);
@@ -270,8 +239,7 @@ test_bounce_waiters_first (void)
   g_assert_cmpuint (fake_submitted (k.a), ==, 0);
   ndm_budget_forget (&k.md->bounce, w);
   fake_wait_pending (k.a, 1);
-  g_assert_cmpuint (__atomic_load_n (&k.md->bounce.used, __ATOMIC_SEQ_CST),
-                    ==, 16 * KIB);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 16 * KIB);
   fake_complete_all (k.a);
   g_assert_cmpint (copy_join (&t, th), ==, 0);
   ndm_budget_put (&k.md->bounce, 8 * KIB);
@@ -362,8 +330,8 @@ test_yield_to_clients (void)
   struct h_io *io;
 
   kc_case_init (&k, "&mode=held", 64 * KIB, 0);
-  k.from.dev = device_of (k.md, "b");
-  k.to[0] = (struct ndm_io_where) { device_of (k.md, "c"), 0 };
+  k.from.dev = h_device_of (k.md, "b");
+  k.to[0] = (struct ndm_io_where) { h_device_of (k.md, "c"), 0 };
   use_test_clock (k.kc, &c);
   io = h_io_start (k.md, NDM_OP_READ, buf, sizeof buf, 0, 0);
   fake_wait_pending (k.a, 1);
@@ -414,7 +382,7 @@ test_stop_ends_throttle_wait (void)
   g_assert_cmpuint (count_writes (k.b), ==, 1);
   ndm_kcopyd_set_rate (k.kc, 0);
   g_assert_cmpint (copy_join (&t, th), ==, 0);
-  g_assert_cmpuint (k.md->bounce.used, ==, 0);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 0);
   kc_case_fini (&k);
 }
 
@@ -435,8 +403,8 @@ test_stop_ends_bounce_wait (void)
   g_assert_cmpint (copy_join (&t, th), ==, -1);
   g_assert_cmpint (k.err, ==, ESHUTDOWN);
   g_assert_cmpuint (fake_submitted (k.a), ==, 0);
-  g_assert_cmpuint (k.md->bounce.used, ==, 16 * KIB);
-  g_assert_cmpint (k.md->bounce.nr_waiting, ==, 0);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 16 * KIB);
+  g_assert_cmpint (g_atomic_int_get (&k.md->bounce.nr_waiting), ==, 0);
   ndm_budget_put (&k.md->bounce, 16 * KIB);
   kc_case_fini (&k);
 }
@@ -454,9 +422,9 @@ test_compare (void)
   kc_case_init (&k, "", 64 * KIB, 0);
   memcpy (fake_data (k.b), fake_data (k.a), 1 << 20);
   memcpy (fake_data (k.c), fake_data (k.a), 1 << 20);
-  where[0] = (struct ndm_io_where) { device_of (k.md, "a"), 0 };
-  where[1] = (struct ndm_io_where) { device_of (k.md, "b"), 0 };
-  where[2] = (struct ndm_io_where) { device_of (k.md, "c"), 0 };
+  where[0] = (struct ndm_io_where) { h_device_of (k.md, "a"), 0 };
+  where[1] = (struct ndm_io_where) { h_device_of (k.md, "b"), 0 };
+  where[2] = (struct ndm_io_where) { h_device_of (k.md, "c"), 0 };
   g_assert_cmpint (ndm_kcopyd_compare (k.kc, where, 3, 256 * KIB, &differs,
                                        &failed, &err), ==, 0);
   g_assert_cmpuint (differs, ==, 0);
@@ -476,7 +444,7 @@ test_compare (void)
   g_assert_cmpuint (failed, ==, 2);
   g_assert_cmpuint (differs, ==, 4);
   g_assert_cmpint (err, ==, EIO);
-  g_assert_cmpuint (k.md->bounce.used, ==, 0);
+  g_assert_cmpuint (h_bounce_used (k.md), ==, 0);
   kc_case_fini (&k);
 }
 
