@@ -96,6 +96,9 @@ wait_json (struct ndm_md *md, const char *needle, struct fake_dev *a,
 #define LEGS_HELD "2 fake://a?mode=held 0 fake://b?mode=held 0"
 #define MIRROR_CORE(features) \
   "0 2048 mirror core 2 128 nosync " LEGS_HELD features
+/* The same with a and b completing at once. */
+#define CORE_AB(features) \
+  "0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0" features
 
 /* ---- writes: one leg fails ------------------------------------------------------ */
 
@@ -716,9 +719,8 @@ test_degraded_write_then_read (void)
 static void
 test_read_repair (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a 0 fake://b 0 "
-                                "2 read_balance default_leg", NULL);
+  struct ndm_md *md = h_md_new (CORE_AB (" 2 read_balance default_leg"),
+                                NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *zero = g_malloc0 (64 * KIB);
   g_autofree char *st = NULL, *stats = NULL, *json = NULL;
@@ -767,9 +769,8 @@ static void
 test_read_repair_client_write (gconstpointer data)
 {
   bool write_first = GPOINTER_TO_INT (data);
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a?mode=held 0 fake://b?mode=held 0 "
-                                "2 read_balance default_leg", NULL);
+  struct ndm_md *md = h_md_new (MIRROR_CORE (" 2 read_balance default_leg"),
+                                NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *w = g_malloc (4 * KIB);
   char buf[4096];
@@ -828,10 +829,8 @@ test_read_repair_client_write (gconstpointer data)
 static void
 test_read_repair_write_fails (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a 0 fake://b 0 "
-                                "3 handle_errors read_balance default_leg",
-                                NULL);
+  struct ndm_md *md = h_md_new (CORE_AB (" 3 handle_errors "
+                                         "read_balance default_leg"), NULL);
   struct fake_dev *a = fake_lookup ("a");
   char buf[4096];
 
@@ -860,8 +859,7 @@ static GString *copies (struct fake_dev *fd);
 static void
 test_verify_mismatch_recorded (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a 0 fake://b 0", NULL);
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *s0 = h_command_ok (md, "status");
   g_autofree char *s1 = NULL;
@@ -888,9 +886,7 @@ test_verify_mismatch_recorded (void)
 static void
 test_verify_writes_during (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
-                                NULL);
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autofree char *w = g_malloc (4 * KIB);
   struct h_io *wr;
@@ -917,8 +913,7 @@ test_verify_writes_during (void)
 static void
 test_verify_repair_resyncs_exactly (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a 0 fake://b 0", NULL);
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autoptr (GString) copied = NULL;
   g_autofree char *st = NULL;
@@ -949,9 +944,7 @@ test_verify_repair_resyncs_exactly (void)
 static void
 test_verify_restart (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
-                                NULL);
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
 
   fake_data (b)[100] = 1;
@@ -977,8 +970,7 @@ test_verify_restart (void)
 static void
 test_verify_trimmed_skipped (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a 0 fake://b 0", NULL);
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
   struct fake_dev *b = fake_lookup ("b");
 
   g_assert_cmpint (h_io (md, NDM_OP_TRIM, NULL, 64 * KIB, 2 * 64 * KIB, 0),
@@ -997,8 +989,7 @@ test_verify_trimmed_skipped (void)
 static void
 test_verify_read_error_repaired (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a 0 fake://b 0", NULL);
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autoptr (GString) copied = NULL;
 
@@ -1028,9 +1019,7 @@ static int suspended;
 static void
 test_verify_suspend_continues (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
-                                NULL);
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   GError *err = NULL;
   GThread *suspender;
@@ -1076,9 +1065,7 @@ test_verify_suspend_continues (void)
 static void
 test_verify_refusals (void)
 {
-  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
-                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
-                                NULL);
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
   g_autoptr (GError) err = NULL;
 
