@@ -210,12 +210,21 @@ verb_stats (struct cmd *c, GString *out, GError **err)
       json_target_head (out, ti);
       g_string_append_c (out, ',');
       ndm_stats_json (stats_view (c, ti->stats, &snap), out);
+      if (ti->type->stats != NULL) {
+        g_string_append_printf (out, ",\"%s\":", ti->type->name);
+        ti->type->stats (ti, true, out);
+      }
       g_string_append_c (out, '}');
     }
     else {
       g_string_append_printf (out, "target %" PRIu64 " %" PRIu64 " %s\n",
                               ti->begin, ti->len, ti->type->name);
       ndm_stats_format (stats_view (c, ti->stats, &snap), "  ", out);
+      if (ti->type->stats != NULL) {
+        g_string_append_printf (out, "  %s: ", ti->type->name);
+        ti->type->stats (ti, false, out);
+        g_string_append_c (out, '\n');
+      }
     }
   }
   if (c->json)

@@ -31,7 +31,10 @@
  *
  * Resync: a thread copies each region out of sync from the default leg
  * to the other legs in service while no leg is out of service, holding
- * new writes to the region it copies (core/region-hash.h).
+ * new writes to the region it copies (core/region-hash.h).  The copies
+ * go through the mirror's kcopyd (core/kcopyd.c): bounce buffers charged
+ * to max-bounce, the resync-rate cap (the key, or the resync_rate
+ * message), and a pause per piece while clients have requests in flight.
  *
  * Reinstatement: the core's checker probes the legs from the first
  * resume; a failed leg that answers is put back (or by reinstate_leg)
@@ -42,8 +45,13 @@
  * written while it was out (every region, for a leg out since load) are
  * copied to it before it serves reads, and its letter is A again.
  *
- * Not built yet (docs/targets/mirror.md says which): read repair;
- * verify; resync-rate.
+ * Read repair (md's fix_read_error): a read that failed with EIO on a
+ * leg and was served by another queues its regions for that leg; the
+ * resync thread copies each back from a leg in sync, the region
+ * quiesced as for a copy.  Verify (DRBD's): the same thread compares the
+ * legs in sync region by region, quiesced, records the regions that
+ * differ, and repair makes those out of sync for the resync.  Both go
+ * through the resync's kcopyd (throttled, yielding to clients).
  *
  * Thread model and locks: map, end_io and release_clone run on request
  * owners, message and status on the control thread, the log's commits on
@@ -60,7 +68,9 @@
 #include "nbd-dm/bio.h"
 #include "nbd-dm/target.h"
 #include "../checker.h"
+#include "../config.h"
 #include "../dirty-log.h"
+#include "../kcopyd.h"
 #include "../log.h"
 #include "../region-hash.h"
 #include "../stats.h"
@@ -100,7 +110,15 @@ struct mirror_leg {
   bool reinstated;              /* put back, being resynced: its letter
                                    is A again once in sync */
   uint64_t write_errors, read_errors, reads;
+  uint64_t read_repairs;        /* regions rewritten after a read of
+                                   them failed here with EIO */
   unsigned inflight;            /* read clones on it (queue-length) */
+};
+
+enum mirror_verify {
+  MIRROR_VERIFY_NEVER,          /* no verify message yet: no status word */
+  MIRROR_VERIFY_RUNNING,
+  MIRROR_VERIFY_IDLE,           /* the last one ended */
 };
 
 struct mirror_c {
@@ -122,9 +140,23 @@ struct mirror_c {
   GThread *log_thread;          /* commits a disk log's marks */
   bool log_thread_stop;         /* protected by log->lock */
   GThread *sync_thread;         /* copies regions out of sync */
+  struct ndm_kcopyd *kc;        /* its copies: bounce, throttle, yield;
+                                   stopped with the thread */
   bool sync_stop;               /* presuspend, dtr */
   bool syncing;                 /* a copy runs (JSON) */
   uint64_t resynced;            /* bytes copied, for JSON */
+  GHashTable *repairs;          /* read repairs to do, each a region
+                                   number * MIRROR_MAX_LEGS + the leg's
+                                   index (uint64_t keys) */
+  enum mirror_verify verify;
+  unsigned verify_gen;          /* + 1 at each verify message: a
+                                   comparison begun before is dropped */
+  uint64_t verify_next;         /* the region the verify compares next */
+  GArray *verify_diff;          /* uint64_t: regions the last verify
+                                   found different, in order */
+  uint8_t *trimmed;             /* bit r: region r was trimmed since load
+                                   or its last copy (legs may read
+                                   differently there): verify skips it */
 };
 
 /* The clone's scratch space: the region hash's part first (it finds its
@@ -134,7 +166,12 @@ struct mirror_c {
 struct mirror_io {
   union {
     struct ndm_rh_io rh;        /* writes, trims, zeroes */
-    struct mirror_leg *leg;     /* reads: the leg counted in flight */
+    struct {                    /* reads */
+      struct mirror_leg *leg;   /* the leg counted in flight */
+      uint32_t eio;             /* legs that failed it with EIO: repaired
+                                   once another leg served it */
+      uint64_t first, last;     /* the regions of those failures */
+    } rd;
   } u;
   uint32_t failed;
 };
@@ -331,6 +368,7 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
 
   m->ti = ti;
   ndm_mutex_init (&m->lock, NDM_LOCK_TARGET);
+  m->kc = ndm_kcopyd_new (ti, ndm_target_config (ti)->resync_rate);
   ndm_checker_init (&m->checker, ti, &mirror_checker_ops, &m->lock, m);
   ti->private = m;
 
@@ -357,6 +395,10 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
     goto err;
 
   ndm_rh_init (&m->rh, m->log, &m->lock, bytes);
+  m->repairs = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
+                                      NULL);
+  m->verify_diff = g_array_new (false, false, sizeof (uint64_t));
+  m->trimmed = g_malloc0 ((m->rh.nr_regions + 7) / 8);
   m->rh.fail_without_log = m->keep_log;
   return 0;
 
@@ -442,6 +484,12 @@ mirror_dtr (struct ndm_target *ti)
   for (i = 0; m->legs != NULL && i < m->nr_legs; i++)
     g_free (m->legs[i].chk.reason);
   g_free (m->legs);
+  if (m->repairs != NULL)
+    g_hash_table_unref (m->repairs);
+  if (m->verify_diff != NULL)
+    g_array_unref (m->verify_diff);
+  g_free (m->trimmed);
+  ndm_kcopyd_free (m->kc);
   ndm_mutex_clear (&m->lock);
   g_free (m);
 }
@@ -626,6 +674,24 @@ log_thread (gpointer data)
 
 /* ---- writes ---------------------------------------------------------------------- */
 
+/* With m->lock held: regions first..last were trimmed (or copied: not
+ * any more).  A trim leaves the bytes unspecified (NBD), so legs may read
+ * differently there without a fault: verify does not compare them.
+ */
+static void
+set_trimmed_locked (struct mirror_c *m, uint64_t first, uint64_t last,
+                    bool on)
+{
+  uint64_t r;
+
+  ndm_assert_held (&m->lock);
+  for (r = first; r <= last; r++)
+    if (on)
+      m->trimmed[r / 8] |= 1u << (r % 8);
+    else
+      m->trimmed[r / 8] &= ~(1u << (r % 8));
+}
+
 /* How long a held write waits before it is mapped again anyway: the
  * commit or copy it waits for releases it sooner.
  */
@@ -665,6 +731,8 @@ map_write (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
     clone->kill_error = EIO;
     return NDM_MAPIO_KILL;
   }
+  if (clone->op == NDM_OP_TRIM)
+    set_trimmed_locked (m, first, last, true);
   ndm_mutex_unlock (&m->lock);
 
   /* The set of legs is fixed for this round: one that fails meanwhile
@@ -695,6 +763,59 @@ map_flush (struct mirror_c *m, struct ndm_clone *clone)
   return NDM_MAPIO_REMAPPED;
 }
 
+/* With m->lock held: a read's bio failed with EIO on leg, a live leg's
+ * answer about its blocks (a lost connection says nothing about them):
+ * once another leg serves the read, its regions are copied back to leg
+ * (read repair, md raid1's fix_read_error).
+ */
+static void
+note_read_eio_locked (struct mirror_c *m, struct mirror_io *io,
+                      struct mirror_leg *leg, struct ndm_bio *bio)
+{
+  uint64_t toff = bio->dev_offset - leg->offset;
+  uint64_t first = ndm_rh_region (&m->rh, toff);
+  uint64_t last = ndm_rh_region (&m->rh, toff + bio->len - 1);
+
+  ndm_assert_held (&m->lock);
+  if (io->u.rd.eio == 0 || first < io->u.rd.first)
+    io->u.rd.first = first;
+  if (io->u.rd.eio == 0 || last > io->u.rd.last)
+    io->u.rd.last = last;
+  io->u.rd.eio |= 1u << leg->idx;
+}
+
+/* With m->lock held: region r of leg is to be repaired. */
+static void
+repair_add_locked (struct mirror_c *m, struct mirror_leg *leg, uint64_t r)
+{
+  uint64_t *key = g_new (uint64_t, 1);
+
+  ndm_assert_held (&m->lock);
+  *key = r * MIRROR_MAX_LEGS + leg->idx;
+  g_hash_table_add (m->repairs, key);
+}
+
+/* With m->lock held: the read that failed with EIO on the legs of
+ * io->u.rd.eio was served by another: their regions of it are queued for
+ * the sync thread, which repairs them before it copies anything else.
+ * Not here: the copy must wait for the region's writes to drain, and an
+ * owner never blocks.
+ */
+static void
+read_served_locked (struct mirror_c *m, struct mirror_io *io)
+{
+  unsigned i;
+  uint64_t r;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    if (io->u.rd.eio & (1u << i))
+      for (r = io->u.rd.first; r <= io->u.rd.last; r++)
+        repair_add_locked (m, &m->legs[i], r);
+  io->u.rd.eio = 0;
+  g_cond_broadcast (&m->rh.cond);
+}
+
 /* With m->lock held: the legs whose bios failed in this round, added to
  * io->failed; their errors counted.  Those that left service now are
  * added to fence.
@@ -715,6 +836,8 @@ note_failed_legs_locked (struct mirror_c *m, struct ndm_clone *clone,
     if (!ndm_bio_failed (bio))
       continue;
     leg = leg_of_device (m, bio->dev);
+    if (leg != NULL && clone->op == NDM_OP_READ && bio->status == EIO)
+      note_read_eio_locked (m, io, leg, bio);
     if (leg == NULL || (now & (1u << leg->idx)))
       continue;                 /* the log device, or counted */
     now |= 1u << leg->idx;
@@ -881,7 +1004,7 @@ map_read (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
   }
   leg->inflight++;
   leg->reads++;
-  io->u.leg = leg;
+  io->u.rd.leg = leg;
   ndm_mutex_unlock (&m->lock);
   ndm_clone_remap (clone, leg->chk.dev, leg->offset + toff);
   return NDM_MAPIO_REMAPPED;
@@ -892,9 +1015,9 @@ static void
 read_done_locked (struct mirror_c *m, struct mirror_io *io)
 {
   ndm_assert_held (&m->lock);
-  if (io->u.leg != NULL) {
-    io->u.leg->inflight--;
-    io->u.leg = NULL;
+  if (io->u.rd.leg != NULL) {
+    io->u.rd.leg->inflight--;
+    io->u.rd.leg = NULL;
   }
 }
 
@@ -909,6 +1032,8 @@ end_io_read (struct mirror_c *m, struct ndm_clone *clone,
   ndm_mutex_lock (&m->lock);
   read_done_locked (m, io);
   if (*error != EIO && !ndm_errno_is_path_error (*error)) {
+    if (*error == 0 && io->u.rd.eio != 0)
+      read_served_locked (m, io);
     ndm_mutex_unlock (&m->lock);
     return NDM_ENDIO_DONE;
   }
@@ -969,47 +1094,29 @@ resync_done_locked (struct mirror_c *m)
 }
 
 /* Without the lock: copy [start, start + len) of the target from src to
- * the n legs of dst, then make it stable there.  Returns 0, or -1 with
- * *src_failed set (the read failed) or the legs that failed in
- * *dst_failed (bit i: dst[i]).
+ * the n legs of dst through the kcopyd, then make it stable there.
+ * Returns 0, or -1 with *src_failed set (the read failed) or the legs
+ * that failed in *dst_failed (bit i: dst[i]), or neither (stopped: a
+ * suspend or the table's end; no memory): the region was not copied
+ * and no leg is to blame.
  */
 static int
 copy_range (struct mirror_c *m, struct mirror_leg *src,
             struct mirror_leg **dst, unsigned n, uint64_t start,
             uint64_t len, bool *src_failed, uint64_t *dst_failed)
 {
-  g_autofree char *buf = g_malloc (MIN (len, MIRROR_COPY_PIECE));
-  struct ndm_io_where where[MIRROR_MAX_LEGS];
-  uint64_t off, failed;
+  struct ndm_io_where from = { src->chk.dev, src->offset + start };
+  struct ndm_io_where to[MIRROR_MAX_LEGS];
   unsigned i;
-  int err;
+  int err, r;
 
-  *src_failed = false;
-  *dst_failed = 0;
-  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
-    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
-    struct ndm_io_where from = { src->chk.dev, src->offset + start + off };
-
-    if (ndm_target_io (m->ti, NDM_OP_READ, 0, &from, 1, buf, piece, NULL,
-                       &err) == -1) {
-      *src_failed = true;
-      return -1;
-    }
-    for (i = 0; i < n; i++)
-      where[i] = (struct ndm_io_where) { dst[i]->chk.dev,
-                                         dst[i]->offset + start + off };
-    failed = 0;
-    if (ndm_target_io (m->ti, NDM_OP_WRITE, 0, where, n, buf, piece, &failed,
-                       &err) == -1)
-      *dst_failed |= failed;
-    __atomic_add_fetch (&m->resynced, piece, __ATOMIC_RELAXED);
-    g_thread_yield ();
-  }
-  failed = 0;
-  if (ndm_target_io (m->ti, NDM_OP_FLUSH, 0, where, n, NULL, 0, &failed,
-                     &err) == -1)
-    *dst_failed |= failed;
-  return *dst_failed != 0 ? -1 : 0;
+  for (i = 0; i < n; i++)
+    to[i] = (struct ndm_io_where) { dst[i]->chk.dev, dst[i]->offset + start };
+  r = ndm_kcopyd_copy (m->kc, &from, to, n, len, src_failed, dst_failed,
+                       &err);
+  if (r == 0 || *dst_failed != 0)
+    __atomic_add_fetch (&m->resynced, len, __ATOMIC_RELAXED);
+  return r;
 }
 
 /* With m->lock held, after the copy of region r: a source that failed is
@@ -1059,7 +1166,251 @@ copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
     if (leg->in_sync && other_in_sync_locked (m, leg) > 0)
       leg_out_of_sync_locked (m, leg);
   }
+  if (ok)
+    set_trimmed_locked (m, r, r, false);
   return ok;
+}
+
+/* With m->lock held: fence the legs in fence, without the lock. */
+static void
+fence_legs_locked (struct mirror_c *m, GPtrArray *fence)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  if (fence->len == 0)
+    return;
+  ndm_mutex_unlock (&m->lock);
+  for (i = 0; i < fence->len; i++)
+    fence_leg (fence->pdata[i]);
+  ndm_mutex_lock (&m->lock);
+}
+
+/* With m->lock held, on the sync thread: a copy or compare did not
+ * finish and no leg is to blame (stopped, or no memory): wait a while
+ * rather than try again at once, unless stopped.
+ */
+static void
+sync_pause_locked (struct mirror_c *m)
+{
+  ndm_assert_held (&m->lock);
+  if (!m->sync_stop)
+    ndm_cond_wait_until (&m->rh.cond, &m->lock,
+                         g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
+}
+
+/* ---- read repair ----------------------------------------------------------------- */
+
+/* With m->lock held: take a queued repair (its region and leg); false if
+ * there is none.
+ */
+static bool
+repair_take_locked (struct mirror_c *m, uint64_t *r, struct mirror_leg **leg)
+{
+  GHashTableIter it;
+  gpointer key;
+  uint64_t k;
+
+  ndm_assert_held (&m->lock);
+  g_hash_table_iter_init (&it, m->repairs);
+  if (!g_hash_table_iter_next (&it, &key, NULL))
+    return false;
+  k = *(uint64_t *) key;
+  g_hash_table_iter_remove (&it);
+  *r = k / MIRROR_MAX_LEGS;
+  *leg = &m->legs[k % MIRROR_MAX_LEGS];
+  return true;
+}
+
+/* With m->lock held, after the repair's copy of region r from src to leg.
+ * A write that failed is a write failure of leg ('S', as a resync copy's:
+ * with handle_errors out of service), and the region is out of sync: leg
+ * may hold anything there now.  A read from src that failed is src's read
+ * error; leg keeps its bad block until the next read of it fails again.
+ */
+static void
+repair_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
+                     struct mirror_leg *leg, bool src_failed,
+                     uint64_t dst_failed, GPtrArray *fence)
+{
+  g_autofree char *why = NULL;
+
+  ndm_assert_held (&m->lock);
+  if (src_failed) {
+    src->read_errors++;
+    set_letter_locked (m, src, 'R');
+    ndm_log_error ("mirror: read repair of region %" PRIu64 " on leg %s: "
+                   "its read from leg %s failed", r, leg->chk.dev->uri,
+                   src->chk.dev->uri);
+    return;
+  }
+  if (dst_failed != 0) {
+    leg->write_errors++;
+    why = g_strdup_printf ("a read repair's write of region %" PRIu64
+                           " failed", r);
+    ndm_rh_mark_nosync_locked (&m->rh, r, r);
+    if (leg_missed_write_locked (m, leg, 'S', why, false))
+      g_ptr_array_add (fence, leg);
+    return;
+  }
+  leg->read_repairs++;
+  ndm_log_info ("mirror: read repair: region %" PRIu64 " of leg %s "
+                "rewritten from leg %s", r, leg->chk.dev->uri,
+                src->chk.dev->uri);
+}
+
+/* With m->lock held, on the sync thread: do one queued read repair: copy
+ * the region from an in-sync leg (the default, but the one repaired) to
+ * the leg whose read failed, the region quiesced as for a resync copy
+ * (new writes held, those in flight drained), so a client write is never
+ * overwritten by older data.  Done here, before the resync's next copy,
+ * because the hash quiesces one region at a time and this thread is the
+ * one that does.  A region out of sync by now needs none: the resync
+ * copies it to every leg in service.  Returns whether it took one (the
+ * lock was released meanwhile); false also when stopped (the repair stays
+ * queued for the resume).
+ */
+static bool
+repair_next_locked (struct mirror_c *m)
+{
+  g_autoptr (GPtrArray) fence = g_ptr_array_new ();
+  uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
+  struct mirror_leg *leg, *src;
+  uint64_t r, start, dst_failed;
+  bool src_failed;
+  int done;
+
+  ndm_assert_held (&m->lock);
+  if (m->sync_stop || !repair_take_locked (m, &r, &leg))
+    return false;
+  src = choose_read_leg_locked (m, false, 1u << leg->idx);
+  if (!leg->chk.active || src == NULL)
+    return true;                /* out of service since, or no source */
+  if (!ndm_rh_verify_prepare_locked (&m->rh, r)) {
+    if (!m->rh.recovery_stopped)
+      return true;              /* out of sync: the resync's */
+    repair_add_locked (m, leg, r);
+    return false;
+  }
+  if (!ndm_rh_recovery_wait_locked (&m->rh)) {
+    repair_add_locked (m, leg, r);
+    return false;
+  }
+  start = r << m->rh.region_shift;
+  ndm_mutex_unlock (&m->lock);
+  done = copy_range (m, src, &leg, 1, start,
+                     MIN (m->rh.region_size, bytes - start), &src_failed,
+                     &dst_failed);
+  ndm_mutex_lock (&m->lock);
+  if (done == -1 && !src_failed && dst_failed == 0) {
+    /* Not copied, no leg to blame (stopped): again at resume. */
+    repair_add_locked (m, leg, r);
+    ndm_rh_verify_end_locked (&m->rh);
+    sync_pause_locked (m);
+    return true;
+  }
+  repair_ended_locked (m, r, src, leg, src_failed, dst_failed, fence);
+  ndm_rh_verify_end_locked (&m->rh);
+  fence_legs_locked (m, fence);
+  return true;
+}
+
+/* ---- verify (DRBD's online verify) ----------------------------------------- */
+
+/* With m->lock held, after region r was compared on legs[0, n): a read
+ * that failed is that leg's read error ('R'), and with EIO (err is the
+ * first failure's: kcopyd keeps one) its region is repaired as a client
+ * read's would be; a leg that differs makes the region a mismatch,
+ * recorded, nothing changed.
+ */
+static void
+verify_compared_locked (struct mirror_c *m, uint64_t r,
+                        struct mirror_leg **legs, unsigned n,
+                        uint64_t differs, uint64_t failed, int err)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < n; i++)
+    if (failed & (UINT64_C (1) << i)) {
+      legs[i]->read_errors++;
+      set_letter_locked (m, legs[i], 'R');
+      if (err == EIO)
+        repair_add_locked (m, legs[i], r);
+    }
+  if ((differs & ~failed) == 0)
+    return;
+  g_array_append_val (m->verify_diff, r);
+  ndm_log_info ("mirror: verify: region %" PRIu64 " differs between legs",
+                r);
+}
+
+/* With m->lock held, on the sync thread, when there is nothing to copy:
+ * compare the next region of a running verify on the legs in sync,
+ * quiesced as for a copy (new writes held, those in flight drained), so a
+ * write half landed is never a mismatch.  Regions not in sync are the
+ * resync's, trimmed ones may differ rightly: passed over.  At the end,
+ * an event.  Returns whether it took a region (the lock was released
+ * meanwhile); false when stopped, the region to be compared at resume.
+ */
+static bool
+verify_next_locked (struct mirror_c *m)
+{
+  uint64_t bytes = m->ti->len << NDM_SECTOR_SHIFT;
+  struct ndm_io_where where[MIRROR_MAX_LEGS];
+  struct mirror_leg *legs[MIRROR_MAX_LEGS];
+  uint64_t r, start, differs, failed;
+  unsigned i, n = 0, gen;
+  int done, err;
+
+  ndm_assert_held (&m->lock);
+  if (m->verify != MIRROR_VERIFY_RUNNING || m->sync_stop)
+    return false;
+  r = m->verify_next;
+  if (r == m->rh.nr_regions) {
+    m->verify = MIRROR_VERIFY_IDLE;
+    ndm_log_info ("mirror: verify done: %u of %" PRIu64 " regions differ",
+                  m->verify_diff->len, m->rh.nr_regions);
+    ndm_target_event (m->ti);
+    return false;
+  }
+  start = r << m->rh.region_shift;
+  for (i = 0; i < m->nr_legs; i++)
+    if (m->legs[i].chk.active && m->legs[i].in_sync) {
+      legs[n] = &m->legs[i];
+      where[n++] = (struct ndm_io_where) { m->legs[i].chk.dev,
+                                           m->legs[i].offset + start };
+    }
+  if (n < 2 || (m->trimmed[r / 8] & (1u << (r % 8))) ||
+      !ndm_rh_verify_prepare_locked (&m->rh, r)) {
+    m->verify_next++;           /* nothing to compare */
+    /* Let owners in: a verify of a degraded mirror passes every region
+     * here.
+     */
+    ndm_mutex_unlock (&m->lock);
+    g_thread_yield ();
+    ndm_mutex_lock (&m->lock);
+    return true;
+  }
+  if (!ndm_rh_recovery_wait_locked (&m->rh))
+    return false;
+  gen = m->verify_gen;
+  ndm_mutex_unlock (&m->lock);
+  done = ndm_kcopyd_compare (m->kc, where, n,
+                             MIN (m->rh.region_size, bytes - start),
+                             &differs, &failed, &err);
+  ndm_mutex_lock (&m->lock);
+  ndm_rh_verify_end_locked (&m->rh);
+  if (done == -1 && failed == 0)
+    /* Stopped (compared again at resume), or no memory for a waiter:
+     * not at once again.
+     */
+    sync_pause_locked (m);
+  else if (gen == m->verify_gen) {
+    verify_compared_locked (m, r, legs, n, differs, failed, err);
+    m->verify_next++;
+  }
+  return true;
 }
 
 /* ndm-mirror-sync: dm-raid1's recovery, one region at a time.  The region
@@ -1079,13 +1430,17 @@ sync_thread (gpointer data)
     struct mirror_leg *src, *dst[MIRROR_MAX_LEGS];
     g_autoptr (GPtrArray) fence = NULL;
     uint64_t r, start, len, dst_failed;
-    bool src_failed, ok;
+    bool src_failed, copied, ok;
     unsigned i, n = 0;
 
+    if (repair_next_locked (m))
+      continue;                 /* read repairs first: a client saw them */
     if (!ndm_rh_recovery_prepare_locked (&m->rh, &r)) {
       if (resync_done_locked (m))
         /* Nothing to copy to a reinstated leg: in sync at once. */
         ndm_target_event (m->ti);
+      if (verify_next_locked (m))
+        continue;
       m->syncing = false;
       ndm_cond_wait_until (&m->rh.cond, &m->lock,
                            g_get_monotonic_time () + MIRROR_SYNC_IDLE_US);
@@ -1111,11 +1466,14 @@ sync_thread (gpointer data)
     len = MIN (m->rh.region_size, bytes - start);
     ndm_mutex_unlock (&m->lock);
 
-    copy_range (m, src, dst, n, start, len, &src_failed, &dst_failed);
+    copied = copy_range (m, src, dst, n, start, len, &src_failed,
+                         &dst_failed) == 0;
 
     fence = g_ptr_array_new ();
     ndm_mutex_lock (&m->lock);
-    ok = copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
+    /* Not copied and no leg to blame (stopped): out of sync still. */
+    ok = (copied || src_failed || dst_failed != 0) &&
+      copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
     ndm_rh_recovery_end_locked (&m->rh, ok);
     if (ok) {
       uint64_t in_sync;
@@ -1158,6 +1516,8 @@ stop_sync_thread (struct mirror_c *m)
   ndm_mutex_lock (&m->lock);
   m->sync_stop = true;
   ndm_rh_stop_recovery_locked (&m->rh);
+  /* A copy waiting for its throttle or the bounce cap ends now. */
+  ndm_kcopyd_stop (m->kc, true);
   t = m->sync_thread;
   m->sync_thread = NULL;
   ndm_mutex_unlock (&m->lock);
@@ -1170,6 +1530,7 @@ start_sync_thread (struct mirror_c *m)
 {
   ndm_mutex_lock (&m->lock);
   m->sync_stop = false;
+  ndm_kcopyd_stop (m->kc, false);
   ndm_rh_start_recovery_locked (&m->rh);
   if (m->sync_thread == NULL)
     m->sync_thread = ndm_thread_try_new ("ndm-mirror-sync", sync_thread, m);
@@ -1469,10 +1830,118 @@ message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
   return 0;
 }
 
+/* Every region out of sync: the resync copies all of it from the
+ * default leg again (a leg whose export was replaced behind our back).
+ * The legs keep their state: those in sync stay sources, and reads of a
+ * region not copied yet go to the default leg only, as for any region
+ * out of sync.  A disk log marks the regions, so a restart before the
+ * end copies what is left.
+ */
+static int
+message_resync (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+
+  ndm_mutex_lock (&m->lock);
+  ndm_rh_mark_nosync_locked (&m->rh, 0, m->rh.nr_regions - 1);
+  g_cond_broadcast (&m->rh.cond);
+  ndm_mutex_unlock (&m->lock);
+  ndm_log_info ("mirror: every region out of sync by message: resyncing");
+  ndm_target_event (ti);
+  return 0;
+}
+
+/* This mirror's cap from now, over the resync-rate key's; a throttle
+ * wait in progress looks at it at once.
+ */
+static int
+message_resync_rate (struct ndm_target *ti, unsigned argc, char **argv,
+                     GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+  uint64_t rate;
+
+  if (!ndm_config_parse_rate (argv[1], &rate)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "resync_rate '%s': expected a size per second (64M, "
+                 "64M/s) or 0", argv[1]);
+    return -1;
+  }
+  ndm_kcopyd_set_rate (m->kc, rate);
+  return 0;
+}
+
+/* DRBD's online verify, on the sync thread: compare the legs in sync
+ * region by region; a verify running starts again from region 0.
+ */
+static int
+message_verify (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+
+  ndm_mutex_lock (&m->lock);
+  m->verify = MIRROR_VERIFY_RUNNING;
+  m->verify_gen++;
+  m->verify_next = 0;
+  g_array_set_size (m->verify_diff, 0);
+  g_cond_broadcast (&m->rh.cond);
+  ndm_mutex_unlock (&m->lock);
+  ndm_log_info ("mirror: verify started");
+  return 0;
+}
+
+/* The regions the last verify found different go out of sync: the
+ * resync copies them from the default leg.  Not before a verify ended:
+ * its list is not complete.
+ */
+static int
+message_repair (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+  enum mirror_verify v;
+  uint64_t checked;
+  unsigned i;
+
+  ndm_mutex_lock (&m->lock);
+  v = m->verify;
+  checked = m->verify_next;
+  if (v == MIRROR_VERIFY_IDLE) {
+    for (i = 0; i < m->verify_diff->len; i++) {
+      uint64_t r = g_array_index (m->verify_diff, uint64_t, i);
+
+      ndm_rh_mark_nosync_locked (&m->rh, r, r);
+    }
+    g_cond_broadcast (&m->rh.cond);
+    ndm_log_info ("mirror: repair: %u regions out of sync, to be copied "
+                  "from the default leg", m->verify_diff->len);
+  }
+  ndm_mutex_unlock (&m->lock);
+  if (v == MIRROR_VERIFY_NEVER) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "repair: no verify has run");
+    return -1;
+  }
+  if (v == MIRROR_VERIFY_RUNNING) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "repair: a verify is running (%" PRIu64 "/%" PRIu64
+                 " regions checked): repair once it has ended", checked,
+                 m->rh.nr_regions);
+    return -1;
+  }
+  return 0;
+}
+
 /* docs/targets/mirror.md, "Messages"; device_dead is the core's. */
 static const struct ndm_target_message mirror_messages[] = {
   { "fail_leg", 1, 1, "<leg>", message_fail_leg },
   { "reinstate_leg", 1, 1, "<leg>", message_reinstate_leg },
+  { "resync", 0, 0, NULL, message_resync },
+  { "resync_rate", 1, 1, "<SIZE/s>", message_resync_rate },
+  { "verify", 0, 0, NULL, message_verify },
+  { "repair", 0, 0, NULL, message_repair },
   { NULL },
 };
 
@@ -1505,6 +1974,10 @@ mirror_status (struct ndm_target *ti, enum ndm_status_type type,
       g_string_append_c (result, m->legs[i].health);
     g_string_append_c (result, ' ');
     ndm_dirty_log_status (m->log, type, result);
+    if (m->verify != MIRROR_VERIFY_NEVER)
+      g_string_append_printf (result, " verify %" PRIu64 "/%" PRIu64 " %u",
+                              m->verify_next, m->rh.nr_regions,
+                              m->verify_diff->len);
   }
   else {
     ndm_dirty_log_status (m->log, type, result);
@@ -1540,10 +2013,58 @@ leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
     : "resyncing";
 }
 
+/* With m->lock held: "resync":{"state":"running"|"idle","rate_limit":N,
+ * "rate":N,"eta_ms":N,"copied":N}: the cap and the measured rate in
+ * bytes/s, the time left at that rate for the regions out of sync (0
+ * when idle or before a rate is measured), the bytes copied so far.
+ */
+static void
+resync_json_locked (struct mirror_c *m, uint64_t in_sync, GString *out)
+{
+  uint64_t bytes, rate, eta_ms = 0;
+  double left;
+
+  ndm_assert_held (&m->lock);
+  ndm_kcopyd_stats (m->kc, &bytes, &rate);
+  left = (double) (m->log->nr_regions - in_sync) * m->log->region_size;
+  if (m->syncing && rate > 0)
+    eta_ms = (uint64_t) (left * 1000 / rate);
+  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
+                          "\"rate_limit\":%" PRIu64 ",\"rate\":%" PRIu64
+                          ",\"eta_ms\":%" PRIu64 ",\"copied\":%" PRIu64
+                          "}", m->syncing ? "running" : "idle",
+                          ndm_kcopyd_rate (m->kc), rate, eta_ms,
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+}
+
+/* The most regions the JSON lists of a verify's mismatches. */
+#define MIRROR_VERIFY_LIST 64
+
+/* With m->lock held: ,"verify":{"state":"running"|"idle","checked":N,
+ * "mismatches":N,"regions":[the first MIRROR_VERIFY_LIST]}.
+ */
+static void
+verify_json_locked (struct mirror_c *m, GString *out)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  g_string_append_printf (out, ",\"verify\":{\"state\":\"%s\",\"checked\":%"
+                          PRIu64 ",\"mismatches\":%u,\"regions\":[",
+                          m->verify == MIRROR_VERIFY_RUNNING ? "running"
+                          : "idle", m->verify_next, m->verify_diff->len);
+  for (i = 0; i < m->verify_diff->len && i < MIRROR_VERIFY_LIST; i++)
+    g_string_append_printf (out, "%s%" PRIu64, i ? "," : "",
+                            g_array_index (m->verify_diff, uint64_t, i));
+  g_string_append (out, "]}");
+}
+
 /* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
  *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
+ *  "resync":{..},"verify":{..},
  *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
- *  "reason":"..","write_errors":0,"read_errors":0,"reads":N}]}
+ *  "reason":"..","write_errors":0,"read_errors":0,"read_repairs":0,
+ *  "reads":N}]}
  */
 static void
 mirror_status_json (struct ndm_target *ti, GString *out)
@@ -1572,10 +2093,8 @@ mirror_status_json (struct ndm_target *ti, GString *out)
     g_string_append (out, "null");
   g_string_append (out, ",\"log\":");
   ndm_dirty_log_status_json (m->log, out);
-  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
-                          "\"copied\":%" PRIu64 "}",
-                          m->syncing ? "running" : "idle",
-                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  resync_json_locked (m, in_sync, out);
+  verify_json_locked (m, out);
   g_string_append (out, ",\"legs\":[");
   for (i = 0; i < m->nr_legs; i++) {
     struct mirror_leg *leg = &m->legs[i];
@@ -1590,12 +2109,37 @@ mirror_status_json (struct ndm_target *ti, GString *out)
       ndm_json_string (out, leg->chk.reason);
     }
     g_string_append_printf (out, ",\"write_errors\":%" PRIu64
-                            ",\"read_errors\":%" PRIu64 ",\"reads\":%"
-                            PRIu64 "}", leg->write_errors, leg->read_errors,
-                            leg->reads);
+                            ",\"read_errors\":%" PRIu64 ",\"read_repairs\":%"
+                            PRIu64 ",\"reads\":%" PRIu64 "}",
+                            leg->write_errors, leg->read_errors,
+                            leg->read_repairs, leg->reads);
   }
   g_string_append (out, "]}");
   ndm_mutex_unlock (&m->lock);
+}
+
+/* stats: read repairs N, resynced B bytes, verify mismatches M (the
+ * last verify's), or the same as {"read_repairs":N,"resynced":B,
+ * "verify_mismatches":M}.
+ */
+static void
+mirror_stats (struct ndm_target *ti, bool json, GString *out)
+{
+  struct mirror_c *m = ti->private;
+  uint64_t repairs = 0;
+  unsigned i, mismatches;
+
+  ndm_mutex_lock (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    repairs += m->legs[i].read_repairs;
+  mismatches = m->verify_diff->len;
+  ndm_mutex_unlock (&m->lock);
+  g_string_append_printf (out, json ? "{\"read_repairs\":%" PRIu64
+                          ",\"resynced\":%" PRIu64 ",\"verify_mismatches\":%u}"
+                          : "read repairs %" PRIu64 ", resynced %" PRIu64
+                          " bytes, verify mismatches %u", repairs,
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED),
+                          mismatches);
 }
 
 /* Each leg's copy, and the log's bytes on its device.  A leg refused for
@@ -1636,7 +2180,7 @@ const struct ndm_target_type ndm_mirror_target = {
   .ctr = mirror_ctr, .dtr = mirror_dtr, .map = mirror_map,   /* required */
   .end_io = mirror_end_io, .release_clone = mirror_release_clone,
   .status = mirror_status, .status_json = mirror_status_json,
-  .messages = mirror_messages,                               /* optional */
+  .messages = mirror_messages, .stats = mirror_stats,        /* optional */
   .iterate_devices = mirror_iterate_devices,
   .presuspend = mirror_presuspend, .postsuspend = mirror_postsuspend,
   .resume = mirror_resume,

@@ -9,9 +9,9 @@
  * the core settles the clone (credited bytes and frontier error, R2/R3)
  * and calls end_io, which decides.
  *
- * Thread model: ctr, dtr, status, status_json, message, iterate_devices,
- * presuspend and resume run on the control path (one thread, no data path
- * lock held).  map, end_io, release_clone and extents run on the request
+ * Thread model: ctr, dtr, status, status_json, stats, message,
+ * iterate_devices, presuspend and resume run on the control path (one
+ * thread, no data path lock held).  map, end_io, release_clone and extents run on the request
  * owner's thread, concurrently for different requests; they may take the target's own lock (order 2 in
  * core/request.c) but never block on I/O.
  */
@@ -286,6 +286,14 @@ struct ndm_target_type {
    * run through ndm_target_message_dispatch.
    */
   const struct ndm_target_message *messages;
+  /* Optional.  Counters of the target's own for `stats` (the mirror's
+   * read repairs): with json false, one line of text ("read repairs 3,
+   * ..."), no newline; with json true, one JSON object.  The core prints
+   * them under the target's I/O counters, as "<target>: <text>" and as
+   * the member "<target>":<object>.  Not cleared by stats --clear: they
+   * are the target's state, as its status shows it.
+   */
+  void (*stats) (struct ndm_target *ti, bool json, GString *out);
   /* Required for targets with devices.  Call fn for each device with the
    * byte range it uses; the table checks each range fits its device.
    */

@@ -12,6 +12,7 @@
  *
  * Legs are fakes: "held" ones let the test order completions.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core.h"
@@ -40,30 +41,54 @@ event_nr (struct ndm_md *md)
   return ndm_md_wait_event (md, G_MAXUINT, 0);
 }
 
-/* Poll until the status's "<in sync>/<regions> 1 <letters>" is want
- * (the resync runs on its own thread), completing what the held legs
- * among a and b (NULL: none) were sent meanwhile; the test fails after
- * 10 s.
+/* status --json */
+static char *
+status_json (struct ndm_md *md)
+{
+  return h_command_ok (md, "status --json");
+}
+
+/* Poll until get(md) is want (or, with part, has it), completing what
+ * the held legs among a and b (NULL: none) were sent meanwhile (the
+ * resync, repairs and verify run on their own thread); the test fails
+ * after 10 s.
  */
 static void
-wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
-           struct fake_dev *b)
+wait_for (struct ndm_md *md, char *(*get) (struct ndm_md *),
+          const char *want, bool part, struct fake_dev *a,
+          struct fake_dev *b)
 {
   gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
 
   for (;;) {
-    g_autofree char *got = sync_and_letters (md);
+    g_autofree char *got = get (md);
 
-    if (strcmp (got, want) == 0)
+    if (part ? strstr (got, want) != NULL : strcmp (got, want) == 0)
       return;
     if (a != NULL)
       fake_complete_all (a);
     if (b != NULL)
       fake_complete_all (b);
     if (g_get_monotonic_time () > end)
-      g_error ("status '%s', expected '%s'", got, want);
+      g_error ("got '%s', expected '%s'", got, want);
     g_usleep (2000);
   }
+}
+
+/* Until the status's "<in sync>/<regions> 1 <letters>" is want. */
+static void
+wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  wait_for (md, sync_and_letters, want, false, a, b);
+}
+
+/* Until status --json has needle. */
+static void
+wait_json (struct ndm_md *md, const char *needle, struct fake_dev *a,
+           struct fake_dev *b)
+{
+  wait_for (md, status_json, needle, true, a, b);
 }
 
 /* 1 MiB legs, 64 KiB regions (16 regions), the core log with every
@@ -72,6 +97,9 @@ wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
 #define LEGS_HELD "2 fake://a?mode=held 0 fake://b?mode=held 0"
 #define MIRROR_CORE(features) \
   "0 2048 mirror core 2 128 nosync " LEGS_HELD features
+/* The same with a and b completing at once. */
+#define CORE_AB(features) \
+  "0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0" features
 
 /* ---- writes: one leg fails ------------------------------------------------------ */
 
@@ -939,6 +967,384 @@ test_degraded_write_then_read (void)
   h_md_free (md);
 }
 
+/* ---- read repair ----------------------------------------------------------------- */
+
+#define A_REPAIRS(n) "{\"leg\":\"fake://a\",\"state\":\"in_sync\"," \
+  "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0," \
+  "\"read_errors\":1,\"read_repairs\":" #n ","
+
+/* a's read fails with EIO: the client gets b's data, and the region
+ * (only it) is copied from b to a, counted on a; a stays in the balance
+ * with R (a read failed).  A lost connection is no bad block: nothing is
+ * copied for it.
+ */
+static void
+test_read_repair (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (" 2 read_balance default_leg"),
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *zero = g_malloc0 (64 * KIB);
+  g_autofree char *st = NULL, *stats = NULL, *json = NULL;
+  char buf[4096];
+
+  h_fill (fake_data (b), 1 << 20, 7);
+  fake_fail_at (a, 0, EIO);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 68 * KIB, 0), ==,
+                   0);
+  g_assert_cmpmem (buf, sizeof buf, fake_data (b) + 68 * KIB, sizeof buf);
+  wait_json (md, A_REPAIRS (1), NULL, NULL);
+  g_assert_cmpmem (fake_data (a) + 64 * KIB, 64 * KIB,
+                   fake_data (b) + 64 * KIB, 64 * KIB);
+  g_assert_cmpmem (fake_data (a), 64 * KIB, zero, 64 * KIB);
+  g_assert_cmpmem (fake_data (a) + 128 * KIB, 64 * KIB, zero, 64 * KIB);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "16/16 1 RA");
+  stats = h_command_ok (md, "stats");
+  g_assert_nonnull (strstr (stats, "\n  mirror: read repairs 1, resynced "
+                            "65536 bytes, verify mismatches 0\n"));
+  json = h_command_ok (md, "stats --json");
+  g_assert_nonnull (strstr (json, ",\"mirror\":{\"read_repairs\":1,"
+                            "\"resynced\":65536,\"verify_mismatches\":0}}"));
+
+  /* The next read goes to a again, and a path error there is retried on
+   * b but not repaired.
+   */
+  fake_fail_at (a, fake_submitted (a) + 1, ECONNRESET);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
+  g_assert_cmpmem (buf, sizeof buf, fake_data (b), sizeof buf);
+  g_usleep (300000);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
+  wait_json (md, "\"read_errors\":2,\"read_repairs\":1,", NULL, NULL);
+  h_md_free (md);
+}
+
+/* A client write to the region under repair, in both orders: every leg
+ * ends with the client's data.  write-first: the write is in flight
+ * when the repair is queued: the copy waits until it is on both legs
+ * (so it copies it).  repair-first: the copy runs when the write comes:
+ * the write is held until the copy ended, then goes to both.
+ */
+static void
+test_read_repair_client_write (gconstpointer data)
+{
+  bool write_first = GPOINTER_TO_INT (data);
+  struct ndm_md *md = h_md_new (MIRROR_CORE (" 2 read_balance default_leg"),
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *w = g_malloc (4 * KIB);
+  char buf[4096];
+  struct h_io *rd, *wr = NULL;
+  unsigned sa, sb;
+
+  h_fill (fake_data (b), 1 << 20, 8);
+  h_fill (w, 4 * KIB, 9);
+  rd = h_io_start (md, NDM_OP_READ, buf, sizeof buf, 0, 0);
+  fake_wait_pending (a, 1);                     /* a: 0 read */
+  if (write_first) {
+    wr = h_io_start (md, NDM_OP_WRITE, w, 4 * KIB, 8 * KIB, 0);
+    fake_wait_pending (a, 2);                   /* a: 1 write */
+    fake_wait_pending (b, 1);                   /* b: 0 write */
+  }
+  fake_complete (a, 0, EIO);
+  fake_wait_pending (b, write_first ? 2 : 1);   /* the read again */
+  fake_complete (b, write_first ? 1 : 0, 0);
+  g_assert_cmpint (h_io_wait (rd), ==, 0);
+  if (write_first) {
+    /* The copy waits for the write to drain: it reads nothing yet. */
+    g_usleep (100000);
+    g_assert_cmpuint (fake_submitted (b), ==, 2);
+    fake_complete (a, 1, 0);
+    fake_complete (b, 0, 0);
+    g_assert_cmpint (h_io_wait (wr), ==, 0);
+  }
+  else {
+    fake_wait_pending (b, 1);                   /* the copy's read */
+    sa = fake_submitted (a);
+    sb = fake_submitted (b);
+    wr = h_io_start (md, NDM_OP_WRITE, w, 4 * KIB, 8 * KIB, 0);
+    /* Held while the copy runs: no bio of it anywhere. */
+    g_usleep (100000);
+    g_assert_cmpuint (fake_submitted (a), ==, sa);
+    g_assert_cmpuint (fake_submitted (b), ==, sb);
+    g_assert_false (h_io_done (wr));
+    while (!h_io_done (wr)) {
+      fake_complete_all (b);
+      fake_complete_all (a);
+      g_usleep (1000);
+    }
+    g_assert_cmpint (h_io_wait (wr), ==, 0);
+  }
+  wait_json (md, "\"read_repairs\":1,", a, b);
+  g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, w, 4 * KIB);
+  g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, w, 4 * KIB);
+  g_assert_cmpmem (fake_data (a), 64 * KIB, fake_data (b), 64 * KIB);
+  h_md_free (md);
+}
+
+/* The repair's write to a fails: a write failure of a ('S'), out of
+ * service with handle_errors (fenced), the region out of sync; nothing
+ * counted as repaired.
+ */
+static void
+test_read_repair_write_fails (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (" 3 handle_errors "
+                                         "read_balance default_leg"), NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  char buf[4096];
+
+  fake_fail_at (a, 0, EIO);                     /* the client's read */
+  fake_fail_at (a, 1, EIO);                     /* the repair's write */
+  g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
+  wait_sync (md, "15/16 1 SA", NULL, NULL);
+  g_assert_cmpuint (fake_fences (a), ==, 1);
+  wait_json (md, "\"write_errors\":1,\"read_errors\":1,"
+             "\"read_repairs\":0,", NULL, NULL);
+  h_md_free (md);
+}
+
+/* ---- verify and repair ------------------------------------------------------------- */
+
+static GString *copies (struct fake_dev *fd);
+
+#define VERIFY_IDLE(checked, mismatches, regions) \
+  "\"verify\":{\"state\":\"idle\",\"checked\":" #checked \
+  ",\"mismatches\":" #mismatches ",\"regions\":[" regions "]}"
+
+/* A byte changed behind the mirror on b in region 5: verify finds that
+ * region, changes nothing, says so in status and JSON, and an event says
+ * it ended.
+ */
+static void
+test_verify_mismatch_recorded (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *s0 = h_command_ok (md, "status");
+  g_autofree char *s1 = NULL;
+  unsigned ev = event_nr (md);
+
+  g_assert_null (strstr (s0, "verify"));
+  fake_data (b)[5 * 64 * KIB + 100] = 1;
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 1, "5"), NULL, NULL);
+  g_assert_cmpuint (event_nr (md), >, ev);
+  s1 = h_command_ok (md, "status");
+  g_assert_true (g_str_has_suffix (s1, " 16/16 1 AA 1 core verify 16/16 1"));
+  g_assert_cmpint (fake_data (a)[5 * 64 * KIB + 100], ==, 0);
+  g_assert_cmpint (fake_data (b)[5 * 64 * KIB + 100], ==, 1);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, 0);
+  h_md_free (md);
+}
+
+/* A write in flight on region 0 when the verify starts: landed on a, not
+ * yet on b.  The verify reads nothing until it has landed on both, so
+ * it finds no mismatch.
+ */
+static void
+test_verify_writes_during (void)
+{
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *w = g_malloc (4 * KIB);
+  struct h_io *wr;
+
+  h_fill (w, 4 * KIB, 10);
+  wr = h_io_start (md, NDM_OP_WRITE, w, 4 * KIB, 4 * KIB, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  g_free (h_command_ok (md, "message 0 verify"));
+  fake_complete (a, 0, 0);
+  g_usleep (100000);
+  g_assert_cmpuint (fake_submitted (a), ==, 1);
+  g_assert_cmpuint (fake_submitted (b), ==, 1);
+  fake_complete (b, 0, 0);
+  g_assert_cmpint (h_io_wait (wr), ==, 0);
+  wait_json (md, VERIFY_IDLE (16, 0, ""), a, b);
+  h_md_free (md);
+}
+
+/* Regions 3 and 9 differ on b: verify lists them, repair makes exactly
+ * those out of sync, the resync copies exactly those from a (the default
+ * leg), and a second verify finds nothing.
+ */
+static void
+test_verify_repair_resyncs_exactly (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GString) copied = NULL;
+  g_autofree char *st = NULL;
+
+  h_fill (fake_data (a), 1 << 20, 11);
+  memcpy (fake_data (b), fake_data (a), 1 << 20);
+  fake_data (b)[3 * 64 * KIB] ^= 0xff;
+  fake_data (b)[10 * 64 * KIB - 1] ^= 0xff;
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 2, "3,9"), NULL, NULL);
+  g_free (h_command_ok (md, "message 0 repair"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  copied = copies (b);
+  g_assert_cmpstr (copied->str, ==, "192K 576K ");
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 0);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 0, ""), NULL, NULL);
+  st = h_command_ok (md, "status");
+  g_assert_true (g_str_has_suffix (st, " verify 16/16 0"));
+  h_md_free (md);
+}
+
+/* A second verify while one runs starts again from region 0 with no
+ * mismatch counted; the comparison under way when it came is dropped,
+ * so region 0 is compared again and its mismatch found again.
+ */
+static void
+test_verify_restart (void)
+{
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+
+  fake_data (b)[100] = 1;
+  g_free (h_command_ok (md, "message 0 verify"));
+  fake_wait_pending (a, 1);                     /* region 0 */
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);
+  fake_complete_all (b);
+  fake_wait_pending (a, 1);                     /* region 1 */
+  wait_json (md, "\"verify\":{\"state\":\"running\",\"checked\":1,"
+             "\"mismatches\":1,\"regions\":[0]}", NULL, NULL);
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, "\"verify\":{\"state\":\"running\",\"checked\":0,"
+             "\"mismatches\":0,\"regions\":[]}", NULL, NULL);
+  wait_json (md, VERIFY_IDLE (16, 1, "0"), a, b);
+  h_md_free (md);
+}
+
+/* A trimmed region may read differently on each leg (NBD leaves its
+ * bytes unspecified): verify passes over it, until a copy makes it
+ * equal again.
+ */
+static void
+test_verify_trimmed_skipped (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
+  struct fake_dev *b = fake_lookup ("b");
+
+  g_assert_cmpint (h_io (md, NDM_OP_TRIM, NULL, 64 * KIB, 2 * 64 * KIB, 0),
+                   ==, 0);
+  fake_data (b)[2 * 64 * KIB + 7] = 1;
+  fake_data (b)[3 * 64 * KIB + 7] = 1;
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 1, "3"), NULL, NULL);
+  h_md_free (md);
+}
+
+/* b's read of region 4 fails with EIO during the verify: a read error
+ * of b, the region not compared (no mismatch) but repaired from a, as a
+ * client read's would be; a second verify finds the legs equal.
+ */
+static void
+test_verify_read_error_repaired (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GString) copied = NULL;
+
+  h_fill (fake_data (a), 1 << 20, 12);
+  memcpy (fake_data (b), fake_data (a), 1 << 20);
+  fake_data (b)[4 * 64 * KIB + 9] ^= 1;
+  fake_fail_at (b, 4, EIO);
+  g_free (h_command_ok (md, "message 0 verify"));
+  wait_json (md, VERIFY_IDLE (16, 0, ""), NULL, NULL);
+  wait_json (md, "{\"leg\":\"fake://b\",\"state\":\"in_sync\","
+             "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0,"
+             "\"read_errors\":1,\"read_repairs\":1,", NULL, NULL);
+  copied = copies (b);
+  g_assert_cmpstr (copied->str, ==, "256K ");
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  h_md_free (md);
+}
+
+/* A suspend stops the verify with the resync thread; the resume goes on
+ * from the region it had reached, not from 0: every region is read once
+ * from a (a stop ends a comparison before its first read, or after its
+ * last: a region is one piece).
+ */
+static gpointer suspend_thread (gpointer data);
+static int suspended;
+
+static void
+test_verify_suspend_continues (void)
+{
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  GError *err = NULL;
+  GThread *suspender;
+  g_autofree char *st = NULL;
+  unsigned i, done;
+
+  g_free (h_command_ok (md, "message 0 verify"));
+  for (i = 0; i < 3; i++) {
+    fake_wait_pending (a, 1);
+    fake_complete_all (a);
+    fake_wait_pending (b, 1);
+    fake_complete_all (b);
+  }
+  fake_wait_pending (a, 1);                     /* region 3 */
+  g_atomic_int_set (&suspended, 0);
+  suspender = g_thread_new ("suspend", suspend_thread, md);
+  while (!g_atomic_int_get (&suspended)) {
+    fake_complete_all (a);
+    fake_complete_all (b);
+    g_usleep (1000);
+  }
+  g_thread_join (suspender);
+  /* At least regions 0 to 3 were compared (the reads that came before
+   * the stop were answered: maybe more).
+   */
+  st = h_command_ok (md, "status");
+  g_assert_nonnull (strstr (st, " verify "));
+  g_assert_cmpint (sscanf (strstr (st, " verify "), " verify %u/16", &done),
+                   ==, 1);
+  g_assert_cmpuint (done, >=, 4);
+  g_assert_cmpuint (done, <, 16);
+  g_usleep (100000);
+  g_assert_cmpuint (fake_pending (a), ==, 0);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  wait_json (md, VERIFY_IDLE (16, 0, ""), a, b);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 16);
+  h_md_free (md);
+  g_atomic_int_set (&suspended, 0);     /* for the next user */
+}
+
+/* repair before any verify, or while one runs, is refused. */
+static void
+test_verify_refusals (void)
+{
+  struct ndm_md *md = h_md_new (MIRROR_CORE (""), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autoptr (GError) err = NULL;
+
+  g_assert_null (h_command (md, "message 0 repair", &err));
+  g_assert_nonnull (strstr (err->message, "repair: no verify has run"));
+  g_clear_error (&err);
+  g_free (h_command_ok (md, "message 0 verify"));
+  fake_wait_pending (a, 1);
+  g_assert_null (h_command (md, "message 0 repair", &err));
+  g_assert_nonnull (strstr (err->message, "repair: a verify is running "
+                            "(0/16 regions checked): repair once it has "
+                            "ended"));
+  wait_json (md, VERIFY_IDLE (16, 0, ""), a, b);
+  g_free (h_command_ok (md, "message 0 repair"));
+  h_md_free (md);
+}
+
 /* ---- resync -------------------------------------------------------------------- */
 
 /* The core log without nosync knows nothing: every region is copied
@@ -1025,12 +1431,13 @@ test_write_to_recovering_region (void)
   g_assert_cmpuint (fake_submitted (a), ==, 1);
   g_assert_cmpuint (fake_submitted (b), ==, 0);
   g_assert_false (h_io_done (io));
-  fake_complete_all (a);
+  /* By index: the next command may come while a completion runs. */
+  fake_complete (a, 0, 0);
   fake_wait_pending (b, 1);               /* the copy's write */
   g_assert_false (h_io_done (io));
-  fake_complete_all (b);
+  fake_complete (b, 0, 0);
   fake_wait_pending (b, 1);               /* its flush */
-  fake_complete_all (b);
+  fake_complete (b, 1, 0);
   /* Released: the write goes to both. */
   fake_wait_pending (a, 1);
   fake_wait_pending (b, 1);
@@ -1041,6 +1448,261 @@ test_write_to_recovering_region (void)
   g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
   g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
   wait_sync (md, "1/1 1 AA", NULL, NULL);
+  h_md_free (md);
+}
+
+/* ---- the resync's copies: bounce, rate (core/kcopyd.c) ------------------------ */
+
+/* A mirror over a with random data and b with zeroes, every region to
+ * copy, max-bounce 16 KiB (pieces of 8 KiB), whose budget is all taken
+ * before the resync starts.
+ */
+static struct ndm_md *
+mirror_with_bounce_taken (uint64_t taken)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  GError *err = NULL;
+
+  ndm_config_init (&cfg);
+  cfg.max_bounce = 16 * KIB;
+  cfg.device_class = &fake_device_class;
+  md = ndm_md_new (&cfg);
+  g_assert_true (ndm_budget_try_get (&md->bounce, taken, ndm_waiter_self ()));
+  g_assert_cmpint (ndm_md_load (md, "0 256 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b 0", &err),
+                   ==, 0);
+  g_assert_no_error (err);
+  h_fill (fake_data (fake_lookup ("a")), 128 * KIB, 9);
+  ndm_md_start (md);
+  return md;
+}
+
+/* R8: the resync never holds more than max-bounce; at the cap it waits
+ * (copies nothing, fails nothing) and goes on when the budget is back,
+ * one piece charged at a time.
+ */
+static void
+test_recovery_bounce_charged (void)
+{
+  struct ndm_md *md = mirror_with_bounce_taken (16 * KIB);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *status = NULL;
+  unsigned i = 0;
+
+  g_usleep (200000);
+  g_assert_cmpuint (fake_submitted (a), ==, 0);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, ==, "0/2 1 AA");
+  ndm_budget_put (&md->bounce, 16 * KIB);
+  /* 2 regions of 64 KiB: 16 reads of 8 KiB, each with one piece charged. */
+  for (i = 0; i < 16; i++) {
+    fake_wait_pending (a, 1);
+    g_assert_cmpuint (h_bounce_used (md), ==, 8 * KIB);
+    fake_complete (a, i, 0);
+  }
+  wait_sync (md, "2/2 1 AA", a, NULL);
+  g_assert_cmpmem (fake_data (b), 128 * KIB, fake_data (a), 128 * KIB);
+  g_assert_cmpuint (h_bounce_used (md), ==, 0);
+  h_md_free (md);
+}
+
+/* A rate cap bounds the bytes copied: at 4 KiB/s the resync may copy one
+ * piece at once (a region: the bucket's debt) and then 4 KiB per second
+ * of the time it ran, whatever that time is; a run on a loaded machine
+ * only lowers the count.  resync_rate 0 lifts the cap at once, waiting
+ * copy included.
+ */
+static void
+test_recovery_rate (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a;
+  gint64 t0 = g_get_monotonic_time ();
+  g_autofree char *status = NULL;
+  double seconds;
+  uint64_t bound;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K/s", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
+  a = fake_lookup ("a");
+  while (fake_count_op (a, NDM_OP_READ) == 0)
+    g_usleep (1000);
+  g_usleep (300000);
+  seconds = (g_get_monotonic_time () - t0) / 1e6;
+  bound = 2 * 64 * KIB + (uint64_t) (seconds * 4 * KIB);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ) * 64 * KIB, <=, bound);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, !=, "16/16 1 AA");
+  g_free (h_command_ok (md, "message 0 resync_rate 0"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  h_md_free (md);
+}
+
+/* A suspend while the resync waits for its throttle (4 KiB/s: the
+ * second region waits a quarter of a minute) ends the wait at once; the
+ * region it was to copy stays out of sync (nothing was copied to it),
+ * and after the resume, uncapped, every leg ends equal.
+ */
+static void
+test_recovery_stop_in_throttle (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a, *b;
+  g_autofree char *status = NULL;
+  GError *err = NULL;
+  gint64 t0;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
+  a = fake_lookup ("a");
+  b = fake_lookup ("b");
+  h_fill (fake_data (a), 1 << 20, 5);
+  wait_sync (md, "1/16 1 AA", NULL, NULL);
+  g_usleep (50000);                     /* into the throttle's wait */
+  t0 = g_get_monotonic_time ();
+  g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_TIME_SPAN_SECOND);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, ==, "1/16 1 AA");
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, 1);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  g_free (h_command_ok (md, "message 0 resync_rate 0"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  /* Region 0 may have been copied before the fill. */
+  g_assert_cmpmem (fake_data (b) + 64 * KIB, 960 * KIB,
+                   fake_data (a) + 64 * KIB, 960 * KIB);
+  h_md_free (md);
+}
+
+/* The JSON's resync object: the cap (key, then message), the rate and
+ * time left while it runs, the bytes copied.
+ */
+static void
+test_recovery_json (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  g_autofree char *json = NULL, *json2 = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
+  /* The first region is copied at once, the second waits 16 s. */
+  for (;;) {
+    g_free (json);
+    json = h_command_ok (md, "status --json");
+    if (strstr (json, "\"copied\":65536}") != NULL)
+      break;
+    g_assert_cmpuint (g_get_monotonic_time () - t0, <,
+                      10 * G_TIME_SPAN_SECOND);
+    g_usleep (2000);
+  }
+  g_assert_nonnull (strstr (json, "\"resync\":{\"state\":\"running\","
+                            "\"rate_limit\":4096,\"rate\":"));
+  g_assert_null (strstr (json, "\"eta_ms\":0,"));
+  g_free (h_command_ok (md, "message 0 resync_rate 0"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  json2 = h_command_ok (md, "status --json");
+  g_assert_nonnull (strstr (json2, "\"resync\":{\"state\":\"idle\","
+                            "\"rate_limit\":0,"));
+  g_assert_nonnull (strstr (json2, "\"eta_ms\":0,\"copied\":1048576}"));
+  h_md_free (md);
+}
+
+/* ---- messages: resync, resync_rate --------------------------------------------- */
+
+/* b's export was replaced behind the mirror's back (nosync said equal):
+ * resync copies every region from the default leg again, with an event,
+ * and b is a's again.
+ */
+static void
+test_message_resync (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *status = NULL;
+  unsigned ev = event_nr (md);
+
+  h_fill (fake_data (a), 1 << 20, 4);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, ==, "16/16 1 AA");
+  g_free (h_command_ok (md, "message 0 resync"));
+  g_assert_cmpuint (event_nr (md), >, ev);
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 16);
+  h_md_free (md);
+}
+
+/* resync_rate sets this mirror's cap over the key's, in each way a rate
+ * is written.
+ */
+static void
+test_message_resync_rate (void)
+{
+  static const struct {
+    const char *word;
+    const char *want;
+  } rates[] = {
+    { "64M/s", "\"rate_limit\":67108864," },
+    { "512K", "\"rate_limit\":524288," },
+    { "4096", "\"rate_limit\":4096," },
+    { "1g/s", "\"rate_limit\":1073741824," },
+    { "0", "\"rate_limit\":0," },
+  };
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  unsigned i;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "1M/s", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0",
+                 &cfg);
+  for (i = 0; i <= G_N_ELEMENTS (rates); i++) {
+    g_autofree char *json = NULL;
+
+    if (i > 0) {
+      g_autofree char *cmd = g_strdup_printf ("message 0 resync_rate %s",
+                                              rates[i - 1].word);
+
+      g_free (h_command_ok (md, cmd));
+    }
+    json = h_command_ok (md, "status --json");
+    g_assert_nonnull (strstr (json, i == 0 ? "\"rate_limit\":1048576,"
+                              : rates[i - 1].want));
+  }
+  h_md_free (md);
+}
+
+/* With a disk log, resync marks every region in the log (the bitmap
+ * after the 4 KiB header, on the log device), so a restart before the
+ * end copies what is left; the copies then clear the marks.
+ */
+static void
+test_message_resync_disk_log (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b?mode=held 0", NULL);
+  struct fake_dev *b = fake_lookup ("b"), *l = fake_lookup ("l");
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  g_free (h_command_ok (md, "message 0 resync"));
+  fake_wait_pending (b, 1);               /* the first copy's write */
+  while (fake_data (l)[4096] != 0xff || fake_data (l)[4097] != 0xff) {
+    if (g_get_monotonic_time () > end)
+      g_error ("the log's bitmap has %02x%02x, expected ffff",
+               fake_data (l)[4096], fake_data (l)[4097]);
+    g_usleep (2000);
+  }
+  wait_sync (md, "16/16 1 AA", NULL, b);
   h_md_free (md);
 }
 
@@ -1140,7 +1802,8 @@ test_table_format (void)
   g_assert_nonnull (strstr (json, "\"legs\":[{\"leg\":\"fake://a\","
                             "\"state\":\"in_sync\",\"health\":\"A\","
                             "\"fail_count\":0,\"write_errors\":0,"
-                            "\"read_errors\":0,\"reads\":0},"));
+                            "\"read_errors\":0,\"read_repairs\":0,"
+                            "\"reads\":0},"));
   h_md_free (md);
 
   md2 = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0 "
@@ -1397,8 +2060,34 @@ static const struct h_command_error message_errors[] = {
   { "reinstate-leg-in-service", TWO_LEGS,
     "message 0 reinstate_leg fake://a", "reinstate_leg: leg fake://a not "
     "reinstated: it is in service" },
+  { "repair-before-verify", TWO_LEGS, "message 0 repair",
+    "repair: no verify has run" },
+  { "verify-argument", TWO_LEGS, "message 0 verify now",
+    "verify: expected no argument, got 1 argument" },
   { "unknown", TWO_LEGS, "message 0 frobnicate",
     "unknown message 'frobnicate'" },
+  { "resync-argument", TWO_LEGS, "message 0 resync now",
+    "resync: expected no argument, got 1 argument" },
+};
+
+/* Each bad word of resync_rate, refused with its message. */
+static const struct h_command_error resync_rate_errors[] = {
+  { "no-argument", TWO_LEGS, "message 0 resync_rate",
+    "resync_rate requires an additional argument: expected one argument, "
+    "the SIZE/s" },
+  { "two-arguments", TWO_LEGS, "message 0 resync_rate 1M /s",
+    "resync_rate: expected one argument" },
+  { "words", TWO_LEGS, "message 0 resync_rate parsecs",
+    "resync_rate 'parsecs': expected a size per second (64M, 64M/s) or 0" },
+  { "per-hour", TWO_LEGS, "message 0 resync_rate 64M/h",
+    "resync_rate '64M/h': expected a size per second (64M, 64M/s) or 0" },
+  { "unit", TWO_LEGS, "message 0 resync_rate 1T",
+    "resync_rate '1T': expected a size per second (64M, 64M/s) or 0" },
+  { "negative", TWO_LEGS, "message 0 resync_rate -1M",
+    "resync_rate '-1M': expected a size per second (64M, 64M/s) or 0" },
+  { "overflow", TWO_LEGS,
+    "message 0 resync_rate 17179869184G/s", "resync_rate '17179869184G/s': "
+    "expected a size per second (64M, 64M/s) or 0" },
 };
 #undef TWO_LEGS
 
@@ -1446,11 +2135,42 @@ main (int argc, char *argv[])
                    test_read_request_error_not_retried);
   g_test_add_func ("/mirror/read/degraded-write-then-read",
                    test_degraded_write_then_read);
+  g_test_add_func ("/mirror/read/repair", test_read_repair);
+  g_test_add_data_func ("/mirror/read/repair/client-write/write-first",
+                        GINT_TO_POINTER (1), test_read_repair_client_write);
+  g_test_add_data_func ("/mirror/read/repair/client-write/repair-first",
+                        GINT_TO_POINTER (0), test_read_repair_client_write);
+  g_test_add_func ("/mirror/read/repair/write-fails",
+                   test_read_repair_write_fails);
+  g_test_add_func ("/mirror/verify/mismatch-recorded",
+                   test_verify_mismatch_recorded);
+  g_test_add_func ("/mirror/verify/writes-during-verify",
+                   test_verify_writes_during);
+  g_test_add_func ("/mirror/verify/repair-resyncs-exactly-those",
+                   test_verify_repair_resyncs_exactly);
+  g_test_add_func ("/mirror/verify/restart", test_verify_restart);
+  g_test_add_func ("/mirror/verify/read-error-repaired",
+                   test_verify_read_error_repaired);
+  g_test_add_func ("/mirror/verify/suspend-continues",
+                   test_verify_suspend_continues);
+  g_test_add_func ("/mirror/verify/trimmed-skipped",
+                   test_verify_trimmed_skipped);
+  g_test_add_func ("/mirror/verify/refusals", test_verify_refusals);
   g_test_add_func ("/mirror/recovery/copies-all", test_resync_copies_all);
   g_test_add_data_func ("/mirror/recovery/destination-fails/handle-errors",
                         GINT_TO_POINTER (1), test_resync_destination_fails);
   g_test_add_data_func ("/mirror/recovery/destination-fails/ignored",
                         GINT_TO_POINTER (0), test_resync_destination_fails);
+  g_test_add_func ("/mirror/recovery/bounce-charged",
+                   test_recovery_bounce_charged);
+  g_test_add_func ("/mirror/recovery/rate", test_recovery_rate);
+  g_test_add_func ("/mirror/recovery/json", test_recovery_json);
+  g_test_add_func ("/mirror/recovery/stop-in-throttle",
+                   test_recovery_stop_in_throttle);
+  g_test_add_func ("/mirror/messages/resync", test_message_resync);
+  g_test_add_func ("/mirror/messages/resync-rate", test_message_resync_rate);
+  g_test_add_func ("/mirror/messages/resync/disk-log-marks",
+                   test_message_resync_disk_log);
   g_test_add_func ("/mirror/recovery/write-to-recovering-region",
                    test_write_to_recovering_region);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",
@@ -1465,6 +2185,8 @@ main (int argc, char *argv[])
                    test_reinstate_after_device_dead);
   g_test_add_func ("/mirror/reinstate/checker/absent-at-load",
                    test_reinstate_absent_at_load);
+  h_add_command_errors ("/mirror/messages/resync-rate/bad",
+                        resync_rate_errors, G_N_ELEMENTS (resync_rate_errors));
   h_add_command_errors ("/mirror/message/error", message_errors,
                         G_N_ELEMENTS (message_errors));
   return g_test_run ();
