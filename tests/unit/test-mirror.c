@@ -759,7 +759,12 @@ test_reload_reads_log_at_resume (void)
 
   g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
   g_assert_no_error (err);
-  g_assert_true (json_has (md, "\"failed_legs\":2,"));
+  /* The log said b missed writes (its letter S): whether the resync
+   * has already copied region 7 and cleared b from the header's failed
+   * legs is a race with this look.
+   */
+  st = sync_and_letters (md);
+  g_assert_true (g_str_has_suffix (st, " AS"));
   /* b is reinstated by the checker or stays out; either way region 7
    * reaches it before every region is in sync on every leg in service.
    */
