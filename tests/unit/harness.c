@@ -398,7 +398,8 @@ h_device_of (struct ndm_md *md, const char *name)
 
     if (g_str_has_prefix (d->uri, "fake://") &&
         strncmp (d->uri + 7, name, strlen (name)) == 0 &&
-        d->uri[7 + strlen (name)] == '?')
+        (d->uri[7 + strlen (name)] == '?' ||
+         d->uri[7 + strlen (name)] == '\0'))
       dev = d;
   }
   ndm_table_unref (t);

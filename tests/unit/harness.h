@@ -97,7 +97,7 @@ void h_probe_requeue (unsigned n);
  */
 struct ndm_target;
 struct ndm_target *h_first_target (struct ndm_md *md);
-/* The device of md's live table opened as fake://name?... */
+/* The device of md's live table opened as fake://name or fake://name?... */
 struct ndm_device *h_device_of (struct ndm_md *md, const char *name);
 
 /* Bytes charged to md's bounce budget now (a copy may run meanwhile). */
