@@ -90,11 +90,6 @@ EOF
 )
 read -r crc_stored crc_actual <<<"$crcs"
 
-# The workload runs through every reload below: the old table serves.
-model=$NDM_TMP/model
-start_workload "$(nbd_uri "$top")" "$model"
-wait_ops 20
-
 failures=0
 fail ()
 {
@@ -102,15 +97,23 @@ fail ()
   failures=$((failures + 1))
 }
 
-# refused NAME TABLE MESSAGE: TABLE (one mirror line) is refused at
-# start-up and by reload, each saying "line 1: mirror: MESSAGE".
+# refused NAME TABLE MESSAGE: TABLE (one mirror line) must be refused at
+# start-up and by reload, each saying "line 1: mirror: MESSAGE".  The
+# cases are collected, then run: the start-ups first, then the reloads
+# under the workload.
+names=(); tables=(); msgs=()
 refused ()
 {
-  local name=$1 table=$2 msg=$3 sock err info rc=0 n
+  names+=("$1"); tables+=("$2"); msgs+=("$3")
+}
 
-  # Start-up.
+# startup_refused I: case I at start-up.
+startup_refused ()
+{
+  local name=${names[$1]} table=${tables[$1]} msg=${msgs[$1]}
+  local sock err=$NDM_TMP/stderr rc=0
+
   sock=$(tmp_sock)
-  err=$NDM_TMP/stderr
   run_dm -f -U "$sock" "$NDM_PLUGIN" "table-text=$table" 2>"$err" || rc=$?
   if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
     fail "$name: start-up: nbdkit exited with $rc (expected an error)"
@@ -124,31 +127,35 @@ refused ()
     fail "$name: start-up: stderr does not say 'line 1: mirror: $msg':"
     cat "$err"
   fi
+  echo "ok: start-up: $name"
+}
 
-  # The same table by reload on the running mirror.
-  rc=0
+# reload_refused I: case I by reload on the running mirror.
+reload_refused ()
+{
+  local name=${names[$1]} table=${tables[$1]} msg=${msgs[$1]}
+  local err=$NDM_TMP/stderr info got rc=0
+
   "$DMSETUP" -c "$ctlsock" reload --allow-resize --text "$table" \
     >"$NDM_TMP/out" 2>"$err" || rc=$?
   if [ $rc -eq 0 ]; then
     fail "$name: reload: accepted"
-    ctl "$ctlsock" clear >/dev/null       # the next case starts clean
+    "$DMSETUP" -c "$ctlsock" clear      # the next case starts clean
   fi
   if ! grep -F -q -- "reload: line 1: mirror: $msg" "$err"; then
     fail "$name: reload: stderr does not say 'line 1: mirror: $msg':"
     cat "$err"
   fi
-  info=$(ctl "$ctlsock" info)
+  info=$("$DMSETUP" -c "$ctlsock" info)
   if ! grep -q '^Tables present: *LIVE$' <<<"$info"; then
     fail "$name: reload: a table other than the live one is present:"
     echo "$info"
   fi
-  if [ "$(ctl "$ctlsock" table)" != "$live" ]; then
-    fail "$name: reload: the live table changed: $(ctl "$ctlsock" table)"
+  got=$("$DMSETUP" -c "$ctlsock" table)
+  if [ "$got" != "$live" ]; then
+    fail "$name: reload: the live table changed: $got"
   fi
-  # The workload went on meanwhile.
-  n=$(cat "$progress")
-  wait_ops $((n + 5))
-  echo "ok: $name"
+  echo "ok: reload: $name"
 }
 
 LEGS="2 $A 0 $B 0"
@@ -262,6 +269,20 @@ refused "read_balance bad policy" \
 refused "read_balance without a value" \
   "0 32768 mirror core 1 1024 $LEGS 2 handle_errors read_balance" \
   "feature read_balance has no value within #features: expected read_balance <policy>, 2 words"
+
+for i in "${!names[@]}"; do
+  startup_refused "$i"
+done
+
+# The workload runs through every reload: the old table serves.
+model=$NDM_TMP/model
+start_workload "$(nbd_uri "$top")" "$model"
+wait_ops 20
+for i in "${!names[@]}"; do
+  reload_refused "$i"
+done
+n=$(cat "$progress")
+wait_ops $((n + 20))
 
 # The good twins of the cases above load and resume (so each failure
 # above is about its bad word, not the rest of the line), and the live
