@@ -268,7 +268,8 @@ check_legs (struct mirror_c *m, GError **err)
   for (i = 0; i < m->nr_legs; i++) {
     struct ndm_device *dev = m->legs[i].chk.dev;
 
-    if (dev->absent)
+    /* A reload's devices reconnect in the background meanwhile. */
+    if (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE))
       continue;
     if (first == NULL)
       first = &m->legs[i];
