@@ -35,7 +35,7 @@ run ()
   start_dm "$top" "0 32768 mirror core 2 1024 nosync 2 $A 0 $B 0$features" \
     control="$ctlsock" checker-interval=1
   dm_pid=$NBDKIT_PID
-  ctl "$ctlsock" status | grep -q " 32/32 1 AA 1 core$"
+  grep -q " 32/32 1 AA 1 core$" <<<"$(ctl "$ctlsock" status)"
 
   $PY - "$(nbd_uri "$top")" "$READS" <<'EOF'
 import random, sys, threading
