@@ -289,6 +289,46 @@ parse_legs (struct ndm_target *ti, struct mirror_c *m, unsigned *argc,
   return 0;
 }
 
+/* The legs that answered at load must be one size (the size is what
+ * tells a leg's data apart: the checker refuses any other later, so a
+ * table that starts with one would run degraded for good) and take
+ * region-sized commands (a copy is one region; a leg whose minimum
+ * block is larger would read-modify-write its neighbours).  A leg that
+ * did not answer is checked when it does (leg_cannot_return_locked).
+ */
+static int
+check_legs (struct mirror_c *m, GError **err)
+{
+  struct mirror_leg *first = NULL;
+  unsigned i;
+
+  for (i = 0; i < m->nr_legs; i++) {
+    struct ndm_device *dev = m->legs[i].chk.dev;
+
+    /* A reload's devices reconnect in the background meanwhile. */
+    if (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE))
+      continue;
+    if (first == NULL)
+      first = &m->legs[i];
+    if (dev->size != first->chk.dev->size) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "leg %s has %" PRIu64 " bytes, leg %s %" PRIu64
+                   ": expected legs of one size", dev->uri, dev->size,
+                   first->chk.dev->uri, first->chk.dev->size);
+      return -1;
+    }
+    if (dev->limits.min_block > m->log->region_size) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
+                   "region size '%" PRIu64 "' is below leg %s's minimum "
+                   "block of %" PRIu32 " bytes",
+                   m->log->region_size >> NDM_SECTOR_SHIFT, dev->uri,
+                   dev->limits.min_block);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int
 parse_features (struct mirror_c *m, unsigned argc, char **argv,
                 GError **err)
@@ -379,6 +419,7 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
   argc -= used;
   argv += used;
   if (parse_legs (ti, m, &argc, &argv, err) == -1 ||
+      check_legs (m, err) == -1 ||
       parse_features (m, argc, argv, err) == -1)
     goto err;
   for (i = 0; i < m->nr_legs; i++)
@@ -1674,6 +1715,10 @@ leg_cannot_return_locked (struct mirror_c *m, struct mirror_leg *leg)
     return g_strdup_printf ("it has %" PRIu64 " bytes, the other legs %"
                             PRIu64 ": not the same data", dev->size,
                             m->checker.size);
+  if (dev->limits.min_block > m->log->region_size)
+    return g_strdup_printf ("its minimum block of %" PRIu32 " bytes is "
+                            "above the region size, %" PRIu64 " bytes",
+                            dev->limits.min_block, m->log->region_size);
   if (dev->ops->connected != NULL && !dev->ops->connected (dev))
     return g_strdup ("its connections are not back yet");
   ghosts = dev->ops->unresolved_ghosts != NULL ?

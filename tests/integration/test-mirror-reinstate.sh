@@ -17,6 +17,7 @@
 source ./functions.sh
 source ./multipath-lib.sh
 source ./workload-lib.sh
+source ./mirror-lib.sh
 requires nbdkit file --version
 requires $PY -c 'import nbd'
 
@@ -30,29 +31,6 @@ A=$(nbd_uri "$a"); B=$(nbd_uri "$b")
 # The legs are new and zero: equal, so nosync.
 start_dm "$top" "0 32768 mirror core 2 1024 nosync 2 $A 0 $B 0 1 handle_errors" \
   control="$ctlsock" checker-interval=1
-
-# "<in sync>/<regions> 1 <letters>" of the status line.
-sync_letters ()
-{
-  ctl "$ctlsock" status | awk '{ print $(NF - 4), $(NF - 3), $(NF - 2) }'
-}
-
-# wait_sync WANT [SECS]: until sync_letters is WANT (default 60 s).
-wait_sync ()
-{
-  local want=$1 secs=${2:-60} i got=""
-
-  for ((i = 0; i < secs * 10; i++)); do
-    got=$(sync_letters)
-    if [ "$got" = "$want" ]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "$0: status '$got' after $secs s, expected '$want':" >&2
-  ctl "$ctlsock" "status --json" >&2
-  return 1
-}
 
 test "$(sync_letters)" = "32/32 1 AA"
 start_workload "$(nbd_uri "$top")" "$model" 300

@@ -2074,6 +2074,40 @@ test_reinstate_absent_at_load (void)
   h_md_free (md);
 }
 
+#define BIG_BLOCK_A "fake://missing-a?min=131072"
+
+/* A leg out since load that comes up with a minimum block above the
+ * region size (64 KiB) is not put back, by the checker or by message:
+ * at load such a leg refuses the table.
+ */
+static void
+test_reinstate_min_block (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 " BIG_BLOCK_A " 0 fake://b 0",
+                                checker_config (&cfg, true));
+  struct fake_dev *a = fake_lookup ("missing-a");
+  g_autoptr (GError) err = NULL;
+  g_autofree char *st = NULL;
+  unsigned probes;
+
+  fake_set_down (a, false);
+  probes = fake_probes (a);
+  while (fake_probes (a) < probes + 3)
+    g_usleep (5000);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "16/16 1 UA");
+  g_assert_null (h_command (md, "message 0 reinstate_leg " BIG_BLOCK_A,
+                            &err));
+  g_assert_nonnull (err);
+  g_assert_nonnull (strstr (err->message, "reinstate_leg: leg " BIG_BLOCK_A
+                            " not reinstated: its minimum block of 131072 "
+                            "bytes is above the region size, 65536 bytes"));
+  h_md_free (md);
+}
+#undef BIG_BLOCK_A
+
 #define TWO_LEGS "0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0"
 static const struct h_command_error message_errors[] = {
   { "fail-leg-unknown", TWO_LEGS, "message 0 fail_leg nbd://nowhere",
@@ -2216,6 +2250,8 @@ main (int argc, char *argv[])
                    test_reinstate_absent_at_load);
   h_add_command_errors ("/mirror/messages/resync-rate/bad",
                         resync_rate_errors, G_N_ELEMENTS (resync_rate_errors));
+  g_test_add_func ("/mirror/reinstate/min-block-above-region",
+                   test_reinstate_min_block);
   h_add_command_errors ("/mirror/message/error", message_errors,
                         G_N_ELEMENTS (message_errors));
   return g_test_run ();

@@ -124,6 +124,13 @@ static const struct h_table_error parse_errors[] = {
     "16 16 mirror disk 2 fake://l 8 2 fake://c 0 fake://d 0",
     "line 2: mirror: device fake://l holds another target's "
     "metadata already: each log needs a device of its own" },
+  /* A leg of another size would be refused by the checker for good. */
+  { "mirror-legs-of-two-sizes", "0 16 mirror core 1 8 2 fake://a 0 "
+    "fake://b?size=2M 0", "line 1: mirror: leg fake://b?size=2M has 2097152 "
+    "bytes, leg fake://a 1048576: expected legs of one size" },
+  { "mirror-region-below-min-block", "0 16 mirror core 1 8 2 fake://a 0 "
+    "fake://b?min=8192 0", "line 1: mirror: region size '8' is below leg "
+    "fake://b?min=8192's minimum block of 8192 bytes" },
   { "mirror-no-leg-answers", "0 16 mirror core 1 8 2 fake://missing-a 0 "
     "fake://missing-b 0", "line 1: mirror: no leg can be used: at least one "
     "must answer at load" },
