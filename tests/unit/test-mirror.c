@@ -1732,7 +1732,7 @@ test_message_resync_disk_log (void)
     g_usleep (2000);
   }
   wait_sync (md, "16/16 1 AA", NULL, b);
-  h_md_free (md);
+  free_completing (md, fake_lookup ("a"), b);
 }
 
 /* ---- suspend, reload, resume --------------------------------------------------- */
