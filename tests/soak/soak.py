@@ -17,7 +17,8 @@ skip.
 
 Files: tables.py (layouts), model.py (what the device may hold),
 workload.py (the client), faults.py (the schedule), servers.py (nbdkit
-processes and the control socket).
+processes and the control socket), mirrors.py (mirror segments: their
+state, whether a leg may be faulted, the legs compared at the end).
 """
 
 import argparse
@@ -34,6 +35,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import mirrors     # noqa: E402
 import model       # noqa: E402
 import servers     # noqa: E402
 import tables      # noqa: E402
@@ -138,6 +140,7 @@ class Run:
             head = nest.choice([0, 0, 4096 * nest.randrange(1, 64, 2)])
             with open(path, "wb") as f:
                 f.truncate(head + size)
+            b.path, b.head = path, head
             args = self._backing_args(rng, b, path, head)
             for p in range(b.paths):
                 name = b.name if b.paths == 1 else "%s.p%d" % (b.name, p)
@@ -148,9 +151,10 @@ class Run:
             self.log("backing %s: %d sectors at byte %d of its file, %s, "
                      "%d path(s)" % (b.name, b.end, head,
                                      sorted(b.profile) or "plain", b.paths))
+        mirrors.junk_legs(nest, self.segs)
         for s in self.servers:
             s.start()
-        text = tables.table(self.segs)
+        text = tables.table(self.segs, first=True)
         with open(os.path.join(self.tmp, "table"), "w") as f:
             f.write(text)
         for ln in text.splitlines():
@@ -171,6 +175,7 @@ class Run:
         self.servers.append(self.dm)
         self.model = model.Model(tables.size(self.segs),
                                  tables.fixed_ranges(self.segs))
+        self.mirrors = mirrors.Mirrors(self)
 
     # ---- the run -----------------------------------------------------------
 
@@ -191,7 +196,8 @@ class Run:
         wl = Workload(random.Random(self.seed * 3 + 1), self.model,
                       self.dm.uri, a.conns, a.qd, self.log, REPLY_BOUND,
                       self.tracef, lambda: self.focus,
-                      lambda name: getattr(self, name))
+                      lambda name: getattr(self, name),
+                      mirrors.byte_ranges(self.segs))
         self.wl = wl
         self.faults = Faults(random.Random(self.seed * 3 + 2), self, self.log,
                              a.only.split(",") if a.only else None)
@@ -228,7 +234,9 @@ class Run:
         wl.drain()
         if self.faults.error:
             raise Violation("fault thread: %s" % self.faults.error)
+        self.mirrors.wait_in_sync()
         self.verify(wl)
+        self.mirrors.compare_legs()
         self.finish(wl)
 
     def verify(self, wl):
@@ -365,7 +373,8 @@ def run_seed(seed, plugin, args):
            "bytes_verified": wl.stats["bytes_verified"],
            "faults": f.count, "by_fault": dict(f.by_kind),
            "unplanned_restarts": f.unplanned, "by_op": wl.by_op,
-           "res": r.res, "targets": sorted({s.target for s in r.segs})}
+           "res": r.res, "targets": sorted({s.target for s in r.segs}),
+           "mirrors": r.mirrors.summary()}
     if not args.keep:
         shutil.rmtree(r.tmp, ignore_errors=True)
     return out
@@ -409,6 +418,8 @@ def main():
                  out["faults"], out["by_fault"], out["unplanned_restarts"],
                  out["bytes_verified"], out["targets"]), flush=True)
         print("soak:   ops (done, failed): %s" % out["by_op"])
+        for ln in out["mirrors"]:
+            print("soak:   " + ln)
         print("soak:   dm server: %s" % out["res"], flush=True)
         print("soak:   soak client max RSS: %d kB"
               % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
