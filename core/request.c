@@ -1064,7 +1064,10 @@ request_cannot_be_fast (struct ndm_request *rq)
  * what each map took goes back, as for a clone whose bios never started
  * (R6).  Without it a delay target's queue keeps the freed clone (its
  * status then reads it) and a multipath selector counts the I/O in
- * flight for ever.
+ * flight for ever; and a clone its map held (a mirror's write to a
+ * region being copied, or waiting for its log mark) stays queued on
+ * the mirror, which releases the freed clone when the copy ends (the
+ * soak: a use after free in the resync thread).
  */
 static void
 request_release_unstarted (struct ndm_request *rq)
@@ -1078,6 +1081,8 @@ request_release_unstarted (struct ndm_request *rq)
     if (clone->map_result == NDM_MAPIO_REMAPPED &&
         ti->type->release_clone != NULL)
       ti->type->release_clone (ti, clone);
+    else
+      clone_release_held (clone);
   }
 }
 

@@ -34,6 +34,8 @@ class Faults(threading.Thread):
         self.only = only        # fault kinds to draw from (all if None)
         self.rng, self.run_, self.log = rng, run, log
         self.stop_ev = threading.Event()
+        self.whole = threading.Event()      # every server back, no error
+        self.settled = threading.Event()    # the driver compared the legs
         self.restored = threading.Event()
         self.release = threading.Event()
         self.error = None
@@ -296,7 +298,10 @@ class Faults(threading.Thread):
         self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
 
     def restore(self):
-        """Everything whole again, and the calm table live."""
+        """Everything whole again; then, once the driver has compared the
+        mirrors' legs as the faults left them (a core log's reload copies
+        every region again, and would hide a stale leg), the calm table
+        live."""
         for s in self.run_.backing_servers():
             if s.stopped:
                 s.cont()
@@ -305,6 +310,10 @@ class Faults(threading.Thread):
             if os.path.exists(p):
                 os.unlink(p)
         self.watchdog()
+        self.whole.set()
+        self.settled.wait()
+        if self.run_.closing:
+            return
         # The calm table has no dust (nor flakey): no bad block survives.
         self.reload(lambda: tables.table(self.run_.segs, calm=True), False,
                     True)

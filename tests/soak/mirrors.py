@@ -56,13 +56,16 @@ def _leg_read(b, off, length):
     return data + bytes(length * SECTOR - len(data))    # sparse tail
 
 
-def _first_diff(a, b):
+def _diff_bytes(a, b):
+    """(bytes that differ, the first of them) between A and B."""
+    n, first = 0, None
     for i in range(0, len(a), 4096):
         if a[i:i + 4096] != b[i:i + 4096]:
             for j in range(i, min(i + 4096, len(a))):
                 if a[j] != b[j]:
-                    return j
-    return None
+                    n += 1
+                    first = j if first is None else first
+    return n, first
 
 
 class Mirrors:
@@ -73,6 +76,7 @@ class Mirrors:
         self.copied = {s.start: 0 for s in self.segs}   # replaced tables'
         self.last = {}          # leg URI -> state at the last poll
         self.seen_copied = {s.start: 0 for s in self.segs}
+        self.settled = {}       # the state wait_in_sync() ended on
 
     def seg_of(self, server):
         for s in self.segs:
@@ -179,70 +183,130 @@ class Mirrors:
 
     # ---- the end -----------------------------------------------------------
 
-    def wait_in_sync(self):
-        """Every mirror N/N with every leg in sync and A, within
-        SYNC_BOUND seconds of the faults' end."""
+    def wait_in_sync(self, last):
+        """Every mirror N/N with no leg out of service, within SYNC_BOUND
+        seconds; LAST (after the calm reload): every leg in sync and A.
+        Before it, a leg that missed writes without handle_errors stays
+        in service out of sync (dm's D, until a reload): compare_legs
+        skips it."""
         if not self.segs:
             return
+        if last:
+            self._resync_disk_logs()
         deadline = time.monotonic() + SYNC_BOUND
         while True:
             st = self.state()
             late = [(s, st[s.start]) for s in self.segs
-                    if not self._whole(st[s.start])]
+                    if not self._settled(st[s.start], last)]
             if not late:
                 break
             if time.monotonic() > deadline:
                 s, d = late[0]
                 raise Violation("mirror at sector %d not in sync %d s after "
-                                "the faults: %d/%d, legs %s"
-                                % (s.start, SYNC_BOUND, d["in_sync"],
-                                   d["regions"],
-                                   [(l["leg"], l["state"], l["health"],
-                                     l.get("reason")) for l in d["legs"]]))
+                                "the faults%s: %d/%d: %s"
+                                % (s.start, SYNC_BOUND,
+                                   " and the last reload" if last else "",
+                                   d["in_sync"], d["regions"],
+                                   json.dumps(d)))
             time.sleep(0.2)
+        self.settled = st
+        if last:
+            for s in self.segs:
+                n = sum(l["health"] != "A" for l in st[s.start]["legs"])
+                self.facts[s.start]["kept_s"] = n
         for s in self.segs:
-            d = st[s.start]
             self.seen_copied[s.start] = max(self.seen_copied[s.start],
-                                            d["resync"]["copied"])
-        self.run.log("mirrors: every one in sync, every leg A")
+                                            st[s.start]["resync"]["copied"])
+        self.run.log("mirrors: every one in sync%s"
+                     % (", every leg A" if last else ""))
+
+    def _resync_disk_logs(self):
+        """A disk log's reload copies only what its log marks: ask for a
+        full copy (the resync message), so that its legs end equal too.
+        A build without the message leaves them as they are."""
+        for seg in self.segs:
+            if seg.log is None:
+                continue
+            try:
+                servers.ctl(self.run.ctl_sock, "message %d resync"
+                            % seg.start)
+                seg.full_copy = True
+            except RuntimeError as e:
+                self.run.log("mirror %d: resync: %s" % (seg.start, e))
 
     @staticmethod
-    def _whole(d):
-        return d["in_sync"] == d["regions"] and all(
-            l["state"] == "in_sync" and l["health"] == "A" for l in d["legs"])
+    def _settled(d, last):
+        if d["in_sync"] != d["regions"]:
+            return False
+        if last:
+            # A leg a disk log named failed at load is a source again once
+            # copied, but keeps its S (a reinstated leg's goes back to A).
+            return all(l["state"] == "in_sync" and
+                       (l["health"] == "A" or l["health"] == "S" and
+                        d["log"]["type"] == "disk" and
+                        d["log"]["failed_legs"] == 0)
+                       for l in d["legs"])
+        return all(l["state"] != "failed" for l in d["legs"]) and \
+            any(l["state"] == "in_sync" for l in d["legs"])
 
-    def compare_legs(self):
+    def compare_legs(self, last):
         """Every leg's copy equals the others' and the model's, byte for
-        byte (reads meet one leg: this sees them all)."""
+        byte (reads meet one leg: this sees them all); before the last
+        reload, every leg in sync (wait_in_sync)."""
         m = self.run.model
         for seg in self.segs:
             lo, hi = seg.start * SECTOR, (seg.start + seg.length) * SECTOR
+            state = {l["leg"]: l["state"]
+                     for l in self.settled[seg.start]["legs"]}
             copies = [(b, off, _leg_read(b, off, seg.length))
-                      for b, off in seg.legs]
+                      for b, off in seg.legs
+                      if last or state[b.uris[0]] == "in_sync"]
+            skipped = len(seg.legs) - len(copies)
+            if skipped:
+                self.facts[seg.start]["skipped"] += skipped
+                self.run.log("mirror %d: %d leg(s) out of sync in service, "
+                             "not compared" % (seg.start, skipped))
             for b, off, data in copies:
                 try:
                     m.check(lo, data, m.read_start(lo, hi))
                 except model.Mismatch as e:
                     raise Violation(
-                        "mirror at sector %d: leg %s (byte %d of %s) differs "
-                        "from the model at device byte %d (%d into the "
-                        "leg's copy): got %s; legs equal there: %s"
-                        % (seg.start, b.name, b.head + off * SECTOR, b.path,
-                           e.offset, e.offset - lo, bytes(e.got).hex(),
+                        "mirror at sector %d, %s reload: leg %s (byte %d "
+                        "of %s) differs from the model at device byte %d "
+                        "(%d into the leg's copy): got %s; legs equal "
+                        "there: %s"
+                        % (seg.start, "after the last" if last else
+                           "before the last", b.name, b.head + off * SECTOR,
+                           b.path, e.offset, e.offset - lo,
+                           bytes(e.got).hex(),
                            [c[0].name for c in copies
                             if c[2][e.offset - lo:e.offset - lo + 8]
                             == data[e.offset - lo:e.offset - lo + 8]]))
+            # Where two writes were in flight together the legs may have
+            # taken them in different orders (as dm-raid1's and md's do):
+            # each leg holds an allowed candidate, checked above, but not
+            # the same one.  Only a full copy with no write in flight,
+            # a core log's after the last reload, leaves them equal.
             b0, _, d0 = copies[0]
             for b, _, data in copies[1:]:
-                at = _first_diff(d0, data)
-                if at is not None:
+                n, at = _diff_bytes(d0, data)
+                if not n:
+                    continue
+                if last and (seg.log is None or
+                             getattr(seg, "full_copy", False)):
                     raise Violation("mirror at sector %d: legs %s and %s "
-                                    "differ at device byte %d (both allowed "
-                                    "by the model there)"
-                                    % (seg.start, b0.name, b.name, lo + at))
+                                    "differ at device byte %d (%d bytes) "
+                                    "after the last reload's full resync"
+                                    % (seg.start, b0.name, b.name, lo + at,
+                                       n))
+                self.facts[seg.start]["diverged"] += n
+                self.run.log("mirror %d: legs %s and %s hold different "
+                             "candidates of the model in %d bytes, the "
+                             "first at device byte %d"
+                             % (seg.start, b0.name, b.name, n, lo + at))
             self.facts[seg.start]["bytes_compared"] += len(d0) * len(copies)
         if self.segs:
-            self.run.log("mirrors: every leg equals the model")
+            self.run.log("mirrors: every leg compared equals the model")
 
     def summary(self):
         out = []
@@ -255,14 +319,20 @@ class Mirrors:
                 "junk on legs 2+" if seg.garbage else "full resync"
             out.append(
                 "mirror at sector %d (%d sectors, %s log, %d legs, region %d "
-                "sectors, %s, first table %s): leg kills %d, stops %d (past "
-                "io-timeout %d), fail_leg %d, error filter %d; legs failed "
-                "%d, reinstated %d; reloads %d; %d bytes resynced; %d leg "
-                "bytes equal to the model"
-                % (seg.start, seg.length, "core" if seg.log is None else
-                   "disk", len(seg.legs), seg.region, feats, first,
-                   f["kill"], f["stop"] + f["stop_long"], f["stop_long"],
-                   f["fail_leg"], f["error"], f["failed"], f["reinstated"],
-                   f["reloads"], self.copied[seg.start] +
-                   self.seen_copied[seg.start], f["bytes_compared"]))
+                "sectors, %s, first table %s): " % (
+                    seg.start, seg.length,
+                    "core" if seg.log is None else "disk", len(seg.legs),
+                    seg.region, feats, first) +
+                "leg kills %(kill)d, stops %(stops)d (past io-timeout "
+                "%(stop_long)d), fail_leg %(fail_leg)d, error filter "
+                "%(error)d; legs failed %(failed)d, reinstated "
+                "%(reinstated)d; reloads %(reloads)d; %(copied)d bytes "
+                "resynced; %(bytes_compared)d leg bytes checked against the "
+                "model, 0 mismatches (%(skipped)d legs out of sync not "
+                "checked; %(diverged)d bytes where legs held different "
+                "writes that were in flight together; %(kept_s)d legs "
+                "in sync at the end with the S the disk log gave them)"
+                % collections.Counter(f, stops=f["stop"] + f["stop_long"],
+                                      copied=self.copied[seg.start] +
+                                      self.seen_copied[seg.start]))
         return out

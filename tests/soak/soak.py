@@ -23,6 +23,7 @@ state, whether a leg may be faulted, the legs compared at the end).
 
 import argparse
 import collections
+import json
 import os
 import random
 import resource
@@ -229,14 +230,24 @@ class Run:
                 next_sample = now + 2
         self.log("stopping faults after %d" % self.faults.count)
         self.faults.stop_ev.set()
+        while not (self.faults.whole.is_set() or
+                   self.faults.restored.is_set()):
+            wl.poll()
+        wl.drain()
+        if self.faults.error:
+            raise Violation("fault thread: %s" % self.faults.error)
+        # The mirrors as the faults left them, then after the calm reload.
+        self.mirrors.wait_in_sync(last=False)
+        self.mirrors.compare_legs(last=False)
+        self.faults.settled.set()
         while not self.faults.restored.is_set():
             wl.poll()
         wl.drain()
         if self.faults.error:
             raise Violation("fault thread: %s" % self.faults.error)
-        self.mirrors.wait_in_sync()
+        self.mirrors.wait_in_sync(last=True)
         self.verify(wl)
-        self.mirrors.compare_legs()
+        self.mirrors.compare_legs(last=True)
         self.finish(wl)
 
     def verify(self, wl):
@@ -324,6 +335,7 @@ class Run:
                 s.kill()
         if self.faults:
             self.faults.stop_ev.set()
+            self.faults.settled.set()
             self.faults.release.set()
         self.logf.close()
         if getattr(self, "tracef", None):
@@ -363,6 +375,13 @@ def run_seed(seed, plugin, args):
             print("  " + ln, file=sys.stderr)
         print("dm server log (tail):\n" + tail(r.dm.log if r.dm else ""),
               file=sys.stderr)
+        if getattr(r, "mirrors", None) and r.dm.alive():
+            try:
+                for start, d in sorted(r.mirrors.state().items()):
+                    print("mirror at sector %d: %s" % (start, json.dumps(d)),
+                          file=sys.stderr)
+            except (RuntimeError, OSError, ValueError) as e2:
+                print("mirror status: %s" % e2, file=sys.stderr)
         print("kept: %s" % r.tmp, file=sys.stderr)
         r.cleanup()
         return None

@@ -118,6 +118,8 @@ def generate(rng):
                  rng.randrange(2, 4))
     backings = files + [mp]
     kinds = TARGETS + [rng.choice(TARGETS) for _ in range(rng.randrange(0, 4))]
+    if rng.random() < 0.5:
+        kinds.append("mirror")  # often two: one of each log type, say
     rng.shuffle(kinds)
     segs = []
     start = 0

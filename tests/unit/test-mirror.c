@@ -782,6 +782,43 @@ test_write_to_recovering_region (void)
   h_md_free (md);
 }
 
+/* A fast zero over the region being copied and a device that cannot zero
+ * fast is refused whole before any bio starts: the mirror's clone, held
+ * for the copy, is released with it, so the copy's end does not release
+ * a freed clone, and nothing is zeroed.  Found by the soak (a use after
+ * free in the resync thread, then writes held for ever).
+ */
+static void
+test_refused_fast_zero_releases_held (void)
+{
+  struct ndm_md *md = h_md_new ("0 128 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0\n"
+                                /* More clones than a request holds
+                                 * inline: freed on the heap, where
+                                 * ASan sees a use after free.
+                                 */
+                                "128 2 zero\n130 2 zero\n132 2 zero\n"
+                                "134 2 linear fake://c?fastzero=0 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  struct h_io *io;
+
+  h_fill (fake_data (a), 64 * KIB, 2);
+  fake_wait_pending (a, 1);               /* the copy's read: held from now */
+  io = h_io_start (md, NDM_OP_ZERO, NULL, 60 * KIB, 8 * KIB,
+                   NDM_REQ_FAST_ZERO);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, ENOTSUP);
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);               /* the copy's write */
+  fake_complete_all (b);
+  fake_wait_pending (b, 1);               /* its flush */
+  fake_complete_all (b);
+  wait_sync (md, "1/1 1 AA", NULL, NULL);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_ZERO), ==, 0);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_ZERO), ==, 0);
+  g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
+  h_md_free (md);
+}
+
 /* ---- suspend, reload, resume --------------------------------------------------- */
 
 /* A suspend stops the log's and the resync's threads (postsuspend,
@@ -1178,6 +1215,8 @@ main (int argc, char *argv[])
                         GINT_TO_POINTER (0), test_resync_destination_fails);
   g_test_add_func ("/mirror/recovery/write-to-recovering-region",
                    test_write_to_recovering_region);
+  g_test_add_func ("/mirror/recovery/refused-fast-zero-releases-held",
+                   test_refused_fast_zero_releases_held);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",
                    test_suspend_resume_threads);
   g_test_add_func ("/mirror/table/format", test_table_format);
