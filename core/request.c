@@ -827,8 +827,11 @@ request_decide (struct ndm_request *rq, bool *delay)
     r = clone_decide (clone, &error);
     if (i > rq->first_err) {
       /* The request fails anyway; its target has still seen the outcome
-       * (a path may have failed).
+       * (a path may have failed).  One its map held is not mapped again:
+       * its target forgets it (a mirror would release the freed clone
+       * when the region's copy ends: the soak).
        */
+      clone_release_held (clone);
       clone_finish (clone, error);
       continue;
     }

@@ -20,12 +20,18 @@
 
 #define KIB 1024
 
-/* "<in sync>/<regions> 1 <letters>" of the status line. */
+/* "<in sync>/<regions> 1 <letters>" of the (first) mirror's status line. */
 static char *
 sync_and_letters (struct ndm_md *md)
 {
   g_autofree char *s = h_command_ok (md, "status");
-  g_auto (GStrv) w = g_strsplit (s, " ", -1);
+  const char *line = strstr (s, " mirror ");
+  g_auto (GStrv) w = NULL;
+
+  g_assert_nonnull (line);
+  while (line > s && line[-1] != '\n')
+    line--;
+  w = g_strsplit (line, " ", -1);
   unsigned nlegs = atoi (w[3]);
 
   return g_strdup_printf ("%s %s %s", w[4 + nlegs], w[5 + nlegs],
@@ -819,6 +825,38 @@ test_refused_fast_zero_releases_held (void)
   h_md_free (md);
 }
 
+/* A write over the error target, then the region being copied: it fails
+ * at once, and the mirror's clone, held for the copy, is released with
+ * it (it is not mapped again), so the copy's end does not release a
+ * freed clone.  Found by the soak (a trim; a use after free in the
+ * resync thread).
+ */
+static void
+test_failed_request_releases_held (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 error\n"
+                                "8 128 mirror core 1 128 "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0\n"
+                                /* Heap clones, as above. */
+                                "136 2 zero\n138 2 zero\n140 2 zero", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc0 (142 * 512);
+  struct h_io *io;
+
+  h_fill (fake_data (a), 64 * KIB, 2);
+  fake_wait_pending (a, 1);               /* the copy's read: held from now */
+  io = h_io_start (md, NDM_OP_WRITE, buf, 142 * 512, 0, 0);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, EIO);
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);               /* the copy's write */
+  fake_complete_all (b);
+  fake_wait_pending (b, 1);               /* its flush */
+  fake_complete_all (b);
+  wait_sync (md, "1/1 1 AA", NULL, NULL);
+  g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
+  h_md_free (md);
+}
+
 /* ---- suspend, reload, resume --------------------------------------------------- */
 
 /* A suspend stops the log's and the resync's threads (postsuspend,
@@ -1217,6 +1255,8 @@ main (int argc, char *argv[])
                    test_write_to_recovering_region);
   g_test_add_func ("/mirror/recovery/refused-fast-zero-releases-held",
                    test_refused_fast_zero_releases_held);
+  g_test_add_func ("/mirror/recovery/failed-request-releases-held",
+                   test_failed_request_releases_held);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",
                    test_suspend_resume_threads);
   g_test_add_func ("/mirror/table/format", test_table_format);
