@@ -196,7 +196,12 @@ class Faults(threading.Thread):
             return self.f_error(b)
         self.focus(s)
         mirrors.note(s, "fail_leg")
-        self.ctl("message %d fail_leg %s" % (seg.start, s.uri))
+        try:
+            self.ctl("message %d fail_leg %s" % (seg.start, s.uri))
+        except RuntimeError as e:
+            # Another leg left service since the status (the checker).
+            self.log("fail_leg: %s" % e)
+            return
         self.sleep(self.rng.uniform(0.5, 3))
         if self.rng.random() < 0.5:
             try:
