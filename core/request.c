@@ -827,11 +827,15 @@ request_decide (struct ndm_request *rq, bool *delay)
     r = clone_decide (clone, &error);
     if (i > rq->first_err) {
       /* The request fails anyway; its target has still seen the outcome
-       * (a path may have failed).  One its map held is not mapped again:
-       * its target forgets it (a mirror would release the freed clone
-       * when the region's copy ends: the soak).
+       * (a path may have failed).  One it wants to map again (held by
+       * its map, or requeued by its end_io) is not: it forgets it, else
+       * a mirror keeps the freed clone queued, or its region's pending
+       * count for ever, and the region's copy then releases the freed
+       * clone or waits for ever with writes held (the soak).
        */
-      clone_release_held (clone);
+      if ((r == NDM_ENDIO_REQUEUE || r == NDM_ENDIO_DELAY_REQUEUE) &&
+          clone->ti->type->release_clone != NULL)
+        clone->ti->type->release_clone (clone->ti, clone);
       clone_finish (clone, error);
       continue;
     }

@@ -857,6 +857,35 @@ test_failed_request_releases_held (void)
   h_md_free (md);
 }
 
+/* A write over the error target, then a mirror whose leg a fails it
+ * (no handle_errors): the mirror's end_io requeues the tail for b, but
+ * the request fails anyway and does not map it again.  The mirror gives
+ * back the region's pending count, so the resync can quiesce and copy
+ * the region a missed (else it waits for ever, and holds every write to
+ * it).  Found by the soak (a client write unanswered for 90 s).
+ */
+static void
+test_failed_request_releases_requeued (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 error\n"
+                                "8 128 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc0 (136 * 512);
+  struct h_io *io;
+
+  fake_fail_range (a, 0, 64 * KIB, EIO);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 136 * 512, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete_all (a);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, EIO);
+  wait_sync (md, "1/1 1 DA", a, b);
+  h_md_free (md);
+}
+
 /* ---- suspend, reload, resume --------------------------------------------------- */
 
 /* A suspend stops the log's and the resync's threads (postsuspend,
@@ -1257,6 +1286,8 @@ main (int argc, char *argv[])
                    test_refused_fast_zero_releases_held);
   g_test_add_func ("/mirror/recovery/failed-request-releases-held",
                    test_failed_request_releases_held);
+  g_test_add_func ("/mirror/recovery/failed-request-releases-requeued",
+                   test_failed_request_releases_requeued);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",
                    test_suspend_resume_threads);
   g_test_add_func ("/mirror/table/format", test_table_format);
