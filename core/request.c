@@ -829,8 +829,15 @@ request_decide (struct ndm_request *rq, bool *delay)
     r = clone_decide (clone, &error);
     if (i > rq->first_err) {
       /* The request fails anyway; its target has still seen the outcome
-       * (a path may have failed).
+       * (a path may have failed).  One it wants to map again (held by
+       * its map, or requeued by its end_io) is not: it forgets it, else
+       * a mirror keeps the freed clone queued, or its region's pending
+       * count for ever, and the region's copy then releases the freed
+       * clone or waits for ever with writes held (the soak).
        */
+      if ((r == NDM_ENDIO_REQUEUE || r == NDM_ENDIO_DELAY_REQUEUE) &&
+          clone->ti->type->release_clone != NULL)
+        clone->ti->type->release_clone (clone->ti, clone);
       clone_finish (clone, error);
       continue;
     }
@@ -1066,7 +1073,10 @@ request_cannot_be_fast (struct ndm_request *rq)
  * what each map took goes back, as for a clone whose bios never started
  * (R6).  Without it a delay target's queue keeps the freed clone (its
  * status then reads it) and a multipath selector counts the I/O in
- * flight for ever.
+ * flight for ever; and a clone its map held (a mirror's write to a
+ * region being copied, or waiting for its log mark) stays queued on
+ * the mirror, which releases the freed clone when the copy ends (the
+ * soak: a use after free in the resync thread).
  */
 static void
 request_release_unstarted (struct ndm_request *rq)
@@ -1080,6 +1090,8 @@ request_release_unstarted (struct ndm_request *rq)
     if (clone->map_result == NDM_MAPIO_REMAPPED &&
         ti->type->release_clone != NULL)
       ti->type->release_clone (ti, clone);
+    else
+      clone_release_held (clone);
   }
 }
 

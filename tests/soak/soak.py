@@ -17,11 +17,13 @@ skip.
 
 Files: tables.py (layouts), model.py (what the device may hold),
 workload.py (the client), faults.py (the schedule), servers.py (nbdkit
-processes and the control socket).
+processes and the control socket), mirrors.py (mirror segments: their
+state, whether a leg may be faulted, the legs compared at the end).
 """
 
 import argparse
 import collections
+import json
 import os
 import random
 import resource
@@ -34,6 +36,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import mirrors     # noqa: E402
 import model       # noqa: E402
 import servers     # noqa: E402
 import tables      # noqa: E402
@@ -138,6 +141,7 @@ class Run:
             head = nest.choice([0, 0, 4096 * nest.randrange(1, 64, 2)])
             with open(path, "wb") as f:
                 f.truncate(head + size)
+            b.path, b.head = path, head
             args = self._backing_args(rng, b, path, head)
             for p in range(b.paths):
                 name = b.name if b.paths == 1 else "%s.p%d" % (b.name, p)
@@ -148,9 +152,10 @@ class Run:
             self.log("backing %s: %d sectors at byte %d of its file, %s, "
                      "%d path(s)" % (b.name, b.end, head,
                                      sorted(b.profile) or "plain", b.paths))
+        mirrors.junk_legs(nest, self.segs)
         for s in self.servers:
             s.start()
-        text = tables.table(self.segs)
+        text = tables.table(self.segs, first=True)
         with open(os.path.join(self.tmp, "table"), "w") as f:
             f.write(text)
         for ln in text.splitlines():
@@ -171,6 +176,7 @@ class Run:
         self.servers.append(self.dm)
         self.model = model.Model(tables.size(self.segs),
                                  tables.fixed_ranges(self.segs))
+        self.mirrors = mirrors.Mirrors(self)
 
     # ---- the run -----------------------------------------------------------
 
@@ -191,7 +197,8 @@ class Run:
         wl = Workload(random.Random(self.seed * 3 + 1), self.model,
                       self.dm.uri, a.conns, a.qd, self.log, REPLY_BOUND,
                       self.tracef, lambda: self.focus,
-                      lambda name: getattr(self, name))
+                      lambda name: getattr(self, name),
+                      mirrors.byte_ranges(self.segs))
         self.wl = wl
         self.faults = Faults(random.Random(self.seed * 3 + 2), self, self.log,
                              a.only.split(",") if a.only else None)
@@ -223,12 +230,24 @@ class Run:
                 next_sample = now + 2
         self.log("stopping faults after %d" % self.faults.count)
         self.faults.stop_ev.set()
+        while not (self.faults.whole.is_set() or
+                   self.faults.restored.is_set()):
+            wl.poll()
+        wl.drain()
+        if self.faults.error:
+            raise Violation("fault thread: %s" % self.faults.error)
+        # The mirrors as the faults left them, then after the calm reload.
+        self.mirrors.wait_in_sync(last=False)
+        self.mirrors.compare_legs(last=False)
+        self.faults.settled.set()
         while not self.faults.restored.is_set():
             wl.poll()
         wl.drain()
         if self.faults.error:
             raise Violation("fault thread: %s" % self.faults.error)
+        self.mirrors.wait_in_sync(last=True)
         self.verify(wl)
+        self.mirrors.compare_legs(last=True)
         self.finish(wl)
 
     def verify(self, wl):
@@ -316,6 +335,7 @@ class Run:
                 s.kill()
         if self.faults:
             self.faults.stop_ev.set()
+            self.faults.settled.set()
             self.faults.release.set()
         self.logf.close()
         if getattr(self, "tracef", None):
@@ -355,6 +375,13 @@ def run_seed(seed, plugin, args):
             print("  " + ln, file=sys.stderr)
         print("dm server log (tail):\n" + tail(r.dm.log if r.dm else ""),
               file=sys.stderr)
+        if getattr(r, "mirrors", None) and r.dm.alive():
+            try:
+                for start, d in sorted(r.mirrors.state().items()):
+                    print("mirror at sector %d: %s" % (start, json.dumps(d)),
+                          file=sys.stderr)
+            except (RuntimeError, OSError, ValueError) as e2:
+                print("mirror status: %s" % e2, file=sys.stderr)
         print("kept: %s" % r.tmp, file=sys.stderr)
         r.cleanup()
         return None
@@ -365,7 +392,8 @@ def run_seed(seed, plugin, args):
            "bytes_verified": wl.stats["bytes_verified"],
            "faults": f.count, "by_fault": dict(f.by_kind),
            "unplanned_restarts": f.unplanned, "by_op": wl.by_op,
-           "res": r.res, "targets": sorted({s.target for s in r.segs})}
+           "res": r.res, "targets": sorted({s.target for s in r.segs}),
+           "mirrors": r.mirrors.summary()}
     if not args.keep:
         shutil.rmtree(r.tmp, ignore_errors=True)
     return out
@@ -409,6 +437,8 @@ def main():
                  out["faults"], out["by_fault"], out["unplanned_restarts"],
                  out["bytes_verified"], out["targets"]), flush=True)
         print("soak:   ops (done, failed): %s" % out["by_op"])
+        for ln in out["mirrors"]:
+            print("soak:   " + ln)
         print("soak:   dm server: %s" % out["res"], flush=True)
         print("soak:   soak client max RSS: %d kB"
               % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -7,17 +7,29 @@ the same file).  Every segment that maps data gets its own ranges of
 its files, at odd offsets, so no two segments alias: the model then
 needs no mapping, only which ranges are the zero and error targets.
 
+A mirror segment has legs of its own: each leg a backing file with its
+own server (independent copies, not paths to one file), and for a disk
+log a log device of its own.  The model needs nothing more: a mirror
+maps its range to the data as linear does, whichever leg a read meets;
+the driver compares every leg with the model at the end.
+
 Reloads re-cut the same layout (same data at the same device offsets):
 the same table; a "calm" one with flakey, dust and delay turned into
 linear lines on the same ranges (for the verify pass); or one with
-linear lines split in two.
+linear lines split in two.  A mirror line is the same in each, but for
+what only its first table may say: `nosync` (its legs are new, so
+equal) is never in a reload, where they may differ.  A core log knows
+nothing across a reload, so its reload copies every region from its
+first leg: the driver names the default leg first (Segment.order).  A
+disk log knows which legs missed writes: its legs keep their order
+(the log's failed-leg bits are by index).
 """
 
 import model
 
 SECTOR = 512
 TARGETS = ["linear", "striped", "zero", "error", "flakey", "delay", "dust",
-           "multipath"]
+           "multipath", "mirror"]
 
 
 class Backing:
@@ -29,6 +41,9 @@ class Backing:
         self.paths = paths          # number of servers (multipath: > 1)
         self.end = 0                # sectors allocated so far
         self.uris = []              # filled in by the driver
+        self.path = None            # its file, and the bytes before
+        self.head = 0               # the export in it (driver)
+        self.role = None            # "leg" or "log" of a mirror, else None
 
     def alloc(self, rng, sectors):
         self.end += rng.randrange(0, 40)        # odd gaps, odd offsets
@@ -52,6 +67,46 @@ def _profile(rng):
     return p
 
 
+def _mirror(rng, start, length, n, backings):
+    """A mirror segment over new backings of its own (added to BACKINGS)."""
+    # Every leg trims alike (one of them behind blocksize-policy would
+    # trim less than the others, and an NBD trim leaves the bytes
+    # unspecified: the legs would differ where the model allows both).
+    limits = rng.random() < 0.4
+    legs = []
+    for j in range(rng.randrange(2, 4)):
+        b = Backing("m%d%s" % (n, "abc"[j]),
+                    (_profile(rng) - {"limits"}) | ({"limits"} if limits
+                                                    else set()), 1)
+        b.role = "leg"
+        backings.append(b)
+        legs.append((b, b.alloc(rng, length)))
+    # Legs of one size (the mirror checks it: the same data).
+    for b, _ in legs:
+        b.end = max(d.end for d, _ in legs)
+    seg = Segment(start, length, "mirror", legs=legs,
+                  order=list(range(len(legs))),
+                  region=rng.choice([8, 16, 32, 64, 128, 256]),
+                  handle_errors=rng.random() < 0.7,
+                  balance=rng.choice([None, "queue-length", "round-robin",
+                                      "default_leg"]),
+                  log=None, nosync=False, garbage=False)
+    if rng.random() < 0.35:
+        # Never faulted: without keep_log a log that cannot be written
+        # is gone on without, and may then name a stale leg a source.
+        log = Backing("m%dlog" % n, set(), 1)
+        log.role = "log"
+        log.end = 64            # a 4 KiB header, a 4 KiB bitmap block
+        backings.append(log)
+        seg.log = log
+    # The legs are new and equal (zeroes): nosync may say so.  Or not,
+    # and the first resync runs under the workload, maybe over legs
+    # that start with junk (only the first leg is the data).
+    seg.nosync = rng.random() < 0.4
+    seg.garbage = not seg.nosync and rng.random() < 0.5
+    return seg
+
+
 def generate(rng):
     """A random layout: (backings, segments)."""
     files = [Backing("f%d" % i, _profile(rng), 1)
@@ -62,7 +117,14 @@ def generate(rng):
     mp = Backing("mp", _profile(rng) - {"errors", "slow"},
                  rng.randrange(2, 4))
     backings = files + [mp]
-    kinds = TARGETS + [rng.choice(TARGETS) for _ in range(rng.randrange(0, 4))]
+    # One multipath only: its lines name no offset (dm's map a segment
+    # to the same offset of its paths), so two would share the data of
+    # the one backing "mp" (the soak's seed 6 read one's writes in the
+    # other).
+    extra = [t for t in TARGETS if t != "multipath"]
+    kinds = TARGETS + [rng.choice(extra) for _ in range(rng.randrange(0, 4))]
+    if rng.random() < 0.5:
+        kinds.append("mirror")  # often two: one of each log type, say
     rng.shuffle(kinds)
     segs = []
     start = 0
@@ -78,6 +140,9 @@ def generate(rng):
             seg = Segment(start, length, kind, chunk=chunk, legs=legs)
         elif kind in ("zero", "error"):
             seg = Segment(start, length, kind)
+        elif kind == "mirror":
+            seg = _mirror(rng, start, length,
+                          sum(s.target == "mirror" for s in segs), backings)
         elif kind == "multipath":
             seg = Segment(start, length, kind, dev=mp,
                           off=mp.alloc(rng, length),
@@ -119,12 +184,31 @@ def _mp_args(seg):
     return " ".join(out)
 
 
-def line(seg, calm=False):
-    """SEG's table line; CALM: the same data with no failing or delay."""
+def _mirror_args(seg, first):
+    legs = [seg.legs[i] for i in seg.order]
+    nosync = " nosync" if first and seg.nosync else ""
+    if seg.log is None:
+        log = "core %d %d%s" % (1 + bool(nosync), seg.region, nosync)
+    else:
+        log = "disk %d %s %d%s" % (2 + bool(nosync), seg.log.uris[0],
+                                   seg.region, nosync)
+    feats = (["handle_errors"] if seg.handle_errors else []) + \
+        (["read_balance", seg.balance] if seg.balance else [])
+    return "%s %d %s %d%s" % (log, len(legs),
+                              " ".join("%s %d" % (d.uris[0], off)
+                                       for d, off in legs),
+                              len(feats), "".join(" " + f for f in feats))
+
+
+def line(seg, calm=False, first=False):
+    """SEG's table line; CALM: the same data with no failing or delay;
+    FIRST: the first table of the run."""
     head = "%d %d " % (seg.start, seg.length)
     t = seg.target
     if t in ("zero", "error"):
         return head + t
+    if t == "mirror":
+        return head + "mirror " + _mirror_args(seg, first)
     if t == "striped":
         legs = " ".join("%s %d" % (d.uris[0], off) for d, off in seg.legs)
         return head + "striped %d %d %s" % (len(seg.legs), seg.chunk, legs)
@@ -144,8 +228,8 @@ def line(seg, calm=False):
     raise ValueError(t)
 
 
-def table(segs, calm=False):
-    return "\n".join(line(s, calm) for s in segs) + "\n"
+def table(segs, calm=False, first=False):
+    return "\n".join(line(s, calm, first) for s in segs) + "\n"
 
 
 def split_table(rng, segs):
@@ -180,7 +264,7 @@ def ranges_on(segs, backing_name):
     """Byte ranges of the device whose data lives on the named backing."""
     out = []
     for s in segs:
-        names = [d.name for d, _ in s.legs] if s.target == "striped" else \
+        names = [d.name for d, _ in s.legs] if hasattr(s, "legs") else \
             [s.dev.name] if hasattr(s, "dev") else []
         if backing_name in names:
             out.append((s.start * SECTOR, (s.start + s.length) * SECTOR))

@@ -68,8 +68,9 @@ class Op:
 
 class Workload:
     def __init__(self, rng, mdl, uri, conns, qd, log, reply_bound, trace,
-                 focus, phase):
+                 focus, phase, mirrors=()):
         self.rng, self.model, self.log = rng, mdl, log
+        self.mirrors = mirrors  # byte ranges where no request may fail
         self.focus = focus      # () -> byte ranges the faults point at
         self._focus, self._window = None, 0
         self.phase = phase      # (name) -> until when the phase lasts
@@ -293,6 +294,10 @@ class Workload:
                                 % (op, errno.errorcode.get(err, err),
                                    " or ENOTSUP" if op.kind == "fastzero"
                                    else ""))
+            if err == errno.EIO and self._in_mirror(op):
+                # The faults leave every mirror a leg in sync (mirrors.py).
+                raise Violation("%s failed with EIO within a mirror"
+                                % op)
             if op.wid is not None:
                 m.complete(op.wid, False,
                            refused=(err == errno.ENOTSUP))
@@ -307,6 +312,10 @@ class Workload:
             self._verify(op, op.lo, data, op.snap)
         elif op.kind == "status":
             self._check_extents(op)
+
+    def _in_mirror(self, op):
+        return op.lo < op.hi and any(a <= op.lo and op.hi <= b
+                                     for a, b in self.mirrors)
 
     def _touches_error(self, lo, hi):
         return any(v == model.FIXED_ERROR for _, _, v in

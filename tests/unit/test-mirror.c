@@ -22,12 +22,18 @@
 
 #define KIB 1024
 
-/* "<in sync>/<regions> 1 <letters>" of the status line. */
+/* "<in sync>/<regions> 1 <letters>" of the (first) mirror's status line. */
 static char *
 sync_and_letters (struct ndm_md *md)
 {
   g_autofree char *s = h_command_ok (md, "status");
-  g_auto (GStrv) w = g_strsplit (s, " ", -1);
+  const char *line = strstr (s, " mirror ");
+  g_auto (GStrv) w = NULL;
+
+  g_assert_nonnull (line);
+  while (line > s && line[-1] != '\n')
+    line--;
+  w = g_strsplit (line, " ", -1);
   unsigned nlegs = atoi (w[3]);
 
   return g_strdup_printf ("%s %s %s", w[4 + nlegs], w[5 + nlegs],
@@ -1735,6 +1741,97 @@ test_message_resync_disk_log (void)
   free_completing (md, fake_lookup ("a"), b);
 }
 
+/* Table holds a mirror of one 128-sector region over held legs a and b
+ * whose core log copies it at load; the request (op, count bytes at
+ * offset, flags) meets that region while the copy runs and fails with
+ * want without being mapped again.  The mirror's clone, held for the
+ * copy, must be released with it: the copy's end then releases no
+ * freed clone (ASan sees the clones on the heap: more than a request
+ * holds inline), the region ends in sync, and the legs equal.
+ */
+static void
+held_clone_released (const char *table, enum ndm_op op, uint64_t count,
+                     uint64_t offset, uint32_t flags, int want)
+{
+  struct ndm_md *md = h_md_new (table, NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = op == NDM_OP_WRITE ? g_malloc0 (count) : NULL;
+  struct h_io *io;
+
+  h_fill (fake_data (a), 64 * KIB, 2);
+  fake_wait_pending (a, 1);               /* the copy's read: held from now */
+  io = h_io_start (md, op, buf, count, offset, flags);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, want);
+  fake_complete_all (a);
+  fake_wait_pending (b, 1);               /* the copy's write */
+  fake_complete_all (b);
+  fake_wait_pending (b, 1);               /* its flush */
+  fake_complete_all (b);
+  wait_sync (md, "1/1 1 AA", NULL, NULL);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_ZERO), ==, 0);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_ZERO), ==, 0);
+  g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
+  h_md_free (md);
+}
+
+#define HELD_MIRROR "mirror core 1 128 2 fake://a?mode=held 0 " \
+  "fake://b?mode=held 0\n"
+
+/* A fast zero over the region being copied and a device that cannot zero
+ * fast is refused whole before any bio starts (nothing is zeroed).
+ * Found by the soak (a use after free in the resync thread).
+ */
+static void
+test_refused_fast_zero_releases_held (void)
+{
+  held_clone_released ("0 128 " HELD_MIRROR
+                       "128 2 zero\n130 2 zero\n132 2 zero\n"
+                       "134 2 linear fake://c?fastzero=0 0",
+                       NDM_OP_ZERO, 60 * KIB, 8 * KIB, NDM_REQ_FAST_ZERO,
+                       ENOTSUP);
+}
+
+/* A write over the error target, then the region being copied: it fails
+ * at once.  Found by the soak (a trim; a use after free in the resync
+ * thread).
+ */
+static void
+test_failed_request_releases_held (void)
+{
+  held_clone_released ("0 8 error\n8 128 " HELD_MIRROR
+                       "136 2 zero\n138 2 zero\n140 2 zero",
+                       NDM_OP_WRITE, 142 * 512, 0, 0, EIO);
+}
+
+/* A write over the error target, then a mirror whose leg a fails it
+ * (no handle_errors): the mirror's end_io requeues the tail for b, but
+ * the request fails anyway and does not map it again.  The mirror gives
+ * back the region's pending count, so the resync can quiesce and copy
+ * the region a missed (else it waits for ever, and holds every write to
+ * it).  Found by the soak (a client write unanswered for 90 s).
+ */
+static void
+test_failed_request_releases_requeued (void)
+{
+  struct ndm_md *md = h_md_new ("0 8 error\n"
+                                "8 128 mirror core 2 128 nosync "
+                                "2 fake://a?mode=held 0 fake://b?mode=held 0",
+                                NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *buf = g_malloc0 (136 * 512);
+  struct h_io *io;
+
+  fake_fail_range (a, 0, 64 * KIB, EIO);
+  io = h_io_start (md, NDM_OP_WRITE, buf, 136 * 512, 0, 0);
+  fake_wait_pending (a, 1);
+  fake_wait_pending (b, 1);
+  fake_complete_all (a);
+  fake_complete_all (b);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, EIO);
+  wait_sync (md, "1/1 1 DA", a, b);
+  h_md_free (md);
+}
+
 /* ---- suspend, reload, resume --------------------------------------------------- */
 
 /* A suspend stops the log's and the resync's threads (postsuspend,
@@ -2236,6 +2333,12 @@ main (int argc, char *argv[])
                    test_message_resync_disk_log);
   g_test_add_func ("/mirror/recovery/write-to-recovering-region",
                    test_write_to_recovering_region);
+  g_test_add_func ("/mirror/recovery/refused-fast-zero-releases-held",
+                   test_refused_fast_zero_releases_held);
+  g_test_add_func ("/mirror/recovery/failed-request-releases-held",
+                   test_failed_request_releases_held);
+  g_test_add_func ("/mirror/recovery/failed-request-releases-requeued",
+                   test_failed_request_releases_requeued);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",
                    test_suspend_resume_threads);
   g_test_add_func ("/mirror/table/format", test_table_format);
