@@ -289,12 +289,41 @@ parse_legs (struct ndm_target *ti, struct mirror_c *m, unsigned *argc,
   return 0;
 }
 
+/* Why the leg's device cannot hold its copy in whole blocks, or NULL:
+ * the region size, the leg's offset and the target's length must be
+ * multiples of its minimum block (dm refuses a device area not aligned
+ * to the logical block).  Else a resync, repair or verify piece would
+ * read-modify-write its neighbours, charging max-bounce beside the
+ * piece it holds (kcopyd), and could wait for ever on itself.
+ */
+static char *
+leg_block_misfit (struct mirror_c *m, struct mirror_leg *leg)
+{
+  const struct ndm_device *dev = leg->chk.dev;
+  uint64_t block = dev->limits.min_block;
+
+  if (block > m->log->region_size)
+    return g_strdup_printf ("region size '%" PRIu64 "' is below leg %s's "
+                            "minimum block of %" PRIu64 " bytes",
+                            m->log->region_size >> NDM_SECTOR_SHIFT,
+                            dev->uri, block);
+  if (block > 1 && leg->offset % block != 0)
+    return g_strdup_printf ("leg %s offset '%" PRIu64 "' is not a "
+                            "multiple of its minimum block of %" PRIu64
+                            " bytes", dev->uri,
+                            leg->offset >> NDM_SECTOR_SHIFT, block);
+  if (block > 1 && (m->ti->len << NDM_SECTOR_SHIFT) % block != 0)
+    return g_strdup_printf ("length %" PRIu64 " is not a multiple of leg "
+                            "%s's minimum block of %" PRIu64 " bytes",
+                            m->ti->len, dev->uri, block);
+  return NULL;
+}
+
 /* The legs that answered at load must be one size (the size is what
  * tells a leg's data apart: the checker refuses any other later, so a
- * table that starts with one would run degraded for good) and take
- * region-sized commands (a copy is one region; a leg whose minimum
- * block is larger would read-modify-write its neighbours).  A leg that
- * did not answer is checked when it does (leg_cannot_return_locked).
+ * table that starts with one would run degraded for good) and fit in
+ * whole blocks (leg_block_misfit).  A leg that did not answer is
+ * checked when it does (leg_cannot_return_locked).
  */
 static int
 check_legs (struct mirror_c *m, GError **err)
@@ -304,6 +333,7 @@ check_legs (struct mirror_c *m, GError **err)
 
   for (i = 0; i < m->nr_legs; i++) {
     struct ndm_device *dev = m->legs[i].chk.dev;
+    g_autofree char *misfit = NULL;
 
     /* A reload's devices reconnect in the background meanwhile. */
     if (__atomic_load_n (&dev->absent, __ATOMIC_ACQUIRE))
@@ -317,12 +347,9 @@ check_legs (struct mirror_c *m, GError **err)
                    first->chk.dev->uri, first->chk.dev->size);
       return -1;
     }
-    if (dev->limits.min_block > m->log->region_size) {
-      g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
-                   "region size '%" PRIu64 "' is below leg %s's minimum "
-                   "block of %" PRIu32 " bytes",
-                   m->log->region_size >> NDM_SECTOR_SHIFT, dev->uri,
-                   dev->limits.min_block);
+    misfit = leg_block_misfit (m, &m->legs[i]);
+    if (misfit != NULL) {
+      g_set_error_literal (err, NDM_ERROR, NDM_ERROR_TABLE, misfit);
       return -1;
     }
   }
@@ -1706,6 +1733,7 @@ static char *
 leg_cannot_return_locked (struct mirror_c *m, struct mirror_leg *leg)
 {
   struct ndm_device *dev = leg->chk.dev;
+  char *misfit;
   unsigned ghosts;
 
   ndm_assert_held (&m->lock);
@@ -1715,10 +1743,9 @@ leg_cannot_return_locked (struct mirror_c *m, struct mirror_leg *leg)
     return g_strdup_printf ("it has %" PRIu64 " bytes, the other legs %"
                             PRIu64 ": not the same data", dev->size,
                             m->checker.size);
-  if (dev->limits.min_block > m->log->region_size)
-    return g_strdup_printf ("its minimum block of %" PRIu32 " bytes is "
-                            "above the region size, %" PRIu64 " bytes",
-                            dev->limits.min_block, m->log->region_size);
+  misfit = leg_block_misfit (m, leg);
+  if (misfit != NULL)
+    return misfit;
   if (dev->ops->connected != NULL && !dev->ops->connected (dev))
     return g_strdup ("its connections are not back yet");
   ghosts = dev->ops->unresolved_ghosts != NULL ?

@@ -187,6 +187,12 @@ refused "too many regions" "0 2147483656 mirror core 1 8 $LEGS" \
 refused "region size below a leg's minimum block" \
   "0 32768 mirror core 1 64 2 $A 0 ${U[minblock]} 0" \
   "region size '64' is below leg ${U[minblock]}'s minimum block of 65536 bytes"
+refused "leg offset not a multiple of its minimum block" \
+  "0 32768 mirror core 1 128 2 $A 0 ${U[minblock]} 1" \
+  "leg ${U[minblock]} offset '1' is not a multiple of its minimum block of 65536 bytes"
+refused "length not a multiple of a leg's minimum block" \
+  "0 32760 mirror core 1 128 2 $A 0 ${U[minblock]} 0" \
+  "length 32760 is not a multiple of leg ${U[minblock]}'s minimum block of 65536 bytes"
 refused "bad sync word" "0 32768 mirror core 2 1024 fast $LEGS" \
   "log argument 'fast': expected sync or nosync"
 refused "bad sync word, disk" "0 32768 mirror disk 3 $L 1024 always $LEGS" \

@@ -2201,8 +2201,9 @@ test_reinstate_min_block (void)
                             &err));
   g_assert_nonnull (err);
   g_assert_nonnull (strstr (err->message, "reinstate_leg: leg " BIG_BLOCK_A
-                            " not reinstated: its minimum block of 131072 "
-                            "bytes is above the region size, 65536 bytes"));
+                            " not reinstated: region size '128' is below "
+                            "leg " BIG_BLOCK_A "'s minimum block of 131072 "
+                            "bytes"));
   h_md_free (md);
 }
 #undef BIG_BLOCK_A

@@ -128,6 +128,12 @@ static const struct h_table_error parse_errors[] = {
   { "mirror-legs-of-two-sizes", "0 16 mirror core 1 8 2 fake://a 0 "
     "fake://b?size=2M 0", "line 1: mirror: leg fake://b?size=2M has 2097152 "
     "bytes, leg fake://a 1048576: expected legs of one size" },
+  { "mirror-leg-offset-unaligned", "0 16 mirror core 1 16 2 fake://a 0 "
+    "fake://b?min=8192 1", "line 1: mirror: leg fake://b?min=8192 offset '1' "
+    "is not a multiple of its minimum block of 8192 bytes" },
+  { "mirror-length-unaligned", "0 24 mirror core 1 16 2 fake://a 0 "
+    "fake://b?min=8192 0", "line 1: mirror: length 24 is not a multiple of "
+    "leg fake://b?min=8192's minimum block of 8192 bytes" },
   { "mirror-region-below-min-block", "0 16 mirror core 1 8 2 fake://a 0 "
     "fake://b?min=8192 0", "line 1: mirror: region size '8' is below leg "
     "fake://b?min=8192's minimum block of 8192 bytes" },
