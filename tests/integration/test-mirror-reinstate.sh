@@ -62,6 +62,18 @@ wait_ops $((n + 200))
 touch "$stop"
 mp_wait_client "$wl_pid" "the workload (its errors are above)"
 wait_sync "32/32 1 AA"
+# verify, with the device idle: every region compared on both legs.
+ctl "$ctlsock" "message 0 verify"
+for _ in $(seq 600); do
+  ctl "$ctlsock" status | grep -q ' verify 32/32 [0-9]*$' && break
+  sleep 0.1
+done
+st=$(ctl "$ctlsock" status)
+echo "after verify: $st"
+case $st in
+  *" 32/32 1 AA 1 core verify 32/32 0") ;;
+  *) echo "$0: verify did not end with 0 mismatches: $st" >&2; exit 1 ;;
+esac
 cmp_files "$model" "$bimg"
 cmp_files "$model" "$aimg"
 cmp_files "$aimg" "$bimg"
