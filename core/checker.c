@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "checker.h"
+#include "stats.h"
 #include "log.h"
 #include "thread.h"
 
@@ -125,6 +126,21 @@ ndm_checker_fail_locked (struct ndm_checker *c, struct ndm_checked *item,
                    cfg->flap_damping_ms / 1000);
   }
   return true;
+}
+
+void
+ndm_checked_json_locked (const struct ndm_checked *item, GString *out)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  g_string_append_printf (out, ",\"fail_count\":%u", item->fail_count);
+  if (item->reason != NULL) {
+    g_string_append (out, ",\"reason\":");
+    ndm_json_string (out, item->reason);
+  }
+  if (!item->active && item->damp_until > now)
+    g_string_append_printf (out, ",\"damped_ms\":%" G_GINT64_FORMAT,
+                            (item->damp_until - now) / 1000);
 }
 
 bool

@@ -119,5 +119,10 @@ bool ndm_checker_fail_locked (struct ndm_checker *c, struct ndm_checked *item,
  */
 bool ndm_checker_reinstate_locked (struct ndm_checker *c,
                                    struct ndm_checked *item);
+/* With the owner's lock held.  Append the item's checker facts to a JSON
+ * object: ,"fail_count":N, and ,"reason":".." while it has one, and
+ * ,"damped_ms":N while a failed item is damped (flapping).
+ */
+void ndm_checked_json_locked (const struct ndm_checked *item, GString *out);
 
 #endif /* NBD_DM_CHECKER_H */

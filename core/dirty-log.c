@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "dirty-log.h"
+#include "stats.h"
 
 #define LONG_BITS (sizeof (unsigned long) * CHAR_BIT)
 
@@ -745,12 +746,18 @@ void
 ndm_dirty_log_status_json (struct ndm_dirty_log *log, GString *out)
 {
   ndm_mutex_lock (&log->lock);
-  g_string_append_printf (out, "{\"type\":\"%s\",\"state\":\"%c\","
+  g_string_append_printf (out, "{\"type\":\"%s\",", log->type->name);
+  if (log->dev != NULL) {
+    g_string_append (out, "\"device\":");
+    ndm_json_string (out, log->dev->uri);
+    g_string_append_c (out, ',');
+  }
+  g_string_append_printf (out, "\"state\":\"%c\","
                           "\"region_size\":%" PRIu64 ",\"regions\":%" PRIu64
                           ",\"in_sync\":%" PRIu64 ",\"marked\":%" PRIu64
                           ",\"failed_legs\":%" PRIu64 ",\"dirty_at_load\":%"
                           PRIu64 ",\"commits\":%" PRIu64 "}",
-                          log->type->name, (char) log->health,
+                          (char) log->health,
                           log->region_size, log->nr_regions, log->sync_count,
                           bitmap_weight (log, log->dirty), log->failed_legs,
                           log->dirty_at_load, log->commits);

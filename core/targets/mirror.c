@@ -2135,7 +2135,7 @@ verify_json_locked (struct mirror_c *m, GString *out)
  *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
  *  "resync":{..},"verify":{..},
  *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
- *  "reason":"..","write_errors":0,"read_errors":0,"read_repairs":0,
+ *  "reason":"..","damped_ms":N,"write_errors":0,"read_errors":0,"read_repairs":0,
  *  "reads":N}]}
  */
 static void
@@ -2173,13 +2173,9 @@ mirror_status_json (struct ndm_target *ti, GString *out)
 
     g_string_append (out, i ? ",{\"leg\":" : "{\"leg\":");
     ndm_json_string (out, leg->chk.dev->uri);
-    g_string_append_printf (out, ",\"state\":\"%s\",\"health\":\"%c\","
-                            "\"fail_count\":%u", leg_state_locked (m, leg),
-                            leg->health, leg->chk.fail_count);
-    if (leg->chk.reason != NULL) {
-      g_string_append (out, ",\"reason\":");
-      ndm_json_string (out, leg->chk.reason);
-    }
+    g_string_append_printf (out, ",\"state\":\"%s\",\"health\":\"%c\"",
+                            leg_state_locked (m, leg), leg->health);
+    ndm_checked_json_locked (&leg->chk, out);
     g_string_append_printf (out, ",\"write_errors\":%" PRIu64
                             ",\"read_errors\":%" PRIu64 ",\"read_repairs\":%"
                             PRIu64 ",\"reads\":%" PRIu64 "}",

@@ -1052,7 +1052,6 @@ static void
 multipath_status_json (struct ndm_target *ti, GString *out)
 {
   struct multipath_c *m = ti->private;
-  gint64 now = g_get_monotonic_time ();
   unsigned i, j;
 
   ndm_mutex_lock (&m->lock);
@@ -1080,15 +1079,9 @@ multipath_status_json (struct ndm_target *ti, GString *out)
 
       g_string_append (out, j ? ",{\"path\":" : "{\"path\":");
       ndm_json_string (out, p->path.dev->uri);
-      g_string_append_printf (out, ",\"state\":\"%s\",\"fail_count\":%u",
-                              p->chk.active ? "A" : "F", p->chk.fail_count);
-      if (p->chk.reason != NULL) {
-        g_string_append (out, ",\"reason\":");
-        ndm_json_string (out, p->chk.reason);
-      }
-      if (!p->chk.active && p->chk.damp_until > now)
-        g_string_append_printf (out, ",\"damped_ms\":%" G_GINT64_FORMAT,
-                                (p->chk.damp_until - now) / 1000);
+      g_string_append_printf (out, ",\"state\":\"%s\"",
+                              p->chk.active ? "A" : "F");
+      ndm_checked_json_locked (&p->chk, out);
       g_string_append_c (out, '}');
     }
     g_string_append (out, "]}");
