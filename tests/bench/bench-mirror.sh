@@ -64,7 +64,7 @@
 #                         DTHREADS=8 the CPU, not the legs, sets the pace
 #   SIZE [1G] DM_THREADS [16] WQD [32] SQD [8]   part writes: leg size,
 #                         nbdkit -t of nbd-dm, queue depths of B and C
-#   RSIZE [2G] RATE [128M] RQD [8] RRUNTIME [3] POLL [0.05]
+#   RSIZE [2G] RATE [128M] RQD [8] RRUNTIME [2] POLL [0.05]
 #   RESYNC_MAX [120]      part resync: leg size, resync-rate of the cap
 #                         configs, the client's queue depth and run time,
 #                         the status poll interval (s), and how long a
@@ -99,7 +99,7 @@ SQD=${SQD:-8}
 RSIZE=${RSIZE:-2G}
 RATE=${RATE:-128M}
 RQD=${RQD:-8}
-RRUNTIME=${RRUNTIME:-3}
+RRUNTIME=${RRUNTIME:-2}
 POLL=${POLL:-0.05}
 RESYNC_MAX=${RESYNC_MAX:-120}
 DM_EXTRA=${DM_EXTRA:-}
@@ -295,6 +295,7 @@ if [[ " $PARTS " == *" resync "* ]]; then
 fi
 
 # ---------------------------------------------------------------- report
+echo "loadavg_after=$(cat /proc/loadavg)" >>"$OUTDIR/meta.txt"
 args=("$OUTDIR")
 [ -n "$DOC" ] && args+=(--doc "$DOC")
 "$PY" "$HERE/report_mirror.py" "${args[@]}"

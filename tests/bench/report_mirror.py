@@ -93,12 +93,16 @@ def load_fio(d, part, key):
             # nbd-dm CPU time per request, µs (CPU% is over the run's wall time)
             f["us_op"] = (f["px"] / 100.0 / f["iops"] * 1e6
                           if f["px"] is not None and f["iops"] else None)
+            # ... and of every process of the run (fio, nbd-dm, legs): what
+            # a write costs the box when they share its cores
+            f["all_op"] = ((f["px"] + f["legs"] + f["fio"]) / 100.0 / f["iops"] * 1e6
+                           if f["us_op"] is not None and f["legs"] is not None else None)
             f["cover"], f["rs_rate"] = resync_during(d, tag)
             ok.append(f)
         row = {"n": len(ok), "failed": failed, "spread": spread([r[key] for r in ok]),
                "all": [r[key] for r in ok]}
         for k in ("iops", "mib", "p50", "p99", "p999", "px", "legs", "busy", "us_op",
-                  "cover", "rs_rate"):
+                  "all_op", "cover", "rs_rate"):
             row[k] = med([r[k] for r in ok])
         rows[cfg] = row
     return rows
@@ -201,34 +205,35 @@ def failed_row(cfg, meta, r, ncols):
 
 def reads_lines(rows, meta):
     out = ["| config | IOPS | p50 µs | p99 µs | × nbd-dm linear | spread (n) | ceiling IOPS | "
-           "nbd-dm CPU% | legs CPU% | machine busy% |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "nbd-dm CPU% | nbd-dm µs/op | all µs/op | legs CPU% | machine busy% |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in ordered(rows):
         r = rows[c]
         if r["n"] == 0:
-            out.append(failed_row(c, meta, r, 10))
+            out.append(failed_row(c, meta, r, 12))
             continue
         out.append("| " + " | ".join([
             label(c, meta), fmt(r["iops"], "{:,.0f}"), fmt(r["p50"]), fmt(r["p99"]),
             fmt(ratio_to(rows, c, "dm-linear", "iops")[0], "{:.2f}"), spread_cell(r),
-            fmt(ceiling(meta, c), "{:,.0f}"), fmt(r["px"]), fmt(r["legs"]), fmt(r["busy"])]) + " |")
+            fmt(ceiling(meta, c), "{:,.0f}"), fmt(r["px"]), fmt(r["us_op"], "{:.1f}"),
+            fmt(r["all_op"], "{:.1f}"), fmt(r["legs"]), fmt(r["busy"])]) + " |")
     return out
 
 
 def writes_lines(rows, meta, key):
     out = ["| config | IOPS | MiB/s | p50 µs | p99 µs | × nbd-dm linear | spread (n) | "
-           "nbd-dm CPU% | nbd-dm µs/op | legs CPU% | machine busy% |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "nbd-dm CPU% | nbd-dm µs/op | all µs/op | legs CPU% | machine busy% |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in ordered(rows):
         r = rows[c]
         if r["n"] == 0:
-            out.append(failed_row(c, meta, r, 11))
+            out.append(failed_row(c, meta, r, 12))
             continue
         out.append("| " + " | ".join([
             label(c, meta), fmt(r["iops"], "{:,.0f}"), fmt(r["mib"]), fmt(r["p50"]),
             fmt(r["p99"]), fmt(ratio_to(rows, c, "dm-linear", key)[0], "{:.2f}"),
-            spread_cell(r), fmt(r["px"]), fmt(r["us_op"], "{:.1f}"), fmt(r["legs"]),
-            fmt(r["busy"])]) + " |")
+            spread_cell(r), fmt(r["px"]), fmt(r["us_op"], "{:.1f}"), fmt(r["all_op"], "{:.1f}"),
+            fmt(r["legs"]), fmt(r["busy"])]) + " |")
     return out
 
 
@@ -288,13 +293,16 @@ def render(d, meta, parts, analysis):
           f"{g('cpu', '?')}, {g('cores', '?')} cores, {g('kernel', '?')}; {g('nbdkit', '?')}, "
           f"libnbd {g('libnbd', '?')}, {g('fio', '?')}; plugin `{g('plugin', '?')}` "
           f"({g('plugin_build', '?')}); machine busy before the start: "
-          f"{busy_before(meta)}.", "",
+          f"{busy_before(meta)}; load average at the end: "
+          f"{' '.join(g('loadavg_after', '?').split()[:3])}.", "",
           f"fio's nbd engine, one job on one connection; each part's configurations ran "
           f"{g('REPS', '?')} times, interleaved; medians, ratios of medians. Mirrors: a core "
           f"log, regions of {g('REGION', '?')} sectors, `nosync` unless said otherwise; nbd-dm "
           "opens 2 connections per leg"
           + (f"; extra parameters `{g('DM_EXTRA')}`" if g("DM_EXTRA") else "")
-          + ". Latencies: fio's completion latency (clat). *CPU%*: of one core over the run.",
+          + ". Latencies: fio's completion latency (clat). *CPU%*: of one core over the run; "
+          "*µs/op*: CPU time per request of nbd-dm, and of *all* the run's processes (fio, "
+          "nbd-dm, the legs), i.e. what a request costs the box when they share its cores.",
           "", "### Analysis", "", A_BEGIN, analysis, A_END, ""]
     if a:
         o += [f"### Reads over 2 slow legs — 4 KiB random read, QD{g('QD', '?')}", "",
@@ -313,7 +321,7 @@ def render(d, meta, parts, analysis):
         o += ["### Writes over 2 fast legs", "",
               f"Legs: `nbdkit memory {g('SIZE', '?')}`, prefilled; the disk log on an `nbdkit "
               f"memory 1M`; nbd-dm `-t {g('DM_THREADS', '?')}`; {g('RUNTIME', '?')} s runs "
-              f"(+{g('RAMP', '?')} s ramp). *µs/op*: nbd-dm's CPU time per request.", ""]
+              f"(+{g('RAMP', '?')} s ramp).", ""]
     if b:
         o += [f"4 KiB random write, QD{g('WQD', '?')}:", ""] + writes_lines(b, meta, "iops") + [""]
         o += [verdict_line("mirror (core log) / linear over one leg", b, "dm-mirror", "iops",
