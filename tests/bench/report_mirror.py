@@ -203,8 +203,11 @@ def failed_row(cfg, meta, r, ncols):
     return f"| {label(cfg, meta)} | failed ({r['failed']} reps) |" + " |" * (ncols - 2)
 
 
-def reads_lines(rows, meta):
-    out = ["| config | IOPS | p50 µs | p99 µs | × nbd-dm linear | spread (n) | ceiling IOPS | "
+def fio_lines(rows, meta, key, reads=False):
+    """The table of part A (reads: a ceiling column) or B and C (a MiB/s
+    column); ratios of key to dm-linear."""
+    extra = "ceiling IOPS" if reads else "MiB/s"
+    out = [f"| config | IOPS | {extra} | p50 µs | p99 µs | × nbd-dm linear | spread (n) | "
            "nbd-dm CPU% | nbd-dm µs/op | all µs/op | legs CPU% | machine busy% |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in ordered(rows):
@@ -213,25 +216,9 @@ def reads_lines(rows, meta):
             out.append(failed_row(c, meta, r, 12))
             continue
         out.append("| " + " | ".join([
-            label(c, meta), fmt(r["iops"], "{:,.0f}"), fmt(r["p50"]), fmt(r["p99"]),
-            fmt(ratio_to(rows, c, "dm-linear", "iops")[0], "{:.2f}"), spread_cell(r),
-            fmt(ceiling(meta, c), "{:,.0f}"), fmt(r["px"]), fmt(r["us_op"], "{:.1f}"),
-            fmt(r["all_op"], "{:.1f}"), fmt(r["legs"]), fmt(r["busy"])]) + " |")
-    return out
-
-
-def writes_lines(rows, meta, key):
-    out = ["| config | IOPS | MiB/s | p50 µs | p99 µs | × nbd-dm linear | spread (n) | "
-           "nbd-dm CPU% | nbd-dm µs/op | all µs/op | legs CPU% | machine busy% |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for c in ordered(rows):
-        r = rows[c]
-        if r["n"] == 0:
-            out.append(failed_row(c, meta, r, 12))
-            continue
-        out.append("| " + " | ".join([
-            label(c, meta), fmt(r["iops"], "{:,.0f}"), fmt(r["mib"]), fmt(r["p50"]),
-            fmt(r["p99"]), fmt(ratio_to(rows, c, "dm-linear", key)[0], "{:.2f}"),
+            label(c, meta), fmt(r["iops"], "{:,.0f}"),
+            fmt(ceiling(meta, c), "{:,.0f}") if reads else fmt(r["mib"]),
+            fmt(r["p50"]), fmt(r["p99"]), fmt(ratio_to(rows, c, "dm-linear", key)[0], "{:.2f}"),
             spread_cell(r), fmt(r["px"]), fmt(r["us_op"], "{:.1f}"), fmt(r["all_op"], "{:.1f}"),
             fmt(r["legs"]), fmt(r["busy"])]) + " |")
     return out
@@ -311,7 +298,7 @@ def render(d, meta, parts, analysis):
               f"{g('WTHREADS', '?')}`; {g('RUNTIME', '?')} s runs (+{g('RAMP', '?')} s ramp). "
               "*ceiling* = min(QD, requests the legs serve at once) / delay (Little's law): "
               "a connection serves `-t` requests at once, so 2 legs can give at most 2×.",
-              ""] + reads_lines(a, meta) + [""]
+              ""] + fio_lines(a, meta, "iops", reads=True) + [""]
         o += [verdict_line("mirror (queue-length) / linear over one leg", a, "dm-mirror-ql",
                            "iops", READ_TARGET),
               ratio_line("mirror (round-robin) / linear", a, "dm-mirror-rr", "iops"),
@@ -323,12 +310,12 @@ def render(d, meta, parts, analysis):
               f"memory 1M`; nbd-dm `-t {g('DM_THREADS', '?')}`; {g('RUNTIME', '?')} s runs "
               f"(+{g('RAMP', '?')} s ramp).", ""]
     if b:
-        o += [f"4 KiB random write, QD{g('WQD', '?')}:", ""] + writes_lines(b, meta, "iops") + [""]
+        o += [f"4 KiB random write, QD{g('WQD', '?')}:", ""] + fio_lines(b, meta, "iops") + [""]
         o += [verdict_line("mirror (core log) / linear over one leg", b, "dm-mirror", "iops",
                            WRITE_TARGET),
               ratio_line("mirror (disk log) / linear", b, "dm-mirror-disk", "iops"), ""]
     if c:
-        o += [f"1 MiB sequential write, QD{g('SQD', '?')}:", ""] + writes_lines(c, meta, "mib")
+        o += [f"1 MiB sequential write, QD{g('SQD', '?')}:", ""] + fio_lines(c, meta, "mib")
         o += ["", ratio_line("mirror (core log) / linear, MiB/s", c, "dm-mirror", "mib"),
               ratio_line("mirror (disk log) / linear, MiB/s", c, "dm-mirror-disk", "mib"), ""]
     if r or lat:
