@@ -43,6 +43,10 @@ const struct ndm_config_key ndm_config_keys[] = {
     .min = 1, .max = UINT64_MAX, .def = 64 * NDM_MIB,
     .help = "Bytes of bounce buffers for unaligned I/O before requests "
             "wait" },
+  { .name = "resync-rate", .kind = NDM_CONFIG_RATE, FIELD (resync_rate),
+    .min = 0, .max = UINT64_MAX, .def = 0,
+    .help = "Mirror: bytes per second that resync, repair and verify read "
+            "from the legs, for every mirror; 0: no cap" },
   { .name = "connect-timeout", .kind = NDM_CONFIG_SECONDS,
     FIELD (connect_timeout_ms), .min = 1, .max = HOUR_S, .def = 10,
     .help = "Give up connecting to a device" },
@@ -93,10 +97,12 @@ static const struct {
   { 'G', NDM_GIB }, { 'M', NDM_MIB }, { 'K', NDM_KIB },
 };
 
-/* "64M", "1G", "4096": bytes. */
-static int
-parse_size (const struct ndm_config_key *key, const char *value,
-            uint64_t *out, GError **err)
+/* "64M", "1G", "4096" at the start of value: bytes in *out, and where
+ * the words after the size start in *rest.  False if it does not start
+ * with a size or the size overflows.
+ */
+static bool
+size_prefix (const char *value, uint64_t *out, const char **rest)
 {
   char *end;
   guint64 v, mult = 1;
@@ -105,24 +111,68 @@ parse_size (const struct ndm_config_key *key, const char *value,
   errno = 0;
   v = g_ascii_strtoull (value, &end, 10);
   if (end == value || errno != 0 || value[0] == '-')
-    goto bad;
+    return false;
   for (i = 0; *end != '\0' && i < G_N_ELEMENTS (size_units); i++)
     if (g_ascii_toupper (*end) == size_units[i].suffix) {
       mult = size_units[i].mult;
       end++;
       break;
     }
-  if (*end != '\0' || v > G_MAXUINT64 / mult ||
-      v * mult < key->min || v * mult > key->max)
-    goto bad;
+  if (v > G_MAXUINT64 / mult)
+    return false;
   *out = v * mult;
-  return 0;
+  *rest = end;
+  return true;
+}
 
- bad:
-  g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-               "%s: '%s' is not a size: expected a positive number of "
-               "bytes with an optional K, M or G suffix", key->name, value);
-  return -1;
+/* "64M", "1G", "4096": bytes. */
+static int
+parse_size (const struct ndm_config_key *key, const char *value,
+            uint64_t *out, GError **err)
+{
+  const char *rest;
+  uint64_t v;
+
+  if (!size_prefix (value, &v, &rest) || *rest != '\0' || v < key->min ||
+      v > key->max) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
+                 "%s: '%s' is not a size: expected a positive number of "
+                 "bytes with an optional K, M or G suffix", key->name,
+                 value);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+bool
+ndm_config_parse_rate (const char *value, uint64_t *out)
+{
+  const char *rest;
+  uint64_t v;
+
+  if (!size_prefix (value, &v, &rest) ||
+      (*rest != '\0' && strcmp (rest, "/s") != 0))
+    return false;
+  *out = v;
+  return true;
+}
+
+/* "64M/s", "64M", "0": bytes per second. */
+static int
+parse_rate (const struct ndm_config_key *key, const char *value,
+            uint64_t *out, GError **err)
+{
+  uint64_t v;
+
+  if (!ndm_config_parse_rate (value, &v) || v < key->min || v > key->max) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
+                 "%s: '%s' is not a rate: expected a size per second "
+                 "(64M, 64M/s) or 0", key->name, value);
+    return -1;
+  }
+  *out = v;
+  return 0;
 }
 
 static int
@@ -173,6 +223,7 @@ static const struct {
   [NDM_CONFIG_STRING]       = { "NAME", NULL,         1,    0 },
   [NDM_CONFIG_COUNT]        = { "N",    parse_number, 1,    sizeof (unsigned) },
   [NDM_CONFIG_SIZE]         = { "SIZE", parse_size,   1,    sizeof (uint64_t) },
+  [NDM_CONFIG_RATE]         = { "RATE", parse_rate,   1,    sizeof (uint64_t) },
   [NDM_CONFIG_SECONDS]      = { "SECS", parse_number, 1000, sizeof (unsigned) },
   [NDM_CONFIG_MILLISECONDS] = { "MS",   parse_number, 1,    sizeof (unsigned) },
   [NDM_CONFIG_BOOL]         = { "BOOL", parse_bool,   1,    sizeof (bool) },
@@ -199,6 +250,7 @@ config_store (struct ndm_config *cfg, const struct ndm_config_key *key,
 
   switch (key->kind) {
   case NDM_CONFIG_SIZE:
+  case NDM_CONFIG_RATE:
     *(uint64_t *) field = v;
     break;
   case NDM_CONFIG_COUNT:
@@ -290,11 +342,13 @@ ndm_config_key_format_default (const struct ndm_config_key *key,
     g_string_append (out, key->def ? "true" : "false");
     return;
   case NDM_CONFIG_SIZE:
-    for (i = 0; i < G_N_ELEMENTS (size_units); i++)
+  case NDM_CONFIG_RATE:
+    for (i = 0; key->def != 0 && i < G_N_ELEMENTS (size_units); i++)
       if (key->def % size_units[i].mult == 0) {
-        g_string_append_printf (out, "%" PRIu64 "%c",
+        g_string_append_printf (out, "%" PRIu64 "%c%s",
                                 key->def / size_units[i].mult,
-                                size_units[i].suffix);
+                                size_units[i].suffix,
+                                key->kind == NDM_CONFIG_RATE ? "/s" : "");
         return;
       }
     break;

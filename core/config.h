@@ -6,6 +6,7 @@
 #ifndef NBD_DM_CONFIG_H
 #define NBD_DM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,8 @@ enum ndm_config_kind {
   NDM_CONFIG_STRING,            /* char[]: min to max characters, no blanks */
   NDM_CONFIG_COUNT,             /* unsigned: a number from min to max */
   NDM_CONFIG_SIZE,              /* uint64_t: bytes, optional K, M, G */
+  NDM_CONFIG_RATE,              /* uint64_t: bytes/s, a size, optional /s
+                                   ("RATE"); 0 allowed */
   NDM_CONFIG_SECONDS,           /* unsigned: milliseconds, written in s */
   NDM_CONFIG_MILLISECONDS,      /* unsigned: milliseconds */
   NDM_CONFIG_BOOL,              /* bool: true, on, 1 or false, off, 0 */
@@ -52,5 +55,10 @@ void ndm_config_key_format_default (const struct ndm_config_key *key,
  */
 const char *ndm_config_kind_value_name (enum ndm_config_kind kind);
 size_t ndm_config_kind_field_size (enum ndm_config_kind kind);
+
+/* A rate as the user writes it, in a key or a message ("64M/s", "64M",
+ * "0"): bytes per second in *out, or false.
+ */
+bool ndm_config_parse_rate (const char *value, uint64_t *out);
 
 #endif /* NBD_DM_CONFIG_H */

@@ -56,7 +56,9 @@
  *                                    (the control clients), the waiter
  *                                    free list (core/waiter.c),
  *                                    ndm_dirty_log.lock (a mirror's log
- *                                    bits, taken under the target's lock)
+ *                                    bits, taken under the target's lock),
+ *                                    ndm_kcopyd.lock (a target's copier:
+ *                                    its throttle and counters)
  *      f. the error log's limiter    (core/log.c) innermost: a thread may
  *                                    log under any lock
  * Under 4a and the leaves nothing happens but waiter kicks (atomics and

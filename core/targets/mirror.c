@@ -31,7 +31,10 @@
  *
  * Resync: a thread copies each region out of sync from the default leg
  * to the other legs in service while no leg is out of service, holding
- * new writes to the region it copies (core/region-hash.h).
+ * new writes to the region it copies (core/region-hash.h).  The copies
+ * go through the mirror's kcopyd (core/kcopyd.c): bounce buffers charged
+ * to max-bounce, the resync-rate cap (the key, or the resync_rate
+ * message), and a pause per piece while clients have requests in flight.
  *
  * Reinstatement: the core's checker probes the legs from the first
  * resume; a failed leg that answers is put back (or by reinstate_leg)
@@ -43,7 +46,7 @@
  * copied to it before it serves reads, and its letter is A again.
  *
  * Not built yet (docs/targets/mirror.md says which): read repair;
- * verify; resync-rate.
+ * verify.
  *
  * Thread model and locks: map, end_io and release_clone run on request
  * owners, message and status on the control thread, the log's commits on
@@ -60,7 +63,9 @@
 #include "nbd-dm/bio.h"
 #include "nbd-dm/target.h"
 #include "../checker.h"
+#include "../config.h"
 #include "../dirty-log.h"
+#include "../kcopyd.h"
 #include "../log.h"
 #include "../region-hash.h"
 #include "../stats.h"
@@ -122,6 +127,8 @@ struct mirror_c {
   GThread *log_thread;          /* commits a disk log's marks */
   bool log_thread_stop;         /* protected by log->lock */
   GThread *sync_thread;         /* copies regions out of sync */
+  struct ndm_kcopyd *kc;        /* its copies: bounce, throttle, yield;
+                                   stopped with the thread */
   bool sync_stop;               /* presuspend, dtr */
   bool syncing;                 /* a copy runs (JSON) */
   uint64_t resynced;            /* bytes copied, for JSON */
@@ -331,6 +338,7 @@ mirror_ctr (struct ndm_target *ti, unsigned argc, char **argv, GError **err)
 
   m->ti = ti;
   ndm_mutex_init (&m->lock, NDM_LOCK_TARGET);
+  m->kc = ndm_kcopyd_new (ti, ndm_target_config (ti)->resync_rate);
   ndm_checker_init (&m->checker, ti, &mirror_checker_ops, &m->lock, m);
   ti->private = m;
 
@@ -416,6 +424,7 @@ mirror_dtr (struct ndm_target *ti)
   for (i = 0; m->legs != NULL && i < m->nr_legs; i++)
     g_free (m->legs[i].chk.reason);
   g_free (m->legs);
+  ndm_kcopyd_free (m->kc);
   ndm_mutex_clear (&m->lock);
   g_free (m);
 }
@@ -937,47 +946,29 @@ resync_done_locked (struct mirror_c *m)
 }
 
 /* Without the lock: copy [start, start + len) of the target from src to
- * the n legs of dst, then make it stable there.  Returns 0, or -1 with
- * *src_failed set (the read failed) or the legs that failed in
- * *dst_failed (bit i: dst[i]).
+ * the n legs of dst through the kcopyd, then make it stable there.
+ * Returns 0, or -1 with *src_failed set (the read failed) or the legs
+ * that failed in *dst_failed (bit i: dst[i]), or neither (stopped: a
+ * suspend or the table's end; no memory): the region was not copied
+ * and no leg is to blame.
  */
 static int
 copy_range (struct mirror_c *m, struct mirror_leg *src,
             struct mirror_leg **dst, unsigned n, uint64_t start,
             uint64_t len, bool *src_failed, uint64_t *dst_failed)
 {
-  g_autofree char *buf = g_malloc (MIN (len, MIRROR_COPY_PIECE));
-  struct ndm_io_where where[MIRROR_MAX_LEGS];
-  uint64_t off, failed;
+  struct ndm_io_where from = { src->chk.dev, src->offset + start };
+  struct ndm_io_where to[MIRROR_MAX_LEGS];
   unsigned i;
-  int err;
+  int err, r;
 
-  *src_failed = false;
-  *dst_failed = 0;
-  for (off = 0; off < len; off += MIRROR_COPY_PIECE) {
-    uint64_t piece = MIN (len - off, MIRROR_COPY_PIECE);
-    struct ndm_io_where from = { src->chk.dev, src->offset + start + off };
-
-    if (ndm_target_io (m->ti, NDM_OP_READ, 0, &from, 1, buf, piece, NULL,
-                       &err) == -1) {
-      *src_failed = true;
-      return -1;
-    }
-    for (i = 0; i < n; i++)
-      where[i] = (struct ndm_io_where) { dst[i]->chk.dev,
-                                         dst[i]->offset + start + off };
-    failed = 0;
-    if (ndm_target_io (m->ti, NDM_OP_WRITE, 0, where, n, buf, piece, &failed,
-                       &err) == -1)
-      *dst_failed |= failed;
-    __atomic_add_fetch (&m->resynced, piece, __ATOMIC_RELAXED);
-    g_thread_yield ();
-  }
-  failed = 0;
-  if (ndm_target_io (m->ti, NDM_OP_FLUSH, 0, where, n, NULL, 0, &failed,
-                     &err) == -1)
-    *dst_failed |= failed;
-  return *dst_failed != 0 ? -1 : 0;
+  for (i = 0; i < n; i++)
+    to[i] = (struct ndm_io_where) { dst[i]->chk.dev, dst[i]->offset + start };
+  r = ndm_kcopyd_copy (m->kc, &from, to, n, len, src_failed, dst_failed,
+                       &err);
+  if (r == 0 || *dst_failed != 0)
+    __atomic_add_fetch (&m->resynced, len, __ATOMIC_RELAXED);
+  return r;
 }
 
 /* With m->lock held, after the copy of region r: a source that failed is
@@ -1047,7 +1038,7 @@ sync_thread (gpointer data)
     struct mirror_leg *src, *dst[MIRROR_MAX_LEGS];
     g_autoptr (GPtrArray) fence = NULL;
     uint64_t r, start, len, dst_failed;
-    bool src_failed, ok;
+    bool src_failed, copied, ok;
     unsigned i, n = 0;
 
     if (!ndm_rh_recovery_prepare_locked (&m->rh, &r)) {
@@ -1079,11 +1070,14 @@ sync_thread (gpointer data)
     len = MIN (m->rh.region_size, bytes - start);
     ndm_mutex_unlock (&m->lock);
 
-    copy_range (m, src, dst, n, start, len, &src_failed, &dst_failed);
+    copied = copy_range (m, src, dst, n, start, len, &src_failed,
+                         &dst_failed) == 0;
 
     fence = g_ptr_array_new ();
     ndm_mutex_lock (&m->lock);
-    ok = copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
+    /* Not copied and no leg to blame (stopped): out of sync still. */
+    ok = (copied || src_failed || dst_failed != 0) &&
+      copy_ended_locked (m, r, src, dst, n, src_failed, dst_failed, fence);
     ndm_rh_recovery_end_locked (&m->rh, ok);
     if (ok) {
       uint64_t in_sync;
@@ -1126,6 +1120,8 @@ stop_sync_thread (struct mirror_c *m)
   ndm_mutex_lock (&m->lock);
   m->sync_stop = true;
   ndm_rh_stop_recovery_locked (&m->rh);
+  /* A copy waiting for its throttle or the bounce cap ends now. */
+  ndm_kcopyd_stop (m->kc, true);
   t = m->sync_thread;
   m->sync_thread = NULL;
   ndm_mutex_unlock (&m->lock);
@@ -1138,6 +1134,7 @@ start_sync_thread (struct mirror_c *m)
 {
   ndm_mutex_lock (&m->lock);
   m->sync_stop = false;
+  ndm_kcopyd_stop (m->kc, false);
   ndm_rh_start_recovery_locked (&m->rh);
   if (m->sync_thread == NULL)
     m->sync_thread = ndm_thread_try_new ("ndm-mirror-sync", sync_thread, m);
@@ -1416,10 +1413,54 @@ message_reinstate_leg (struct ndm_target *ti, unsigned argc, char **argv,
   return 0;
 }
 
+/* Every region out of sync: the resync copies all of it from the
+ * default leg again (a leg whose export was replaced behind our back).
+ * The legs keep their state: those in sync stay sources, and reads of a
+ * region not copied yet go to the default leg only, as for any region
+ * out of sync.  A disk log marks the regions, so a restart before the
+ * end copies what is left.
+ */
+static int
+message_resync (struct ndm_target *ti, unsigned argc, char **argv,
+                GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+
+  ndm_mutex_lock (&m->lock);
+  ndm_rh_mark_nosync_locked (&m->rh, 0, m->rh.nr_regions - 1);
+  g_cond_broadcast (&m->rh.cond);
+  ndm_mutex_unlock (&m->lock);
+  ndm_log_info ("mirror: every region out of sync by message: resyncing");
+  ndm_target_event (ti);
+  return 0;
+}
+
+/* This mirror's cap from now, over the resync-rate key's; a throttle
+ * wait in progress looks at it at once.
+ */
+static int
+message_resync_rate (struct ndm_target *ti, unsigned argc, char **argv,
+                     GString *result, GError **err)
+{
+  struct mirror_c *m = ti->private;
+  uint64_t rate;
+
+  if (!ndm_config_parse_rate (argv[1], &rate)) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "resync_rate '%s': expected a size per second (64M, "
+                 "64M/s) or 0", argv[1]);
+    return -1;
+  }
+  ndm_kcopyd_set_rate (m->kc, rate);
+  return 0;
+}
+
 /* docs/targets/mirror.md, "Messages"; device_dead is the core's. */
 static const struct ndm_target_message mirror_messages[] = {
   { "fail_leg", 1, 1, "<leg>", message_fail_leg },
   { "reinstate_leg", 1, 1, "<leg>", message_reinstate_leg },
+  { "resync", 0, 0, NULL, message_resync },
+  { "resync_rate", 1, 1, "<SIZE/s>", message_resync_rate },
   { NULL },
 };
 
@@ -1487,8 +1528,33 @@ leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
     : "resyncing";
 }
 
+/* With m->lock held: "resync":{"state":"running"|"idle","rate_limit":N,
+ * "rate":N,"eta_ms":N,"copied":N}: the cap and the measured rate in
+ * bytes/s, the time left at that rate for the regions out of sync (0
+ * when idle or before a rate is measured), the bytes copied so far.
+ */
+static void
+resync_json_locked (struct mirror_c *m, uint64_t in_sync, GString *out)
+{
+  uint64_t bytes, rate, eta_ms = 0;
+  double left;
+
+  ndm_assert_held (&m->lock);
+  ndm_kcopyd_stats (m->kc, &bytes, &rate);
+  left = (double) (m->log->nr_regions - in_sync) * m->log->region_size;
+  if (m->syncing && rate > 0)
+    eta_ms = (uint64_t) (left * 1000 / rate);
+  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
+                          "\"rate_limit\":%" PRIu64 ",\"rate\":%" PRIu64
+                          ",\"eta_ms\":%" PRIu64 ",\"copied\":%" PRIu64
+                          "}", m->syncing ? "running" : "idle",
+                          ndm_kcopyd_rate (m->kc), rate, eta_ms,
+                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+}
+
 /* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
  *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
+ *  "resync":{..},
  *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
  *  "reason":"..","write_errors":0,"read_errors":0,"reads":N}]}
  */
@@ -1519,10 +1585,7 @@ mirror_status_json (struct ndm_target *ti, GString *out)
     g_string_append (out, "null");
   g_string_append (out, ",\"log\":");
   ndm_dirty_log_status_json (m->log, out);
-  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
-                          "\"copied\":%" PRIu64 "}",
-                          m->syncing ? "running" : "idle",
-                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  resync_json_locked (m, in_sync, out);
   g_string_append (out, ",\"legs\":[");
   for (i = 0; i < m->nr_legs; i++) {
     struct mirror_leg *leg = &m->legs[i];

@@ -105,6 +105,8 @@ struct ndm_config {
   unsigned connections;         /* per device that allows multi-conn */
   uint64_t max_inflight;        /* bytes of data bios in flight (R8) */
   uint64_t max_bounce;          /* bytes of bounce buffers (R7, R8) */
+  uint64_t resync_rate;         /* mirror: bytes/s its copies read, 0 no
+                                   cap (core/kcopyd.c) */
   unsigned connect_timeout_ms;  /* NBD handshake, at start-up */
   unsigned reconnect_ms;        /* delay between reconnect attempts */
   unsigned io_timeout_ms;       /* fence a device silent this long; 0 off */

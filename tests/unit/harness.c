@@ -5,6 +5,7 @@
 #include "nbd-dm/bio.h"
 #include "nbd-dm/control.h"
 #include "nbd-dm/target.h"
+#include "core.h"
 #include "harness.h"
 
 /* ---- the probe target ------------------------------------------------------ */
@@ -373,4 +374,41 @@ h_fill (void *buf, size_t len, uint64_t seed)
 
   for (i = 0; i < len; i++)
     p[i] = (uint8_t) ((i * 2654435761u) >> 13) ^ (uint8_t) (seed * 131 + i / 512);
+}
+
+struct ndm_target *
+h_first_target (struct ndm_md *md)
+{
+  struct ndm_table *t = ndm_md_get_table (md);
+  struct ndm_target *ti = &t->targets[0];
+
+  ndm_table_unref (t);          /* md's live reference keeps it */
+  return ti;
+}
+
+struct ndm_device *
+h_device_of (struct ndm_md *md, const char *name)
+{
+  struct ndm_table *t = ndm_md_get_table (md);
+  struct ndm_device *dev = NULL;
+  unsigned i;
+
+  for (i = 0; i < t->devices->len; i++) {
+    struct ndm_device *d = t->devices->pdata[i];
+
+    if (g_str_has_prefix (d->uri, "fake://") &&
+        strncmp (d->uri + 7, name, strlen (name)) == 0 &&
+        (d->uri[7 + strlen (name)] == '?' ||
+         d->uri[7 + strlen (name)] == '\0'))
+      dev = d;
+  }
+  ndm_table_unref (t);
+  g_assert_nonnull (dev);
+  return dev;
+}
+
+uint64_t
+h_bounce_used (struct ndm_md *md)
+{
+  return __atomic_load_n (&md->bounce.used, __ATOMIC_SEQ_CST);
 }

@@ -92,6 +92,17 @@ GArray *h_probe_endios (void);
 /* The next n end_io calls that see an error return REQUEUE. */
 void h_probe_requeue (unsigned n);
 
+/* The first target of md's live table (md's reference keeps it): whose
+ * own I/O (ndm_target_io, a kcopyd) a test runs.
+ */
+struct ndm_target;
+struct ndm_target *h_first_target (struct ndm_md *md);
+/* The device of md's live table opened as fake://name or fake://name?... */
+struct ndm_device *h_device_of (struct ndm_md *md, const char *name);
+
+/* Bytes charged to md's bounce budget now (a copy may run meanwhile). */
+uint64_t h_bounce_used (struct ndm_md *md);
+
 /* Fill buf with a pattern that differs per offset and seed. */
 void h_fill (void *buf, size_t len, uint64_t seed);
 

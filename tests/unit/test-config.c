@@ -101,6 +101,15 @@ test_set_kinds (void)
   g_assert_cmpuint (cfg.max_inflight, ==, 1024);
   g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "2G", &err), ==, 1);
   g_assert_cmpuint (cfg.max_bounce, ==, UINT64_C (2) << 30);
+  g_assert_cmpuint (cfg.resync_rate, ==, 0);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "64M/s", &err), ==,
+                   1);
+  g_assert_cmpuint (cfg.resync_rate, ==, 64 << 20);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "512k", &err), ==,
+                   1);
+  g_assert_cmpuint (cfg.resync_rate, ==, 512 << 10);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "0", &err), ==, 1);
+  g_assert_cmpuint (cfg.resync_rate, ==, 0);
   g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "ON", &err),
                    ==, 1);
   g_assert_true (cfg.structured_replies);
@@ -130,6 +139,16 @@ static const struct bad_value {
   { "max-bounce", "17179869184G", "max-bounce: '17179869184G' is not a "
     "size: expected a positive number of bytes with an optional K, M or G "
     "suffix" },
+  { "resync-rate", "10 parsecs", "resync-rate: '10 parsecs' is not a rate: "
+    "expected a size per second (64M, 64M/s) or 0" },
+  { "resync-rate", "64M/h", "resync-rate: '64M/h' is not a rate: "
+    "expected a size per second (64M, 64M/s) or 0" },
+  { "resync-rate", "/s", "resync-rate: '/s' is not a rate: "
+    "expected a size per second (64M, 64M/s) or 0" },
+  { "resync-rate", "-1M/s", "resync-rate: '-1M/s' is not a rate: "
+    "expected a size per second (64M, 64M/s) or 0" },
+  { "resync-rate", "17179869184G/s", "resync-rate: '17179869184G/s' is not "
+    "a rate: expected a size per second (64M, 64M/s) or 0" },
   { "connect-timeout", "3601",
     "connect-timeout: '3601' is not a number from 1 to 3600" },
   { "reconnect-delay", "1.5",

@@ -8,17 +8,6 @@
 
 #define K4 4096
 
-/* The first target of md's live table: whose I/O it is. */
-static struct ndm_target *
-first_target (struct ndm_md *md)
-{
-  struct ndm_table *t = ndm_md_get_table (md);
-  struct ndm_target *ti = &t->targets[0];
-
-  ndm_table_unref (t);          /* md's live reference keeps it */
-  return ti;
-}
-
 /* A mapped device whose first target names fakes a, b and c. */
 static struct ndm_md *
 three_devices (const char *query)
@@ -31,27 +20,6 @@ three_devices (const char *query)
   return h_md_new (table, NULL);
 }
 
-/* The devices of the table, by the fake's name. */
-static struct ndm_device *
-device_of (struct ndm_md *md, const char *name)
-{
-  struct ndm_table *t = ndm_md_get_table (md);
-  struct ndm_device *dev = NULL;
-  unsigned i;
-
-  for (i = 0; i < t->devices->len; i++) {
-    struct ndm_device *d = t->devices->pdata[i];
-
-    if (g_str_has_prefix (d->uri, "fake://") &&
-        strncmp (d->uri + 7, name, strlen (name)) == 0 &&
-        d->uri[7 + strlen (name)] == '?')
-      dev = d;
-  }
-  ndm_table_unref (t);
-  g_assert_nonnull (dev);
-  return dev;
-}
-
 /* Fakes a, b and c at offset. */
 static void
 fill_where (struct ndm_md *md, struct ndm_io_where *w, uint64_t offset)
@@ -60,7 +28,7 @@ fill_where (struct ndm_md *md, struct ndm_io_where *w, uint64_t offset)
   unsigned i;
 
   for (i = 0; i < 3; i++)
-    w[i] = (struct ndm_io_where) { device_of (md, names[i]), offset };
+    w[i] = (struct ndm_io_where) { h_device_of (md, names[i]), offset };
 }
 
 /* One write to fakes a, b and c, the same len bytes at offset. */
@@ -89,7 +57,7 @@ io_case_init (struct io_case *c, const char *query, uint64_t offset,
 static int
 io_case_write (struct io_case *c)
 {
-  return ndm_target_io (first_target (c->md), NDM_OP_WRITE, 0, c->w, 3,
+  return ndm_target_io (h_first_target (c->md), NDM_OP_WRITE, 0, c->w, 3,
                         c->buf, c->len, &c->failed, &c->err);
 }
 
@@ -124,7 +92,7 @@ test_write_every_device_read_first (void)
   io_case_assert_on (&c, "c");
 
   memset (fake_data (fake_lookup ("a")) + 8192, 'a', K4);
-  g_assert_cmpint (ndm_target_io (first_target (c.md), NDM_OP_READ, 0, c.w,
+  g_assert_cmpint (ndm_target_io (h_first_target (c.md), NDM_OP_READ, 0, c.w,
                                   3, back, K4, NULL, &err), ==, 0);
   g_assert_cmpuint (fake_count_op (fake_lookup ("b"), NDM_OP_READ), ==, 0);
   g_assert_cmpuint (fake_count_op (fake_lookup ("c"), NDM_OP_READ), ==, 0);
@@ -198,7 +166,7 @@ test_first_error_by_index (void)
   GThread *th;
 
   fill_where (md, w, 0);
-  t.ti = first_target (md);
+  t.ti = h_first_target (md);
   th = g_thread_new ("io", io_thread, &t);
   fake_wait_pending (fake_lookup ("c"), 1);
   fake_complete (fake_lookup ("c"), 0, EIO);
@@ -239,7 +207,7 @@ test_flush_every_device (void)
   int err = 0;
 
   fill_where (md, w, 0);
-  g_assert_cmpint (ndm_target_io (first_target (md), NDM_OP_FLUSH, 0, w, 3,
+  g_assert_cmpint (ndm_target_io (h_first_target (md), NDM_OP_FLUSH, 0, w, 3,
                                   NULL, 0, NULL, &err), ==, 0);
   g_assert_cmpuint (fake_count_op (fake_lookup ("a"), NDM_OP_FLUSH), ==, 1);
   g_assert_cmpuint (fake_count_op (fake_lookup ("b"), NDM_OP_FLUSH), ==, 0);

@@ -763,12 +763,13 @@ test_write_to_recovering_region (void)
   g_assert_cmpuint (fake_submitted (a), ==, 1);
   g_assert_cmpuint (fake_submitted (b), ==, 0);
   g_assert_false (h_io_done (io));
-  fake_complete_all (a);
+  /* By index: the next command may come while a completion runs. */
+  fake_complete (a, 0, 0);
   fake_wait_pending (b, 1);               /* the copy's write */
   g_assert_false (h_io_done (io));
-  fake_complete_all (b);
+  fake_complete (b, 0, 0);
   fake_wait_pending (b, 1);               /* its flush */
-  fake_complete_all (b);
+  fake_complete (b, 1, 0);
   /* Released: the write goes to both. */
   fake_wait_pending (a, 1);
   fake_wait_pending (b, 1);
@@ -779,6 +780,285 @@ test_write_to_recovering_region (void)
   g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, buf, 4 * KIB);
   g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
   wait_sync (md, "1/1 1 AA", NULL, NULL);
+  h_md_free (md);
+}
+
+/* ---- the resync's copies: bounce, rate (core/kcopyd.c) ------------------------ */
+
+/* A mapped device of table over fakes (cfg's keys), a's first bytes
+ * random before the resync starts (at ndm_md_start), and taken bytes of
+ * its bounce budget taken by the test.
+ */
+static struct ndm_md *
+mirror_filled (const char *table, struct ndm_config *cfg, uint64_t bytes,
+               uint64_t taken)
+{
+  struct ndm_md *md;
+  GError *err = NULL;
+
+  cfg->device_class = &fake_device_class;
+  md = ndm_md_new (cfg);
+  if (taken > 0)
+    g_assert_true (ndm_budget_try_get (&md->bounce, taken,
+                                       ndm_waiter_self ()));
+  g_assert_cmpint (ndm_md_load (md, table, &err), ==, 0);
+  g_assert_no_error (err);
+  h_fill (fake_data (fake_lookup ("a")), bytes, 9);
+  ndm_md_start (md);
+  return md;
+}
+
+/* a with random data and b with zeroes, every region to copy,
+ * max-bounce 16 KiB (pieces of 8 KiB), whose budget is all taken before
+ * the resync starts.
+ */
+static struct ndm_md *
+mirror_with_bounce_taken (uint64_t taken)
+{
+  struct ndm_config cfg;
+
+  ndm_config_init (&cfg);
+  cfg.max_bounce = 16 * KIB;
+  return mirror_filled ("0 256 mirror core 1 128 "
+                        "2 fake://a?mode=held 0 fake://b 0", &cfg,
+                        128 * KIB, taken);
+}
+
+/* R8: the resync never holds more than max-bounce; at the cap it waits
+ * (copies nothing, fails nothing) and goes on when the budget is back,
+ * one piece charged at a time.
+ */
+static void
+test_recovery_bounce_charged (void)
+{
+  struct ndm_md *md = mirror_with_bounce_taken (16 * KIB);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *status = NULL;
+  unsigned i = 0;
+
+  g_usleep (200000);
+  g_assert_cmpuint (fake_submitted (a), ==, 0);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, ==, "0/2 1 AA");
+  ndm_budget_put (&md->bounce, 16 * KIB);
+  /* 2 regions of 64 KiB: 16 reads of 8 KiB, each with one piece charged. */
+  for (i = 0; i < 16; i++) {
+    fake_wait_pending (a, 1);
+    g_assert_cmpuint (h_bounce_used (md), ==, 8 * KIB);
+    fake_complete (a, i, 0);
+  }
+  wait_sync (md, "2/2 1 AA", a, NULL);
+  g_assert_cmpmem (fake_data (b), 128 * KIB, fake_data (a), 128 * KIB);
+  g_assert_cmpuint (h_bounce_used (md), ==, 0);
+  h_md_free (md);
+}
+
+/* A rate cap bounds the bytes copied: at 4 KiB/s the resync may copy one
+ * piece at once (a region: the bucket's debt) and then 4 KiB per second
+ * of the time it ran, whatever that time is; a run on a loaded machine
+ * only lowers the count.  resync_rate 0 lifts the cap at once, waiting
+ * copy included.
+ */
+static void
+test_recovery_rate (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a;
+  gint64 t0 = g_get_monotonic_time ();
+  g_autofree char *status = NULL;
+  double seconds;
+  uint64_t bound;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K/s", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
+  a = fake_lookup ("a");
+  while (fake_count_op (a, NDM_OP_READ) == 0)
+    g_usleep (1000);
+  g_usleep (300000);
+  seconds = (g_get_monotonic_time () - t0) / 1e6;
+  bound = 2 * 64 * KIB + (uint64_t) (seconds * 4 * KIB);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ) * 64 * KIB, <=, bound);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, !=, "16/16 1 AA");
+  g_free (h_command_ok (md, "message 0 resync_rate 0"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  h_md_free (md);
+}
+
+/* A suspend while the resync waits for its throttle (4 KiB/s: the
+ * second region waits a quarter of a minute) ends the wait at once; the
+ * region it was to copy stays out of sync (nothing was copied to it),
+ * and after the resume, uncapped, every leg ends equal.
+ */
+static void
+test_recovery_stop_in_throttle (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a, *b;
+  g_autofree char *status = NULL;
+  GError *err = NULL;
+  gint64 t0;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
+  md = mirror_filled ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0",
+                      &cfg, 1 << 20, 0);
+  a = fake_lookup ("a");
+  b = fake_lookup ("b");
+  wait_sync (md, "1/16 1 AA", NULL, NULL);
+  g_usleep (50000);                     /* into the throttle's wait */
+  t0 = g_get_monotonic_time ();
+  g_assert_cmpint (ndm_md_suspend (md, false, &err), ==, 0);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_TIME_SPAN_SECOND);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, ==, "1/16 1 AA");
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_WRITE), ==, 1);
+  g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
+  g_assert_no_error (err);
+  g_free (h_command_ok (md, "message 0 resync_rate 0"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  h_md_free (md);
+}
+
+/* The JSON's resync object: the cap (key, then message), the rate and
+ * time left while it runs, the bytes copied.
+ */
+static void
+test_recovery_json (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  g_autofree char *json = NULL, *json2 = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
+  /* The first region is copied at once, the second waits 16 s. */
+  for (;;) {
+    g_free (json);
+    json = h_command_ok (md, "status --json");
+    if (strstr (json, "\"copied\":65536}") != NULL)
+      break;
+    g_assert_cmpuint (g_get_monotonic_time () - t0, <,
+                      10 * G_TIME_SPAN_SECOND);
+    g_usleep (2000);
+  }
+  g_assert_nonnull (strstr (json, "\"resync\":{\"state\":\"running\","
+                            "\"rate_limit\":4096,\"rate\":"));
+  g_assert_null (strstr (json, "\"eta_ms\":0,"));
+  g_free (h_command_ok (md, "message 0 resync_rate 0"));
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  json2 = h_command_ok (md, "status --json");
+  g_assert_nonnull (strstr (json2, "\"resync\":{\"state\":\"idle\","
+                            "\"rate_limit\":0,"));
+  g_assert_nonnull (strstr (json2, "\"eta_ms\":0,\"copied\":1048576}"));
+  h_md_free (md);
+}
+
+/* ---- messages: resync, resync_rate --------------------------------------------- */
+
+/* b's export was replaced behind the mirror's back (nosync said equal):
+ * resync copies every region from the default leg again, with an event,
+ * and b is a's again.
+ */
+static void
+test_message_resync (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror core 2 128 nosync "
+                                "2 fake://a 0 fake://b 0", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  g_autofree char *status = NULL;
+  unsigned ev = event_nr (md);
+
+  h_fill (fake_data (a), 1 << 20, 4);
+  status = sync_and_letters (md);
+  g_assert_cmpstr (status, ==, "16/16 1 AA");
+  g_free (h_command_ok (md, "message 0 resync"));
+  g_assert_cmpuint (event_nr (md), >, ev);
+  wait_sync (md, "16/16 1 AA", NULL, NULL);
+  g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_READ), ==, 16);
+  h_md_free (md);
+}
+
+/* resync_rate sets this mirror's cap over the key's, in each way a rate
+ * is written.
+ */
+static void
+test_message_resync_rate (void)
+{
+  static const struct {
+    const char *word;
+    const char *want;
+  } rates[] = {
+    { "64M/s", "\"rate_limit\":67108864," },
+    { "512K", "\"rate_limit\":524288," },
+    { "4096", "\"rate_limit\":4096," },
+    { "1g/s", "\"rate_limit\":1073741824," },
+    { "0", "\"rate_limit\":0," },
+  };
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  unsigned i;
+
+  ndm_config_init (&cfg);
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "1M/s", NULL), ==, 1);
+  md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0",
+                 &cfg);
+  for (i = 0; i <= G_N_ELEMENTS (rates); i++) {
+    g_autofree char *json = NULL;
+
+    if (i > 0) {
+      g_autofree char *cmd = g_strdup_printf ("message 0 resync_rate %s",
+                                              rates[i - 1].word);
+
+      g_free (h_command_ok (md, cmd));
+    }
+    json = h_command_ok (md, "status --json");
+    g_assert_nonnull (strstr (json, i == 0 ? "\"rate_limit\":1048576,"
+                              : rates[i - 1].want));
+  }
+  h_md_free (md);
+}
+
+/* With a disk log, resync marks every region in the log (the bitmap
+ * after the 4 KiB header, on the log device), so a restart before the
+ * end copies what is left; the copies then clear the marks.
+ */
+static void
+test_message_resync_disk_log (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 mirror disk 3 fake://l 128 nosync "
+                                "2 fake://a 0 fake://b?mode=held 0", NULL);
+  struct fake_dev *b = fake_lookup ("b");
+  struct ndm_io_where bitmap = { h_device_of (md, "l"),
+                                 NDM_DIRTY_LOG_HEADER_SIZE };
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  unsigned char bits[4096];
+  int err;
+
+  g_free (h_command_ok (md, "message 0 resync"));
+  fake_wait_pending (b, 1);               /* the first copy's write */
+  /* Read as the log's own I/O is: under the fake's lock, not racing the
+   * log thread's commit.
+   */
+  for (;;) {
+    g_assert_cmpint (ndm_target_io (h_first_target (md), NDM_OP_READ, 0,
+                                    &bitmap, 1, bits, sizeof bits, NULL,
+                                    &err), ==, 0);
+    if (bits[0] == 0xff && bits[1] == 0xff)
+      break;
+    if (g_get_monotonic_time () > end)
+      g_error ("the log's bitmap has %02x%02x, expected ffff", bits[0],
+               bits[1]);
+    g_usleep (2000);
+  }
+  wait_sync (md, "16/16 1 AA", NULL, b);
   h_md_free (md);
 }
 
@@ -1137,6 +1417,28 @@ static const struct h_command_error message_errors[] = {
     "reinstated: it is in service" },
   { "unknown", TWO_LEGS, "message 0 frobnicate",
     "unknown message 'frobnicate'" },
+  { "resync-argument", TWO_LEGS, "message 0 resync now",
+    "resync: expected no argument, got 1 argument" },
+};
+
+/* Each bad word of resync_rate, refused with its message. */
+static const struct h_command_error resync_rate_errors[] = {
+  { "no-argument", TWO_LEGS, "message 0 resync_rate",
+    "resync_rate requires an additional argument: expected one argument, "
+    "the SIZE/s" },
+  { "two-arguments", TWO_LEGS, "message 0 resync_rate 1M /s",
+    "resync_rate: expected one argument" },
+  { "words", TWO_LEGS, "message 0 resync_rate parsecs",
+    "resync_rate 'parsecs': expected a size per second (64M, 64M/s) or 0" },
+  { "per-hour", TWO_LEGS, "message 0 resync_rate 64M/h",
+    "resync_rate '64M/h': expected a size per second (64M, 64M/s) or 0" },
+  { "unit", TWO_LEGS, "message 0 resync_rate 1T",
+    "resync_rate '1T': expected a size per second (64M, 64M/s) or 0" },
+  { "negative", TWO_LEGS, "message 0 resync_rate -1M",
+    "resync_rate '-1M': expected a size per second (64M, 64M/s) or 0" },
+  { "overflow", TWO_LEGS,
+    "message 0 resync_rate 17179869184G/s", "resync_rate '17179869184G/s': "
+    "expected a size per second (64M, 64M/s) or 0" },
 };
 #undef TWO_LEGS
 
@@ -1176,6 +1478,16 @@ main (int argc, char *argv[])
                         GINT_TO_POINTER (1), test_resync_destination_fails);
   g_test_add_data_func ("/mirror/recovery/destination-fails/ignored",
                         GINT_TO_POINTER (0), test_resync_destination_fails);
+  g_test_add_func ("/mirror/recovery/bounce-charged",
+                   test_recovery_bounce_charged);
+  g_test_add_func ("/mirror/recovery/rate", test_recovery_rate);
+  g_test_add_func ("/mirror/recovery/json", test_recovery_json);
+  g_test_add_func ("/mirror/recovery/stop-in-throttle",
+                   test_recovery_stop_in_throttle);
+  g_test_add_func ("/mirror/messages/resync", test_message_resync);
+  g_test_add_func ("/mirror/messages/resync-rate", test_message_resync_rate);
+  g_test_add_func ("/mirror/messages/resync/disk-log-marks",
+                   test_message_resync_disk_log);
   g_test_add_func ("/mirror/recovery/write-to-recovering-region",
                    test_write_to_recovering_region);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",
@@ -1190,6 +1502,8 @@ main (int argc, char *argv[])
                    test_reinstate_after_device_dead);
   g_test_add_func ("/mirror/reinstate/checker/absent-at-load",
                    test_reinstate_absent_at_load);
+  h_add_command_errors ("/mirror/messages/resync-rate/bad",
+                        resync_rate_errors, G_N_ELEMENTS (resync_rate_errors));
   h_add_command_errors ("/mirror/message/error", message_errors,
                         G_N_ELEMENTS (message_errors));
   return g_test_run ();
