@@ -49,8 +49,8 @@
 # the report says they were not measured.
 #
 # Everything listens on unix sockets in a private temp dir; only PIDs
-# started here are killed, by PID, on exit or failure.  About 7 minutes
-# with the defaults.
+# started here are killed, by PID, on exit or failure.  About 6 minutes
+# with the defaults on an idle box, more on a busy one.
 # Env knobs [defaults]:
 #   RUNTIME [5] RAMP [1]  seconds per fio run in parts reads and writes
 #   REPS [3]              repetitions of every part
