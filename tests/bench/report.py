@@ -17,9 +17,9 @@ import os
 import re
 import sys
 
-from reportlib import (BUILD, MP_BEGIN, MP_END, busy_before, caution, fmt, med,
-                       parse_args, read_fio, read_json, read_meta, seconds, spread,
-                       spread_cell, verdict, write_file)
+from reportlib import (BUILD, MIRROR_BEGIN, MIRROR_END, MP_BEGIN, MP_END, busy_before,
+                       caution, find_section, fmt, med, parse_args, read_fio, read_json,
+                       read_meta, seconds, spread, spread_cell, verdict, write_file)
 
 KEY = {"W1": "mib", "W1n": "mib", "W2": "mib", "W3": "iops", "W4": "iops",
        "W5": "p50", "W6": "iops"}
@@ -257,15 +257,6 @@ def keep_analysis(path):
     return PLACEHOLDER
 
 
-def keep_multipath(path):
-    """The multipath section (bench-multipath.sh writes it), kept as is."""
-    if not path or not os.path.exists(path):
-        return None
-    m = re.search(re.escape(MP_BEGIN) + r".*?" + re.escape(MP_END),
-                  open(path).read(), re.S)
-    return m.group(0) if m else None
-
-
 def render(d, rows, meta, analysis):
     g = meta.get
     o = ["# nbd-dm performance", "",
@@ -337,9 +328,11 @@ def main(argv):
     if not rows:
         sys.exit(f"report.py: no results in {d}")
     text = render(d, rows, read_meta(d), keep_analysis(out))
-    mp = keep_multipath(out)
-    if mp:
-        text += "\n" + mp + "\n"
+    # the sections of bench-multipath.sh and bench-mirror.sh, as they are
+    for begin, end in ((MP_BEGIN, MP_END), (MIRROR_BEGIN, MIRROR_END)):
+        kept = find_section(out, begin, end)
+        if kept:
+            text += "\n" + kept + "\n"
     if out:
         write_file(out, text)
     else:

@@ -21,7 +21,7 @@ import sys
 
 from reportlib import (BUILD, MP_BEGIN, MP_END, busy_before, caution, fmt, med,
                        parse_args, read_fio, read_json, read_meta, seconds, spread,
-                       spread_cell, verdict, write_file)
+                       spread_cell, verdict, write_section)
 
 TARGET = 1.8            # multipath over 2 paths vs nbd-dm linear over 1
 
@@ -265,18 +265,6 @@ def render(d, meta, rows, reps):
     return "\n".join(o) + "\n"
 
 
-def write_doc(path, section):
-    txt = open(path).read() if os.path.exists(path) else ""
-    b, e = txt.find(MP_BEGIN), txt.find(MP_END)
-    if b != -1 and e != -1 and e > b:
-        txt = txt[:b] + section.rstrip("\n") + txt[e + len(MP_END):]
-    else:
-        if txt and not txt.endswith("\n"):
-            txt += "\n"
-        txt += ("\n" if txt else "") + section
-    write_file(path, txt)
-
-
 def main(argv):
     d, doc = parse_args(argv, "--doc", "report_multipath.py OUTDIR [--doc docs/performance.md]")
     meta, rows, reps = read_meta(d), load_scaling(d), load_failover(d)
@@ -319,7 +307,7 @@ def main(argv):
                 if k not in ("errors", "bad") else f"{sum(r[k] for _, r in reps):>9}"
                 for k in keys) + "  (errors, bad: sums)")
     if doc:
-        write_doc(doc, render(d, meta, rows, reps))
+        write_section(doc, MP_BEGIN, MP_END, render(d, meta, rows, reps))
         print(f"wrote the MULTIPATH section of {doc}")
     return 0
 

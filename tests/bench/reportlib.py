@@ -2,7 +2,8 @@
 """What report.py (bench.sh's results) and report_multipath.py
 (bench-multipath.sh's) share: reading a results dir (meta.txt, fio and CPU
 JSON), medians and spreads, number formatting, the caution line and the
-verdicts, the MULTIPATH markers of docs/performance.md and the command line.
+verdicts, the MULTIPATH and MIRROR markers of docs/performance.md, keeping
+and replacing such a section, and the command line.
 """
 import json
 import os
@@ -14,6 +15,10 @@ import sys
 # writes it, report.py keeps it as it is.
 MP_BEGIN = "<!-- MULTIPATH:BEGIN -->"
 MP_END = "<!-- MULTIPATH:END -->"
+# bench-mirror.sh's section: report_mirror.py writes it (keeping the
+# analysis between the MIRROR-ANALYSIS markers), report.py keeps it.
+MIRROR_BEGIN = "<!-- MIRROR:BEGIN -->"
+MIRROR_END = "<!-- MIRROR:END -->"
 
 BUILD = "cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2"
 
@@ -128,3 +133,27 @@ def write_file(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def find_section(path, begin, end):
+    """The text of path from marker begin to marker end (both included),
+    or None if the file or either marker is missing."""
+    if not path or not os.path.exists(path):
+        return None
+    m = re.search(re.escape(begin) + r".*?" + re.escape(end), open(path).read(), re.S)
+    return m.group(0) if m else None
+
+
+def write_section(path, begin, end, section):
+    """Replace the text of path from marker begin to marker end with
+    section (which carries both markers); append it if they are missing.
+    Nothing else in the file is touched."""
+    txt = open(path).read() if os.path.exists(path) else ""
+    b, e = txt.find(begin), txt.find(end)
+    if b != -1 and e != -1 and e > b:
+        txt = txt[:b] + section.rstrip("\n") + txt[e + len(end):]
+    else:
+        if txt and not txt.endswith("\n"):
+            txt += "\n"
+        txt += ("\n" if txt else "") + section
+    write_file(path, txt)
