@@ -107,8 +107,9 @@ struct mirror_leg {
                                    until it is reinstated */
   bool stale;                   /* out of service since load: any region
                                    may differ on it */
-  bool reinstated;              /* put back, being resynced: its letter
-                                   is A again once in sync */
+  bool reinstated;              /* put back (or named failed by the disk
+                                   log at load), being resynced: its
+                                   letter is A again once in sync */
   uint64_t write_errors, read_errors, reads;
   uint64_t read_repairs;        /* regions rewritten after a read of
                                    them failed here with EIO */
@@ -503,9 +504,12 @@ load_log (struct mirror_c *m)
     struct mirror_leg *leg = &m->legs[i];
 
     if (m->log->failed_legs & (UINT64_C (1) << i)) {
-      /* It missed writes before the last stop: never a source. */
+      /* It missed writes before the last stop: no source until the
+       * resync has copied them, then A again, as a reinstated leg.
+       */
       leg->in_sync = false;
       leg->health = leg->chk.active ? 'S' : leg->health;
+      leg->reinstated = leg->chk.active;
     }
     else if (!leg->chk.active)
       /* It misses every write from now: recorded like a write error. */
@@ -884,6 +888,18 @@ read_served_locked (struct mirror_c *m, struct mirror_io *io)
   g_cond_broadcast (&m->rh.cond);
 }
 
+/* A fast zero the leg could not do fast after all (it advertised fast
+ * zero, then answered ENOTSUP): the client's answer (R5: unchanged),
+ * not a fault of the leg, which stays in service and in sync.
+ */
+static bool
+fast_zero_refused_by (const struct ndm_clone *clone,
+                      const struct ndm_bio *bio)
+{
+  return clone->op == NDM_OP_ZERO && (clone->flags & NDM_REQ_FAST_ZERO) &&
+    ndm_bio_failed (bio) && bio->status == ENOTSUP;
+}
+
 /* With m->lock held: the legs whose bios failed in this round, added to
  * io->failed; their errors counted.  Those that left service now are
  * added to fence.
@@ -901,7 +917,7 @@ note_failed_legs_locked (struct mirror_c *m, struct ndm_clone *clone,
     g_autofree char *why = NULL;
     char letter;
 
-    if (!ndm_bio_failed (bio))
+    if (!ndm_bio_failed (bio) || fast_zero_refused_by (clone, bio))
       continue;
     leg = leg_of_device (m, bio->dev);
     if (leg != NULL && clone->op == NDM_OP_READ && bio->status == EIO)
@@ -943,10 +959,28 @@ static int
 end_io_write (struct mirror_c *m, struct ndm_clone *clone,
               struct mirror_io *io, int *error, GPtrArray *fence)
 {
+  struct ndm_bio *bio;
+  uint32_t failed_now;
   unsigned i;
 
   ndm_mutex_lock (&m->lock);
-  if (note_failed_legs_locked (m, clone, io, fence) == 0 && *error == 0) {
+  failed_now = note_failed_legs_locked (m, clone, io, fence);
+  ndm_clone_for_each_bio (bio, clone)
+    if (fast_zero_refused_by (clone, bio)) {
+      /* The client zeroes another way now; the legs that did zero fast
+       * differ from this one until then, or until the resync.
+       */
+      uint64_t toff = ndm_clone_target_offset (clone);
+
+      ndm_rh_mark_nosync_locked (&m->rh, ndm_rh_region (&m->rh, toff),
+                                 ndm_rh_region (&m->rh,
+                                                toff + clone->len - 1));
+      ndm_rh_write_end_locked (&m->rh, &io->u.rh);
+      ndm_mutex_unlock (&m->lock);
+      *error = ENOTSUP;
+      return NDM_ENDIO_ERROR;
+    }
+  if (failed_now == 0 && *error == 0) {
     ndm_rh_write_end_locked (&m->rh, &io->u.rh);
     ndm_mutex_unlock (&m->lock);
     return NDM_ENDIO_DONE;

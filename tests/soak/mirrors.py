@@ -239,12 +239,9 @@ class Mirrors:
         if d["in_sync"] != d["regions"]:
             return False
         if last:
-            # A leg a disk log named failed at load is a source again once
-            # copied, but keeps its S (a reinstated leg's goes back to A).
-            return all(l["state"] == "in_sync" and
-                       (l["health"] == "A" or l["health"] == "S" and
-                        d["log"]["type"] == "disk" and
-                        d["log"]["failed_legs"] == 0)
+            # A leg a disk log named failed at load is A again once copied,
+            # as a reinstated leg.
+            return all(l["state"] == "in_sync" and l["health"] == "A"
                        for l in d["legs"])
         return all(l["state"] != "failed" for l in d["legs"]) and \
             any(l["state"] == "in_sync" for l in d["legs"])
