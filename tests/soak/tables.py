@@ -73,6 +73,10 @@ def _mirror(rng, start, length, n, backings):
     # trim less than the others, and an NBD trim leaves the bytes
     # unspecified: the legs would differ where the model allows both).
     limits = rng.random() < 0.4
+    # A leg's minimum block (4 KiB behind "limits") divides its offset and
+    # the length, as the mirror requires (dm: the logical block).
+    block = 8 if limits else 1
+    length = max(length // block, 1) * block
     legs = []
     for j in range(rng.randrange(2, 4)):
         b = Backing("m%d%s" % (n, "abc"[j]),
@@ -80,7 +84,10 @@ def _mirror(rng, start, length, n, backings):
                                                     else set()), 1)
         b.role = "leg"
         backings.append(b)
-        legs.append((b, b.alloc(rng, length)))
+        off = b.alloc(rng, 0)
+        off = -(-off // block) * block
+        b.end = off + length
+        legs.append((b, off))
     # Legs of one size (the mirror checks it: the same data).
     for b, _ in legs:
         b.end = max(d.end for d, _ in legs)
@@ -165,7 +172,7 @@ def generate(rng):
             elif kind == "dust":
                 seg.blksz = rng.choice([512, 1024, 4096])
         segs.append(seg)
-        start += length
+        start += seg.length
     return backings, segs
 
 
