@@ -67,11 +67,14 @@ def image(off):
         f.seek(off); return f.read(B)
 
 h.pwrite(b"A" * B, 0); h.flush()
+# Connected before p1 stops: under load a connection can take longer
+# than the checker needs to fail p1, and X would then go to p2 at once,
+# rightly (it was never sent to p1).
+h2 = nbd.NBD(); h2.connect_uri(uri)
 os.kill(p1_pid, signal.SIGSTOP)
 res = {}
 def write_x():
     try:
-        h2 = nbd.NBD(); h2.connect_uri(uri)
         h2.pwrite(b"X" * B, 0); res["x"] = "ok"
     except nbd.Error as e:
         res["x"] = e.errnum
