@@ -820,16 +820,16 @@ map_write (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
  * acknowledged writes of its own (R9).
  */
 static int
-map_flush (struct mirror_c *m, struct ndm_clone *clone)
+map_flush (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
 {
-  struct ndm_io_where where[MIRROR_MAX_LEGS];
-  unsigned i, n;
+  unsigned i;
 
   ndm_mutex_lock (&m->lock);
-  n = legs_in_service_locked (m, where);
+  for (i = 0; i < m->nr_legs; i++)
+    /* Not again to a leg whose flush failed in an earlier round. */
+    if (m->legs[i].chk.active && !(io->failed & (1u << i)))
+      ndm_clone_map_flush (clone, m->legs[i].chk.dev);
   ndm_mutex_unlock (&m->lock);
-  for (i = 0; i < n; i++)
-    ndm_clone_map_flush (clone, where[i].dev);
   if (m->log->dev != NULL)
     ndm_clone_map_flush (clone, m->log->dev);
   return NDM_MAPIO_REMAPPED;
@@ -1004,23 +1004,34 @@ end_io_write (struct mirror_c *m, struct ndm_clone *clone,
   return NDM_ENDIO_ERROR;
 }
 
-/* A flush succeeds if one leg flushed: a leg that did not has left
- * service (or is out of sync), so what it holds is not relied on.
+/* A flush succeeds if one leg flushed and every leg still in service
+ * did: a leg that did not has left service (or is out of sync), so what
+ * it holds is not relied on.  A leg whose flush never started (cancelled
+ * by an earlier start failure, R6) and that is still in service is
+ * flushed in another round (R9: every live leg).
  */
 static int
 end_io_flush (struct mirror_c *m, struct ndm_clone *clone,
               struct mirror_io *io, int *error, GPtrArray *fence)
 {
   struct ndm_bio *bio;
-  bool one_ok = false;
+  bool one_ok = false, again = false;
 
   ndm_mutex_lock (&m->lock);
   note_failed_legs_locked (m, clone, io, fence);
-  ndm_clone_for_each_bio (bio, clone)
-    if (!ndm_bio_failed (bio) && !bio->cancelled &&
-        leg_of_device (m, bio->dev) != NULL)
+  ndm_clone_for_each_bio (bio, clone) {
+    struct mirror_leg *leg = leg_of_device (m, bio->dev);
+
+    if (leg == NULL)
+      continue;                 /* the log device */
+    if (bio->cancelled)
+      again |= leg->chk.active && !(io->failed & (1u << leg->idx));
+    else if (!ndm_bio_failed (bio))
       one_ok = true;
+  }
   ndm_mutex_unlock (&m->lock);
+  if (again)
+    return NDM_ENDIO_REQUEUE;
   if (*error == 0)
     return NDM_ENDIO_DONE;
   if (one_ok) {
@@ -1648,7 +1659,7 @@ mirror_map (struct ndm_target *ti, struct ndm_clone *clone)
   struct mirror_io *io = ndm_clone_per_io (clone);
 
   if (clone->op == NDM_OP_FLUSH)
-    return map_flush (m, clone);
+    return map_flush (m, clone, io);
   if (ndm_op_writes (clone->op))
     return map_write (m, clone, io);
   /* Reads, cache and block status go where a read would. */

@@ -1857,6 +1857,29 @@ test_fast_zero_refused_keeps_leg (void)
   h_md_free (md);
 }
 
+/* R9 with R6: a flush whose start fails on the first leg (its server
+ * gone: ENOTCONN at submit) cancels the flushes after it, which never
+ * ran; the legs still in service are flushed in another round, and the
+ * client's flush succeeds.  Found by the kernel test (ext4's flush got
+ * EIO when leg a's server was killed).
+ */
+static void
+test_flush_start_failure_flushes_others (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (" 1 handle_errors"), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  unsigned bf = fake_count_op (b, NDM_OP_FLUSH);
+  g_autofree char *st = NULL;
+
+  fake_set_down (a, true);
+  g_assert_cmpint (h_io (md, NDM_OP_FLUSH, NULL, 0, 0, 0), ==, 0);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_FLUSH), ==, bf + 1);
+  st = sync_and_letters (md);
+  g_assert_cmpstr (st, ==, "16/16 1 FA");
+  fake_set_down (a, false);
+  h_md_free (md);
+}
+
 /* ---- suspend, reload, resume --------------------------------------------------- */
 
 /* A suspend stops the log's and the resync's threads (postsuspend,
@@ -2363,6 +2386,8 @@ main (int argc, char *argv[])
                    test_refused_fast_zero_releases_held);
   g_test_add_func ("/mirror/recovery/failed-request-releases-held",
                    test_failed_request_releases_held);
+  g_test_add_func ("/mirror/flush/start-failure-flushes-others",
+                   test_flush_start_failure_flushes_others);
   g_test_add_func ("/mirror/write/fast-zero-refused-keeps-leg",
                    test_fast_zero_refused_keeps_leg);
   g_test_add_func ("/mirror/recovery/failed-request-releases-requeued",
