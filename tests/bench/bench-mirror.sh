@@ -28,7 +28,9 @@
 # DTHREADS requests at once and nbd-dm opens 2 per leg, so QD must exceed
 # 2 x DTHREADS for a second leg to help at all (Little's law).
 #
-# Part writes: two `nbdkit memory SIZE` legs, prefilled:
+# Part writes: two `nbdkit WLEGS SIZE` legs, prefilled (WLEGS: memory, or
+# null: legs that cost the box almost nothing, so that the ratio is the
+# mirror's own cost, not a second leg server's on the same cores):
 #   B.*  4 KiB random write at WQD        target dm-mirror >= 0.8x dm-linear
 #   C.*  1 MiB sequential write at SQD    (reported)
 # configs dm-linear (over leg1), dm-mirror (core log, nosync) and
@@ -86,6 +88,7 @@ RUNTIME=${RUNTIME:-5}
 RAMP=${RAMP:-1}
 REPS=${REPS:-3}
 PARTS=${PARTS:-"reads writes resync"}
+WLEGS=${WLEGS:-memory}
 REGION=${REGION:-1024}
 DSIZE=${DSIZE:-1G}
 DELAY=${DELAY:-5ms}
@@ -241,8 +244,8 @@ fi
 
 # ---------------------------------------------------------------- writes
 if [[ " $PARTS " == *" writes "* ]]; then
-  echo "writes: legs memory $SIZE; 4 KiB random write QD$WQD, 1 MiB sequential write QD$SQD" >&2
-  for d in w1 w2; do start_nbdkit "$d" memory "$SIZE"; prefill "$d" "$((WLEN * 512))"; done
+  echo "writes: legs $WLEGS $SIZE; 4 KiB random write QD$WQD, 1 MiB sequential write QD$SQD" >&2
+  for d in w1 w2; do start_nbdkit "$d" "$WLEGS" "$SIZE"; prefill "$d" "$((WLEN * 512))"; done
   start_nbdkit wlog memory 1M
   start_dm bl "$DM_THREADS" "0 $WLEN linear $(uri w1) 0"
   start_dm bm "$DM_THREADS" "$(mirror_table "$WLEN" "core 2 $REGION nosync" w1 w2)"
