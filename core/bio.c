@@ -516,12 +516,19 @@ bio_issue (struct ndm_bio *bio, enum ndm_bio_state was,
   if (dev->ops->submit (dev, bio, &cmd, s->channel, &s->new_channel,
                         &s->err) == 0)
     return NDM_BIO_ISSUED;
-  ndm_stats_done (dev->stats, cmd.op, cmd.len, s->err, bio->t_cmd);
-  if (s->err == EAGAIN) {
+  if (s->err == EAGAIN && !bio->clone->failfast) {
+    /* No command went out: nothing to count. */
+    ndm_stats_abandon (dev->stats);
     g_atomic_int_set (&bio->state, was);
     return bio_wait (s, NDM_BIO_WAIT_DEVICE,
                      g_get_monotonic_time () + NDM_DEVICE_RETRY_US);
   }
+  /* The device is coming back, but the target has somewhere else to go
+   * now: a path error it acts on (fail the path or leg, go elsewhere).
+   */
+  if (s->err == EAGAIN)
+    s->err = ENOTCONN;
+  ndm_stats_done (dev->stats, cmd.op, cmd.len, s->err, bio->t_cmd);
   bio_finish (bio, s->err);
   return NDM_BIO_FAILED;
 }
@@ -667,7 +674,8 @@ ndm_bio_endio (struct ndm_bio *bio, int status)
 {
   ndm_stats_done (bio->dev->stats, bio->cmd_op, bio->cmd_len, status,
                   bio->t_cmd);
-  if (status == ESHUTDOWN && bio->reissues < NDM_MAX_REISSUES) {
+  if (status == ESHUTDOWN && !bio->clone->failfast &&
+      bio->reissues < NDM_MAX_REISSUES) {
     /* The server did not run it: it is going away, and may be coming
      * back (restarted behind the same address).  The same step again,
      * on a fresh connection to the same device (the device drops those

@@ -256,6 +256,7 @@ clone_map (struct ndm_clone *clone)
   clone->credited = 0;
   clone->error = 0;
   clone->not_before = 0;
+  clone->failfast = false;
   r = ti->type->map (ti, clone);
   clone->map_result = r;
   switch (r) {

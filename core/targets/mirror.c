@@ -807,9 +807,14 @@ map_write (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
     set_trimmed_locked (m, first, last, true);
   ndm_mutex_unlock (&m->lock);
 
-  /* The set of legs is fixed for this round: one that fails meanwhile
-   * gets its bios, and fails them, or they land harmlessly.
+  /* With another leg to take the write, a leg whose server goes away
+   * fails its bio now (and leaves service, or goes out of sync) instead
+   * of holding the write until it comes back; the last leg waits for its
+   * server as a linear device would.  The set of legs is fixed for this
+   * round: one that fails meanwhile gets its bios, and fails them, or
+   * they land harmlessly.
    */
+  clone->failfast = n > 1;
   for (i = 0; i < n; i++)
     ndm_clone_map_bio (clone, to[i]->chk.dev, to[i]->offset + toff, 0,
                        clone->len);
@@ -1098,6 +1103,24 @@ choose_read_leg_locked (struct mirror_c *m, bool in_sync, uint32_t skip)
   return best;
 }
 
+/* With m->lock held: whether a leg other than leg could serve the read
+ * if leg failed it (for failfast: with one, a leg's server going away
+ * is a reason to read elsewhere now, not to wait for it).
+ */
+static bool
+other_read_leg_locked (struct mirror_c *m, const struct mirror_leg *leg,
+                       uint32_t skip)
+{
+  unsigned i;
+
+  ndm_assert_held (&m->lock);
+  for (i = 0; i < m->nr_legs; i++)
+    if (&m->legs[i] != leg && m->legs[i].chk.active && m->legs[i].in_sync &&
+        !(skip & (1u << i)))
+      return true;
+  return false;
+}
+
 static int
 map_read (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
 {
@@ -1118,6 +1141,7 @@ map_read (struct mirror_c *m, struct ndm_clone *clone, struct mirror_io *io)
   leg->inflight++;
   leg->reads++;
   io->u.rd.leg = leg;
+  clone->failfast = other_read_leg_locked (m, leg, io->failed);
   ndm_mutex_unlock (&m->lock);
   ndm_clone_remap (clone, leg->chk.dev, leg->offset + toff);
   return NDM_MAPIO_REMAPPED;

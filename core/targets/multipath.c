@@ -632,6 +632,11 @@ multipath_map (struct ndm_target *ti, struct ndm_clone *clone)
   }
   io->path = p;
   io->nr_bytes = clone->len;
+  /* With another valid path, a path whose server goes away is failed at
+   * once and the clone goes elsewhere (dm-mpath's failfast clones); the
+   * last path waits for its server to come back, as a linear device.
+   */
+  clone->failfast = m->nr_valid > 1;
   if (p->pg->ps.type->start_io != NULL)
     p->pg->ps.type->start_io (&p->pg->ps, &p->path, clone->len);
   ndm_mutex_unlock (&m->lock);

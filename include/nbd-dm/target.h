@@ -95,6 +95,13 @@ struct ndm_clone {
                                    DELAY_REQUEUE: map again then, sooner
                                    or later than the default delay (a
                                    hold until ndm_clone_release_delay) */
+  bool failfast;                /* map: the target has another device to
+                                   go to (a path, a leg), so a device
+                                   going away fails this round's bios at
+                                   once with a path error (ESHUTDOWN
+                                   replies are not sent again, a device
+                                   reconnecting does not make them wait):
+                                   dm's REQ_FAILFAST_TRANSPORT */
   union {                       /* the target's, see ndm_clone_per_io */
     unsigned char bytes[NDM_PER_IO_SIZE];
     uint64_t align;

@@ -62,6 +62,7 @@ struct fake_dev {
   bool stopping;
   bool closed;
   bool down;
+  bool coming_back;
   uint64_t probe_size;
   unsigned probes, fences;
   struct fake_chan *chan;
@@ -284,6 +285,11 @@ fake_submit (struct ndm_device *dev, struct ndm_bio *bio,
     g_array_append_val (fd->log, fc);
     if (fd->down) {
       *err = ENOTCONN;
+      g_mutex_unlock (&fd->lock);
+      return -1;
+    }
+    if (fd->coming_back) {
+      *err = EAGAIN;
       g_mutex_unlock (&fd->lock);
       return -1;
     }
@@ -877,6 +883,14 @@ fake_complete_all (struct fake_dev *fd)
       return;
     finish (fd, p, 0);
   }
+}
+
+void
+fake_set_coming_back (struct fake_dev *fd, bool on)
+{
+  g_mutex_lock (&fd->lock);
+  fd->coming_back = on;
+  g_mutex_unlock (&fd->lock);
 }
 
 void

@@ -77,6 +77,11 @@ void fake_partial_reads (struct fake_dev *fd, bool on);
  * opened tolerant starts absent and down; up, it is present.
  */
 void fake_set_down (struct fake_dev *fd, bool down);
+/* Its server went away and a new one may be answering soon (an nbd
+ * device in its reconnect window): commands fail at submit with EAGAIN,
+ * which the core retries on the same device unless the clone is failfast.
+ */
+void fake_set_coming_back (struct fake_dev *fd, bool on);
 /* What probe() reports as the export size (default: the real size). */
 void fake_set_probe_size (struct fake_dev *fd, uint64_t size);
 /* Probes so far, and fences. */

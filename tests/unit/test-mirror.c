@@ -1880,6 +1880,118 @@ test_flush_start_failure_flushes_others (void)
   h_md_free (md);
 }
 
+/* ---- failfast: a leg whose server goes away -------------------------------------- */
+
+/* Bounded: a request that waits for the leg's server would be the fault. */
+static int
+write_bounded (struct ndm_md *md, const void *buf, uint64_t len)
+{
+  return h_io_wait_bounded (h_io_start (md, NDM_OP_WRITE, (void *) buf, len,
+                                        0, 0), 10);
+}
+
+/* Leg a's server went away and the device waits for a new one (it says
+ * EAGAIN at submit): with leg b to take the write, a's bio fails at once
+ * and a leaves service, instead of holding the client's write for the
+ * device's reconnect window (found by the walk-through: a leg server
+ * stopped with SIGTERM held writes 8-16 s).
+ */
+static void
+test_failfast_write_leg_going_away (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (" 1 handle_errors"), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  unsigned aw = fake_count_op (a, NDM_OP_WRITE);
+  char buf[4 * KIB];
+  g_autofree char *st = NULL;
+
+  h_fill (buf, sizeof buf, 7);
+  fake_set_coming_back (a, true);
+  g_assert_cmpint (write_bounded (md, buf, sizeof buf), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, aw + 1);
+  g_assert_cmpmem (fake_data (b), sizeof buf, buf, sizeof buf);
+  st = sync_and_letters (md);
+  g_assert_true (g_str_has_suffix (st, " DA"));
+  fake_set_coming_back (a, false);
+  h_md_free (md);
+}
+
+/* An ESHUTDOWN reply (the server is going away and did not run the
+ * write) is not sent again to the same leg while another leg can take
+ * the write: the leg fails, the write is on b.
+ */
+static void
+test_failfast_eshutdown_not_reissued (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (" 1 handle_errors"), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  unsigned aw = fake_count_op (a, NDM_OP_WRITE);
+  char buf[4 * KIB];
+  g_autofree char *st = NULL;
+
+  h_fill (buf, sizeof buf, 8);
+  fake_fail_at (a, fake_submitted (a), ESHUTDOWN);
+  g_assert_cmpint (write_bounded (md, buf, sizeof buf), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, aw + 1);
+  g_assert_cmpmem (fake_data (b), sizeof buf, buf, sizeof buf);
+  st = sync_and_letters (md);
+  g_assert_true (g_str_has_suffix (st, " DA"));
+  h_md_free (md);
+}
+
+/* A read on a leg whose server went away moves to the other leg at once
+ * (default_leg: every read goes to a first).
+ */
+static void
+test_failfast_read_leg_going_away (void)
+{
+  struct ndm_md *md = h_md_new (
+    CORE_AB (" 3 handle_errors read_balance default_leg"), NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4 * KIB];
+
+  h_fill (fake_data (b), 64 * KIB, 9);
+  memcpy (fake_data (a), fake_data (b), 64 * KIB);
+  fake_set_coming_back (a, true);
+  g_assert_cmpint (h_io_wait_bounded (h_io_start (md, NDM_OP_READ, buf,
+                                                  sizeof buf, 0, 0), 10),
+                   ==, 0);
+  g_assert_cmpmem (buf, sizeof buf, fake_data (b), sizeof buf);
+  g_assert_cmpuint (fake_count_op (b, NDM_OP_READ), ==, 1);
+  fake_set_coming_back (a, false);
+  h_md_free (md);
+}
+
+/* The last leg in service is not failfast: its server coming back (a
+ * restart) is waited for, as a linear device waits, and the write lands
+ * on it then.
+ */
+static void
+test_failfast_last_leg_waits (void)
+{
+  struct ndm_md *md = h_md_new (CORE_AB (" 1 handle_errors"), NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  unsigned aw = fake_count_op (a, NDM_OP_WRITE);
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  char buf[4 * KIB];
+  struct h_io *io;
+
+  g_free (h_command_ok (md, "message 0 fail_leg fake://b"));
+  h_fill (buf, sizeof buf, 10);
+  fake_set_coming_back (a, true);
+  io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, 0);
+  /* Tried again and again: waiting, not failed. */
+  while (fake_count_op (a, NDM_OP_WRITE) < aw + 3 && !h_io_done (io) &&
+         g_get_monotonic_time () < end)
+    g_usleep (1000);
+  g_assert_false (h_io_done (io));
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), >=, aw + 3);
+  fake_set_coming_back (a, false);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  g_assert_cmpmem (fake_data (a), sizeof buf, buf, sizeof buf);
+  h_md_free (md);
+}
+
 /* ---- suspend, reload, resume --------------------------------------------------- */
 
 /* A suspend stops the log's and the resync's threads (postsuspend,
@@ -2390,6 +2502,14 @@ main (int argc, char *argv[])
                    test_flush_start_failure_flushes_others);
   g_test_add_func ("/mirror/write/fast-zero-refused-keeps-leg",
                    test_fast_zero_refused_keeps_leg);
+  g_test_add_func ("/mirror/failfast/write-leg-going-away",
+                   test_failfast_write_leg_going_away);
+  g_test_add_func ("/mirror/failfast/eshutdown-not-reissued",
+                   test_failfast_eshutdown_not_reissued);
+  g_test_add_func ("/mirror/failfast/read-leg-going-away",
+                   test_failfast_read_leg_going_away);
+  g_test_add_func ("/mirror/failfast/last-leg-waits",
+                   test_failfast_last_leg_waits);
   g_test_add_func ("/mirror/recovery/failed-request-releases-requeued",
                    test_failed_request_releases_requeued);
   g_test_add_func ("/mirror/suspend/resume-restarts-threads",

@@ -942,6 +942,64 @@ test_checker_reinstates (void)
   h_md_free (md);
 }
 
+/* A path whose server went away, the device waiting for a new one (EAGAIN
+ * at submit): with another valid path the clone goes there at once and
+ * the path fails (dm-mpath's failfast clones), instead of waiting for the
+ * device's reconnect window (found with a path server stopped by
+ * SIGTERM: half the writes held 8-16 s).
+ */
+static void
+test_failfast_path_going_away (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1", NULL);
+  struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
+  char buf[4 * KIB];
+  unsigned i;
+
+  h_fill (buf, sizeof buf, 11);
+  fake_set_coming_back (a, true);
+  /* Round-robin: one of two writes goes to a first. */
+  for (i = 0; i < 2; i++)
+    g_assert_cmpint (h_io_wait_bounded (h_io_start (md, NDM_OP_WRITE, buf,
+                                                    sizeof buf, i * sizeof buf,
+                                                    0), 10), ==, 0);
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
+  g_assert_cmpmem (fake_data (b), sizeof buf, buf, sizeof buf);
+  g_assert_cmpmem (fake_data (b) + sizeof buf, sizeof buf, buf, sizeof buf);
+  wait_path_state (md, "fake://a", "F 1");
+  fake_set_coming_back (a, false);
+  h_md_free (md);
+}
+
+/* The last valid path is not failfast: a restart of its server is
+ * waited for, and the write goes through it then.
+ */
+static void
+test_failfast_last_path_waits (void)
+{
+  struct ndm_md *md = h_md_new (
+    "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1", NULL);
+  struct fake_dev *a = fake_lookup ("a");
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  char buf[4 * KIB];
+  struct h_io *io;
+
+  g_free (command_ok (md, "message 0 fail_path fake://b"));
+  h_fill (buf, sizeof buf, 12);
+  fake_set_coming_back (a, true);
+  io = h_io_start (md, NDM_OP_WRITE, buf, sizeof buf, 0, 0);
+  while (fake_count_op (a, NDM_OP_WRITE) < 3 && !h_io_done (io) &&
+         g_get_monotonic_time () < end)
+    g_usleep (1000);
+  g_assert_false (h_io_done (io));
+  g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), >=, 3);
+  fake_set_coming_back (a, false);
+  g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
+  g_assert_cmpmem (fake_data (a), sizeof buf, buf, sizeof buf);
+  h_md_free (md);
+}
+
 static bool
 refuse_checker (const char *name)
 {
@@ -1163,6 +1221,10 @@ main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/multipath/r4/write-tail", test_write_tail_requeued);
+  g_test_add_func ("/multipath/failfast/path-going-away",
+                   test_failfast_path_going_away);
+  g_test_add_func ("/multipath/failfast/last-path-waits",
+                   test_failfast_last_path_waits);
   g_test_add_func ("/multipath/r4/read-tail", test_read_tail_requeued);
   g_test_add_func ("/multipath/r4/from-zero", test_tail_from_zero);
   g_test_add_func ("/multipath/r4/block-status", test_block_status_failover);
