@@ -53,6 +53,9 @@ dm_load (void)
 {
   ndm_config_init (&cfg);
   cfg.quitting = dm_quitting;
+  /* Sizes and booleans as every nbdkit key writes them ("1T", "yes"). */
+  cfg.parse_size = nbdkit_parse_size;
+  cfg.parse_bool = nbdkit_parse_bool;
   ndm_set_log_fn (dm_log);
 }
 

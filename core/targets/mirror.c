@@ -1979,7 +1979,7 @@ message_resync_rate (struct ndm_target *ti, unsigned argc, char **argv,
   struct mirror_c *m = ti->private;
   uint64_t rate;
 
-  if (!ndm_config_parse_rate (argv[1], &rate)) {
+  if (!ndm_config_parse_rate (ndm_target_config (ti), argv[1], &rate)) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "resync_rate '%s': expected a size per second (64M, "
                  "64M/s) or 0", argv[1]);

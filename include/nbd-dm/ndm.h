@@ -131,6 +131,15 @@ struct ndm_config {
    * a server can stop while I/O is held.  Called on request threads.
    */
   bool (*quitting) (void);
+  /* How the user writes sizes and booleans: the front end's syntax
+   * (the plugin: nbdkit_parse_size and nbdkit_parse_bool, whose
+   * signatures these are), so a key reads as every other nbdkit key.
+   * The SIZE, RATE and BOOL tuning keys and the mirror's resync_rate
+   * message go through them; each returns -1 for a value that is not
+   * one (after saying why, if it wants).  NULL: such values are refused.
+   */
+  int64_t (*parse_size) (const char *value);
+  int (*parse_bool) (const char *value);
 };
 
 #define NDM_QUIT_POLL_MS 200

@@ -17,6 +17,17 @@
 #include "nbd-dm/ndm.h"
 #include "fake-device.h"
 
+/* The front end's size and boolean syntax (cfg->parse_size and
+ * parse_bool), for tests without nbdkit: a subset of nbdkit_parse_size
+ * (digits with an optional k, M or G) and nbdkit_parse_bool (yes, no,
+ * true, false, on, off, 1, 0).  The real one is nbdkit's, tested through
+ * the plugin (tests/integration/test-dm-key-syntax.sh).
+ */
+int64_t h_parse_size (const char *value);
+int h_parse_bool (const char *value);
+/* ndm_config_init, with h_parse_size and h_parse_bool. */
+void h_config_init (struct ndm_config *cfg);
+
 /* A mapped device over fakes, with the probe target.  cfg may be NULL. */
 struct ndm_md *h_md_new (const char *table, struct ndm_config *cfg);
 /* A mapped device over fakes with no table loaded yet, knowing the

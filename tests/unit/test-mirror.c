@@ -1491,7 +1491,7 @@ mirror_with_bounce_taken (uint64_t taken)
 {
   struct ndm_config cfg;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   cfg.max_bounce = 16 * KIB;
   return mirror_filled ("0 256 mirror core 1 128 "
                         "2 fake://a?mode=held 0 fake://b 0", &cfg,
@@ -1544,7 +1544,7 @@ test_recovery_rate (void)
   double seconds;
   uint64_t bound;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K/s", NULL), ==, 1);
   md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
   a = fake_lookup ("a");
@@ -1576,7 +1576,7 @@ test_recovery_stop_in_throttle (void)
   GError *err = NULL;
   gint64 t0;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
   md = mirror_filled ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0",
                       &cfg, 1 << 20, 0);
@@ -1609,7 +1609,7 @@ test_recovery_json (void)
   g_autofree char *json = NULL, *json2 = NULL;
   gint64 t0 = g_get_monotonic_time ();
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
   md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
   /* The first region is copied at once, the second waits 16 s. */
@@ -1680,7 +1680,7 @@ test_message_resync_rate (void)
   struct ndm_md *md;
   unsigned i;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "1M/s", NULL), ==, 1);
   md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0",
                  &cfg);
@@ -2015,7 +2015,7 @@ test_absent_leg_at_load (void)
 static struct ndm_config *
 checker_config (struct ndm_config *cfg, bool fast)
 {
-  ndm_config_init (cfg);
+  h_config_init (cfg);
   cfg->checker_interval_ms = fast ? 20 : 3600 * 1000;
   return cfg;
 }
