@@ -544,6 +544,8 @@ conn_new (struct nbd_dev *nd, struct nbd_handle *h, unsigned slot,
   c->fd = fd;
   c->sr = nbd_get_structured_replies_negotiated (h) == 1;
   c->slot = slot;
+  ndm_log_debug (NDM_LOG_DEVICE, "device %s: connection %u open%s",
+                 nd->dev.uri, slot, c->sr ? ", structured replies" : "");
   return c;
 }
 
@@ -1199,6 +1201,8 @@ reconnect_lost (struct nbd_dev *nd)
       /* Log a new reason once, not every attempt. */
       if (nd->last_error == NULL || strcmp (nd->last_error, e->message))
         ndm_log_error ("%s", e->message);
+      else
+        ndm_log_debug (NDM_LOG_DEVICE, "connection %u: %s", i, e->message);
       g_free (nd->last_error);
       nd->last_error = g_strdup (e->message);
       g_error_free (e);

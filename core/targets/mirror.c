@@ -1281,6 +1281,9 @@ copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
   }
   if (ok)
     set_trimmed_locked (m, r, r, false);
+  ndm_log_debug (NDM_LOG_MIRROR, "mirror: region %" PRIu64 " copied from "
+                 "leg %s to %u leg%s: %s", r, src->chk.dev->uri, n,
+                 n == 1 ? "" : "s", ok ? "in sync" : "still out of sync");
   return ok;
 }
 
@@ -1870,6 +1873,7 @@ checker_fence (void *owner, struct ndm_checked *item)
 
 static const struct ndm_checker_ops mirror_checker_ops = {
   .target = "mirror", .noun = "leg", .thread_name = "ndm-mirror-check",
+  .log_category = NDM_LOG_MIRROR,
   .fail_locked = checker_fail_locked,
   .reinstate_locked = checker_reinstate_locked,
   .fence = checker_fence,

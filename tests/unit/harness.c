@@ -147,6 +147,62 @@ h_config_init (struct ndm_config *cfg)
   cfg->parse_bool = h_parse_bool;
 }
 
+/* ---- the log ------------------------------------------------------------------ */
+
+/* Background threads (checkers, resync) may log while a capture ends. */
+static GMutex log_lock;
+static GPtrArray *log_lines;    /* protected by log_lock; NULL: not capturing */
+
+static void
+log_capture (enum ndm_log_level level, const char *msg)
+{
+  static const char letters[] = {
+    [NDM_LOG_ERROR] = 'E', [NDM_LOG_INFO] = 'I', [NDM_LOG_DEBUG] = 'D',
+  };
+
+  g_mutex_lock (&log_lock);
+  if (log_lines != NULL)
+    g_ptr_array_add (log_lines, g_strdup_printf ("%c %s", letters[level],
+                                                 msg));
+  g_mutex_unlock (&log_lock);
+}
+
+void
+h_log_start (void)
+{
+  g_mutex_lock (&log_lock);
+  g_assert_null (log_lines);
+  log_lines = g_ptr_array_new_with_free_func (g_free);
+  g_mutex_unlock (&log_lock);
+  ndm_set_log_fn (log_capture);
+}
+
+GPtrArray *
+h_log_stop (void)
+{
+  GPtrArray *lines;
+
+  ndm_set_log_fn (NULL);
+  g_mutex_lock (&log_lock);
+  lines = g_steal_pointer (&log_lines);
+  g_mutex_unlock (&log_lock);
+  return lines;
+}
+
+char
+h_log_level_of (GPtrArray *lines, const char *what)
+{
+  unsigned i;
+
+  for (i = 0; i < lines->len; i++) {
+    const char *l = lines->pdata[i];
+
+    if (strstr (l + 2, what) != NULL)
+      return l[0];
+  }
+  return 0;
+}
+
 /* ---- md --------------------------------------------------------------------- */
 
 struct ndm_md *

@@ -28,6 +28,17 @@ int h_parse_bool (const char *value);
 /* ndm_config_init, with h_parse_size and h_parse_bool. */
 void h_config_init (struct ndm_config *cfg);
 
+/* Capture the core's log (ndm_set_log_fn) from now: each line kept with
+ * its level.  h_log_stop ends it and returns the lines, "E msg", "I msg"
+ * or "D msg" (the caller frees the array).
+ */
+void h_log_start (void);
+GPtrArray *h_log_stop (void);
+/* The level letter of the first line in lines containing what ('E', 'I'
+ * or 'D'), or 0 if none does.
+ */
+char h_log_level_of (GPtrArray *lines, const char *what);
+
 /* A mapped device over fakes, with the probe target.  cfg may be NULL. */
 struct ndm_md *h_md_new (const char *table, struct ndm_config *cfg);
 /* A mapped device over fakes with no table loaded yet, knowing the

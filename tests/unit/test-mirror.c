@@ -2083,8 +2083,12 @@ test_reinstate_resyncs_written (void)
   g_autofree char *buf = g_malloc (4 * KIB);
   g_autofree char *st = NULL;
   g_autoptr (GString) copied = NULL;
+  g_autoptr (GPtrArray) log = NULL;
   unsigned ev, reads_a, reads_b, i;
 
+  /* The leg's failure is an error; its return and the copies are not. */
+  ndm_log_set_debug (NDM_LOG_MIRROR, 1);
+  h_log_start ();
   h_fill (buf, 4 * KIB, 21);
   write_fencing (md, buf, 128 * KIB, b);
   h_fill (buf, 4 * KIB, 22);
@@ -2102,6 +2106,14 @@ test_reinstate_resyncs_written (void)
   g_assert_cmpstr (copied->str, ==, "128K 512K ");
   g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
   g_assert_cmpuint (event_nr (md), >, ev);
+  log = h_log_stop ();
+  ndm_log_set_debug (NDM_LOG_MIRROR, 0);
+  g_assert_cmpint (h_log_level_of (log, "mirror: failing leg fake://b"), ==,
+                   'E');
+  g_assert_cmpint (h_log_level_of (log, "mirror: leg fake://b?mode=held "
+                                   "reinstated"), ==, 'I');
+  g_assert_cmpint (h_log_level_of (log, "mirror: region 2 copied from leg "
+                                   "fake://a to 1 leg: in sync"), ==, 'D');
 
   reads_a = fake_count_op (a, NDM_OP_READ);
   reads_b = fake_count_op (b, NDM_OP_READ);
