@@ -96,7 +96,7 @@ ndm_log_info (const char *fmt, ...)
   va_end (ap);
 }
 
-/* The categories' names: the plugin's debug flags (dm_debug_NAME) and
+/* The categories' names: the plugin's debug flags (nbdkit -D dm.NAME=1) and
  * the man page's DEBUG FLAGS are checked against this list.
  */
 static const char *const category_names[NDM_LOG_NR_CATEGORIES] = {

@@ -215,14 +215,17 @@ dm_config_help (void)
   return g_string_free (out, FALSE);
 }
 
-/* The target registry and the URI schemes come from the core, so this
- * lists what the build knows.
+/* The target registry, the URI schemes and the log's categories come
+ * from the core, so this lists what the build knows.  nbdkit prints the
+ * build's version before (version=, from .version).
  */
 static void
 dm_dump_plugin (void)
 {
   g_autofree char *schemes = ndm_nbd_uri_schemes_list (",", ",");
+  g_autofree char *libnbd = ndm_nbd_library_version ();
   const struct ndm_target_type *tt;
+  const char *flag;
   size_t i;
 
   printf ("dm_targets=");
@@ -233,7 +236,13 @@ dm_dump_plugin (void)
     printf ("dm_target_%s=%u.%u.%u\n", tt->name, tt->version[0],
             tt->version[1], tt->version[2]);
   printf ("dm_devices=%s\n", schemes);
+  printf ("dm_debug_flags=");
+  for (i = 0; (flag = ndm_log_category_name (i)) != NULL; i++)
+    printf ("%sdm.%s", i ? "," : "", flag);
+  printf ("\n");
   printf ("dm_nbdkit_headers=%s\n", NBDKIT_VERSION_STRING);
+  if (libnbd != NULL)
+    printf ("libnbd_version=%s\n", libnbd);
 }
 
 /* nbdkit before 1.34 aborts ("raw_send_socket: Assertion 'sock >= 0'

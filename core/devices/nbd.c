@@ -1525,3 +1525,17 @@ const struct ndm_device_class ndm_nbd_device_class = {
   .name = "nbd",
   .open = nbd_open,
 };
+
+/* The loaded library's, not the headers': nbd_get_version needs a handle. */
+char *
+ndm_nbd_library_version (void)
+{
+  struct nbd_handle *h = nbd_create ();
+  char *version;
+
+  if (h == NULL)
+    return NULL;
+  version = g_strdup (nbd_get_version (h));
+  nbd_close (h);
+  return version;
+}
