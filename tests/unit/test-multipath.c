@@ -417,8 +417,10 @@ test_ghost_write_waits_for_server (void)
   struct ndm_md *md = h_md_new (GHOST_PATHS, NULL);
   struct fake_dev *p1 = fake_lookup ("p1"), *p2 = fake_lookup ("p2");
   char x[4096], y[4096], z[4096], got[4096];
+  g_autoptr (GPtrArray) log = NULL;
   struct h_io *io;
 
+  h_log_start ();
   memset (x, 'X', sizeof x);
   memset (y, 'Y', sizeof y);
   memset (z, 'Z', sizeof z);
@@ -444,6 +446,12 @@ test_ghost_write_waits_for_server (void)
   g_assert_cmpmem (got, sizeof got, y, sizeof y);
   g_assert_cmpmem (fake_data (p1), 4096, y, sizeof y);
   g_assert_cmpuint (fake_quarantined (p1), ==, 0);
+  /* The quarantine is an error (writes wait); its release recovery. */
+  log = h_log_stop ();
+  g_assert_cmpint (h_log_level_of (log, "a write may still land after its "
+                                   "connection was cut"), ==, 'E');
+  g_assert_cmpint (h_log_level_of (log, "1 quarantined range released"),
+                   ==, 'I');
   h_md_free (md);
 }
 
