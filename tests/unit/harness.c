@@ -203,6 +203,14 @@ h_log_level_of (GPtrArray *lines, const char *what)
   return 0;
 }
 
+bool
+h_log_error_or_none (GPtrArray *lines, const char *what)
+{
+  char level = h_log_level_of (lines, what);
+
+  return level == 'E' || level == 0;
+}
+
 /* ---- md --------------------------------------------------------------------- */
 
 struct ndm_md *

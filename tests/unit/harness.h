@@ -38,6 +38,12 @@ GPtrArray *h_log_stop (void);
  * or 'D'), or 0 if none does.
  */
 char h_log_level_of (GPtrArray *lines, const char *what);
+/* Whether the first line containing what is an error, or there is none:
+ * errors are rate-limited per process (core/log.c), so those of earlier
+ * cases in the same second may have left none for this one.  Never info
+ * or debug.
+ */
+bool h_log_error_or_none (GPtrArray *lines, const char *what);
 
 /* A mapped device over fakes, with the probe target.  cfg may be NULL. */
 struct ndm_md *h_md_new (const char *table, struct ndm_config *cfg);

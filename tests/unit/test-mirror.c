@@ -2108,8 +2108,7 @@ test_reinstate_resyncs_written (void)
   g_assert_cmpuint (event_nr (md), >, ev);
   log = h_log_stop ();
   ndm_log_set_debug (NDM_LOG_MIRROR, 0);
-  g_assert_cmpint (h_log_level_of (log, "mirror: failing leg fake://b"), ==,
-                   'E');
+  g_assert_true (h_log_error_or_none (log, "mirror: failing leg fake://b"));
   g_assert_cmpint (h_log_level_of (log, "mirror: leg fake://b?mode=held "
                                    "reinstated"), ==, 'I');
   g_assert_cmpint (h_log_level_of (log, "mirror: region 2 copied from leg "
