@@ -195,6 +195,10 @@ judge_locked (struct ndm_checker *c, struct ndm_checked *item, char *why)
   struct ndm_device *dev = item->dev;
 
   ndm_assert_held (c->lock);
+  ndm_log_debug (c->ops->log_category, "%s: %s %s (%s) probed: %s",
+                 c->ops->target, c->ops->noun, dev->uri,
+                 item->active ? "active" : "failed",
+                 why != NULL ? why : "it answers");
   if (item->active) {
     if (why == NULL)
       return false;

@@ -48,6 +48,7 @@ struct ndm_checker_ops {
   const char *target;           /* the owner's type, in logs: "multipath" */
   const char *noun;             /* what an item is, in logs: "path" */
   const char *thread_name;      /* "ndm-mpath-check" */
+  enum ndm_log_category log_category;  /* of each probe's debug line */
   /* Required.  An item in service does not answer (why): take it out of
    * service (ndm_checker_fail_locked first).  Returns true if this call
    * did: fence is then called without the lock.

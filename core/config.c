@@ -7,16 +7,19 @@
  * ndm_config_set (the parser) and ndm_config_help (--help) read only
  * the table; the /config/man tests check the man page against it.  How a
  * kind's values are written, stored and shown is in the kinds table below
- * it, one row per kind, so a new syntax for sizes or booleans is one edit.
+ * it, one row per kind.  Sizes and booleans are read by the front end's
+ * parsers (cfg->parse_size, cfg->parse_bool: nbdkit's in the plugin), so
+ * they are written as for every other key of the server; the core checks
+ * the range and stores the number.
  *
  * Thread model: any thread; nothing here keeps state.
  */
-#include <errno.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "core.h"
 #include "config.h"
+#include "log.h"
 
 #define FIELD(f)                                      \
   .offset = offsetof (struct ndm_config, f),          \
@@ -87,8 +90,8 @@ const struct ndm_config_key ndm_config_keys[] = {
 
 const size_t ndm_config_nr_keys = G_N_ELEMENTS (ndm_config_keys);
 
-/* Binary suffixes, as nbdkit reads them, largest first (the default of a
- * size is shown with the largest that divides it).
+/* Binary suffixes, largest first: the default of a size is shown with
+ * the largest that divides it ("256M"), a form every size syntax reads.
  */
 static const struct {
   char suffix;
@@ -97,47 +100,34 @@ static const struct {
   { 'G', NDM_GIB }, { 'M', NDM_MIB }, { 'K', NDM_KIB },
 };
 
-/* "64M", "1G", "4096" at the start of value: bytes in *out, and where
- * the words after the size start in *rest.  False if it does not start
- * with a size or the size overflows.
+/* The front end reads sizes (cfg->parse_size): nbd-dm's keys take what
+ * every other key of the server takes.
  */
 static bool
-size_prefix (const char *value, uint64_t *out, const char **rest)
+front_end_size (const struct ndm_config *cfg, const char *value,
+                uint64_t *out)
 {
-  char *end;
-  guint64 v, mult = 1;
-  size_t i;
+  int64_t v;
 
-  errno = 0;
-  v = g_ascii_strtoull (value, &end, 10);
-  if (end == value || errno != 0 || value[0] == '-')
+  if (cfg->parse_size == NULL)
     return false;
-  for (i = 0; *end != '\0' && i < G_N_ELEMENTS (size_units); i++)
-    if (g_ascii_toupper (*end) == size_units[i].suffix) {
-      mult = size_units[i].mult;
-      end++;
-      break;
-    }
-  if (v > G_MAXUINT64 / mult)
+  v = cfg->parse_size (value);
+  if (v < 0)
     return false;
-  *out = v * mult;
-  *rest = end;
+  *out = v;
   return true;
 }
 
-/* "64M", "1G", "4096": bytes. */
 static int
-parse_size (const struct ndm_config_key *key, const char *value,
-            uint64_t *out, GError **err)
+parse_size (const struct ndm_config *cfg, const struct ndm_config_key *key,
+            const char *value, uint64_t *out, GError **err)
 {
-  const char *rest;
   uint64_t v;
 
-  if (!size_prefix (value, &v, &rest) || *rest != '\0' || v < key->min ||
-      v > key->max) {
+  if (!front_end_size (cfg, value, &v) || v < key->min || v > key->max) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
                  "%s: '%s' is not a size: expected a positive number of "
-                 "bytes with an optional K, M or G suffix", key->name,
+                 "bytes with an optional suffix (64k, 256M, 1T)", key->name,
                  value);
     return -1;
   }
@@ -146,26 +136,25 @@ parse_size (const struct ndm_config_key *key, const char *value,
 }
 
 bool
-ndm_config_parse_rate (const char *value, uint64_t *out)
+ndm_config_parse_rate (const struct ndm_config *cfg, const char *value,
+                       uint64_t *out)
 {
-  const char *rest;
-  uint64_t v;
+  g_autofree char *size = NULL;
 
-  if (!size_prefix (value, &v, &rest) ||
-      (*rest != '\0' && strcmp (rest, "/s") != 0))
-    return false;
-  *out = v;
-  return true;
+  if (g_str_has_suffix (value, "/s"))
+    size = g_strndup (value, strlen (value) - strlen ("/s"));
+  return front_end_size (cfg, size != NULL ? size : value, out);
 }
 
 /* "64M/s", "64M", "0": bytes per second. */
 static int
-parse_rate (const struct ndm_config_key *key, const char *value,
-            uint64_t *out, GError **err)
+parse_rate (const struct ndm_config *cfg, const struct ndm_config_key *key,
+            const char *value, uint64_t *out, GError **err)
 {
   uint64_t v;
 
-  if (!ndm_config_parse_rate (value, &v) || v < key->min || v > key->max) {
+  if (!ndm_config_parse_rate (cfg, value, &v) || v < key->min ||
+      v > key->max) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
                  "%s: '%s' is not a rate: expected a size per second "
                  "(64M, 64M/s) or 0", key->name, value);
@@ -176,8 +165,8 @@ parse_rate (const struct ndm_config_key *key, const char *value,
 }
 
 static int
-parse_number (const struct ndm_config_key *key, const char *value,
-              uint64_t *out, GError **err)
+parse_number (const struct ndm_config *cfg, const struct ndm_config_key *key,
+              const char *value, uint64_t *out, GError **err)
 {
   if (!g_ascii_string_to_unsigned (value, 10, key->min, key->max, out,
                                    NULL)) {
@@ -189,44 +178,50 @@ parse_number (const struct ndm_config_key *key, const char *value,
   return 0;
 }
 
+/* The front end reads booleans (cfg->parse_bool). */
 static int
-parse_bool (const struct ndm_config_key *key, const char *value,
-            uint64_t *out, GError **err)
+parse_bool (const struct ndm_config *cfg, const struct ndm_config_key *key,
+            const char *value, uint64_t *out, GError **err)
 {
-  if (g_ascii_strcasecmp (value, "true") == 0 ||
-      g_ascii_strcasecmp (value, "on") == 0 || strcmp (value, "1") == 0)
-    *out = true;
-  else if (g_ascii_strcasecmp (value, "false") == 0 ||
-           g_ascii_strcasecmp (value, "off") == 0 ||
-           strcmp (value, "0") == 0)
-    *out = false;
-  else {
+  int v = cfg->parse_bool != NULL ? cfg->parse_bool (value) : -1;
+
+  if (v < 0) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                 "%s: '%s' is not a boolean: expected true or false",
-                 key->name, value);
+                 "%s: '%s' is not a boolean: expected yes or no (true, "
+                 "on, 1; false, off, 0)", key->name, value);
     return -1;
   }
+  *out = v != 0;
   return 0;
 }
 
 /* How each kind of value is written (parse: NULL for a string, which is
  * copied, not converted), how much of it the field holds (scale: field
- * units per unit the user writes) and the field's size (0: per key).
+ * units per unit the user writes), the field's size (0: per key) and the
+ * unit the parsed value is logged in (NULL: a boolean, logged as one).
  */
 static const struct {
   const char *value_name;
-  int (*parse) (const struct ndm_config_key *key, const char *value,
+  int (*parse) (const struct ndm_config *cfg,
+                const struct ndm_config_key *key, const char *value,
                 uint64_t *out, GError **err);
   unsigned scale;
   size_t field_size;
+  const char *unit;
 } kinds[] = {
-  [NDM_CONFIG_STRING]       = { "NAME", NULL,         1,    0 },
-  [NDM_CONFIG_COUNT]        = { "N",    parse_number, 1,    sizeof (unsigned) },
-  [NDM_CONFIG_SIZE]         = { "SIZE", parse_size,   1,    sizeof (uint64_t) },
-  [NDM_CONFIG_RATE]         = { "RATE", parse_rate,   1,    sizeof (uint64_t) },
-  [NDM_CONFIG_SECONDS]      = { "SECS", parse_number, 1000, sizeof (unsigned) },
-  [NDM_CONFIG_MILLISECONDS] = { "MS",   parse_number, 1,    sizeof (unsigned) },
-  [NDM_CONFIG_BOOL]         = { "BOOL", parse_bool,   1,    sizeof (bool) },
+  [NDM_CONFIG_STRING]       = { "NAME", NULL,         1,    0, "" },
+  [NDM_CONFIG_COUNT]        = { "N",    parse_number, 1,    sizeof (unsigned),
+                                "" },
+  [NDM_CONFIG_SIZE]         = { "SIZE", parse_size,   1,    sizeof (uint64_t),
+                                " bytes" },
+  [NDM_CONFIG_RATE]         = { "RATE", parse_rate,   1,    sizeof (uint64_t),
+                                " bytes/s" },
+  [NDM_CONFIG_SECONDS]      = { "SECS", parse_number, 1000, sizeof (unsigned),
+                                " s" },
+  [NDM_CONFIG_MILLISECONDS] = { "MS",   parse_number, 1,    sizeof (unsigned),
+                                " ms" },
+  [NDM_CONFIG_BOOL]         = { "BOOL", parse_bool,   1,    sizeof (bool),
+                                NULL },
 };
 
 const char *
@@ -322,9 +317,16 @@ ndm_config_set (struct ndm_config *cfg, const char *name, const char *value,
     return 0;
   if (key->kind == NDM_CONFIG_STRING)
     return config_set_string (cfg, key, value, err) == -1 ? -1 : 1;
-  if (kinds[key->kind].parse (key, value, &v, err) == -1)
+  if (kinds[key->kind].parse (cfg, key, value, &v, err) == -1)
     return -1;
   config_store (cfg, key, v);
+  /* What the syntax made of the value: "1T" is a number here. */
+  if (kinds[key->kind].unit == NULL)
+    ndm_log_info ("config: %s=%s: %s", key->name, value,
+                  v ? "true" : "false");
+  else
+    ndm_log_info ("config: %s=%s: %" PRIu64 "%s", key->name, value, v,
+                  kinds[key->kind].unit);
   return 1;
 }
 

@@ -12,18 +12,22 @@
 
 #include <glib.h>
 
+struct ndm_config;
+
 /* What a key's value is: it decides the syntax the user writes, the type
  * of the field in struct ndm_config and how the default is shown.
  */
 enum ndm_config_kind {
   NDM_CONFIG_STRING,            /* char[]: min to max characters, no blanks */
   NDM_CONFIG_COUNT,             /* unsigned: a number from min to max */
-  NDM_CONFIG_SIZE,              /* uint64_t: bytes, optional K, M, G */
+  NDM_CONFIG_SIZE,              /* uint64_t: bytes, in the front end's size
+                                   syntax (cfg->parse_size) */
   NDM_CONFIG_RATE,              /* uint64_t: bytes/s, a size, optional /s
                                    ("RATE"); 0 allowed */
   NDM_CONFIG_SECONDS,           /* unsigned: milliseconds, written in s */
   NDM_CONFIG_MILLISECONDS,      /* unsigned: milliseconds */
-  NDM_CONFIG_BOOL,              /* bool: true, on, 1 or false, off, 0 */
+  NDM_CONFIG_BOOL,              /* bool: the front end's syntax
+                                   (cfg->parse_bool) */
 };
 
 struct ndm_config_key {
@@ -57,8 +61,10 @@ const char *ndm_config_kind_value_name (enum ndm_config_kind kind);
 size_t ndm_config_kind_field_size (enum ndm_config_kind kind);
 
 /* A rate as the user writes it, in a key or a message ("64M/s", "64M",
- * "0"): bytes per second in *out, or false.
+ * "0": a size in the syntax of cfg->parse_size, optionally "/s"): bytes
+ * per second in *out, or false.
  */
-bool ndm_config_parse_rate (const char *value, uint64_t *out);
+bool ndm_config_parse_rate (const struct ndm_config *cfg, const char *value,
+                            uint64_t *out);
 
 #endif /* NBD_DM_CONFIG_H */

@@ -123,6 +123,11 @@ handle_line (struct client *cl, const char *line)
   int argc;
   bool ok;
 
+  if (ndm_log_debug_on (NDM_LOG_CONTROL)) {
+    g_autofree char *shown = g_strescape (line, NULL);
+
+    ndm_log_debug_emit ("control: request '%s'", shown);
+  }
   if (!g_shell_parse_argv (line, &argc, &argv, &err)) {
     g_autofree char *msg = NULL;
 
@@ -135,6 +140,8 @@ handle_line (struct client *cl, const char *line)
   }
   if (ndm_md_command_full (cl->ctl->md, argc, argv, out, client_gone, cl,
                            &err) == -1) {
+    ndm_log_debug (NDM_LOG_CONTROL, "control: %s: %s", argv[0],
+                   err->message);
     ok = reply_error (cl->fd, err->message);
     g_error_free (err);
     return ok;

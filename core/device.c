@@ -64,7 +64,7 @@ ndm_md_get_device (struct ndm_md *md, const char *uri, bool tolerant,
     dev->ops->start (dev);
   ndm_mutex_unlock (&md->devices_lock);
 
-  ndm_log_debug ("device %s: %" PRIu64 " bytes, block %u/%u/%u%s%s%s%s",
+  ndm_log_info ("device %s: %" PRIu64 " bytes, block %u/%u/%u%s%s%s%s",
                  uri, dev->size, dev->limits.min_block,
                  dev->limits.pref_block, dev->limits.max_data,
                  dev->caps.read_only ? ", read-only" : "",

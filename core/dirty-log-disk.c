@@ -463,7 +463,7 @@ disk_load (struct ndm_dirty_log *log, GError **err)
   if (log->nr_legs < 64)
     h.failed_legs &= (UINT64_C (1) << log->nr_legs) - 1;
   bitmap_load (log, bits, h.failed_legs);
-  ndm_log_debug ("disk log %s: generation %" PRIu64 ", failed legs 0x%"
+  ndm_log_debug (NDM_LOG_MIRROR, "disk log %s: generation %" PRIu64 ", failed legs 0x%"
                  PRIx64, log->dev->uri, h.generation, h.failed_legs);
   return 0;
 }

@@ -3,7 +3,9 @@
  *
  * Data-path errors are logged with their context (target, device, sector)
  * but rate-limited: a client hammering an error segment must not fill the
- * log faster than it can be read.
+ * log faster than it can be read.  Levels are in nbd-dm/ndm.h (an error
+ * is what needs a human; recovery is info); debug messages are off until
+ * the front end turns their category on.
  *
  * Thread model: any thread.
  */
@@ -94,13 +96,45 @@ ndm_log_info (const char *fmt, ...)
   va_end (ap);
 }
 
+/* The categories' names: the plugin's debug flags (nbdkit -D dm.NAME=1) and
+ * the man page's DEBUG FLAGS are checked against this list.
+ */
+static const char *const category_names[NDM_LOG_NR_CATEGORIES] = {
+  [NDM_LOG_DEVICE]    = "device",
+  [NDM_LOG_REQUEST]   = "request",
+  [NDM_LOG_MULTIPATH] = "multipath",
+  [NDM_LOG_MIRROR]    = "mirror",
+  [NDM_LOG_CONTROL]   = "control",
+};
+
+/* Atomic: the front end may turn a category on while threads log. */
+static int debug_levels[NDM_LOG_NR_CATEGORIES];
+
+const char *
+ndm_log_category_name (unsigned category)
+{
+  return category < NDM_LOG_NR_CATEGORIES ? category_names[category] : NULL;
+}
+
 void
-ndm_log_debug (const char *fmt, ...)
+ndm_log_set_debug (enum ndm_log_category category, int level)
+{
+  g_return_if_fail (category < NDM_LOG_NR_CATEGORIES);
+  g_atomic_int_set (&debug_levels[category], level);
+}
+
+bool
+ndm_log_debug_on (enum ndm_log_category category)
+{
+  return g_atomic_int_get (&debug_levels[category]) > 0 &&
+    g_atomic_pointer_get (&log_fn) != NULL;
+}
+
+void
+ndm_log_debug_emit (const char *fmt, ...)
 {
   va_list ap;
 
-  if (g_atomic_pointer_get (&log_fn) == NULL)
-    return;
   va_start (ap, fmt);
   log_emit (NDM_LOG_DEBUG, fmt, ap);
   va_end (ap);

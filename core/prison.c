@@ -301,8 +301,9 @@ ndm_ghost_resolve (struct ndm_ghost *g, const char *how)
     n++;
   }
   g_slist_free (cells);
+  /* The end of a quarantine is recovery: info. */
   if (n > 0)
-    ndm_log_error ("device %s: the connection cut earlier (%s) can land "
+    ndm_log_info ("device %s: the connection cut earlier (%s) can land "
                    "nothing any more (%s): %u quarantined range%s "
                    "released", g->uri, g->why, how, n, n == 1 ? "" : "s");
 }

@@ -855,6 +855,12 @@ request_decide (struct ndm_request *rq, bool *delay)
       *delay = true;
       /* fall through */
     case NDM_ENDIO_REQUEUE:
+      ndm_log_debug (NDM_LOG_REQUEST, "%s: %s of %" PRIu64 " bytes at %"
+                     PRIu64 ": %s from byte %" PRIu64 " of the clone%s%s",
+                     clone->ti->type->name, ndm_op_name (rq->op), rq->len,
+                     rq->offset, r == NDM_ENDIO_REQUEUE ? "requeued" : "held",
+                     clone->credited, error != 0 ? " after " : "",
+                     error != 0 ? ndm_errno_name (error) : "");
       clone->requeues++;
       ndm_stats_requeue (clone->ti->stats);
       clone_advance (clone);

@@ -29,6 +29,27 @@ static char *control_path;      /* control=SOCKET */
 static struct ndm_md *md;
 static struct ndm_control *control;
 
+/* nbdkit's debug flags (nbdkit-plugin(3), "Debug Flags"): nbdkit -D
+ * dm.multipath=1 sets dm_debug_multipath, and so on, one per category of
+ * the core's log (ndm_log_category_name), which decides what each shows.
+ * Only errors reach the log without -v; info lines are nbdkit's debug
+ * lines (-v); a category's debug lines need its flag too.
+ */
+NBDKIT_DLL_PUBLIC int dm_debug_device;
+NBDKIT_DLL_PUBLIC int dm_debug_request;
+NBDKIT_DLL_PUBLIC int dm_debug_multipath;
+NBDKIT_DLL_PUBLIC int dm_debug_mirror;
+NBDKIT_DLL_PUBLIC int dm_debug_control;
+
+static int *const debug_flags[] = {
+  [NDM_LOG_DEVICE]    = &dm_debug_device,
+  [NDM_LOG_REQUEST]   = &dm_debug_request,
+  [NDM_LOG_MULTIPATH] = &dm_debug_multipath,
+  [NDM_LOG_MIRROR]    = &dm_debug_mirror,
+  [NDM_LOG_CONTROL]   = &dm_debug_control,
+};
+G_STATIC_ASSERT (G_N_ELEMENTS (debug_flags) == NDM_LOG_NR_CATEGORIES);
+
 static void
 dm_log (enum ndm_log_level level, const char *msg)
 {
@@ -36,6 +57,18 @@ dm_log (enum ndm_log_level level, const char *msg)
     nbdkit_error ("%s", msg);
   else
     nbdkit_debug ("%s", msg);
+}
+
+/* nbdkit sets the flags between plugin_init and .load, which passes
+ * them on.
+ */
+static void
+pass_debug_flags (void)
+{
+  unsigned i;
+
+  for (i = 0; i < NDM_LOG_NR_CATEGORIES; i++)
+    ndm_log_set_debug (i, *debug_flags[i]);
 }
 
 /* nbdkit has no shutdown callback for plugins (1.32), but its sleep
@@ -53,7 +86,11 @@ dm_load (void)
 {
   ndm_config_init (&cfg);
   cfg.quitting = dm_quitting;
+  /* Sizes and booleans as every nbdkit key writes them ("1T", "yes"). */
+  cfg.parse_size = nbdkit_parse_size;
+  cfg.parse_bool = nbdkit_parse_bool;
   ndm_set_log_fn (dm_log);
+  pass_debug_flags ();
 }
 
 static void
@@ -178,14 +215,17 @@ dm_config_help (void)
   return g_string_free (out, FALSE);
 }
 
-/* The target registry and the URI schemes come from the core, so this
- * lists what the build knows.
+/* The target registry, the URI schemes and the log's categories come
+ * from the core, so this lists what the build knows.  nbdkit prints the
+ * build's version before (version=, from .version).
  */
 static void
 dm_dump_plugin (void)
 {
   g_autofree char *schemes = ndm_nbd_uri_schemes_list (",", ",");
+  g_autofree char *libnbd = ndm_nbd_library_version ();
   const struct ndm_target_type *tt;
+  const char *flag;
   size_t i;
 
   printf ("dm_targets=");
@@ -196,7 +236,13 @@ dm_dump_plugin (void)
     printf ("dm_target_%s=%u.%u.%u\n", tt->name, tt->version[0],
             tt->version[1], tt->version[2]);
   printf ("dm_devices=%s\n", schemes);
+  printf ("dm_debug_flags=");
+  for (i = 0; (flag = ndm_log_category_name (i)) != NULL; i++)
+    printf ("%sdm.%s", i ? "," : "", flag);
+  printf ("\n");
   printf ("dm_nbdkit_headers=%s\n", NBDKIT_VERSION_STRING);
+  if (libnbd != NULL)
+    printf ("libnbd_version=%s\n", libnbd);
 }
 
 /* nbdkit before 1.34 aborts ("raw_send_socket: Assertion 'sock >= 0'

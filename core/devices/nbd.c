@@ -544,6 +544,8 @@ conn_new (struct nbd_dev *nd, struct nbd_handle *h, unsigned slot,
   c->fd = fd;
   c->sr = nbd_get_structured_replies_negotiated (h) == 1;
   c->slot = slot;
+  ndm_log_debug (NDM_LOG_DEVICE, "device %s: connection %u open%s",
+                 nd->dev.uri, slot, c->sr ? ", structured replies" : "");
   return c;
 }
 
@@ -1199,6 +1201,8 @@ reconnect_lost (struct nbd_dev *nd)
       /* Log a new reason once, not every attempt. */
       if (nd->last_error == NULL || strcmp (nd->last_error, e->message))
         ndm_log_error ("%s", e->message);
+      else
+        ndm_log_debug (NDM_LOG_DEVICE, "connection %u: %s", i, e->message);
       g_free (nd->last_error);
       nd->last_error = g_strdup (e->message);
       g_error_free (e);
@@ -1521,3 +1525,17 @@ const struct ndm_device_class ndm_nbd_device_class = {
   .name = "nbd",
   .open = nbd_open,
 };
+
+/* The loaded library's, not the headers': nbd_get_version needs a handle. */
+char *
+ndm_nbd_library_version (void)
+{
+  struct nbd_handle *h = nbd_create ();
+  char *version;
+
+  if (h == NULL)
+    return NULL;
+  version = g_strdup (nbd_get_version (h));
+  nbd_close (h);
+  return version;
+}

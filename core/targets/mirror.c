@@ -1305,6 +1305,9 @@ copy_ended_locked (struct mirror_c *m, uint64_t r, struct mirror_leg *src,
   }
   if (ok)
     set_trimmed_locked (m, r, r, false);
+  ndm_log_debug (NDM_LOG_MIRROR, "mirror: region %" PRIu64 " copied from "
+                 "leg %s to %u leg%s: %s", r, src->chk.dev->uri, n,
+                 n == 1 ? "" : "s", ok ? "in sync" : "still out of sync");
   return ok;
 }
 
@@ -1894,6 +1897,7 @@ checker_fence (void *owner, struct ndm_checked *item)
 
 static const struct ndm_checker_ops mirror_checker_ops = {
   .target = "mirror", .noun = "leg", .thread_name = "ndm-mirror-check",
+  .log_category = NDM_LOG_MIRROR,
   .fail_locked = checker_fail_locked,
   .reinstate_locked = checker_reinstate_locked,
   .fence = checker_fence,
@@ -2003,7 +2007,7 @@ message_resync_rate (struct ndm_target *ti, unsigned argc, char **argv,
   struct mirror_c *m = ti->private;
   uint64_t rate;
 
-  if (!ndm_config_parse_rate (argv[1], &rate)) {
+  if (!ndm_config_parse_rate (ndm_target_config (ti), argv[1], &rate)) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                  "resync_rate '%s': expected a size per second (64M, "
                  "64M/s) or 0", argv[1]);

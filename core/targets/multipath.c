@@ -475,8 +475,8 @@ reinstate_path_locked (struct multipath_c *m, struct mp_path *p)
   m->nr_valid++;
   m->no_path_since = 0;
   m->retries_exhausted = false;    /* no_path_retry counts afresh */
-  /* At error level, as the failure was: operators watch for both. */
-  ndm_log_error ("multipath: reinstating path %s: %u valid path%s",
+  /* Recovery needs no one: info, where the failure was an error. */
+  ndm_log_info ("multipath: reinstating path %s: %u valid path%s",
                  p->path.dev->uri, m->nr_valid, m->nr_valid == 1 ? "" : "s");
   ndm_target_event (m->ti);
 }
@@ -803,6 +803,7 @@ checker_round_locked (void *owner, gint64 now)
 
 static const struct ndm_checker_ops multipath_checker_ops = {
   .target = "multipath", .noun = "path", .thread_name = "ndm-mpath-check",
+  .log_category = NDM_LOG_MULTIPATH,
   .fail_locked = checker_fail_locked,
   .reinstate_locked = checker_reinstate_locked,
   .fence = checker_fence,

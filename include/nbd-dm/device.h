@@ -209,6 +209,12 @@ struct ndm_device_class {
 
 extern const struct ndm_device_class ndm_nbd_device_class;
 
+/* The version of the libnbd this process runs with ("1.14.2"), for the
+ * plugin's --dump-plugin; NULL if libnbd cannot make a handle.  The
+ * caller frees it (g_free).
+ */
+char *ndm_nbd_library_version (void);
+
 /* The URI schemes ndm_nbd_device_class opens ("nbd://", ...; NULL ends
  * the list): the one list behind its check, its error message and the
  * plugin's --dump-plugin.  Adding one here is all it takes, if libnbd

@@ -131,6 +131,15 @@ struct ndm_config {
    * a server can stop while I/O is held.  Called on request threads.
    */
   bool (*quitting) (void);
+  /* How the user writes sizes and booleans: the front end's syntax
+   * (the plugin: nbdkit_parse_size and nbdkit_parse_bool, whose
+   * signatures these are), so a key reads as every other nbdkit key.
+   * The SIZE, RATE and BOOL tuning keys and the mirror's resync_rate
+   * message go through them; each returns -1 for a value that is not
+   * one (after saying why, if it wants).  NULL: such values are refused.
+   */
+  int64_t (*parse_size) (const char *value);
+  int (*parse_bool) (const char *value);
 };
 
 #define NDM_QUIT_POLL_MS 200
@@ -240,11 +249,35 @@ void ndm_md_client_close (struct ndm_md *md);
 void ndm_md_set_shutting_down (struct ndm_md *md);
 
 /* Where the core's messages go (default: errors to stderr).  fn is
- * called from any thread.
+ * called from any thread.  ERROR is for what needs a human (a path, leg
+ * or device failed, data errors, held I/O failing); INFO for what an
+ * operator follows, recovery included (a path reinstated, a leg back, a
+ * resync done, a connection back); DEBUG for detail, per category, only
+ * while the front end turned that category on.
  */
 enum ndm_log_level { NDM_LOG_ERROR, NDM_LOG_INFO, NDM_LOG_DEBUG };
 typedef void (*ndm_log_fn) (enum ndm_log_level level, const char *msg);
 void ndm_set_log_fn (ndm_log_fn fn);
+
+/* The subsystems whose debug messages are turned on one by one (the
+ * plugin: nbdkit -D dm.NAME=1, NAME from ndm_log_category_name).
+ */
+enum ndm_log_category {
+  NDM_LOG_DEVICE,               /* connections, limits, quarantines */
+  NDM_LOG_REQUEST,              /* requeues and holds of requests */
+  NDM_LOG_MULTIPATH,            /* path checks and choices */
+  NDM_LOG_MIRROR,               /* legs, regions, resync, dirty log */
+  NDM_LOG_CONTROL,              /* control commands */
+  NDM_LOG_NR_CATEGORIES
+};
+
+/* "device", "request", ...: the category's name; NULL past the last. */
+const char *ndm_log_category_name (unsigned category);
+
+/* Debug messages of category on (level > 0) or off (0, the default).
+ * Any thread, any time.
+ */
+void ndm_log_set_debug (enum ndm_log_category category, int level);
 
 /* R5: errors that another path might not have (the connection, not the
  * data).  Target errors (EIO from a live device, ENOSPC, EPERM, EINVAL,

@@ -4,6 +4,9 @@
 # every target type that has a file in core/targets/ (its name in
 # dm_targets, its ops table's version in dm_target_<name>), nothing more,
 # and in dm_devices the URI schemes that a bad device URI's error names.
+# version= is the project's, libnbd_version= the libnbd it runs with, and
+# dm_debug_flags the flags nbdkit -D sets: each one nbdkit finds in the
+# plugin, and in the man page's DEBUG FLAGS.
 source ./functions.sh
 
 out=$NDM_TMP/dump
@@ -61,6 +64,46 @@ check_sanitizer_log "$NDM_TMP/stderr"
 expected=$(sed -E 's/,([^,]*)$/ or \1/; s/,/, /g' <<<"$devices")
 grep -q -F "is not an NBD URI: expected $expected" "$NDM_TMP/stderr" ||
   { fail "the bad URI error does not list '$expected'"; cat "$NDM_TMP/stderr"; }
+
+# The build's version, and the libnbd's.
+project=$(sed -n -E 's/^project\(nbd-dm VERSION ([0-9.]+) .*/\1/p' \
+            ../../CMakeLists.txt)
+grep -q -x "version=$project" "$out" ||
+  fail "no line version=$project (CMakeLists.txt's project version)"
+libnbd=$(sed -n 's/^libnbd_version=//p' "$out")
+[[ $libnbd =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+  fail "libnbd_version='$libnbd' is not a version"
+if want=$(pkg-config --modversion libnbd 2>/dev/null); then
+  [ "$libnbd" = "$want" ] ||
+    fail "libnbd_version=$libnbd, pkg-config says $want"
+fi
+
+# Each debug flag is one nbdkit -D finds (it warns about one it does not,
+# as it does here for a made-up one) and one the man page documents.
+flags=$(sed -n 's/^dm_debug_flags=//p' "$out")
+[ "$(tr ',' '\n' <<<"$flags" | grep -c '^dm\.')" -ge 4 ] ||
+  fail "dm_debug_flags=$flags: expected at least 4 dm.* flags"
+for flag in $(tr ',' ' ' <<<"$flags") dm.no-such-flag; do
+  run_dm -D "$flag=1" "$NDM_PLUGIN" --dump-plugin >/dev/null \
+    2>"$NDM_TMP/stderr" || fail "nbdkit -D $flag=1 --dump-plugin failed"
+  check_sanitizer_log "$NDM_TMP/stderr"
+  if grep -q "does not contain a global variable" "$NDM_TMP/stderr"; then
+    [ "$flag" = dm.no-such-flag ] || fail "-D $flag: $(cat "$NDM_TMP/stderr")"
+  else
+    [ "$flag" != dm.no-such-flag ] ||
+      fail "nbdkit did not warn about -D $flag (the check checks nothing)"
+  fi
+  [ "$flag" = dm.no-such-flag ] ||
+    grep -q -x "=item B<-D $flag=1>" ../../docs/nbdkit-dm-plugin.pod ||
+    fail "no '=item B<-D $flag=1>' in docs/nbdkit-dm-plugin.pod"
+done
+for flag in $(sed -n -E 's/^=item B<-D (dm\.[a-z_.-]+)=1>$/\1/p' \
+                ../../docs/nbdkit-dm-plugin.pod); do
+  case ",$flags," in
+    *",$flag,"*) ;;
+    *) fail "the man page documents -D $flag, dm_debug_flags=$flags lacks it" ;;
+  esac
+done
 
 if [ $failures -ne 0 ]; then
   cat "$out"

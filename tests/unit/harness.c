@@ -98,6 +98,119 @@ h_probe_requeue (unsigned n)
   g_mutex_unlock (&probe_lock);
 }
 
+/* ---- the front end's syntax ------------------------------------------------ */
+
+int64_t
+h_parse_size (const char *value)
+{
+  static const char suffixes[] = "kmg";
+  const char *unit;
+  char *end;
+  guint64 v;
+  int64_t mult = 1;
+
+  if (!g_ascii_isdigit (value[0]))
+    return -1;
+  v = g_ascii_strtoull (value, &end, 10);
+  if (*end != '\0') {
+    unit = strchr (suffixes, g_ascii_tolower (*end));
+    if (unit == NULL || end[1] != '\0')
+      return -1;
+    mult <<= 10 * (unit - suffixes + 1);
+  }
+  if (v > (guint64) (INT64_MAX / mult))
+    return -1;
+  return v * mult;
+}
+
+int
+h_parse_bool (const char *value)
+{
+  static const char *const yes[] = { "1", "true", "on", "yes" };
+  static const char *const no[] = { "0", "false", "off", "no" };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (yes); i++) {
+    if (g_ascii_strcasecmp (value, yes[i]) == 0)
+      return 1;
+    if (g_ascii_strcasecmp (value, no[i]) == 0)
+      return 0;
+  }
+  return -1;
+}
+
+void
+h_config_init (struct ndm_config *cfg)
+{
+  ndm_config_init (cfg);
+  cfg->parse_size = h_parse_size;
+  cfg->parse_bool = h_parse_bool;
+}
+
+/* ---- the log ------------------------------------------------------------------ */
+
+/* Background threads (checkers, resync) may log while a capture ends. */
+static GMutex log_lock;
+static GPtrArray *log_lines;    /* protected by log_lock; NULL: not capturing */
+
+static void
+log_capture (enum ndm_log_level level, const char *msg)
+{
+  static const char letters[] = {
+    [NDM_LOG_ERROR] = 'E', [NDM_LOG_INFO] = 'I', [NDM_LOG_DEBUG] = 'D',
+  };
+
+  g_mutex_lock (&log_lock);
+  if (log_lines != NULL)
+    g_ptr_array_add (log_lines, g_strdup_printf ("%c %s", letters[level],
+                                                 msg));
+  g_mutex_unlock (&log_lock);
+}
+
+void
+h_log_start (void)
+{
+  g_mutex_lock (&log_lock);
+  g_assert_null (log_lines);
+  log_lines = g_ptr_array_new_with_free_func (g_free);
+  g_mutex_unlock (&log_lock);
+  ndm_set_log_fn (log_capture);
+}
+
+GPtrArray *
+h_log_stop (void)
+{
+  GPtrArray *lines;
+
+  ndm_set_log_fn (NULL);
+  g_mutex_lock (&log_lock);
+  lines = g_steal_pointer (&log_lines);
+  g_mutex_unlock (&log_lock);
+  return lines;
+}
+
+char
+h_log_level_of (GPtrArray *lines, const char *what)
+{
+  unsigned i;
+
+  for (i = 0; i < lines->len; i++) {
+    const char *l = lines->pdata[i];
+
+    if (strstr (l + 2, what) != NULL)
+      return l[0];
+  }
+  return 0;
+}
+
+bool
+h_log_error_or_none (GPtrArray *lines, const char *what)
+{
+  char level = h_log_level_of (lines, what);
+
+  return level == 'E' || level == 0;
+}
+
 /* ---- md --------------------------------------------------------------------- */
 
 struct ndm_md *
@@ -108,7 +221,7 @@ h_md_new (const char *table, struct ndm_config *cfg)
   GError *err = NULL;
 
   if (cfg == NULL) {
-    ndm_config_init (&c);
+    h_config_init (&c);
     cfg = &c;
   }
   cfg->device_class = &fake_device_class;
@@ -139,7 +252,7 @@ h_md_new_empty (const struct ndm_target_type *const *extra)
 {
   struct ndm_config c;
 
-  ndm_config_init (&c);
+  h_config_init (&c);
   c.device_class = &fake_device_class;
   c.extra_targets = extra != NULL ? extra : test_targets;
   return ndm_md_new (&c);

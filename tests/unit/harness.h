@@ -17,6 +17,34 @@
 #include "nbd-dm/ndm.h"
 #include "fake-device.h"
 
+/* The front end's size and boolean syntax (cfg->parse_size and
+ * parse_bool), for tests without nbdkit: a subset of nbdkit_parse_size
+ * (digits with an optional k, M or G) and nbdkit_parse_bool (yes, no,
+ * true, false, on, off, 1, 0).  The real one is nbdkit's, tested through
+ * the plugin (tests/integration/test-dm-key-syntax.sh).
+ */
+int64_t h_parse_size (const char *value);
+int h_parse_bool (const char *value);
+/* ndm_config_init, with h_parse_size and h_parse_bool. */
+void h_config_init (struct ndm_config *cfg);
+
+/* Capture the core's log (ndm_set_log_fn) from now: each line kept with
+ * its level.  h_log_stop ends it and returns the lines, "E msg", "I msg"
+ * or "D msg" (the caller frees the array).
+ */
+void h_log_start (void);
+GPtrArray *h_log_stop (void);
+/* The level letter of the first line in lines containing what ('E', 'I'
+ * or 'D'), or 0 if none does.
+ */
+char h_log_level_of (GPtrArray *lines, const char *what);
+/* Whether the first line containing what is an error, or there is none:
+ * errors are rate-limited per process (core/log.c), so those of earlier
+ * cases in the same second may have left none for this one.  Never info
+ * or debug.
+ */
+bool h_log_error_or_none (GPtrArray *lines, const char *what);
+
 /* A mapped device over fakes, with the probe target.  cfg may be NULL. */
 struct ndm_md *h_md_new (const char *table, struct ndm_config *cfg);
 /* A mapped device over fakes with no table loaded yet, knowing the

@@ -3,12 +3,16 @@
  * the ones nbd-dm always had, each bad value has its own error case, and
  * --help and the man page (docs/nbdkit-dm-plugin.pod, "Tuning
  * parameters") list every key with the table's default and no other.
- * /table/config/keys (test-table.c) checks the common keys.
+ * /table/config/keys (test-table.c) checks the common keys.  Sizes and
+ * booleans are read by the front end's parsers: here the harness's
+ * stand-in for nbdkit's; nbdkit's own syntax is tested through the plugin
+ * (tests/integration/test-dm-key-syntax.sh).
  */
 #include <string.h>
 
 #include "core.h"
 #include "config.h"
+#include "harness.h"
 
 static void
 test_table_fields (void)
@@ -78,7 +82,7 @@ test_set_kinds (void)
   struct ndm_config cfg;
   GError *err = NULL;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "name", "vol0", &err), ==, 1);
   g_assert_cmpstr (cfg.name, ==, "vol0");
   g_assert_cmpint (ndm_config_set (&cfg, "name", "0123456789012345678901234"
@@ -119,7 +123,98 @@ test_set_kinds (void)
   g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "True",
                                    &err), ==, 1);
   g_assert_true (cfg.structured_replies);
+  g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "no",
+                                   &err), ==, 1);
+  g_assert_false (cfg.structured_replies);
   g_assert_null (err);
+}
+
+/* What the front end's parsers were handed, and what they answer. */
+static GPtrArray *seen;
+static int64_t size_answer;
+
+static int64_t
+recording_size (const char *value)
+{
+  g_ptr_array_add (seen, g_strdup (value));
+  return size_answer;
+}
+
+static int
+recording_bool (const char *value)
+{
+  g_ptr_array_add (seen, g_strdup (value));
+  return 1;
+}
+
+/* The core hands sizes and booleans to the front end as written (a rate
+ * without its "/s"), and stores what it answers, range-checked.
+ */
+static void
+test_set_front_end_parsers (void)
+{
+  struct ndm_config cfg;
+  GError *err = NULL;
+
+  seen = g_ptr_array_new_with_free_func (g_free);
+  ndm_config_init (&cfg);
+  cfg.parse_size = recording_size;
+  cfg.parse_bool = recording_bool;
+  size_answer = UINT64_C (1) << 40;
+  g_assert_cmpint (ndm_config_set (&cfg, "max-inflight", "1T", &err), ==, 1);
+  g_assert_cmpuint (cfg.max_inflight, ==, UINT64_C (1) << 40);
+  size_answer = 512;
+  g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "1s/s", &err), ==,
+                   1);
+  g_assert_cmpuint (cfg.resync_rate, ==, 512);
+  g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "y", &err),
+                   ==, 1);
+  g_assert_true (cfg.structured_replies);
+  g_assert_no_error (err);
+  g_assert_cmpuint (seen->len, ==, 3);
+  g_assert_cmpstr (seen->pdata[0], ==, "1T");
+  g_assert_cmpstr (seen->pdata[1], ==, "1s");
+  g_assert_cmpstr (seen->pdata[2], ==, "y");
+
+  /* The parser's -1, and a size it reads but the key's range refuses. */
+  size_answer = -1;
+  g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "1X", &err), ==, -1);
+  g_assert_cmpstr (err->message, ==, "max-bounce: '1X' is not a size: "
+                   "expected a positive number of bytes with an optional "
+                   "suffix (64k, 256M, 1T)");
+  g_clear_error (&err);
+  size_answer = 0;
+  g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "0k", &err), ==, -1);
+  g_assert_nonnull (strstr (err->message, "max-bounce: '0k' is not a size"));
+  g_clear_error (&err);
+  g_assert_cmpuint (cfg.max_bounce, ==, 64 << 20);
+  g_ptr_array_unref (seen);
+}
+
+/* Without a front end's parser, sizes and booleans are refused, naming
+ * the key: the core has no syntax of its own for them.
+ */
+static void
+test_set_no_parsers (void)
+{
+  struct ndm_config cfg;
+  GError *err = NULL;
+  uint64_t rate;
+
+  ndm_config_init (&cfg);
+  g_assert_null (cfg.parse_size);
+  g_assert_null (cfg.parse_bool);
+  g_assert_cmpint (ndm_config_set (&cfg, "max-inflight", "4096", &err), ==,
+                   -1);
+  g_assert_nonnull (strstr (err->message, "max-inflight: '4096'"));
+  g_clear_error (&err);
+  g_assert_cmpint (ndm_config_set (&cfg, "structured-replies", "1", &err),
+                   ==, -1);
+  g_assert_nonnull (strstr (err->message, "structured-replies: '1'"));
+  g_clear_error (&err);
+  g_assert_false (ndm_config_parse_rate (&cfg, "0", &rate));
+  g_assert_cmpint (ndm_config_set (&cfg, "connections", "4", &err), ==, 1);
+  g_assert_no_error (err);
 }
 
 static const struct bad_value {
@@ -133,12 +228,12 @@ static const struct bad_value {
   { "connections", "65", "connections: '65' is not a number from 1 to 64" },
   { "connections", "+2", "connections: '+2' is not a number from 1 to 64" },
   { "max-inflight", "0", "max-inflight: '0' is not a size: expected a "
-    "positive number of bytes with an optional K, M or G suffix" },
-  { "max-inflight", "1T", "max-inflight: '1T' is not a size: expected a "
-    "positive number of bytes with an optional K, M or G suffix" },
+    "positive number of bytes with an optional suffix (64k, 256M, 1T)" },
+  { "max-inflight", "1Q", "max-inflight: '1Q' is not a size: expected a "
+    "positive number of bytes with an optional suffix (64k, 256M, 1T)" },
   { "max-bounce", "17179869184G", "max-bounce: '17179869184G' is not a "
-    "size: expected a positive number of bytes with an optional K, M or G "
-    "suffix" },
+    "size: expected a positive number of bytes with an optional suffix "
+    "(64k, 256M, 1T)" },
   { "resync-rate", "10 parsecs", "resync-rate: '10 parsecs' is not a rate: "
     "expected a size per second (64M, 64M/s) or 0" },
   { "resync-rate", "64M/h", "resync-rate: '64M/h' is not a rate: "
@@ -162,8 +257,10 @@ static const struct bad_value {
     "flap-damping: 'soon' is not a number from 0 to 86400" },
   { "fence-timeout", "0", "fence-timeout: '0' is not a number from 1 to 86400" },
   { "io-timeout", "", "io-timeout: '' is not a number from 0 to 86400" },
-  { "structured-replies", "yes", "structured-replies: 'yes' is not a "
-    "boolean: expected true or false" },
+  { "structured-replies", "maybe", "structured-replies: 'maybe' is not a "
+    "boolean: expected yes or no (true, on, 1; false, off, 0)" },
+  { "structured-replies", "", "structured-replies: '' is not a "
+    "boolean: expected yes or no (true, on, 1; false, off, 0)" },
 };
 
 /* A bad value fails with its message and leaves the config as it was. */
@@ -174,7 +271,7 @@ test_set_bad_value (gconstpointer data)
   struct ndm_config cfg, before;
   GError *err = NULL;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   before = cfg;
   g_assert_cmpint (ndm_config_set (&cfg, bad->key, bad->value, &err), ==,
                    -1);
@@ -351,6 +448,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/config/table/fields", test_table_fields);
   g_test_add_func ("/config/init/defaults", test_init_defaults);
   g_test_add_func ("/config/set/kinds", test_set_kinds);
+  g_test_add_func ("/config/set/front-end-parsers",
+                   test_set_front_end_parsers);
+  g_test_add_func ("/config/set/no-parsers", test_set_no_parsers);
   for (i = 0; i < G_N_ELEMENTS (bad_values); i++) {
     g_autofree char *path = g_strdup_printf ("/config/set/error/%02zu-%s",
                                              i + 1, bad_values[i].key);

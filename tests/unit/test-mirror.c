@@ -1491,7 +1491,7 @@ mirror_with_bounce_taken (uint64_t taken)
 {
   struct ndm_config cfg;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   cfg.max_bounce = 16 * KIB;
   return mirror_filled ("0 256 mirror core 1 128 "
                         "2 fake://a?mode=held 0 fake://b 0", &cfg,
@@ -1544,7 +1544,7 @@ test_recovery_rate (void)
   double seconds;
   uint64_t bound;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K/s", NULL), ==, 1);
   md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
   a = fake_lookup ("a");
@@ -1576,7 +1576,7 @@ test_recovery_stop_in_throttle (void)
   GError *err = NULL;
   gint64 t0;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
   md = mirror_filled ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0",
                       &cfg, 1 << 20, 0);
@@ -1609,7 +1609,7 @@ test_recovery_json (void)
   g_autofree char *json = NULL, *json2 = NULL;
   gint64 t0 = g_get_monotonic_time ();
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "4K", NULL), ==, 1);
   md = h_md_new ("0 2048 mirror core 1 128 2 fake://a 0 fake://b 0", &cfg);
   /* The first region is copied at once, the second waits 16 s. */
@@ -1680,7 +1680,7 @@ test_message_resync_rate (void)
   struct ndm_md *md;
   unsigned i;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "resync-rate", "1M/s", NULL), ==, 1);
   md = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0",
                  &cfg);
@@ -2127,7 +2127,7 @@ test_absent_leg_at_load (void)
 static struct ndm_config *
 checker_config (struct ndm_config *cfg, bool fast)
 {
-  ndm_config_init (cfg);
+  h_config_init (cfg);
   cfg->checker_interval_ms = fast ? 20 : 3600 * 1000;
   return cfg;
 }
@@ -2195,8 +2195,12 @@ test_reinstate_resyncs_written (void)
   g_autofree char *buf = g_malloc (4 * KIB);
   g_autofree char *st = NULL;
   g_autoptr (GString) copied = NULL;
+  g_autoptr (GPtrArray) log = NULL;
   unsigned ev, reads_a, reads_b, i;
 
+  /* The leg's failure is an error; its return and the copies are not. */
+  ndm_log_set_debug (NDM_LOG_MIRROR, 1);
+  h_log_start ();
   h_fill (buf, 4 * KIB, 21);
   write_fencing (md, buf, 128 * KIB, b);
   h_fill (buf, 4 * KIB, 22);
@@ -2214,6 +2218,13 @@ test_reinstate_resyncs_written (void)
   g_assert_cmpstr (copied->str, ==, "128K 512K ");
   g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
   g_assert_cmpuint (event_nr (md), >, ev);
+  log = h_log_stop ();
+  ndm_log_set_debug (NDM_LOG_MIRROR, 0);
+  g_assert_true (h_log_error_or_none (log, "mirror: failing leg fake://b"));
+  g_assert_cmpint (h_log_level_of (log, "mirror: leg fake://b?mode=held "
+                                   "reinstated"), ==, 'I');
+  g_assert_cmpint (h_log_level_of (log, "mirror: region 2 copied from leg "
+                                   "fake://a to 1 leg: in sync"), ==, 'D');
 
   reads_a = fake_count_op (a, NDM_OP_READ);
   reads_b = fake_count_op (b, NDM_OP_READ);

@@ -417,8 +417,10 @@ test_ghost_write_waits_for_server (void)
   struct ndm_md *md = h_md_new (GHOST_PATHS, NULL);
   struct fake_dev *p1 = fake_lookup ("p1"), *p2 = fake_lookup ("p2");
   char x[4096], y[4096], z[4096], got[4096];
+  g_autoptr (GPtrArray) log = NULL;
   struct h_io *io;
 
+  h_log_start ();
   memset (x, 'X', sizeof x);
   memset (y, 'Y', sizeof y);
   memset (z, 'Z', sizeof z);
@@ -444,6 +446,12 @@ test_ghost_write_waits_for_server (void)
   g_assert_cmpmem (got, sizeof got, y, sizeof y);
   g_assert_cmpmem (fake_data (p1), 4096, y, sizeof y);
   g_assert_cmpuint (fake_quarantined (p1), ==, 0);
+  /* The quarantine is an error (writes wait); its release recovery. */
+  log = h_log_stop ();
+  g_assert_true (h_log_error_or_none (log, "a write may still land after "
+                                      "its connection was cut"));
+  g_assert_cmpint (h_log_level_of (log, "1 quarantined range released"),
+                   ==, 'I');
   h_md_free (md);
 }
 
@@ -997,6 +1005,45 @@ test_failfast_last_path_waits (void)
   fake_set_coming_back (a, false);
   g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
   g_assert_cmpmem (fake_data (a), sizeof buf, buf, sizeof buf);
+/* A path that fails needs a human: an error; one that comes back does
+ * not: info.  Each probe is a debug line of the multipath category, only
+ * while it is on.
+ */
+static void
+test_log_levels (void)
+{
+  struct ndm_config cfg;
+  struct ndm_md *md;
+  struct fake_dev *a;
+  g_autoptr (GPtrArray) quiet = NULL;
+  g_autoptr (GPtrArray) verbose = NULL;
+  unsigned probes;
+
+  h_log_start ();
+  md = h_md_new (
+    "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1",
+    fast_config (&cfg, 0));
+  a = fake_lookup ("a");
+  fake_set_down (a, true);
+  wait_path_state (md, "fake://a", "F 1");
+  fake_set_down (a, false);
+  wait_path_state (md, "fake://a", "A 1");
+  quiet = h_log_stop ();
+  g_assert_true (h_log_error_or_none (quiet, "multipath: failing path "
+                                      "fake://a"));
+  g_assert_cmpint (h_log_level_of (quiet, "multipath: reinstating path "
+                                   "fake://a"), ==, 'I');
+  g_assert_cmpint (h_log_level_of (quiet, "probed"), ==, 0);
+
+  ndm_log_set_debug (NDM_LOG_MULTIPATH, 1);
+  h_log_start ();
+  probes = fake_probes (a);
+  while (fake_probes (a) < probes + 2)
+    g_usleep (5000);
+  verbose = h_log_stop ();
+  ndm_log_set_debug (NDM_LOG_MULTIPATH, 0);
+  g_assert_cmpint (h_log_level_of (verbose, "multipath: path fake://a "
+                                   "(active) probed: it answers"), ==, 'D');
   h_md_free (md);
 }
 
@@ -1258,6 +1305,7 @@ main (int argc, char *argv[])
                    test_fail_if_no_path_releases);
   g_test_add_func ("/multipath/no-path/retry", test_no_path_retry);
   g_test_add_func ("/multipath/checker/reinstate", test_checker_reinstates);
+  g_test_add_func ("/multipath/checker/log-levels", test_log_levels);
   g_test_add_func ("/multipath/checker/fails-silent",
                    test_checker_fails_silent_path);
   g_test_add_func ("/multipath/checker/flap", test_flap_damping);

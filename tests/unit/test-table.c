@@ -531,7 +531,7 @@ test_config_keys (void)
   struct ndm_config cfg;
   GError *err = NULL;
 
-  ndm_config_init (&cfg);
+  h_config_init (&cfg);
   g_assert_cmpint (ndm_config_set (&cfg, "max-inflight", "64M", &err), ==, 1);
   g_assert_cmpuint (cfg.max_inflight, ==, 64 << 20);
   g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "4096", &err), ==, 1);
@@ -550,7 +550,7 @@ test_config_keys (void)
                    -1);
   g_assert_cmpstr (err->message, ==, "max-inflight: 'lots' is not a size: "
                    "expected a positive number of bytes with an optional "
-                   "K, M or G suffix");
+                   "suffix (64k, 256M, 1T)");
   g_clear_error (&err);
   g_assert_cmpint (ndm_config_set (&cfg, "max-bounce", "-1", &err), ==, -1);
   g_clear_error (&err);
