@@ -38,19 +38,8 @@ case $st in
   *" 1 AU") ;;
   *) echo "$0: leg b is not failed at load: $st" >&2; exit 1 ;;
 esac
-reason=$(leg_field 1 reason)
-echo "leg b at load: $reason"
-case $reason in
-  "device $B: "*gnutls_handshake*) ;;
-  *) echo "$0: leg b's reason is not its TLS failure: '$reason'" >&2
-     exit 1 ;;
-esac
-for key in "$(psk_key "$psk")" "$(psk_key "$bkey")"; do
-  if ctl "$ctlsock" "status --json" | grep -q -i -F "$key"; then
-    echo "$0: status --json quotes a key" >&2
-    exit 1
-  fi
-done
+handshake_reason "leg b at load" "$B" "$(leg_field 1 reason)"
+no_key_in "$(ctl "$ctlsock" "status --json")" "$psk" "$bkey"
 
 # Written while b is failed: on a only.
 src=$NDM_TMP/src

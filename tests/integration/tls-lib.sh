@@ -49,3 +49,31 @@ start_tls_nbdkit ()
   start_nbdkit -probe "$(tls_uri "$sock" "$user" "$psk")" -U "$sock" \
     --tls=require --tls-psk="$psk" "$@"
 }
+
+# no_key_in TEXT PSKFILE...: fail, saying so, if TEXT quotes the key of
+# any PSKFILE: messages and status name a key file, never a key.
+no_key_in ()
+{
+  local text=$1 f
+
+  shift
+  for f in "$@"; do
+    if grep -q -i -F "$(psk_key "$f")" <<<"$text"; then
+      echo "$0: the key of $f is quoted in:" >&2
+      echo "$text" >&2
+      return 1
+    fi
+  done
+}
+
+# handshake_reason WHAT URI REASON: fail, saying so, unless REASON is
+# device URI's TLS handshake failing (a key the server does not have).
+handshake_reason ()
+{
+  case $3 in
+    "device $2: "*gnutls_handshake*"a key or username the server does not have"*)
+      echo "$1: $3" ;;
+    *) echo "$0: $1: not the TLS handshake's failure: '$3'" >&2
+       return 1 ;;
+  esac
+}
