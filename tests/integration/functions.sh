@@ -180,8 +180,9 @@ alive ()
 # background and wait until the socket given with -U answers (URI answers,
 # with -probe: a server that requires TLS answers only a TLS URI with its
 # key).  -dm marks the dm server: it gets the sanitizer environment and
-# its stderr goes to a log that is checked at exit.  The PID is left in NBDKIT_PID (to kill a device on
-# purpose) and killed at exit if still running.
+# its stderr goes to a log that is checked at exit.  The PID is left in
+# NBDKIT_PID (to kill a device on purpose) and killed at exit if still
+# running.
 start_nbdkit ()
 {
   local dm=0 sock="" probe="" i log pid

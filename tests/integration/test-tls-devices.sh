@@ -66,7 +66,7 @@ print("stripes are on their TLS devices")
 PYEOF
 stop_dm "$dm_pid"
 
-# ---- refused at start-up -------------------------------------------------------
+# ---- refused at start-up ----------------------------------------------
 # refused WHAT TABLE -- REGEX...: nbdkit with TABLE fails at start-up,
 # serves nothing, and stderr matches every (extended) REGEX and holds no
 # key of this test.
@@ -124,7 +124,8 @@ refused "key without a username" "0 16384 linear $N 0" -- \
 # tls-username= names the user as well as user@ does (libnbd 1.14 does
 # not read it: nbd-dm passes it on).
 top=$(tmp_sock)
-start_dm "$top" "0 16384 linear nbds+unix:///?socket=$a&tls-psk-file=$psk&tls-username=alice 0"
+T="nbds+unix:///?socket=$a&tls-psk-file=$psk&tls-username=alice"
+start_dm "$top" "0 16384 linear $T 0"
 nbdinfo --size "$(nbd_uri "$top")" | grep -qx 8388608 ||
   fail "tls-username=: the device does not serve"
 

@@ -65,7 +65,7 @@ h.shutdown()
 PYEOF
 }
 
-# ---- at load: b failed with its reason, a serves ---------------------------------
+# ---- at load: b failed with its reason, a serves ----------------------
 top=$(tmp_sock)
 start_dm "$top" "$table" control="$ctlsock" checker-interval=3600
 dm_pid=$NBDKIT_PID
@@ -78,7 +78,7 @@ cmp <(dd if="$img" bs=1M skip=1 count=1 status=none) \
     <(head -c 1M /dev/zero | tr '\0' '\241')
 stop_dm "$dm_pid"
 
-# ---- the checker puts a TLS path back -------------------------------------------
+# ---- the checker puts a TLS path back ----------------------------------
 top=$(tmp_sock); rm -f "$ctlsock"
 start_dm "$top" "$table" control="$ctlsock" checker-interval=1
 mp_wait_path "$ctlsock" "$B" F

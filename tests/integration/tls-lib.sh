@@ -71,7 +71,7 @@ no_key_in ()
 handshake_reason ()
 {
   case $3 in
-    "device $2: "*gnutls_handshake*"a key or username the server does not have"*)
+    "device $2: "*gnutls_handshake*"a key or username the server does"*)
       echo "$1: $3" ;;
     *) echo "$0: $1: not the TLS handshake's failure: '$3'" >&2
        return 1 ;;

@@ -258,7 +258,8 @@ static void
 test_man_page (void)
 {
   static const char *const transport_words[] = {
-    [NDM_URI_TCP] = "TCP", [NDM_URI_UNIX] = "Unix", [NDM_URI_VSOCK] = "AF_VSOCK",
+    [NDM_URI_TCP] = "TCP", [NDM_URI_UNIX] = "Unix",
+    [NDM_URI_VSOCK] = "AF_VSOCK",
   };
   g_autofree char *pod = NULL;
   g_auto (GStrv) lines = NULL;
