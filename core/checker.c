@@ -71,8 +71,16 @@ ndm_checker_add (struct ndm_checker *c, struct ndm_checked *item,
 {
   item->dev = dev;
   item->active = !dev->absent;
-  if (!item->active)
-    item->reason = g_strdup ("not reachable");
+  if (!item->active) {
+    /* The device's own words say why (a refused TLS key, no server):
+     * what an operator needs to mend it, and what the thread's probes
+     * will say too.
+     */
+    item->reason = dev->ops->down_reason != NULL
+      ? dev->ops->down_reason (dev) : NULL;
+    if (item->reason == NULL)
+      item->reason = g_strdup ("not reachable");
+  }
   else if (c->size == 0)
     c->size = dev->size;
   /* Absent items have no size yet: refused later if it is not this one. */

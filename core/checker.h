@@ -96,9 +96,10 @@ void ndm_checker_init (struct ndm_checker *c, struct ndm_target *ti,
 void ndm_checker_clear (struct ndm_checker *c);
 
 /* For ctr: check dev as item's device.  One that cannot be reached is
- * kept, failed ("not reachable"), for the thread; the first reachable
- * one sets the size, and one of another size is refused (failed, with
- * why).  Returns whether the item can serve now.
+ * kept, failed (why: the device's down_reason, else "not reachable"),
+ * for the thread; the first reachable one sets the size, and one of
+ * another size is refused (failed, with why).  Returns whether the item
+ * can serve now.
  */
 bool ndm_checker_add (struct ndm_checker *c, struct ndm_checked *item,
                       struct ndm_device *dev);

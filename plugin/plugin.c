@@ -222,7 +222,7 @@ dm_config_help (void)
 static void
 dm_dump_plugin (void)
 {
-  g_autofree char *schemes = ndm_nbd_uri_schemes_list (",", ",");
+  g_autofree char *schemes = ndm_uri_schemes_list ("", ",", false);
   g_autofree char *libnbd = ndm_nbd_library_version ();
   const struct ndm_target_type *tt;
   const char *flag;
@@ -235,7 +235,7 @@ dm_dump_plugin (void)
   for (i = 0; (tt = ndm_target_type_nth (i)) != NULL; i++)
     printf ("dm_target_%s=%u.%u.%u\n", tt->name, tt->version[0],
             tt->version[1], tt->version[2]);
-  printf ("dm_devices=%s\n", schemes);
+  printf ("dm_uri_schemes=%s\n", schemes);
   printf ("dm_debug_flags=");
   for (i = 0; (flag = ndm_log_category_name (i)) != NULL; i++)
     printf ("%sdm.%s", i ? "," : "", flag);

@@ -92,6 +92,7 @@ struct nbd_conn {
 
 struct nbd_dev {
   struct ndm_device dev;        /* first */
+  struct ndm_uri u;             /* dev.uri as nbd-dm reads it (TLS) */
   unsigned connect_timeout_ms;
   unsigned reconnect_ms;
   unsigned io_timeout_ms;       /* 0: none */
@@ -420,47 +421,35 @@ conn_sever (struct nbd_conn *c, const char *why)
 
 /* ---- connecting ------------------------------------------------------------ */
 
-/* The order is the one people read: plain before TLS, TCP first. */
-const char *const ndm_nbd_uri_schemes[] = {
-  "nbd://", "nbd+unix://", "nbds://", "nbds+unix://",
-  "nbd+vsock://", "nbds+vsock://", NULL,
-};
-
-bool
-ndm_nbd_uri_ok (const char *uri)
+/* libnbd's reason for a failed connection, with a hint where its words
+ * hide the likely cause: a server that does not accept the PSK (wrong key
+ * or username) hangs up in the middle of the TLS handshake, and libnbd
+ * says only that it did.  The caller frees it.
+ */
+static char *
+connect_error (const struct ndm_uri *u)
 {
-  size_t i;
+  const char *msg = nbd_get_error ();
 
-  for (i = 0; ndm_nbd_uri_schemes[i] != NULL; i++)
-    if (g_str_has_prefix (uri, ndm_nbd_uri_schemes[i]))
-      return true;
-  return false;
+  if (msg == NULL)
+    msg = "unknown libnbd error";
+  if (u->scheme->tls && strstr (msg, "gnutls_handshake") != NULL)
+    return g_strdup_printf ("%s (the TLS handshake failed: a key or "
+                            "username the server does not have?)", msg);
+  return g_strdup (msg);
 }
 
-char *
-ndm_nbd_uri_schemes_list (const char *sep, const char *last_sep)
-{
-  GString *s = g_string_new (NULL);
-  size_t i;
-
-  for (i = 0; ndm_nbd_uri_schemes[i] != NULL; i++) {
-    if (i > 0)
-      g_string_append (s, ndm_nbd_uri_schemes[i + 1] != NULL ? sep
-                       : last_sep);
-    g_string_append (s, ndm_nbd_uri_schemes[i]);
-  }
-  return g_string_free (s, FALSE);
-}
-
-/* Connect one handle to uri, within timeout_ms, giving up early if *stop
- * becomes true (the device is being closed).
+/* Connect one handle to uri (checked into u), within timeout_ms, giving
+ * up early if *stop becomes true (the device is being closed).
  */
 static struct nbd_handle *
-nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
-                    const gint *stop, GError **err)
+nbd_connect_handle (const char *uri, const struct ndm_uri *u,
+                    unsigned timeout_ms, bool sr, const gint *stop,
+                    GError **err)
 {
   struct nbd_handle *h = nbd_create ();
   gint64 deadline = g_get_monotonic_time () + timeout_ms * INT64_C (1000);
+  g_autofree char *why = NULL;
 
   if (h == NULL) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: %s", uri,
@@ -470,8 +459,13 @@ nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
   /* Extents need structured replies; they are only worth their cost in
    * recv(2) calls where a client asks for block status.
    */
-  /* The table is the operator's: let its URIs name TLS key files. */
+  /* The table is the operator's: let its URIs name TLS key files.  The
+   * URI's user@ (libnbd sets it) wins over tls-username=, which libnbd
+   * 1.14 does not read (ndm_uri_parse refused two that differ).
+   */
   if (nbd_set_uri_allow_local_file (h, true) == -1 ||
+      (u->tls_username != NULL &&
+       nbd_set_tls_username (h, u->tls_username) == -1) ||
       nbd_set_request_structured_replies (h, sr) == -1 ||
       (sr && nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1)
       || nbd_set_pread_initialize (h, false) == -1 ||
@@ -502,11 +496,21 @@ nbd_connect_handle (const char *uri, unsigned timeout_ms, bool sr,
     nbd_close (h);
     return NULL;
   }
+  /* libnbd requires TLS for these schemes; this holds whatever version
+   * of it the plugin runs with: a TLS device never talks plaintext.
+   */
+  if (u->scheme->tls && nbd_get_tls_negotiated (h) != 1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
+                 "device %s: TLS was not negotiated, and %s:// never "
+                 "talks plaintext", uri, u->scheme->name);
+    nbd_close (h);
+    return NULL;
+  }
   return h;
 
  err:
-  g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: %s", uri,
-               nbd_get_error ());
+  why = connect_error (u);
+  g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE, "device %s: %s", uri, why);
   nbd_close (h);
   return NULL;
 }
@@ -1177,7 +1181,7 @@ reconnect_lost (struct nbd_dev *nd)
     if (!lost)
       continue;
 
-    h = nbd_connect_handle (nd->dev.uri, nd->connect_timeout_ms,
+    h = nbd_connect_handle (nd->dev.uri, &nd->u, nd->connect_timeout_ms,
                             i == 0 || nd->structured_replies,
                             &nd->stopping, &e);
     if (h != NULL && __atomic_load_n (&nd->dev.absent, __ATOMIC_ACQUIRE))
@@ -1289,7 +1293,8 @@ nbd_probe (struct ndm_device *dev, unsigned timeout_ms, uint64_t *size,
   g_autofree char *buf = NULL;
   int r = -1;
 
-  h = nbd_connect_handle (dev->uri, timeout_ms, false, &nd->stopping, err);
+  h = nbd_connect_handle (dev->uri, &nd->u, timeout_ms, false,
+                          &nd->stopping, err);
   if (h == NULL)
     return -1;
   *size = nbd_get_size (h);
@@ -1383,6 +1388,22 @@ nbd_status (struct ndm_device *dev, GString *out)
                             q == 1 ? "" : "s");
 }
 
+static char *
+nbd_down_reason (struct ndm_device *dev)
+{
+  struct nbd_dev *nd = (struct nbd_dev *) dev;
+  char *why = NULL;
+  unsigned i, up = 0;
+
+  ndm_mutex_lock (&nd->lock);
+  for (i = 0; i < nd->nr_conns; i++)
+    up += nd->conns[i] != NULL;
+  if (up == 0)
+    why = g_strdup (nd->last_error);
+  ndm_mutex_unlock (&nd->lock);
+  return why;
+}
+
 static void
 nbd_close_device (struct ndm_device *dev)
 {
@@ -1401,6 +1422,7 @@ nbd_close_device (struct ndm_device *dev)
       ndm_channel_unref (&nd->conns[i]->ch);
   g_free (nd->conns);
   g_free (nd->last_error);
+  ndm_uri_clear (&nd->u);
   g_cond_clear (&nd->cond);
   ndm_mutex_clear (&nd->lock);
   g_free (nd->dev.uri);
@@ -1413,6 +1435,7 @@ static const struct ndm_device_ops nbd_device_ops = {
   .submit = nbd_submit,
   .start = nbd_start,
   .status = nbd_status,
+  .down_reason = nbd_down_reason,
   .fence = nbd_fence,
   .probe = nbd_probe,
   .connected = nbd_connected,
@@ -1453,21 +1476,21 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
 {
   struct nbd_dev *nd;
   struct nbd_handle *h;
+  struct ndm_uri u;
   GError *e = NULL;
   unsigned i;
 
-  if (!ndm_nbd_uri_ok (uri)) {
-    g_autofree char *schemes = ndm_nbd_uri_schemes_list (", ", " or ");
-
-    g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
-                 "device '%s' is not an NBD URI: expected %s", uri, schemes);
+  /* A bad URI is an error even for a tolerant target: it cannot get
+   * better by waiting.
+   */
+  if (ndm_uri_parse (uri, &u, err) == -1)
     return NULL;
-  }
   /* The first connection always negotiates structured replies, so block
    * status has somewhere to go.
    */
-  h = nbd_connect_handle (uri, cfg->connect_timeout_ms, true, NULL, &e);
+  h = nbd_connect_handle (uri, &u, cfg->connect_timeout_ms, true, NULL, &e);
   if (h == NULL && !tolerant) {
+    ndm_uri_clear (&u);
     g_propagate_error (err, e);
     return NULL;
   }
@@ -1475,6 +1498,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   nd = g_new0 (struct nbd_dev, 1);
   watch_device_opened ();
   nd->dev.ops = &nbd_device_ops;
+  nd->u = u;
   nd->dev.uri = g_strdup (uri);
   nd->connect_timeout_ms = cfg->connect_timeout_ms;
   nd->reconnect_ms = cfg->reconnect_ms;
@@ -1506,7 +1530,7 @@ nbd_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   if (nd->conns[0] == NULL)
     goto err;
   for (i = 1; i < nd->nr_conns; i++) {
-    h = nbd_connect_handle (uri, cfg->connect_timeout_ms,
+    h = nbd_connect_handle (uri, &nd->u, cfg->connect_timeout_ms,
                             cfg->structured_replies, NULL, err);
     if (h == NULL)
       goto err;

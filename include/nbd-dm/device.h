@@ -143,6 +143,12 @@ struct ndm_device_ops {
    * "down (reason)").
    */
   void (*status) (struct ndm_device *dev, GString *out);
+  /* Optional.  Why the device cannot serve now (never reached, or every
+   * connection lost): its last connection attempt's error, which names
+   * the device ("device URI: reason"); NULL while it is up.  The caller
+   * frees it.  Any thread outside completions.
+   */
+  char *(*down_reason) (struct ndm_device *dev);
   /* Optional.  Fence the device: close its connections so that nothing
    * it has in flight completes successfully later; its commands end with a
    * path error soon after.  It reconnects in the background.  Any thread
@@ -215,21 +221,47 @@ extern const struct ndm_device_class ndm_nbd_device_class;
  */
 char *ndm_nbd_library_version (void);
 
-/* The URI schemes ndm_nbd_device_class opens ("nbd://", ...; NULL ends
- * the list): the one list behind its check, its error message and the
- * plugin's --dump-plugin.  Adding one here is all it takes, if libnbd
+/* ---- URI schemes (core/devices/uri.c) --------------------------------- */
+
+enum ndm_uri_transport { NDM_URI_TCP, NDM_URI_UNIX, NDM_URI_VSOCK };
+
+struct ndm_uri_scheme {
+  const char *name;             /* "nbds+unix": what comes before "://" */
+  bool tls;                     /* TLS required: the device never talks
+                                   plaintext, a failed handshake fails it */
+  enum ndm_uri_transport transport;
+};
+
+/* Every scheme ndm_nbd_device_class opens; a NULL name ends it.  The one
+ * list behind the URI check, its error message, the man page check and
+ * the plugin's --dump-plugin.  Adding one here is all it takes, if libnbd
  * connects to it.
  */
-extern const char *const ndm_nbd_uri_schemes[];
+extern const struct ndm_uri_scheme ndm_uri_schemes[];
 
-/* Whether uri starts with one of ndm_nbd_uri_schemes. */
-bool ndm_nbd_uri_ok (const char *uri);
+/* uri's scheme ("nbds+unix://..." is nbds+unix), or NULL. */
+const struct ndm_uri_scheme *ndm_uri_scheme_of (const char *uri);
 
-/* The schemes in one string, sep between two of them and last_sep before
- * the last: (", ", " or ") makes "nbd://, ... or nbds+vsock://".  The
- * caller frees it (g_free).
+/* The schemes' names, each followed by suffix, sep between two; only the
+ * TLS ones with tls_only.  ("://", ", ", false) makes "nbd://, nbd+unix://,
+ * ...".  The caller frees it (g_free).
  */
-char *ndm_nbd_uri_schemes_list (const char *sep, const char *last_sep);
+char *ndm_uri_schemes_list (const char *suffix, const char *sep,
+                            bool tls_only);
+
+/* What nbd-dm reads of a device URI itself; libnbd reads the rest. */
+struct ndm_uri {
+  const struct ndm_uri_scheme *scheme;
+  char *tls_username;           /* tls-username=, or NULL (libnbd 1.14
+                                   does not read it) */
+};
+
+/* Check uri for a device: a scheme of ndm_uri_schemes, no TLS parameter
+ * with a plaintext scheme, a username with a PSK.  On error the message
+ * quotes uri.  Free *out with ndm_uri_clear.
+ */
+int ndm_uri_parse (const char *uri, struct ndm_uri *out, GError **err);
+void ndm_uri_clear (struct ndm_uri *u);
 
 /* Fill limits the device did not announce: R7's defaults. */
 void ndm_device_limits_fixup (struct ndm_device_limits *limits);

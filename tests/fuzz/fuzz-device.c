@@ -105,9 +105,16 @@ fuzz_open (const char *uri, const struct ndm_config *cfg, bool tolerant,
   const char *owner;
   struct ndm_device *dev;
   struct fake_dev *fd;
+  struct ndm_uri checked;
   uint64_t v;
   size_t i;
 
+  /* The real class's check of the word comes first, so the URI parser is
+   * fuzzed too and a word it refuses goes no further here either.
+   */
+  if (ndm_uri_parse (uri, &checked, err) == -1)
+    return NULL;
+  ndm_uri_clear (&checked);
   if (opened >= FUZZ_MAX_DEVICES) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_DEVICE,
                  "device %s: connect: too many devices for the fuzzer", uri);

@@ -176,18 +176,21 @@ alive ()
   [ "$state" != Z ]
 }
 
-# start_nbdkit [-dm] ARGS...: run 'nbdkit -f ARGS...' in the background and
-# wait until the socket given with -U answers.  -dm marks the dm server:
-# it gets the sanitizer environment and its stderr goes to a log that is
-# checked at exit.  The PID is left in NBDKIT_PID (to kill a device on
-# purpose) and killed at exit if still running.
+# start_nbdkit [-dm] [-probe URI] ARGS...: run 'nbdkit -f ARGS...' in the
+# background and wait until the socket given with -U answers (URI answers,
+# with -probe: a server that requires TLS answers only a TLS URI with its
+# key).  -dm marks the dm server: it gets the sanitizer environment and
+# its stderr goes to a log that is checked at exit.  The PID is left in
+# NBDKIT_PID (to kill a device on purpose) and killed at exit if still
+# running.
 start_nbdkit ()
 {
-  local dm=0 sock="" i log pid
+  local dm=0 sock="" probe="" i log pid
   local -a env=() args
   local line
 
   if [ "${1-}" = -dm ]; then dm=1; shift; fi
+  if [ "${1-}" = -probe ]; then probe=$2; shift 2; fi
   args=("$@")
   for ((i = 0; i < ${#args[@]}; i++)); do
     if [ "${args[i]}" = -U ]; then sock=${args[i + 1]}; fi
@@ -219,7 +222,7 @@ start_nbdkit ()
       return 1
     fi
     if [ -S "$sock" ] &&
-         nbdinfo --size "$(nbd_uri "$sock")" >/dev/null 2>&1; then
+         nbdinfo --size "${probe:-$(nbd_uri "$sock")}" >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.1

@@ -3,10 +3,11 @@
 # --dump-plugin lists what the build knows, from the core's own lists:
 # every target type that has a file in core/targets/ (its name in
 # dm_targets, its ops table's version in dm_target_<name>), nothing more,
-# and in dm_devices the URI schemes that a bad device URI's error names.
-# version= is the project's, libnbd_version= the libnbd it runs with, and
-# dm_debug_flags the flags nbdkit -D sets: each one nbdkit finds in the
-# plugin, and in the man page's DEBUG FLAGS.
+# and in dm_uri_schemes the URI schemes that a bad device URI's error
+# names (core/devices/uri.c; tests/unit/test-uri.c holds the man page to
+# the same table).  version= is the project's, libnbd_version= the libnbd
+# it runs with, and dm_debug_flags the flags nbdkit -D sets: each one
+# nbdkit finds in the plugin, and in the man page's DEBUG FLAGS.
 source ./functions.sh
 
 out=$NDM_TMP/dump
@@ -49,11 +50,11 @@ listed=$(tr ',' '\n' <<<"$targets" | grep -c .)
 
 # The schemes: DESIGN.md's four at least, and the same list as the error
 # for a device that is not an NBD URI.
-devices=$(sed -n 's/^dm_devices=//p' "$out")
-for s in nbd:// nbd+unix:// nbds:// nbds+unix://; do
-  case ",$devices," in
+schemes=$(sed -n 's/^dm_uri_schemes=//p' "$out")
+for s in nbd nbd+unix nbds nbds+unix; do
+  case ",$schemes," in
     *",$s,"*) ;;
-    *) fail "dm_devices=$devices lacks $s" ;;
+    *) fail "dm_uri_schemes=$schemes lacks $s" ;;
   esac
 done
 rc=0
@@ -61,8 +62,9 @@ run_dm -f -U "$(tmp_sock)" "$NDM_PLUGIN" table-text="0 8 linear /dev/sda 0" \
   2>"$NDM_TMP/stderr" || rc=$?
 check_sanitizer_log "$NDM_TMP/stderr"
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "a bad device URI: nbdkit exited $rc"
-expected=$(sed -E 's/,([^,]*)$/ or \1/; s/,/, /g' <<<"$devices")
-grep -q -F "is not an NBD URI: expected $expected" "$NDM_TMP/stderr" ||
+expected=$(sed -E 's|,|://, |g; s|$|://|' <<<"$schemes")
+grep -q -F "device '/dev/sda': expected an NBD URI ($expected)" \
+  "$NDM_TMP/stderr" ||
   { fail "the bad URI error does not list '$expected'"; cat "$NDM_TMP/stderr"; }
 
 # The build's version, and the libnbd's.

@@ -467,6 +467,21 @@ fake_probe (struct ndm_device *dev, unsigned timeout_ms, uint64_t *size,
   return r;
 }
 
+/* What the real device says: why its last connection failed. */
+static char *
+fake_down_reason (struct ndm_device *dev)
+{
+  struct fake_dev *fd = (struct fake_dev *) dev;
+  char *why = NULL;
+
+  g_mutex_lock (&fd->lock);
+  if (fd->down || dev->absent)
+    why = g_strdup_printf ("device %s: connect: Connection refused",
+                           dev->uri);
+  g_mutex_unlock (&fd->lock);
+  return why;
+}
+
 static bool
 fake_connected (struct ndm_device *dev)
 {
@@ -504,6 +519,7 @@ static const struct ndm_device_ops fake_device_ops = {
   .start = fake_start,
   .fence = fake_fence,
   .probe = fake_probe,
+  .down_reason = fake_down_reason,
   .connected = fake_connected,
   .declare_dead = fake_declare_dead,
   .unresolved_ghosts = fake_unresolved_ghosts,

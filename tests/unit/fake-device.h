@@ -73,7 +73,8 @@ void fake_fail_range (struct fake_dev *fd, uint64_t offset, uint64_t len,
 void fake_partial_reads (struct fake_dev *fd, bool on);
 
 /* A path going away and coming back: while down, commands fail at submit
- * with ENOTCONN, probes fail, connected() is false.  fake://missing...
+ * with ENOTCONN, probes fail, connected() is false, down_reason() says
+ * "device URI: connect: Connection refused".  fake://missing...
  * opened tolerant starts absent and down; up, it is present.
  */
 void fake_set_down (struct fake_dev *fd, bool down);

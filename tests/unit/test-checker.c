@@ -219,8 +219,9 @@ wait_calls (const char *want)
 }
 
 /* At load: the first reachable leg sets the size, one of another size is
- * refused and one that cannot be reached is kept, failed, both with
- * their reasons worded with the owner's noun.  No callback: the owner
+ * refused (its reason worded with the owner's noun) and one that cannot
+ * be reached is kept, failed, with the device's own reason (a refused TLS
+ * key, in the real one).  No callback: the owner
  * decides what a refused item means at load.
  */
 static void
@@ -237,7 +238,8 @@ test_add_identity (void)
   g_assert_cmpstr (legs->legs[1].chk.reason, ==, "size 2097152 bytes, the "
                    "other legs have 1048576: not the same data");
   g_assert_false (legs->legs[2].chk.active);
-  g_assert_cmpstr (legs->legs[2].chk.reason, ==, "not reachable");
+  g_assert_cmpstr (legs->legs[2].chk.reason, ==, "device fake://missing-c: "
+                   "connect: Connection refused");
   got = calls ();
   g_assert_cmpstr (got, ==, "");
   h_md_free (md);

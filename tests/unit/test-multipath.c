@@ -1005,6 +1005,9 @@ test_failfast_last_path_waits (void)
   fake_set_coming_back (a, false);
   g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
   g_assert_cmpmem (fake_data (a), sizeof buf, buf, sizeof buf);
+  h_md_free (md);
+}
+
 /* A path that fails needs a human: an error; one that comes back does
  * not: info.  Each probe is a debug line of the multipath category, only
  * while it is on.

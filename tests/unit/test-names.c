@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The core's one-definition lists: what each op is called and whether it
- * writes, the URI schemes of NBD devices, the registry of target types.
+ * writes, the registry of target types (the URI schemes: test-uri.c).
  * The expected values are written out here, not read from the lists, so
  * that a list that loses or changes an entry fails.
  */
 #include <string.h>
 
 #include "nbd-dm/ndm.h"
-#include "nbd-dm/device.h"
 #include "nbd-dm/target.h"
 
 static const struct {
@@ -48,88 +47,6 @@ test_op_writes (void)
   }
 }
 
-/* Every scheme the device class takes, as DESIGN.md section 2 and the
- * man page list them.
- */
-static const char *const schemes[] = {
-  "nbd://", "nbd+unix://", "nbds://", "nbds+unix://",
-  "nbd+vsock://", "nbds+vsock://",
-};
-
-static void
-test_schemes_listed (void)
-{
-  size_t i;
-
-  for (i = 0; i < G_N_ELEMENTS (schemes); i++)
-    g_assert_cmpstr (ndm_nbd_uri_schemes[i], ==, schemes[i]);
-  g_assert_null (ndm_nbd_uri_schemes[i]);
-}
-
-/* One good and one bad URI per scheme: the scheme with a host or socket
- * is taken; the scheme missing a '/' is not.
- */
-static void
-test_scheme_check (void)
-{
-  size_t i;
-
-  for (i = 0; i < G_N_ELEMENTS (schemes); i++) {
-    g_autofree char *good = g_strdup_printf ("%s%s", schemes[i],
-                                             strstr (schemes[i], "unix") ?
-                                             "/?socket=/tmp/s" : "host");
-    g_autofree char *bad = g_strndup (schemes[i], strlen (schemes[i]) - 1);
-    g_autofree char *bad_uri = g_strconcat (bad, "host", NULL);
-
-    if (!ndm_nbd_uri_ok (good))
-      g_error ("'%s' refused", good);
-    if (ndm_nbd_uri_ok (bad_uri))
-      g_error ("'%s' taken", bad_uri);
-  }
-  g_assert_false (ndm_nbd_uri_ok ("/dev/sda"));
-  g_assert_false (ndm_nbd_uri_ok ("nbd+tcp://host"));
-  g_assert_false (ndm_nbd_uri_ok (""));
-}
-
-/* A bad URI is refused before any connection, with a message that names
- * every scheme (the man page quotes it).
- */
-static void
-test_scheme_error (void)
-{
-  struct ndm_config cfg;
-  GError *err = NULL;
-  size_t i;
-
-  ndm_config_init (&cfg);
-  for (i = 0; i < G_N_ELEMENTS (schemes); i++) {
-    g_autofree char *bad = g_strdup_printf ("%.*shost",
-                                            (int) strlen (schemes[i]) - 1,
-                                            schemes[i]);
-
-    g_assert_null (ndm_nbd_device_class.open (bad, &cfg, false, &err));
-    g_assert_error (err, NDM_ERROR, NDM_ERROR_DEVICE);
-    g_assert_true (g_str_has_prefix (err->message, "device '"));
-    g_assert_nonnull (strstr (err->message, bad));
-    g_clear_error (&err);
-  }
-  g_assert_null (ndm_nbd_device_class.open ("/dev/sda", &cfg, true, &err));
-  g_assert_cmpstr (err->message, ==,
-                   "device '/dev/sda' is not an NBD URI: expected nbd://, "
-                   "nbd+unix://, nbds://, nbds+unix://, nbd+vsock:// or "
-                   "nbds+vsock://");
-  g_clear_error (&err);
-}
-
-static void
-test_schemes_list_separators (void)
-{
-  g_autofree char *dump = ndm_nbd_uri_schemes_list (",", ",");
-
-  g_assert_cmpstr (dump, ==, "nbd://,nbd+unix://,nbds://,nbds+unix://,"
-                   "nbd+vsock://,nbds+vsock://");
-}
-
 /* The built-in targets, in registry order, each found by its name. */
 static void
 test_registry (void)
@@ -159,11 +76,6 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/names/op/name-every-op", test_op_name);
   g_test_add_func ("/names/op/writes-every-op", test_op_writes);
-  g_test_add_func ("/names/uri-scheme/listed", test_schemes_listed);
-  g_test_add_func ("/names/uri-scheme/good-and-bad", test_scheme_check);
-  g_test_add_func ("/names/uri-scheme/error-names-schemes",
-                   test_scheme_error);
-  g_test_add_func ("/names/uri-scheme/dump-list", test_schemes_list_separators);
   g_test_add_func ("/names/target/registry", test_registry);
   return g_test_run ();
 }
