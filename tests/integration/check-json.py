@@ -162,14 +162,13 @@ def both(*schemas):
 
 # ---- the payloads -----------------------------------------------------------
 
-# core/stats.c: per class, requests and bytes; log2 latency buckets.
+# core/stats.c: per kind, requests and bytes; log2 latency buckets.
 CLASSES = ["read", "write", "flush", "trim", "zero", "other"]
-PLURALS = ["reads", "writes", "flushes", "trims", "zeroes", "others"]
-IO = dict([(p, UInt) for p in PLURALS] +
-          [(c + "_bytes", UInt) for c in CLASSES] +
-          [("errors", UInt), ("requeues", UInt), ("in_flight", Int),
-           ("seconds", Number),
-           ("latency_us_log2", Map(CLASSES, Array(UInt, 32)))])
+IO = {"reads": UInt, "read_bytes": UInt, "writes": UInt, "write_bytes": UInt,
+      "flushes": UInt, "flush_bytes": UInt, "trims": UInt, "trim_bytes": UInt,
+      "zeroes": UInt, "zero_bytes": UInt, "others": UInt, "other_bytes": UInt,
+      "errors": UInt, "requeues": UInt, "in_flight": Int, "seconds": Number,
+      "latency_us_log2": Map(CLASSES, Array(UInt, 32))}
 
 # command.c's device_json.
 DEVICE = {"uri": NonEmpty, "state": Enum("up", "degraded", "down"),
