@@ -25,6 +25,7 @@ struct cmd {
   bool noflush;
   bool clear;
   bool allow_resize;
+  const char *format;           /* stats --format=, NULL: text */
   bool (*cancelled) (void *data);
   void *cancel_data;
 };
@@ -193,63 +194,123 @@ stats_view (struct cmd *c, struct ndm_io_stats *s, struct ndm_io_stats *snap)
   return snap;
 }
 
-static int
-verb_stats (struct cmd *c, GString *out, GError **err)
+/* A target's own counters (its optional op stats, as JSON text) as a
+ * member of the object b is building.
+ */
+static void
+target_own_stats_json (struct ndm_target *ti, JsonBuilder *b)
 {
-  struct ndm_table *t = ndm_md_get_table (c->md);
+  g_autoptr (GString) own = g_string_new (NULL);
+  g_autoptr (JsonParser) p = json_parser_new ();
+
+  ti->type->stats (ti, true, own);
+  json_builder_set_member_name (b, ti->type->name);
+  if (json_parser_load_from_data (p, own->str, own->len, NULL))
+    json_builder_add_value (b, json_node_copy (json_parser_get_root (p)));
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
+stats_json (struct cmd *c, struct ndm_table *t, GString *out)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) g = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
   struct ndm_io_stats snap;
   unsigned i;
 
-  if (c->json)
-    g_string_append (out, "{\"targets\":[");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "targets");
+  json_builder_begin_array (b);
   for (i = 0; i < t->nr_targets; i++) {
     struct ndm_target *ti = &t->targets[i];
 
-    if (c->json) {
-      g_string_append (out, i ? "," : "");
-      json_target_head (out, ti);
-      g_string_append_c (out, ',');
-      ndm_stats_json (stats_view (c, ti->stats, &snap), out);
-      if (ti->type->stats != NULL) {
-        g_string_append_printf (out, ",\"%s\":", ti->type->name);
-        ti->type->stats (ti, true, out);
-      }
-      g_string_append_c (out, '}');
-    }
-    else {
-      g_string_append_printf (out, "target %" PRIu64 " %" PRIu64 " %s\n",
-                              ti->begin, ti->len, ti->type->name);
-      ndm_stats_format (stats_view (c, ti->stats, &snap), "  ", out);
-      if (ti->type->stats != NULL) {
-        g_string_append_printf (out, "  %s: ", ti->type->name);
-        ti->type->stats (ti, false, out);
-        g_string_append_c (out, '\n');
-      }
-    }
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "start");
+    json_builder_add_int_value (b, ti->begin);
+    json_builder_set_member_name (b, "length");
+    json_builder_add_int_value (b, ti->len);
+    json_builder_set_member_name (b, "type");
+    json_builder_add_string_value (b, ti->type->name);
+    json_builder_set_member_name (b, "io");
+    ndm_stats_json (stats_view (c, ti->stats, &snap), b);
+    if (ti->type->stats != NULL)
+      target_own_stats_json (ti, b);
+    json_builder_end_object (b);
   }
-  if (c->json)
-    g_string_append (out, "],\"devices\":[");
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "devices");
+  json_builder_begin_array (b);
   for (i = 0; i < t->devices->len; i++) {
     struct ndm_device *dev = t->devices->pdata[i];
     g_autoptr (GString) st = g_string_new (NULL);
 
     device_state (dev, st);
-    if (c->json) {
-      g_string_append (out, i ? ",{\"uri\":" : "{\"uri\":");
-      ndm_json_string (out, dev->uri);
-      g_string_append (out, ",\"state\":");
-      ndm_json_string (out, st->str);
-      g_string_append_c (out, ',');
-      ndm_stats_json (stats_view (c, dev->stats, &snap), out);
-      g_string_append_c (out, '}');
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "uri");
+    json_builder_add_string_value (b, dev->uri);
+    json_builder_set_member_name (b, "state");
+    json_builder_add_string_value (b, st->str);
+    json_builder_set_member_name (b, "io");
+    ndm_stats_json (stats_view (c, dev->stats, &snap), b);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (g, root);
+  text = json_generator_to_data (g, NULL);
+  g_string_append_printf (out, "%s\n", text);
+}
+
+static int
+verb_stats (struct cmd *c, GString *out, GError **err)
+{
+  struct ndm_table *t;
+  struct ndm_io_stats snap;
+  unsigned i;
+
+  if (c->format != NULL && strcmp (c->format, "openmetrics") == 0) {
+    if (c->json || c->clear) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "stats: --format=openmetrics takes neither --json nor "
+                   "--clear (its counters only grow, as Prometheus "
+                   "expects)");
+      return -1;
     }
-    else {
-      g_string_append_printf (out, "device %s (%s)\n", dev->uri, st->str);
-      ndm_stats_format (stats_view (c, dev->stats, &snap), "  ", out);
+    t = ndm_md_get_table (c->md);
+    ndm_table_openmetrics (t, out);
+    ndm_table_unref (t);
+    return 0;
+  }
+  t = ndm_md_get_table (c->md);
+  if (c->json) {
+    stats_json (c, t, out);
+    ndm_table_unref (t);
+    return 0;
+  }
+  for (i = 0; i < t->nr_targets; i++) {
+    struct ndm_target *ti = &t->targets[i];
+
+    g_string_append_printf (out, "target %" PRIu64 " %" PRIu64 " %s\n",
+                            ti->begin, ti->len, ti->type->name);
+    ndm_stats_format (stats_view (c, ti->stats, &snap), "  ", out);
+    if (ti->type->stats != NULL) {
+      g_string_append_printf (out, "  %s: ", ti->type->name);
+      ti->type->stats (ti, false, out);
+      g_string_append_c (out, '\n');
     }
   }
-  if (c->json)
-    g_string_append (out, "]}\n");
+  for (i = 0; i < t->devices->len; i++) {
+    struct ndm_device *dev = t->devices->pdata[i];
+    g_autoptr (GString) st = g_string_new (NULL);
+
+    device_state (dev, st);
+    g_string_append_printf (out, "device %s (%s)\n", dev->uri, st->str);
+    ndm_stats_format (stats_view (c, dev->stats, &snap), "  ", out);
+  }
   ndm_table_unref (t);
   return 0;
 }
@@ -508,8 +569,9 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
 
   c->argv = g_new0 (char *, argc + 1);
   for (i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *eq;
     const struct ndm_control_option *o;
+    g_autofree char *name = NULL;
 
     if (strcmp (a, "--") == 0) {
       for (i++; i < argc; i++)
@@ -524,18 +586,28 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
       c->json = true;
       continue;
     }
-    o = ndm_control_option_lookup (a);
-    if (o == NULL || !(v->options & o->bit)) {
+    eq = strchr (a, '=');
+    name = g_strndup (a, eq != NULL ? (size_t) (eq - a) : strlen (a));
+    o = ndm_control_option_lookup (name);
+    if (o == NULL || !(v->options & o->bit) ||
+        (o->values == NULL) != (eq == NULL)) {
       g_autofree char *usage = ndm_control_verb_usage (v, NULL);
 
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                    "%s: unknown option '%s' (usage: %s)", v->name, a, usage);
       return -1;
     }
+    if (eq != NULL && !ndm_control_option_value_ok (o, eq + 1)) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "%s: %s: unknown value '%s' (expected %s)", v->name,
+                   name, eq + 1, o->values);
+      return -1;
+    }
     switch (o->bit) {
     case NDM_CONTROL_OPT_CLEAR: c->clear = true; break;
     case NDM_CONTROL_OPT_NOFLUSH: c->noflush = true; break;
     case NDM_CONTROL_OPT_ALLOW_RESIZE: c->allow_resize = true; break;
+    case NDM_CONTROL_OPT_FORMAT: c->format = eq + 1; break;
     }
   }
   c->argc = n;
