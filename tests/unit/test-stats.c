@@ -333,6 +333,18 @@ test_openmetrics (void)
   h_md_free (md);
 }
 
+/* Label values are escaped as the format says: '\\', '"', newline. */
+static void
+test_openmetrics_escapes_labels (void)
+{
+  struct ndm_md *md = h_md_new ("0 2048 linear fake://q\"b\\c 0", NULL);
+  g_autofree char *text = h_command_ok (md, "stats --format=openmetrics");
+
+  g_assert_nonnull (strstr (text, "\nndm_device_ios_total{uri=\"fake://q"
+                            "\\\"b\\\\c\",op=\"read\"} 0\n"));
+  h_md_free (md);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -350,5 +362,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/stats/done/counts-latency", test_done_counts_latency);
   g_test_add_func ("/stats/json/histograms", test_json);
   g_test_add_func ("/stats/openmetrics/families", test_openmetrics);
+  g_test_add_func ("/stats/openmetrics/escapes-labels",
+                   test_openmetrics_escapes_labels);
   return g_test_run ();
 }
