@@ -34,10 +34,13 @@ struct ndm_io_stats {
   uint64_t errors;
   uint64_t requeues;
   int64_t inflight;
-  uint64_t lat[NDM_STAT_CLASSES][NDM_LAT_BUCKETS];  /* include/nbd-dm/
-                                                       latency.h */
+  /* Next to the fields above: a read's or a write's end touches the
+   * same two cache lines as before the sum was kept, plus its bucket's.
+   */
   uint64_t lat_sum[NDM_STAT_CLASSES];   /* microseconds, all samples */
   int64_t since;                /* monotonic us of creation or clear */
+  uint64_t lat[NDM_STAT_CLASSES][NDM_LAT_BUCKETS];  /* include/nbd-dm/
+                                                       latency.h */
 };
 
 /* The percentiles every view shows, as fractions and as named in JSON
