@@ -56,11 +56,11 @@ listen_ip (const char *addr, GError **err)
   int fd, r, on = 1;
 
   if (addr[0] == '[') {
-    const char *close = strchr (addr, ']');
+    const char *bracket = strchr (addr, ']');
 
-    colon = close != NULL && close[1] == ':' ? close + 1 : NULL;
+    colon = bracket != NULL && bracket[1] == ':' ? bracket + 1 : NULL;
     if (colon != NULL)
-      host = g_strndup (addr + 1, close - addr - 1);
+      host = g_strndup (addr + 1, bracket - addr - 1);
   }
   else {
     colon = strrchr (addr, ':');
