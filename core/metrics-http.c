@@ -180,6 +180,9 @@ answer (void *cls, struct MHD_Connection *conn, const char *url,
 /* The library's complaints (a client that misbehaved, mostly) are for
  * debugging, not for the operator.
  */
+static void mhd_log (void *cls, const char *fmt, va_list ap)
+  G_GNUC_PRINTF (2, 0);
+
 static void
 mhd_log (void *cls, const char *fmt, va_list ap)
 {
