@@ -26,6 +26,7 @@ struct cmd {
   bool noflush;
   bool clear;
   bool allow_resize;
+  const char *format;           /* stats --format=, NULL: text */
   bool (*cancelled) (void *data);
   void *cancel_data;
 };
@@ -249,11 +250,25 @@ stats_view (struct cmd *c, struct ndm_io_stats *s, struct ndm_io_stats *snap)
 static int
 verb_stats (struct cmd *c, GString *out, GError **err)
 {
-  struct ndm_table *t = ndm_md_get_table (c->md);
+  struct ndm_table *t;
   struct ndm_io_stats snap;
   g_autoptr (JsonBuilder) b = NULL;
   unsigned i;
 
+  if (c->format != NULL && strcmp (c->format, "openmetrics") == 0) {
+    if (c->json || c->clear) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "stats: --format=openmetrics takes neither --json nor "
+                   "--clear (its counters only grow, as Prometheus "
+                   "expects)");
+      return -1;
+    }
+    t = ndm_md_get_table (c->md);
+    ndm_table_openmetrics (t, out);
+    ndm_table_unref (t);
+    return 0;
+  }
+  t = ndm_md_get_table (c->md);
   if (c->json) {
     b = ndm_json_payload_new ();
     json_builder_set_member_name (b, "targets");
@@ -585,8 +600,9 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
 
   c->argv = g_new0 (char *, argc + 1);
   for (i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *eq;
     const struct ndm_control_option *o;
+    g_autofree char *name = NULL;
 
     if (strcmp (a, "--") == 0) {
       for (i++; i < argc; i++)
@@ -601,18 +617,28 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
       c->json = true;
       continue;
     }
-    o = ndm_control_option_lookup (a);
-    if (o == NULL || !(v->options & o->bit)) {
+    eq = strchr (a, '=');
+    name = g_strndup (a, eq != NULL ? (size_t) (eq - a) : strlen (a));
+    o = ndm_control_option_lookup (name);
+    if (o == NULL || !(v->options & o->bit) ||
+        (o->values == NULL) != (eq == NULL)) {
       g_autofree char *usage = ndm_control_verb_usage (v, NULL);
 
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                    "%s: unknown option '%s' (usage: %s)", v->name, a, usage);
       return -1;
     }
+    if (eq != NULL && !ndm_control_option_value_ok (o, eq + 1)) {
+      g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                   "%s: %s: unknown value '%s' (expected %s)", v->name,
+                   name, eq + 1, o->values);
+      return -1;
+    }
     switch (o->bit) {
     case NDM_CONTROL_OPT_CLEAR: c->clear = true; break;
     case NDM_CONTROL_OPT_NOFLUSH: c->noflush = true; break;
     case NDM_CONTROL_OPT_ALLOW_RESIZE: c->allow_resize = true; break;
+    case NDM_CONTROL_OPT_FORMAT: c->format = eq + 1; break;
     }
   }
   c->argc = n;

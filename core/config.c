@@ -36,6 +36,11 @@ const struct ndm_config_key ndm_config_keys[] = {
     .min = 1, .max = sizeof ((struct ndm_config *) NULL)->name - 1,
     .def_string = "nbd-dm",
     .help = "The device's name in nbd-dmsetup info" },
+  { .name = "metrics", .kind = NDM_CONFIG_STRING, FIELD (metrics),
+    .min = 0, .max = sizeof ((struct ndm_config *) NULL)->metrics - 1,
+    .def_string = "", .value_name = "ADDR",
+    .help = "Serve the statistics over HTTP (GET /metrics, OpenMetrics) "
+            "at a Unix socket path (with a '/') or IP:PORT" },
   { .name = "connections", .kind = NDM_CONFIG_COUNT, FIELD (connections),
     .min = 1, .max = 64, .def = 2,
     .help = "Connections per device that allows multi-conn" },
@@ -230,6 +235,13 @@ ndm_config_kind_value_name (enum ndm_config_kind kind)
   return kinds[kind].value_name;
 }
 
+const char *
+ndm_config_key_value_name (const struct ndm_config_key *key)
+{
+  return key->value_name != NULL ? key->value_name
+    : kinds[key->kind].value_name;
+}
+
 size_t
 ndm_config_kind_field_size (enum ndm_config_kind kind)
 {
@@ -338,7 +350,7 @@ ndm_config_key_format_default (const struct ndm_config_key *key,
 
   switch (key->kind) {
   case NDM_CONFIG_STRING:
-    g_string_append (out, key->def_string);
+    g_string_append (out, key->def_string[0] ? key->def_string : "none");
     return;
   case NDM_CONFIG_BOOL:
     g_string_append (out, key->def ? "true" : "false");
@@ -430,7 +442,7 @@ ndm_config_help (GString *out)
     g_string_append (def, ").");
     g_ptr_array_add (words, def->str);
     g_ptr_array_add (words, NULL);
-    help_layout (out, key->name, kinds[key->kind].value_name,
+    help_layout (out, key->name, ndm_config_key_value_name (key),
                  (char **) words->pdata);
   }
 }

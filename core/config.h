@@ -40,6 +40,7 @@ struct ndm_config_key {
   uint64_t def;                 /* the default, in that unit */
   const char *def_string;       /* NDM_CONFIG_STRING's default */
   const char *help;             /* --help's text, without the default */
+  const char *value_name;       /* NULL: the kind's ("NAME", "SIZE") */
 };
 
 extern const struct ndm_config_key ndm_config_keys[];
@@ -48,8 +49,8 @@ extern const size_t ndm_config_nr_keys;
 /* The key called name, or NULL. */
 const struct ndm_config_key *ndm_config_key_find (const char *name);
 
-/* The key's default as the user would write it ("256M", "30", "false"),
- * as --help and the man page show it.
+/* The key's default as the user would write it ("256M", "30", "false";
+ * "none" for an empty string), as --help and the man page show it.
  */
 void ndm_config_key_format_default (const struct ndm_config_key *key,
                                     GString *out);
@@ -59,6 +60,8 @@ void ndm_config_key_format_default (const struct ndm_config_key *key,
  */
 const char *ndm_config_kind_value_name (enum ndm_config_kind kind);
 size_t ndm_config_kind_field_size (enum ndm_config_kind kind);
+/* The key's own name for its value ("ADDR"), or its kind's. */
+const char *ndm_config_key_value_name (const struct ndm_config_key *key);
 
 /* A rate as the user writes it, in a key or a message ("64M/s", "64M",
  * "0": a size in the syntax of cfg->parse_size, optionally "/s"): bytes

@@ -16,6 +16,7 @@ const struct ndm_control_option ndm_control_options[] = {
   { "--clear", NDM_CONTROL_OPT_CLEAR },
   { "--noflush", NDM_CONTROL_OPT_NOFLUSH },
   { "--allow-resize", NDM_CONTROL_OPT_ALLOW_RESIZE },
+  { "--format", NDM_CONTROL_OPT_FORMAT, .values = "text|openmetrics" },
   { NULL, 0 },
 };
 
@@ -23,7 +24,8 @@ const struct ndm_control_verb ndm_control_verbs[] = {
   { .name = "info" },
   { .name = "table" },
   { .name = "status" },
-  { .name = "stats", .options = NDM_CONTROL_OPT_CLEAR },
+  { .name = "stats", .options = NDM_CONTROL_OPT_CLEAR |
+                                NDM_CONTROL_OPT_FORMAT },
   { .name = "message", .min_words = 2, .max_words = G_MAXUINT,
     .words = "<sector> <message> [args...]", .number = "sector" },
   { .name = "suspend", .options = NDM_CONTROL_OPT_NOFLUSH },
@@ -68,6 +70,18 @@ ndm_control_option_lookup (const char *name)
                        name);
 }
 
+bool
+ndm_control_option_value_ok (const struct ndm_control_option *o,
+                             const char *value)
+{
+  g_auto (GStrv) values = NULL;
+
+  if (o->values == NULL)
+    return false;
+  values = g_strsplit (o->values, "|", -1);
+  return g_strv_contains ((const char *const *) values, value);
+}
+
 char *
 ndm_control_verb_usage (const struct ndm_control_verb *v, const char *words)
 {
@@ -75,7 +89,9 @@ ndm_control_verb_usage (const struct ndm_control_verb *v, const char *words)
   const struct ndm_control_option *o;
 
   for (o = ndm_control_options; o->name != NULL; o++)
-    if (v->options & o->bit)
+    if ((v->options & o->bit) && o->values != NULL)
+      g_string_append_printf (s, " [%s=%s]", o->name, o->values);
+    else if (v->options & o->bit)
       g_string_append_printf (s, " [%s]", o->name);
   if (words == NULL)
     words = v->words;

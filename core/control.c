@@ -271,7 +271,7 @@ accept_thread (gpointer data)
  * error, anything else is an error.
  */
 static int
-clear_path (const char *path, GError **err)
+clear_path (const char *what, const char *path, GError **err)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   struct stat st;
@@ -280,11 +280,11 @@ clear_path (const char *path, GError **err)
   if (lstat (path, &st) == -1)
     return errno == ENOENT ? 0 : (g_set_error (err, NDM_ERROR,
                                                NDM_ERROR_CONFIG,
-                                               "control: %s: %s", path,
+                                               "%s: %s: %s", what, path,
                                                g_strerror (errno)), -1);
   if (!S_ISSOCK (st.st_mode)) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                 "control: %s exists and is not a socket", path);
+                 "%s: %s exists and is not a socket", what, path);
     return -1;
   }
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -293,35 +293,35 @@ clear_path (const char *path, GError **err)
   close (fd);
   if (r == 0) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                 "control: %s is in use by another server", path);
+                 "%s: %s is in use by another server", what, path);
     return -1;
   }
   unlink (path);
   return 0;
 }
 
-struct ndm_control *
-ndm_control_new (struct ndm_md *md, const char *path, GError **err)
+int
+ndm_unix_listen (const char *what, const char *path, int backlog,
+                 GError **err)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  struct ndm_control *ctl;
   mode_t old_mask;
   int fd, r;
 
   if (strlen (path) >= sizeof sa.sun_path) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG,
-                 "control: socket path '%s' is too long (at most %zu bytes)",
-                 path, sizeof sa.sun_path - 1);
-    return NULL;
+                 "%s: socket path '%s' is too long (at most %zu bytes)",
+                 what, path, sizeof sa.sun_path - 1);
+    return -1;
   }
-  if (clear_path (path, err) == -1)
-    return NULL;
+  if (clear_path (what, path, err) == -1)
+    return -1;
   memcpy (sa.sun_path, path, strlen (path));
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd == -1) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG, "control: socket: %s",
+    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG, "%s: socket: %s", what,
                  g_strerror (errno));
-    return NULL;
+    return -1;
   }
   /* Owner-only from the start: no window with wider permissions.  No
    * other thread runs yet (before fork), so the process umask is ours.
@@ -329,12 +329,24 @@ ndm_control_new (struct ndm_md *md, const char *path, GError **err)
   old_mask = umask (0177);
   r = bind (fd, (struct sockaddr *) &sa, sizeof sa);
   umask (old_mask);
-  if (r == -1 || listen (fd, NDM_CONTROL_MAX_CLIENTS) == -1) {
-    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG, "control: %s: %s", path,
+  if (r == -1 || listen (fd, backlog) == -1) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_CONFIG, "%s: %s: %s", what, path,
                  g_strerror (errno));
     close (fd);
-    return NULL;
+    return -1;
   }
+  return fd;
+}
+
+struct ndm_control *
+ndm_control_new (struct ndm_md *md, const char *path, GError **err)
+{
+  struct ndm_control *ctl;
+  int fd;
+
+  fd = ndm_unix_listen ("control", path, NDM_CONTROL_MAX_CLIENTS, err);
+  if (fd == -1)
+    return NULL;
 
   ctl = g_new0 (struct ndm_control, 1);
   ctl->md = md;

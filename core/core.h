@@ -260,6 +260,14 @@ int ndm_md_command_full (struct ndm_md *md, int argc, char **argv,
                          GString *out, bool (*cancelled) (void *),
                          void *cancel_data, GError **err);
 
+/* A Unix stream socket listening at path (core/control.c), mode 0600; a
+ * stale socket file there is replaced, a live one or any other file is
+ * an error, whose message starts with what ("control", "metrics").
+ * Returns the descriptor, or -1 with *err.  Before fork: it sets umask.
+ */
+int ndm_unix_listen (const char *what, const char *path, int backlog,
+                     GError **err);
+
 /* Bump the event number and wake `wait`. */
 void ndm_md_event (struct ndm_md *md);
 /* Wait until the event number exceeds after, or until deadline

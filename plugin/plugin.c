@@ -20,6 +20,7 @@
 
 #include "nbd-dm/ndm.h"
 #include "nbd-dm/control.h"
+#include "nbd-dm/metrics.h"
 #include "nbd-dm/target.h"
 
 static struct ndm_config cfg;
@@ -28,6 +29,7 @@ static char *table_source;      /* "FILE: " or "table-text: ", for errors */
 static char *control_path;      /* control=SOCKET */
 static struct ndm_md *md;
 static struct ndm_control *control;
+static struct ndm_metrics *metrics;   /* metrics=ADDR */
 
 /* nbdkit's debug flags (nbdkit-plugin(3), "Debug Flags"): nbdkit -D
  * dm.multipath=1 sets dm_debug_multipath, and so on, one per category of
@@ -96,6 +98,8 @@ dm_load (void)
 static void
 dm_unload (void)
 {
+  ndm_metrics_free (metrics);
+  metrics = NULL;
   ndm_control_free (control);
   control = NULL;
   ndm_md_free (md);
@@ -293,17 +297,28 @@ dm_get_ready (void)
       return -1;
     }
   }
+  if (cfg.metrics[0] != '\0') {
+    metrics = ndm_metrics_new (md, cfg.metrics, &err);
+    if (metrics == NULL) {
+      nbdkit_error ("%s", err->message);
+      g_error_free (err);
+      return -1;
+    }
+  }
   return 0;
 }
 
-/* Background threads (reconnects, control) only after nbdkit forked. */
+/* Background threads (reconnects, control, metrics) only after nbdkit
+ * forked.
+ */
 static int
 dm_after_fork (void)
 {
   GError *err = NULL;
 
   ndm_md_start (md);
-  if (control != NULL && ndm_control_start (control, &err) == -1) {
+  if ((control != NULL && ndm_control_start (control, &err) == -1) ||
+      (metrics != NULL && ndm_metrics_start (metrics, &err) == -1)) {
     nbdkit_error ("%s", err->message);
     g_error_free (err);
     return -1;

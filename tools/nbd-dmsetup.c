@@ -36,6 +36,7 @@
 #include <glib.h>
 
 #include "nbd-dm/control.h"
+#include "stats-report.h"
 
 #ifndef NDM_VERSION
 #define NDM_VERSION "unknown"
@@ -56,7 +57,8 @@ enum exit_status {
 };
 
 #define USAGE_LINE                                                      \
-  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"
+  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"\
+  "       " PROG " [-c SOCKET] [--json] stats --interval SECS [--count N]\n"
 
 /* A verb's words as this program takes them: a table is read from FILE
  * or given with --text, and sent as the one word the server wants.
@@ -183,9 +185,11 @@ is_number (const char *s)
     g_ascii_string_to_unsigned (s, 10, 0, G_MAXUINT64, &v, NULL);
 }
 
-/* --timeout: positive seconds, fractions allowed (tests like 0.5). */
+/* --timeout, --interval: positive seconds, fractions allowed (tests
+ * like 0.5).
+ */
 static double
-parse_timeout (const char *s)
+parse_seconds (const char *option, const char *s)
 {
   char *end;
   double v;
@@ -194,7 +198,7 @@ parse_timeout (const char *s)
   v = g_ascii_strtod (s, &end);
   if (end == s || *end != '\0' || errno != 0 || !isfinite (v) || v <= 0 ||
       v > 1e9)
-    usage_error ("--timeout: '%s' is not a positive number of seconds", s);
+    usage_error ("%s: '%s' is not a positive number of seconds", option, s);
   return v;
 }
 
@@ -445,11 +449,12 @@ read_line (struct reader *rd, const char **line, size_t *len)
 }
 
 /* Read the reply and print its payload, a line at a time as it comes
- * ("wait" and a slow "suspend" print when they return).  Returns only if
- * the server said "ok N" and sent N lines.
+ * ("wait" and a slow "suspend" print when they return), or append it to
+ * collect if not NULL.  Returns only if the server said "ok N" and sent
+ * N lines.
  */
 static void
-read_reply (int fd, gint64 deadline, bool sent_all)
+read_reply (int fd, gint64 deadline, bool sent_all, GString *collect)
 {
   struct reader rd = { .fd = fd, .deadline = deadline,
                        .buf = g_string_new (NULL) };
@@ -489,6 +494,11 @@ read_reply (int fd, gint64 deadline, bool sent_all)
       fail ("protocol error: the server closed the connection after %"
             G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT " lines it "
             "announced", i, n);
+    if (collect != NULL) {
+      g_string_append_len (collect, line, len);
+      g_string_append_c (collect, '\n');
+      continue;
+    }
     fwrite (line, 1, len, stdout);
     putchar ('\n');
     fflush (stdout);
@@ -503,8 +513,12 @@ struct cmdline {
   GPtrArray *args;              /* positional words after the verb */
   const char *text;             /* reload --text */
   unsigned options;             /* NDM_CONTROL_OPT_* */
+  const char *values[8];        /* of the options that take one, by their
+                                   row in ndm_control_options */
   bool json;
   double timeout;               /* seconds; 0 for none */
+  double interval;              /* stats --interval SECS; 0 for none */
+  unsigned count;               /* stats --count N; 0: until Ctrl-C */
 };
 
 /* Options may come before or after the verb, as with dmsetup; "--"
@@ -574,7 +588,20 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
     }
     else if (strcmp (name, "--timeout") == 0) {
       NEEDS_VALUE;
-      cl->timeout = parse_timeout (value);
+      cl->timeout = parse_seconds (name, value);
+    }
+    else if (strcmp (name, "--interval") == 0) {
+      NEEDS_VALUE;
+      cl->interval = parse_seconds (name, value);
+    }
+    else if (strcmp (name, "--count") == 0) {
+      guint64 n;
+
+      NEEDS_VALUE;
+      if (!g_ascii_isdigit (value[0]) ||
+          !g_ascii_string_to_unsigned (value, 10, 1, G_MAXUINT, &n, NULL))
+        usage_error ("--count: '%s' is not a positive number", value);
+      cl->count = n;
     }
     else if (strcmp (name, "--text") == 0) {
       NEEDS_VALUE;
@@ -589,7 +616,17 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
       verbose = true;
     }
     else if ((opt = ndm_control_option_lookup (name)) != NULL) {
-      NO_VALUE;
+      if (opt->values != NULL) {
+        NEEDS_VALUE;
+        if (!ndm_control_option_value_ok (opt, value))
+          usage_error ("option '%s': unknown value '%s' (expected %s)", name,
+                       value, opt->values);
+        g_assert ((size_t) (opt - ndm_control_options) <
+                  G_N_ELEMENTS (cl->values));
+        cl->values[opt - ndm_control_options] = value;
+      }
+      else
+        NO_VALUE;
       cl->options |= opt->bit;
     }
     else if (strcmp (name, "-h") == 0 || strcmp (name, "--help") == 0) {
@@ -619,6 +656,12 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
                    cl->verb->name);
   if (cl->text != NULL && !cl->verb->table_word)
     usage_error ("option '--text' does not apply to '%s'", cl->verb->name);
+  if (cl->count > 0 && cl->interval == 0)
+    usage_error ("option '--count' needs '--interval'");
+  if (cl->interval > 0 &&
+      (strcmp (cl->verb->name, "stats") != 0 || cl->options != 0))
+    usage_error ("option '--interval' applies to 'stats' alone, without "
+                 "--clear or --format");
 }
 
 /* The positional arguments, against the verb's spec.  A table word may
@@ -664,7 +707,10 @@ build_request (const struct cmdline *cl)
   if (cl->json)
     g_string_append (req, " --json");
   for (o = ndm_control_options; o->name != NULL; o++)
-    if (cl->options & o->bit)
+    if ((cl->options & o->bit) && o->values != NULL)
+      g_string_append_printf (req, " %s=%s", o->name,
+                              cl->values[o - ndm_control_options]);
+    else if (cl->options & o->bit)
       g_string_append_printf (req, " %s", o->name);
 
   /* reload sends the table as its one word; a file becomes one here. */
@@ -703,6 +749,29 @@ build_request (const struct cmdline *cl)
   return req;
 }
 
+/* stats --interval: one `stats --json` payload a call, on a connection
+ * of its own, for tools/stats-report.c.
+ */
+static char *
+fetch_stats (void *data)
+{
+  const struct cmdline *cl = data;
+  static const char req[] = "stats --json\n";
+  GString *payload = g_string_new (NULL);
+  gint64 deadline = -1;
+  bool sent_all;
+  int fd;
+
+  if (cl->timeout > 0)
+    deadline = g_get_monotonic_time () +
+      (gint64) (cl->timeout * G_USEC_PER_SEC);
+  fd = connect_control (cl->socket_path);
+  sent_all = send_request (fd, req, strlen (req), deadline);
+  read_reply (fd, deadline, sent_all, payload);
+  close (fd);
+  return g_string_free (payload, FALSE);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -716,6 +785,9 @@ main (int argc, char *argv[])
   check_args (&cl);
   if (cl.socket_path == NULL || cl.socket_path[0] == '\0')
     usage_error ("no control socket: use -c SOCKET or set NBD_DM_CONTROL");
+  if (cl.interval > 0)
+    return stats_report_run (fetch_stats, &cl, cl.interval, cl.count,
+                             cl.json);
   req = build_request (&cl);
 
   /* The deadline starts before connecting: --timeout is how long the
@@ -729,7 +801,7 @@ main (int argc, char *argv[])
   fd = connect_control (cl.socket_path);
   debug ("> %.*s", (int) req->len - 1, req->str);
   sent_all = send_request (fd, req->str, req->len, deadline);
-  read_reply (fd, deadline, sent_all);
+  read_reply (fd, deadline, sent_all, NULL);
   close (fd);
   g_ptr_array_free (cl.args, TRUE);
 

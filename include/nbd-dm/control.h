@@ -28,7 +28,9 @@
  *                             "Number of targets: N"
  *   table                     <start> <length> <target> <args> per target
  *   status                    <start> <length> <target> <status> per target
- *   stats [--clear]           counters per target and per device
+ *   stats [--clear] [--format=text|openmetrics]
+ *                             counters per target and per device; in
+ *                             the OpenMetrics text format, ending "# EOF"
  *   message <sector> <word>...  the target holding <sector> answers
  *   suspend [--noflush]       returns once nothing is in flight
  *   reload [--allow-resize] <table>
@@ -78,12 +80,16 @@ enum {
   NDM_CONTROL_OPT_CLEAR = 1 << 0,         /* stats --clear */
   NDM_CONTROL_OPT_NOFLUSH = 1 << 1,       /* suspend --noflush */
   NDM_CONTROL_OPT_ALLOW_RESIZE = 1 << 2,  /* reload --allow-resize */
+  NDM_CONTROL_OPT_FORMAT = 1 << 3,        /* stats --format=FORMAT */
 };
 
 struct ndm_control_option {
   const char *name;             /* "--clear"; first, as in every table
                                    ndm_control_*_lookup searches */
   unsigned bit;                 /* NDM_CONTROL_OPT_* */
+  const char *values;           /* NULL: a flag; else the option takes
+                                   one of these values, '|' between them,
+                                   in the same word ("--format=text") */
 };
 
 /* Every option of the enum above; a NULL name ends it. */
@@ -111,7 +117,12 @@ extern const struct ndm_control_verb ndm_control_verbs[];
 const struct ndm_control_verb *ndm_control_verb_lookup (const char *name);
 const struct ndm_control_option *ndm_control_option_lookup (const char *name);
 
-/* "stats [--clear]", "reload [--allow-resize] <table>": the verb, its
+/* Whether value is one of o->values. */
+bool ndm_control_option_value_ok (const struct ndm_control_option *o,
+                                  const char *value);
+
+/* "stats [--clear] [--format=text|openmetrics]", "reload
+ * [--allow-resize] <table>": the verb, its
  * options, then words, or v->words if words is NULL.  Free with g_free.
  */
 char *ndm_control_verb_usage (const struct ndm_control_verb *v,

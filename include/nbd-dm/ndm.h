@@ -102,6 +102,8 @@ struct ndm_target_type;
  */
 struct ndm_config {
   char name[64];                /* for `info` */
+  char metrics[108];            /* metrics=ADDR, "" for none
+                                   (nbd-dm/metrics.h); a sun_path's size */
   unsigned connections;         /* per device that allows multi-conn */
   uint64_t max_inflight;        /* bytes of data bios in flight (R8) */
   uint64_t max_bounce;          /* bytes of bounce buffers (R7, R8) */

@@ -107,7 +107,7 @@ check_json (struct ndm_md *md, const char *verb)
 char *
 fuzz_check_printers (struct ndm_md *md, bool all)
 {
-  /* Not stats: it prints 32 latency buckets a counter class for every
+  /* Not stats: it reads 128 latency buckets a counter class for every
    * target and device, costs more than the rest of an input, and is
    * the same code whatever the table; the control fuzzer sends it.
    */

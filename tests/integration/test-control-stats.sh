@@ -79,9 +79,13 @@ want_t = [((0, 2048, "linear"), seg0), ((2048, 2048, "linear"), seg1),
 want_d = {A: seg0, B: seg1}
 check(stats(), want_t, want_d, "after the I/O")
 for o in stats()["targets"][:2]:
-    lat = o["io"]["latency_us_log2"]
-    assert sum(lat["read"]) == o["io"]["reads"] and \
-        sum(lat["write"]) == o["io"]["writes"], f"latency samples: {o}"
+    lat = o["io"]["latency_us"]
+    for c, n in (("read", "reads"), ("write", "writes")):
+        hist = lat[c]
+        assert sum(b["count"] for b in hist["buckets"]) == hist["count"] \
+            == o["io"][n], f"latency samples: {o}"
+        assert all(b["ge"] < b["lt"] for b in hist["buckets"]), hist
+        assert (hist["p50"] is None) == (hist["count"] == 0), hist
 
 # The text form, the same facts.
 text = ctl.request("stats")
@@ -101,8 +105,8 @@ s = stats()
 check(s, [(t, zero()) for t, _ in want_t], {A: zero(), B: zero()},
       "after stats --clear")
 for o in s["targets"] + s["devices"]:
-    assert all(n == 0 for c in o["io"]["latency_us_log2"].values()
-               for n in c), \
+    assert all(h["buckets"] == [] and h["count"] == 0 and h["sum"] == 0
+               for h in o["io"]["latency_us"].values()), \
         f"latency buckets not cleared: {o}"
 
 # Counting goes on from zero.

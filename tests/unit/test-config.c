@@ -305,7 +305,7 @@ test_help_every_key (void)
   for (i = 0; i < ndm_config_nr_keys; i++) {
     const struct ndm_config_key *key = &ndm_config_keys[i];
     g_autofree char *head = g_strdup_printf ("%s=%s ", key->name,
-      ndm_config_kind_value_name (key->kind));
+      ndm_config_key_value_name (key));
     g_autofree char *def = key_default (key);
     g_autofree char *want = g_strdup_printf ("(default %s).", def);
     g_autoptr (GString) entry = g_string_new (NULL);

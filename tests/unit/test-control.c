@@ -151,7 +151,8 @@ test_spec_word_counts (void)
   /* The messages, written out. */
   cmd_fails (md, "info extra", "info: unexpected word 'extra' (usage: info)");
   cmd_fails (md, "stats --clear x",
-             "stats: unexpected word 'x' (usage: stats [--clear])");
+             "stats: unexpected word 'x' (usage: stats [--clear] "
+             "[--format=text|openmetrics])");
   cmd_fails (md, "message 0",
              "message: expected '<sector> <message> [args...]', got 1 word");
   cmd_fails (md, "reload", "reload: expected the table as one word (lines "
@@ -202,7 +203,8 @@ test_spec_help (void)
 
   cmd_ok (md, out, "help");
   g_assert_cmpstr (out->str, ==,
-                   "info\ntable\nstatus\nstats [--clear]\n"
+                   "info\ntable\nstatus\n"
+                   "stats [--clear] [--format=text|openmetrics]\n"
                    "message <sector> <message> [args...]\n"
                    "suspend [--noflush]\nreload [--allow-resize] <table>\n"
                    "resume\nclear\nwait [<event_nr>]\nversion\nhelp\n");
@@ -338,10 +340,15 @@ test_spec_options (void)
 
     cmd_fails (md, line, want);
     for (o = ndm_control_options; o->name != NULL; o++) {
-      g_autofree char *l = g_strdup_printf ("%s %s%s", v->name, o->name,
+      /* An option with values given its first one: "--format=text". */
+      g_autofree char *word = o->values == NULL ? g_strdup (o->name)
+        : g_strdup_printf ("%s=%.*s", o->name, (int) strcspn (o->values,
+                                                               "|"),
+                           o->values);
+      g_autofree char *l = g_strdup_printf ("%s %s%s", v->name, word,
                                             v->max_words == 0 ? " x" : "");
       g_autofree char *refused = g_strdup_printf ("%s: unknown option '%s'",
-                                                  v->name, o->name);
+                                                  v->name, word);
       g_autoptr (GString) out = g_string_new (NULL);
       GError *err = NULL;
 
@@ -357,7 +364,7 @@ test_spec_options (void)
   g_assert_true (ndm_control_verb_lookup ("suspend")->options ==
                  NDM_CONTROL_OPT_NOFLUSH);
   g_assert_true (ndm_control_verb_lookup ("stats")->options ==
-                 NDM_CONTROL_OPT_CLEAR);
+                 (NDM_CONTROL_OPT_CLEAR | NDM_CONTROL_OPT_FORMAT));
   g_assert_true (ndm_control_verb_lookup ("reload")->options ==
                  NDM_CONTROL_OPT_ALLOW_RESIZE);
   g_assert_null (ndm_control_verb_lookup ("Info"));
@@ -396,6 +403,22 @@ test_stats (void)
   json_is (out->str, "$.devices[0].io.writes", "4");
   cmd_ok (md, out, "stats");
   g_assert_nonnull (strstr (out->str, "reads 0 (0 bytes), writes 0"));
+
+  /* --format takes a value, one of the spec's. */
+  cmd_ok (md, out, "stats --format=text");
+  g_assert_true (g_str_has_prefix (out->str, "target 0 2048 linear\n"));
+  cmd_ok (md, out, "stats --format=openmetrics");
+  g_assert_true (g_str_has_prefix (out->str, "# TYPE ndm_target_ios "
+                                   "counter\n"));
+  g_assert_true (g_str_has_suffix (out->str, "\n# EOF\n"));
+  cmd_fails (md, "stats --format=xml", "stats: --format: unknown value "
+             "'xml' (expected text|openmetrics)");
+  cmd_fails (md, "stats --format", "stats: unknown option '--format' "
+             "(usage: stats [--clear] [--format=text|openmetrics])");
+  cmd_fails (md, "stats --clear=1", "stats: unknown option '--clear=1' "
+             "(usage: stats [--clear] [--format=text|openmetrics])");
+  cmd_fails (md, "stats --format=openmetrics --clear", "stats: "
+             "--format=openmetrics takes neither --json nor --clear");
   h_md_free (md);
 }
 
