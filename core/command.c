@@ -12,24 +12,17 @@
 
 #include "nbd-dm/control.h"
 #include "core.h"
+#include "command.h"
 #include "log.h"
 #include "stats.h"
 
-struct cmd {
-  struct ndm_md *md;
-  const struct ndm_control_verb *v;
-  int argc;                     /* positional words, verb excluded */
-  char **argv;
-  uint64_t number;              /* argv[0], if v->number names it */
-  bool json;
-  bool noflush;
-  bool clear;
-  bool allow_resize;
-  bool (*cancelled) (void *data);
-  void *cancel_data;
-};
-
 typedef int (*verb_fn) (struct cmd *c, GString *out, GError **err);
+
+const char *
+ndm_cmd_device_name (struct ndm_md *md)
+{
+  return md->cfg.name[0] ? md->cfg.name : "nbd-dm";
+}
 
 /* ---- info, table, status ---------------------------------------------------- */
 
@@ -37,8 +30,18 @@ static int
 verb_info (struct cmd *c, GString *out, GError **err)
 {
   struct ndm_md *md = c->md;
+
+  if (c->columns)
+    return ndm_cmd_info_columns (c, out, err);
+  if (c->fields != NULL || c->noheadings || c->separator != NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "info: --options, --noheadings and --separator need "
+                 "--columns");
+    return -1;
+  }
+
   struct ndm_table *t = ndm_md_get_table (md);
-  const char *name = md->cfg.name[0] ? md->cfg.name : "nbd-dm";
+  const char *name = ndm_cmd_device_name (md);
   bool suspended = g_atomic_int_get (&md->suspended);
   bool inactive;
 
@@ -95,8 +98,8 @@ collect_device (struct ndm_target *ti, struct ndm_device *dev,
   return 0;
 }
 
-static void
-device_state (struct ndm_device *dev, GString *out)
+void
+ndm_cmd_device_state (struct ndm_device *dev, GString *out)
 {
   if (dev->ops->status != NULL)
     dev->ops->status (dev, out);
@@ -112,28 +115,85 @@ json_target_head (GString *out, struct ndm_target *ti)
   ndm_json_string (out, ti->type->name);
 }
 
-/* table and status: dmsetup's lines, or per target JSON.  Status JSON
- * adds each target's devices and the state of their connections.
+/* The table --inactive names: the one reload loaded and resume has not
+ * made live, with a reference; NULL if there is none.
+ */
+static struct ndm_table *
+get_inactive_table (struct ndm_md *md)
+{
+  struct ndm_table *t;
+
+  ndm_mutex_lock (&md->state_lock);
+  t = md->inactive;
+  if (t != NULL)
+    ndm_table_ref (t);
+  ndm_mutex_unlock (&md->state_lock);
+  return t;
+}
+
+/* --target TYPE: the type, which must be one the server knows (dmsetup
+ * only filters, but a typo here would look like "no such target").
  */
 static int
-table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
+target_filter (struct cmd *c, const struct ndm_target_type **only,
+               GError **err)
 {
-  struct ndm_table *t = ndm_md_get_table (c->md);
-  unsigned i, j;
+  *only = NULL;
+  if (c->target_type == NULL)
+    return 0;
+  *only = ndm_target_type_lookup (c->target_type);
+  if (*only == NULL) {
+    g_autofree char *known = ndm_target_type_names ();
 
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "%s: unknown target type '%s': expected one of %s",
+                 c->v->name, c->target_type, known);
+    return -1;
+  }
+  return 0;
+}
+
+/* table and status: dmsetup's lines, or per target JSON, of the live
+ * table (or with --inactive the loaded one: none prints nothing, as
+ * dmsetup), its targets of one type with --target.  Status JSON adds
+ * each target's devices and the state of their connections.
+ */
+static int
+table_or_status (struct cmd *c, GString *out, enum ndm_status_type type,
+                 GError **err)
+{
+  const struct ndm_target_type *only;
+  struct ndm_table *t;
+  unsigned i, j;
+  bool first = true;
+
+  if (target_filter (c, &only, err) == -1)
+    return -1;
+  t = c->inactive ? get_inactive_table (c->md) : ndm_md_get_table (c->md);
+  if (t == NULL && c->json)
+    g_string_append (out, "{\"targets\":[]}\n");
+  if (t == NULL)
+    return 0;
   if (!c->json) {
-    ndm_table_format (t, type, out);
+    for (i = 0; i < t->nr_targets; i++)
+      if (only == NULL || t->targets[i].type == only)
+        ndm_target_format (&t->targets[i], type, out);
     ndm_table_unref (t);
     return 0;
   }
   g_string_append (out, "{\"targets\":[");
   for (i = 0; i < t->nr_targets; i++) {
     struct ndm_target *ti = &t->targets[i];
-    g_autoptr (GString) s = g_string_new (NULL);
+    g_autoptr (GString) s = NULL;
+
+    if (only != NULL && ti->type != only)
+      continue;
+    s = g_string_new (NULL);
 
     if (ti->type->status != NULL)
       ti->type->status (ti, type, s);
-    g_string_append (out, i ? "," : "");
+    g_string_append (out, first ? "" : ",");
+    first = false;
     json_target_head (out, ti);
     g_string_append (out, type == NDM_STATUS_TABLE ? ",\"args\":"
                      : ",\"status\":");
@@ -152,7 +212,7 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
         struct ndm_device *dev = l.devs->pdata[j];
         g_autoptr (GString) st = g_string_new (NULL);
 
-        device_state (dev, st);
+        ndm_cmd_device_state (dev, st);
         g_string_append (out, j ? ",{\"uri\":" : "{\"uri\":");
         ndm_json_string (out, dev->uri);
         g_string_append (out, ",\"state\":");
@@ -172,13 +232,13 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
 static int
 verb_table (struct cmd *c, GString *out, GError **err)
 {
-  return table_or_status (c, out, NDM_STATUS_TABLE);
+  return table_or_status (c, out, NDM_STATUS_TABLE, err);
 }
 
 static int
 verb_status (struct cmd *c, GString *out, GError **err)
 {
-  return table_or_status (c, out, NDM_STATUS_INFO);
+  return table_or_status (c, out, NDM_STATUS_INFO, err);
 }
 
 /* ---- stats ---------------------------------------------------------------------- */
@@ -233,7 +293,7 @@ verb_stats (struct cmd *c, GString *out, GError **err)
     struct ndm_device *dev = t->devices->pdata[i];
     g_autoptr (GString) st = g_string_new (NULL);
 
-    device_state (dev, st);
+    ndm_cmd_device_state (dev, st);
     if (c->json) {
       g_string_append (out, i ? ",{\"uri\":" : "{\"uri\":");
       ndm_json_string (out, dev->uri);
@@ -453,8 +513,11 @@ verb_help (struct cmd *c, GString *out, GError **err)
   if (c->json)
     g_string_append (out, "{\"verbs\":[");
   for (v = ndm_control_verbs; v->name != NULL; v++) {
-    g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+    g_autofree char *usage = NULL;
 
+    if (v->via != NULL)
+      continue;                 /* nbd-dmsetup's, not the server's */
+    usage = ndm_control_verb_usage (v, NULL);
     if (!c->json) {
       g_string_append_printf (out, "%s\n", usage);
       continue;
@@ -484,6 +547,8 @@ static const struct handler {
   { "resume", verb_resume },
   { "clear", verb_clear },
   { "wait", verb_wait },
+  { "deps", ndm_cmd_deps },
+  { "targets", ndm_cmd_targets },
   { "version", verb_version },
   { "help", verb_help },
 };
@@ -499,6 +564,30 @@ handler_of (const struct ndm_control_verb *v)
   return NULL;
 }
 
+/* The value of the option in argv[*i] ("--target=TYPE", or the next
+ * word), or NULL with *err set.  A flag's word holds no '='.
+ */
+static const char *
+option_value (const struct ndm_control_option *o, int argc, char **argv,
+              int *i, GError **err)
+{
+  const char *eq = strchr (argv[*i], '=');
+
+  if (o->value == NULL && eq == NULL)
+    return "";
+  if (o->value == NULL)
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "option '%s' takes no value", o->name);
+  else if (eq != NULL)
+    return eq + 1;
+  else if (*i + 1 < argc)
+    return argv[++*i];
+  else
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "option '%s' needs a value, %s", o->name, o->value);
+  return NULL;
+}
+
 /* Split options from words; only options the verb takes are accepted. */
 static int
 parse_options (int argc, char **argv, struct cmd *c, GError **err)
@@ -510,6 +599,8 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
     const struct ndm_control_option *o;
+    g_autofree char *name = NULL;
+    const char *value;
 
     if (strcmp (a, "--") == 0) {
       for (i++; i < argc; i++)
@@ -524,21 +615,55 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
       c->json = true;
       continue;
     }
-    o = ndm_control_option_lookup (a);
+    name = g_strndup (a, strcspn (a, "="));
+    o = ndm_control_option_lookup (name);
     if (o == NULL || !(v->options & o->bit)) {
       g_autofree char *usage = ndm_control_verb_usage (v, NULL);
 
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "%s: unknown option '%s' (usage: %s)", v->name, a, usage);
+                   "%s: unknown option '%s' (usage: %s)", v->name, name,
+                   usage);
+      return -1;
+    }
+    value = option_value (o, argc, argv, &i, err);
+    if (value == NULL) {
+      g_prefix_error (err, "%s: ", v->name);
       return -1;
     }
     switch (o->bit) {
     case NDM_CONTROL_OPT_CLEAR: c->clear = true; break;
     case NDM_CONTROL_OPT_NOFLUSH: c->noflush = true; break;
     case NDM_CONTROL_OPT_ALLOW_RESIZE: c->allow_resize = true; break;
+    case NDM_CONTROL_OPT_INACTIVE: c->inactive = true; break;
+    case NDM_CONTROL_OPT_TARGET: c->target_type = value; break;
+    case NDM_CONTROL_OPT_COLUMNS: c->columns = true; break;
+    case NDM_CONTROL_OPT_FIELDS: c->fields = value; break;
+    case NDM_CONTROL_OPT_NOHEADINGS: c->noheadings = true; break;
+    case NDM_CONTROL_OPT_SEPARATOR: c->separator = value; break;
     }
   }
   c->argc = n;
+  return 0;
+}
+
+/* dmsetup names the device first; here the socket does, so a name is
+ * optional, but one that is not this device's must not act on it.
+ */
+static int
+check_device_name (struct cmd *c, GError **err)
+{
+  const char *mine = ndm_cmd_device_name (c->md);
+
+  if (!ndm_control_verb_names_device (c->v, c->argc, c->argv))
+    return 0;
+  if (strcmp (c->argv[0], mine) != 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "%s: device '%s' is not served here: this control socket's "
+                 "device is '%s' (name=)", c->v->name, c->argv[0], mine);
+    return -1;
+  }
+  c->argv++;
+  c->argc--;
   return 0;
 }
 
@@ -549,9 +674,12 @@ static int
 check_words (struct cmd *c, GError **err)
 {
   const struct ndm_control_verb *v = c->v;
-  g_autofree char *why = ndm_control_verb_check_count (v, c->argc, c->argv);
+  g_autofree char *why = NULL;
   GError *e = NULL;
 
+  if (check_device_name (c, err) == -1)
+    return -1;
+  why = ndm_control_verb_check_count (v, c->argc, c->argv);
   if (why != NULL) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "%s", why);
     return -1;
@@ -589,11 +717,14 @@ ndm_md_command_full (struct ndm_md *md, int argc, char **argv, GString *out,
                  "unknown command '%s' ('help' lists the commands)", argv[0]);
     return -1;
   }
-  if (parse_options (argc, argv, &c, err) == -1 ||
-      check_words (&c, err) == -1)
+  if (parse_options (argc, argv, &c, err) == -1)
     r = -1;
-  else
-    r = fn (&c, out, err);
+  else {
+    char **words = c.argv;      /* check_words may step past a name */
+
+    r = check_words (&c, err) == -1 ? -1 : fn (&c, out, err);
+    c.argv = words;
+  }
   g_free (c.argv);
   return r;
 }

@@ -20,6 +20,7 @@ packages=(
   build-essential cmake pkg-config          # the build; its gcc-12 brings
                                             # libasan8, libubsan1, libtsan2
   libglib2.0-dev libnbd-dev nbdkit-plugin-dev
+  libjson-glib-dev                          # JSON: the server's, nbd-dmsetup show
   nbdkit libnbd-bin python3 python3-libnbd  # nbdkit, nbdinfo/nbdcopy, nbdsh
   file                                      # nbdinfo URI probes content with it
   qemu-utils fio socat                      # tests, demo, benchmarks
