@@ -126,10 +126,32 @@ put_ms (GString *line, JsonObject *o, const char *member, const char *key)
     g_string_append_printf (line, " %s=%.1fs", key, ms / 1000.0);
 }
 
+/* Bytes as multipath -ll writes a size ("16M", "1.5G"): the biggest
+ * power-of-1024 unit it reaches, one decimal unless whole.  (GLib's
+ * g_format_size puts a no-break space in, which scripts trip on.)
+ */
+static char *
+human_size (gint64 bytes)
+{
+  static const char units[] = "KMGTPE";
+  double v = bytes;
+  int u = -1;
+
+  while (v >= 1024 && units[u + 1] != '\0') {
+    v /= 1024;
+    u++;
+  }
+  if (u < 0)
+    return g_strdup_printf ("%" G_GINT64_FORMAT, bytes);
+  if (v == (gint64) v)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "%c", (gint64) v, units[u]);
+  return g_strdup_printf ("%.1f%c", v, units[u]);
+}
+
 static void
 put_bytes (GString *line, const char *key, gint64 bytes)
 {
-  g_autofree char *s = g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
+  g_autofree char *s = human_size (bytes);
 
   put_kv (line, key, s);
 }
@@ -258,12 +280,12 @@ show_mirror (FILE *f, JsonObject *t, JsonObject *d)
                             regions > 0 ? 100.0 * in_sync / regions : 100.0);
   put_kv (line, "resync", member_string (resync, "state"));
   if (member_int (resync, "rate", &v) && v > 0) {
-    g_autofree char *rate = g_format_size_full (v, G_FORMAT_SIZE_IEC_UNITS);
+    g_autofree char *rate = human_size (v);
 
     g_string_append_printf (line, " rate=%s/s", rate);
   }
   if (member_int (resync, "rate_limit", &v) && v > 0) {
-    g_autofree char *cap = g_format_size_full (v, G_FORMAT_SIZE_IEC_UNITS);
+    g_autofree char *cap = human_size (v);
 
     g_string_append_printf (line, " rate_limit=%s/s", cap);
   }
