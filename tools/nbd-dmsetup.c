@@ -598,7 +598,21 @@ bad_option (char *argv[], int short_opt)
   return word;
 }
 
-/* --list-verbs, --list-options[=VERB]: one word a line, for completion. */
+/* An option as --list-options prints it: "--target=" (a value follows,
+ * as bash-completion marks them) or "--json", then "-o=" or "-C" if it
+ * has a letter too.
+ */
+static void
+list_option (const char *name, bool value, int letter)
+{
+  printf ("%s%s\n", name, value ? "=" : "");
+  if (letter != 0)
+    printf ("-%c%s\n", letter, value ? "=" : "");
+}
+
+/* --list-verbs, --list-options[=VERB]: one word a line, for the bash
+ * completion: this program's options, or those of VERB.
+ */
 static void
 list_words (bool verbs, const char *verb_name)
 {
@@ -612,10 +626,16 @@ list_words (bool verbs, const char *verb_name)
     return;
   }
   if (verb_name == NULL) {
-    for (i = 0; i < G_N_ELEMENTS (tool_options); i++)
-      if (tool_options[i].val != OPT_LIST_VERBS &&
-          tool_options[i].val != OPT_LIST_OPTIONS)
-        printf ("--%s\n", tool_options[i].name);
+    for (i = 0; i < G_N_ELEMENTS (tool_options); i++) {
+      const struct option *lo = &tool_options[i];
+      g_autofree char *name = g_strdup_printf ("--%s", lo->name);
+
+      /* --text is reload's: listed with it. */
+      if (lo->val != OPT_LIST_VERBS && lo->val != OPT_LIST_OPTIONS &&
+          lo->val != OPT_TEXT)
+        list_option (name, lo->has_arg == required_argument,
+                     lo->val < 256 ? lo->val : 0);
+    }
     return;
   }
   v = ndm_control_verb_lookup (verb_name);
@@ -623,9 +643,9 @@ list_words (bool verbs, const char *verb_name)
     usage_error ("--list-options: unknown command '%s'", verb_name);
   for (o = ndm_control_options; o->name != NULL; o++)
     if (v->options & o->bit)
-      puts (o->name);
+      list_option (o->name, o->value != NULL, o->short_name);
   if (v->table_word)
-    puts ("--text");
+    list_option ("--text", true, 0);
 }
 
 /* Options may come before or after the verb, as with dmsetup; "--"
