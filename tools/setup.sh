@@ -21,6 +21,8 @@ packages=(
                                             # libasan8, libubsan1, libtsan2
   libglib2.0-dev libnbd-dev nbdkit-plugin-dev
   libjson-glib-dev                          # JSON: the server's, nbd-dmsetup show
+  bash-completion                           # nbd-dmsetup's: its install dir,
+                                            # test-control-completion
   nbdkit libnbd-bin python3 python3-libnbd  # nbdkit, nbdinfo/nbdcopy, nbdsh
   file                                      # nbdinfo URI probes content with it
   qemu-utils fio socat                      # tests, demo, benchmarks
