@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "checker.h"
-#include "stats.h"
+#include "json.h"
 #include "log.h"
 #include "thread.h"
 
@@ -129,18 +129,15 @@ ndm_checker_fail_locked (struct ndm_checker *c, struct ndm_checked *item,
 }
 
 void
-ndm_checked_json_locked (const struct ndm_checked *item, GString *out)
+ndm_checked_json_locked (const struct ndm_checked *item, JsonBuilder *b)
 {
   gint64 now = g_get_monotonic_time ();
 
-  g_string_append_printf (out, ",\"fail_count\":%u", item->fail_count);
-  if (item->reason != NULL) {
-    g_string_append (out, ",\"reason\":");
-    ndm_json_string (out, item->reason);
-  }
-  if (!item->active && item->damp_until > now)
-    g_string_append_printf (out, ",\"damped_ms\":%" G_GINT64_FORMAT,
-                            (item->damp_until - now) / 1000);
+  ndm_json_member_string (b, "reason", item->reason);
+  ndm_json_member_uint (b, "fail_count", item->fail_count);
+  ndm_json_member_int (b, "damped_ms",
+                       !item->active && item->damp_until > now
+                       ? (item->damp_until - now) / 1000 : 0);
 }
 
 bool

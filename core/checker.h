@@ -119,10 +119,14 @@ bool ndm_checker_fail_locked (struct ndm_checker *c, struct ndm_checked *item,
  */
 bool ndm_checker_reinstate_locked (struct ndm_checker *c,
                                    struct ndm_checked *item);
-/* With the owner's lock held.  Append the item's checker facts to a JSON
- * object: ,"fail_count":N, and ,"reason":".." while it has one, and
- * ,"damped_ms":N while a failed item is damped (flapping).
+/* With the owner's lock held.  The item's checker facts, as members of
+ * the object the owner is building for it (the owner names the item and
+ * its state): "reason": why it is failed, or null; "fail_count": N;
+ * "damped_ms": how long a failed item stays out for flapping, 0 if not.
+ * Members, not a value of their own: they sit next to the owner's
+ * "state", which the reason explains.
  */
-void ndm_checked_json_locked (const struct ndm_checked *item, GString *out);
+void ndm_checked_json_locked (const struct ndm_checked *item,
+                              JsonBuilder *b);
 
 #endif /* NBD_DM_CHECKER_H */

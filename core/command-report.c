@@ -10,31 +10,7 @@
 
 #include "core.h"
 #include "command.h"
-
-void
-ndm_cmd_json_out (JsonBuilder *b, GString *out)
-{
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  g_autofree char *text = NULL;
-
-  json_generator_set_root (gen, root);
-  text = json_generator_to_data (gen, NULL);
-  g_string_append (out, text);
-  g_string_append_c (out, '\n');
-}
-
-/* A string whose bytes may not be UTF-8 (a name=, a URI): JSON must be,
- * so invalid bytes become U+FFFD.
- */
-static void
-add_text (JsonBuilder *b, const char *member, const char *s)
-{
-  g_autofree char *valid = g_utf8_make_valid (s, -1);
-
-  json_builder_set_member_name (b, member);
-  json_builder_add_string_value (b, valid);
-}
+#include "json.h"
 
 /* ---- info --columns ------------------------------------------------------ */
 
@@ -177,27 +153,23 @@ ndm_cmd_info_columns (struct cmd *c, GString *out, GError **err)
   if (!c->json)
     info_columns_text (c, ids, values, out);
   else {
-    g_autoptr (JsonBuilder) b = json_builder_new ();
+    g_autoptr (JsonBuilder) b = ndm_json_payload_new ();
 
-    json_builder_begin_object (b);
     json_builder_set_member_name (b, "rows");
     json_builder_begin_array (b);
     json_builder_begin_object (b);
     for (i = 0; i < ids->len; i++) {
       int id = g_array_index (ids, int, i);
 
-      if (info_fields[id].number) {
-        json_builder_set_member_name (b, info_fields[id].name);
-        json_builder_add_int_value (b, g_ascii_strtoll (values[id], NULL,
-                                                        10));
-      }
+      if (info_fields[id].number)
+        ndm_json_member_int (b, info_fields[id].name,
+                             g_ascii_strtoll (values[id], NULL, 10));
       else
-        add_text (b, info_fields[id].name, values[id]);
+        ndm_json_member_string (b, info_fields[id].name, values[id]);
     }
     json_builder_end_object (b);
     json_builder_end_array (b);
-    json_builder_end_object (b);
-    ndm_cmd_json_out (b, out);
+    ndm_json_payload_end (b, out);
   }
   for (i = 0; i < G_N_ELEMENTS (info_fields); i++)
     g_free (values[i]);
@@ -211,59 +183,63 @@ ndm_cmd_info_columns (struct cmd *c, GString *out, GError **err)
  *
  *   2 dependencies  : (nbd+unix:///?socket=/a.sock) (nbd+unix:///?...)
  *     nbd+unix:///?socket=/a.sock up
+ *
+ * or {"devices":[...]}, each device's object as status and stats give it.
  */
 int
 ndm_cmd_deps (struct cmd *c, GString *out, GError **err)
 {
   struct ndm_table *t = ndm_md_get_table (c->md);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonBuilder) b = NULL;
   guint i;
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "devices");
-  json_builder_begin_array (b);
-  if (!c->json) {
-    g_string_append_printf (out, "%u dependencies\t:", t->devices->len);
+  if (c->json) {
+    b = ndm_json_payload_new ();
+    json_builder_set_member_name (b, "devices");
+    json_builder_begin_array (b);
     for (i = 0; i < t->devices->len; i++)
-      g_string_append_printf (out, " (%s)",
-                              ((struct ndm_device *) t->devices->pdata[i])->uri);
-    g_string_append_c (out, '\n');
+      ndm_cmd_device_json (t->devices->pdata[i], NULL, b);
+    json_builder_end_array (b);
+    ndm_json_payload_end (b, out);
+    ndm_table_unref (t);
+    return 0;
   }
+  g_string_append_printf (out, "%u dependencies\t:", t->devices->len);
+  for (i = 0; i < t->devices->len; i++)
+    g_string_append_printf (out, " (%s)",
+                            ((struct ndm_device *) t->devices->pdata[i])->uri);
+  g_string_append_c (out, '\n');
   for (i = 0; i < t->devices->len; i++) {
     struct ndm_device *dev = t->devices->pdata[i];
-    g_autoptr (GString) st = g_string_new (NULL);
+    struct ndm_device_status st;
 
-    ndm_cmd_device_state (dev, st);
-    if (!c->json) {
-      g_string_append_printf (out, "  %s %s\n", dev->uri, st->str);
-      continue;
-    }
-    json_builder_begin_object (b);
-    add_text (b, "uri", dev->uri);
-    add_text (b, "state", st->str);
-    json_builder_end_object (b);
+    ndm_cmd_device_status (dev, &st);
+    g_string_append_printf (out, "  %s ", dev->uri);
+    ndm_cmd_device_status_format (&st, out);
+    g_string_append_c (out, '\n');
+    g_free (st.reason);
   }
-  json_builder_end_array (b);
-  json_builder_end_object (b);
-  if (c->json)
-    ndm_cmd_json_out (b, out);
   ndm_table_unref (t);
   return 0;
 }
 
 /* ---- targets --------------------------------------------------------------- */
 
-/* dmsetup's "striped          v1.6.0", one line per built-in type. */
+/* dmsetup's "striped          v1.6.0", one line per built-in type, or
+ * {"targets":[{"name":"striped","version":[1,6,0]},...]}.
+ */
 int
 ndm_cmd_targets (struct cmd *c, GString *out, GError **err)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonBuilder) b = NULL;
   const struct ndm_target_type *tt;
   size_t i, k;
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "targets");
-  json_builder_begin_array (b);
+  if (c->json) {
+    b = ndm_json_payload_new ();
+    json_builder_set_member_name (b, "targets");
+    json_builder_begin_array (b);
+  }
   for (i = 0; (tt = ndm_target_type_nth (i)) != NULL; i++) {
     if (!c->json) {
       g_string_append_printf (out, "%-16s v%u.%u.%u\n", tt->name,
@@ -272,17 +248,17 @@ ndm_cmd_targets (struct cmd *c, GString *out, GError **err)
       continue;
     }
     json_builder_begin_object (b);
-    add_text (b, "name", tt->name);
+    ndm_json_member_string (b, "name", tt->name);
     json_builder_set_member_name (b, "version");
     json_builder_begin_array (b);
-    for (k = 0; k < 3; k++)
+    for (k = 0; k < G_N_ELEMENTS (tt->version); k++)
       json_builder_add_int_value (b, tt->version[k]);
     json_builder_end_array (b);
     json_builder_end_object (b);
   }
-  json_builder_end_array (b);
-  json_builder_end_object (b);
-  if (c->json)
-    ndm_cmd_json_out (b, out);
+  if (c->json) {
+    json_builder_end_array (b);
+    ndm_json_payload_end (b, out);
+  }
   return 0;
 }

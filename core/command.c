@@ -13,6 +13,7 @@
 #include "nbd-dm/control.h"
 #include "core.h"
 #include "command.h"
+#include "json.h"
 #include "log.h"
 #include "stats.h"
 
@@ -30,6 +31,10 @@ static int
 verb_info (struct cmd *c, GString *out, GError **err)
 {
   struct ndm_md *md = c->md;
+  struct ndm_table *t;
+  const char *name = ndm_cmd_device_name (md);
+  bool suspended = g_atomic_int_get (&md->suspended);
+  bool inactive;
 
   if (c->columns)
     return ndm_cmd_info_columns (c, out, err);
@@ -39,28 +44,26 @@ verb_info (struct cmd *c, GString *out, GError **err)
                  "--columns");
     return -1;
   }
-
-  struct ndm_table *t = ndm_md_get_table (md);
-  const char *name = ndm_cmd_device_name (md);
-  bool suspended = g_atomic_int_get (&md->suspended);
-  bool inactive;
+  t = ndm_md_get_table (md);
 
   ndm_mutex_lock (&md->state_lock);
   inactive = md->inactive != NULL;
   ndm_mutex_unlock (&md->state_lock);
 
   if (c->json) {
-    g_string_append (out, "{\"name\":");
-    ndm_json_string (out, name);
-    g_string_append_printf (out, ",\"state\":\"%s\",\"live_table\":true,"
-                            "\"inactive_table\":%s,\"open_count\":%d,"
-                            "\"event_nr\":%u,\"targets\":%u,"
-                            "\"size_sectors\":%" PRIu64 "}\n",
-                            suspended ? "SUSPENDED" : "ACTIVE",
-                            inactive ? "true" : "false",
-                            g_atomic_int_get (&md->open_count),
-                            g_atomic_int_get (&md->event_nr),
-                            t->nr_targets, t->size >> NDM_SECTOR_SHIFT);
+    g_autoptr (JsonBuilder) b = ndm_json_payload_new ();
+
+    ndm_json_member_string (b, "name", name);
+    ndm_json_member_string (b, "state", suspended ? "suspended" : "active");
+    ndm_json_member_bool (b, "live_table", true);
+    ndm_json_member_bool (b, "inactive_table", inactive);
+    ndm_json_member_int (b, "open_count", g_atomic_int_get (&md->open_count));
+    ndm_json_member_uint (b, "event_nr",
+                          (unsigned) g_atomic_int_get (&md->event_nr));
+    ndm_json_member_uint (b, "targets", t->nr_targets);
+    ndm_json_member_uint (b, "size_sectors", t->size >> NDM_SECTOR_SHIFT);
+    ndm_json_member_uint (b, "size_bytes", t->size);
+    ndm_json_payload_end (b, out);
   }
   else {
     /* dmsetup info's labels and layout, for the fields that exist here. */
@@ -98,21 +101,75 @@ collect_device (struct ndm_target *ti, struct ndm_device *dev,
   return 0;
 }
 
+static const char *const device_state_names[] = {
+  [NDM_DEVICE_UP] = "up",
+  [NDM_DEVICE_DEGRADED] = "degraded",
+  [NDM_DEVICE_DOWN] = "down",
+};
+
+/* How dev stands; st->reason is the caller's to free. */
 void
-ndm_cmd_device_state (struct ndm_device *dev, GString *out)
+ndm_cmd_device_status (struct ndm_device *dev, struct ndm_device_status *st)
 {
+  memset (st, 0, sizeof *st);
+  st->state = NDM_DEVICE_UP;
   if (dev->ops->status != NULL)
-    dev->ops->status (dev, out);
-  else
-    g_string_append (out, "up");
+    dev->ops->status (dev, st);
 }
 
-static void
-json_target_head (GString *out, struct ndm_target *ti)
+/* "up", "degraded 1/2" or "down (reason)"; then ", N writes quarantined"
+ * while cut connections may still land some.
+ */
+void
+ndm_cmd_device_status_format (const struct ndm_device_status *st,
+                              GString *out)
 {
-  g_string_append_printf (out, "{\"start\":%" PRIu64 ",\"length\":%" PRIu64
-                          ",\"type\":", ti->begin, ti->len);
-  ndm_json_string (out, ti->type->name);
+  g_string_append (out, device_state_names[st->state]);
+  if (st->state == NDM_DEVICE_DEGRADED)
+    g_string_append_printf (out, " %u/%u", st->conns_up, st->conns);
+  else if (st->state == NDM_DEVICE_DOWN)
+    g_string_append_printf (out, " (%s)", st->reason ? st->reason : "?");
+  if (st->quarantined > 0)
+    g_string_append_printf (out, ", %u write%s quarantined", st->quarantined,
+                            st->quarantined == 1 ? "" : "s");
+}
+
+/* A device's object: {"uri":..,"state":"up"|"degraded"|"down","reason":
+ * ..|null,"connections":N,"connections_up":N,"quarantined_writes":N}, and
+ * "io":{..} with the counters io if not NULL.
+ */
+void
+ndm_cmd_device_json (struct ndm_device *dev, const struct ndm_io_stats *io,
+                     JsonBuilder *b)
+{
+  struct ndm_device_status st;
+
+  ndm_cmd_device_status (dev, &st);
+  json_builder_begin_object (b);
+  ndm_json_member_string (b, "uri", dev->uri);
+  ndm_json_member_string (b, "state", device_state_names[st.state]);
+  ndm_json_member_string (b, "reason", st.reason);
+  ndm_json_member_uint (b, "connections", st.conns);
+  ndm_json_member_uint (b, "connections_up", st.conns_up);
+  ndm_json_member_uint (b, "quarantined_writes", st.quarantined);
+  if (io != NULL) {
+    json_builder_set_member_name (b, "io");
+    ndm_stats_json (io, b);
+  }
+  json_builder_end_object (b);
+  g_free (st.reason);
+}
+
+/* Open a target's object with the members every verb gives it; the
+ * caller adds its own and ends it.
+ */
+static void
+target_json_begin (struct ndm_target *ti, JsonBuilder *b)
+{
+  json_builder_begin_object (b);
+  ndm_json_member_uint (b, "start", ti->begin);
+  ndm_json_member_uint (b, "length", ti->len);
+  ndm_json_member_string (b, "type", ti->type->name);
 }
 
 /* The table --inactive names: the one reload loaded and resume has not
@@ -153,10 +210,11 @@ target_filter (struct cmd *c, const struct ndm_target_type **only,
   return 0;
 }
 
-/* table and status: dmsetup's lines, or per target JSON, of the live
- * table (or with --inactive the loaded one: none prints nothing, as
- * dmsetup), its targets of one type with --target.  Status JSON adds
- * each target's devices and the state of their connections.
+/* table and status: dmsetup's lines, or per target JSON: the line's
+ * words as an array ("args" or "status"), of the live table (or with
+ * --inactive the loaded one: none prints nothing, as dmsetup), its
+ * targets of one type with --target.  Status JSON adds the target's
+ * "detail" (null if it has none) and its devices with their state.
  */
 static int
 table_or_status (struct cmd *c, GString *out, enum ndm_status_type type,
@@ -164,25 +222,24 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type,
 {
   const struct ndm_target_type *only;
   struct ndm_table *t;
+  g_autoptr (JsonBuilder) b = NULL;
   unsigned i, j;
-  bool first = true;
 
   if (target_filter (c, &only, err) == -1)
     return -1;
   t = c->inactive ? get_inactive_table (c->md) : ndm_md_get_table (c->md);
-  if (t == NULL && c->json)
-    g_string_append (out, "{\"targets\":[]}\n");
-  if (t == NULL)
-    return 0;
   if (!c->json) {
-    for (i = 0; i < t->nr_targets; i++)
+    for (i = 0; t != NULL && i < t->nr_targets; i++)
       if (only == NULL || t->targets[i].type == only)
         ndm_target_format (&t->targets[i], type, out);
-    ndm_table_unref (t);
+    if (t != NULL)
+      ndm_table_unref (t);
     return 0;
   }
-  g_string_append (out, "{\"targets\":[");
-  for (i = 0; i < t->nr_targets; i++) {
+  b = ndm_json_payload_new ();
+  json_builder_set_member_name (b, "targets");
+  json_builder_begin_array (b);
+  for (i = 0; t != NULL && i < t->nr_targets; i++) {
     struct ndm_target *ti = &t->targets[i];
     g_autoptr (GString) s = NULL;
 
@@ -192,40 +249,33 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type,
 
     if (ti->type->status != NULL)
       ti->type->status (ti, type, s);
-    g_string_append (out, first ? "" : ",");
-    first = false;
-    json_target_head (out, ti);
-    g_string_append (out, type == NDM_STATUS_TABLE ? ",\"args\":"
-                     : ",\"status\":");
-    ndm_json_string (out, s->str);
-    if (type == NDM_STATUS_INFO && ti->type->status_json != NULL) {
-      g_string_append (out, ",\"detail\":");
-      ti->type->status_json (ti, out);
-    }
+    target_json_begin (ti, b);
+    json_builder_set_member_name (b, type == NDM_STATUS_TABLE ? "args"
+                                  : "status");
+    ndm_json_add_words (b, s->str);
     if (type == NDM_STATUS_INFO) {
       struct dev_list l = { .devs = g_ptr_array_new () };
 
+      json_builder_set_member_name (b, "detail");
+      if (ti->type->status_json != NULL)
+        ti->type->status_json (ti, b);
+      else
+        json_builder_add_null_value (b);
       if (ti->type->iterate_devices != NULL)
         ti->type->iterate_devices (ti, collect_device, &l);
-      g_string_append (out, ",\"devices\":[");
-      for (j = 0; j < l.devs->len; j++) {
-        struct ndm_device *dev = l.devs->pdata[j];
-        g_autoptr (GString) st = g_string_new (NULL);
-
-        ndm_cmd_device_state (dev, st);
-        g_string_append (out, j ? ",{\"uri\":" : "{\"uri\":");
-        ndm_json_string (out, dev->uri);
-        g_string_append (out, ",\"state\":");
-        ndm_json_string (out, st->str);
-        g_string_append_c (out, '}');
-      }
-      g_string_append_c (out, ']');
+      json_builder_set_member_name (b, "devices");
+      json_builder_begin_array (b);
+      for (j = 0; j < l.devs->len; j++)
+        ndm_cmd_device_json (l.devs->pdata[j], NULL, b);
+      json_builder_end_array (b);
       g_ptr_array_unref (l.devs);
     }
-    g_string_append_c (out, '}');
+    json_builder_end_object (b);
   }
-  g_string_append (out, "]}\n");
-  ndm_table_unref (t);
+  json_builder_end_array (b);
+  ndm_json_payload_end (b, out);
+  if (t != NULL)
+    ndm_table_unref (t);
   return 0;
 }
 
@@ -258,23 +308,26 @@ verb_stats (struct cmd *c, GString *out, GError **err)
 {
   struct ndm_table *t = ndm_md_get_table (c->md);
   struct ndm_io_stats snap;
+  g_autoptr (JsonBuilder) b = NULL;
   unsigned i;
 
-  if (c->json)
-    g_string_append (out, "{\"targets\":[");
+  if (c->json) {
+    b = ndm_json_payload_new ();
+    json_builder_set_member_name (b, "targets");
+    json_builder_begin_array (b);
+  }
   for (i = 0; i < t->nr_targets; i++) {
     struct ndm_target *ti = &t->targets[i];
 
     if (c->json) {
-      g_string_append (out, i ? "," : "");
-      json_target_head (out, ti);
-      g_string_append_c (out, ',');
-      ndm_stats_json (stats_view (c, ti->stats, &snap), out);
+      target_json_begin (ti, b);
+      json_builder_set_member_name (b, "io");
+      ndm_stats_json (stats_view (c, ti->stats, &snap), b);
       if (ti->type->stats != NULL) {
-        g_string_append_printf (out, ",\"%s\":", ti->type->name);
-        ti->type->stats (ti, true, out);
+        json_builder_set_member_name (b, ti->type->name);
+        ti->type->stats (ti, b, NULL);
       }
-      g_string_append_c (out, '}');
+      json_builder_end_object (b);
     }
     else {
       g_string_append_printf (out, "target %" PRIu64 " %" PRIu64 " %s\n",
@@ -282,34 +335,36 @@ verb_stats (struct cmd *c, GString *out, GError **err)
       ndm_stats_format (stats_view (c, ti->stats, &snap), "  ", out);
       if (ti->type->stats != NULL) {
         g_string_append_printf (out, "  %s: ", ti->type->name);
-        ti->type->stats (ti, false, out);
+        ti->type->stats (ti, NULL, out);
         g_string_append_c (out, '\n');
       }
     }
   }
-  if (c->json)
-    g_string_append (out, "],\"devices\":[");
+  if (c->json) {
+    json_builder_end_array (b);
+    json_builder_set_member_name (b, "devices");
+    json_builder_begin_array (b);
+  }
   for (i = 0; i < t->devices->len; i++) {
     struct ndm_device *dev = t->devices->pdata[i];
-    g_autoptr (GString) st = g_string_new (NULL);
 
-    ndm_cmd_device_state (dev, st);
-    if (c->json) {
-      g_string_append (out, i ? ",{\"uri\":" : "{\"uri\":");
-      ndm_json_string (out, dev->uri);
-      g_string_append (out, ",\"state\":");
-      ndm_json_string (out, st->str);
-      g_string_append_c (out, ',');
-      ndm_stats_json (stats_view (c, dev->stats, &snap), out);
-      g_string_append_c (out, '}');
-    }
+    if (c->json)
+      ndm_cmd_device_json (dev, stats_view (c, dev->stats, &snap), b);
     else {
+      g_autoptr (GString) st = g_string_new (NULL);
+      struct ndm_device_status ds;
+
+      ndm_cmd_device_status (dev, &ds);
+      ndm_cmd_device_status_format (&ds, st);
+      g_free (ds.reason);
       g_string_append_printf (out, "device %s (%s)\n", dev->uri, st->str);
       ndm_stats_format (stats_view (c, dev->stats, &snap), "  ", out);
     }
   }
-  if (c->json)
-    g_string_append (out, "]}\n");
+  if (c->json) {
+    json_builder_end_array (b);
+    ndm_json_payload_end (b, out);
+  }
   ndm_table_unref (t);
   return 0;
 }
@@ -411,11 +466,12 @@ verb_message (struct cmd *c, GString *out, GError **err)
     }
     else if (c->json) {
       /* The target's answer, as dmsetup prints it, in one string. */
+      g_autoptr (JsonBuilder) b = ndm_json_payload_new ();
+
       while (res->len > 0 && res->str[res->len - 1] == '\n')
         g_string_truncate (res, res->len - 1);
-      g_string_append (out, "{\"result\":");
-      ndm_json_string (out, res->str);
-      g_string_append (out, "}\n");
+      ndm_json_member_string (b, "result", res->str);
+      ndm_json_payload_end (b, out);
     }
     else if (res->len > 0) {
       g_string_append_len (out, res->str, res->len);
@@ -486,8 +542,12 @@ verb_wait (struct cmd *c, GString *out, GError **err)
       return -1;
     }
   }
-  if (c->json)
-    g_string_append_printf (out, "{\"event_nr\":%u}\n", nr);
+  if (c->json) {
+    g_autoptr (JsonBuilder) b = ndm_json_payload_new ();
+
+    ndm_json_member_uint (b, "event_nr", nr);
+    ndm_json_payload_end (b, out);
+  }
   else
     g_string_append_printf (out, "%u\n", nr);
   return 0;
@@ -496,9 +556,15 @@ verb_wait (struct cmd *c, GString *out, GError **err)
 static int
 verb_version (struct cmd *c, GString *out, GError **err)
 {
-  if (c->json)
-    g_string_append_printf (out, "{\"protocol\":%d,\"version\":\"%s\"}\n",
-                            NDM_CONTROL_PROTOCOL, NDM_VERSION_STRING);
+  if (c->json) {
+    g_autoptr (JsonBuilder) b = ndm_json_payload_new ();
+
+    /* "version" is the JSON format's, as in every payload. */
+    ndm_json_member_int (b, "protocol", NDM_CONTROL_PROTOCOL);
+    ndm_json_member_string (b, "program", "nbd-dm");
+    ndm_json_member_string (b, "program_version", NDM_VERSION_STRING);
+    ndm_json_payload_end (b, out);
+  }
   else
     g_string_append_printf (out, "nbd-dm %s, control protocol %d\n",
                             NDM_VERSION_STRING, NDM_CONTROL_PROTOCOL);
@@ -509,9 +575,13 @@ static int
 verb_help (struct cmd *c, GString *out, GError **err)
 {
   const struct ndm_control_verb *v;
+  g_autoptr (JsonBuilder) b = NULL;
 
-  if (c->json)
-    g_string_append (out, "{\"verbs\":[");
+  if (c->json) {
+    b = ndm_json_payload_new ();
+    json_builder_set_member_name (b, "verbs");
+    json_builder_begin_array (b);
+  }
   for (v = ndm_control_verbs; v->name != NULL; v++) {
     g_autofree char *usage = NULL;
 
@@ -522,11 +592,15 @@ verb_help (struct cmd *c, GString *out, GError **err)
       g_string_append_printf (out, "%s\n", usage);
       continue;
     }
-    g_string_append (out, v > ndm_control_verbs ? "," : "");
-    ndm_json_string (out, usage);
+    json_builder_begin_object (b);
+    ndm_json_member_string (b, "name", v->name);
+    ndm_json_member_string (b, "usage", usage);
+    json_builder_end_object (b);
   }
-  if (c->json)
-    g_string_append (out, "]}\n");
+  if (c->json) {
+    json_builder_end_array (b);
+    ndm_json_payload_end (b, out);
+  }
   return 0;
 }
 

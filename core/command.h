@@ -17,6 +17,7 @@
 
 #include "nbd-dm/control.h"
 #include "nbd-dm/device.h"
+#include "stats.h"
 
 struct cmd {
   struct ndm_md *md;
@@ -41,11 +42,16 @@ struct cmd {
 /* The name the device goes by (name=, or "nbd-dm"). */
 const char *ndm_cmd_device_name (struct ndm_md *md);
 
-/* A device's state as status and stats print it ("up", "down (why)"). */
-void ndm_cmd_device_state (struct ndm_device *dev, GString *out);
-
-/* The payload of a JSON answer: b's one value as a line. */
-void ndm_cmd_json_out (JsonBuilder *b, GString *out);
+/* How dev stands (st->reason is the caller's to free); that as status
+ * and stats print it ("up", "down (why)"); dev's JSON object, with the
+ * counters io if not NULL.
+ */
+void ndm_cmd_device_status (struct ndm_device *dev,
+                            struct ndm_device_status *st);
+void ndm_cmd_device_status_format (const struct ndm_device_status *st,
+                                   GString *out);
+void ndm_cmd_device_json (struct ndm_device *dev,
+                          const struct ndm_io_stats *io, JsonBuilder *b);
 
 /* The verbs of core/command-report.c. */
 int ndm_cmd_info_columns (struct cmd *c, GString *out, GError **err);

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "dirty-log.h"
-#include "stats.h"
+#include "json.h"
 
 #define LONG_BITS (sizeof (unsigned long) * CHAR_BIT)
 
@@ -743,24 +743,25 @@ ndm_dirty_log_status (struct ndm_dirty_log *log, enum ndm_status_type type,
 }
 
 void
-ndm_dirty_log_status_json (struct ndm_dirty_log *log, GString *out)
+ndm_dirty_log_status_json (struct ndm_dirty_log *log, JsonBuilder *b)
 {
+  char health[2] = { 0 };
+
   ndm_mutex_lock (&log->lock);
-  g_string_append_printf (out, "{\"type\":\"%s\",", log->type->name);
-  if (log->dev != NULL) {
-    g_string_append (out, "\"device\":");
-    ndm_json_string (out, log->dev->uri);
-    g_string_append_c (out, ',');
-  }
-  g_string_append_printf (out, "\"state\":\"%c\","
-                          "\"region_size\":%" PRIu64 ",\"regions\":%" PRIu64
-                          ",\"in_sync\":%" PRIu64 ",\"marked\":%" PRIu64
-                          ",\"failed_legs\":%" PRIu64 ",\"dirty_at_load\":%"
-                          PRIu64 ",\"commits\":%" PRIu64 "}",
-                          (char) log->health,
-                          log->region_size, log->nr_regions, log->sync_count,
-                          bitmap_weight (log, log->dirty), log->failed_legs,
-                          log->dirty_at_load, log->commits);
+  health[0] = (char) log->health;
+  json_builder_begin_object (b);
+  ndm_json_member_string (b, "type", log->type->name);
+  ndm_json_member_string (b, "device", log->dev ? log->dev->uri : NULL);
+  /* dm's letter, as the status line's: an enum of its own. */
+  ndm_json_member_string (b, "health", health);
+  ndm_json_member_uint (b, "region_size", log->region_size);
+  ndm_json_member_uint (b, "regions", log->nr_regions);
+  ndm_json_member_uint (b, "in_sync", log->sync_count);
+  ndm_json_member_uint (b, "marked", bitmap_weight (log, log->dirty));
+  ndm_json_member_uint (b, "failed_legs", log->failed_legs);
+  ndm_json_member_uint (b, "dirty_at_load", log->dirty_at_load);
+  ndm_json_member_uint (b, "commits", log->commits);
+  json_builder_end_object (b);
   ndm_mutex_unlock (&log->lock);
 }
 

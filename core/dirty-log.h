@@ -335,10 +335,10 @@ bool ndm_dirty_log_get_resync_work_locked (struct ndm_dirty_log *log,
                                            uint64_t *region);
 
 /* Control thread: status words (the type's) and the "log" object of the
- * mirror's JSON detail.  Take the lock themselves.
+ * mirror's JSON detail (added to b).  Take the lock themselves.
  */
 void ndm_dirty_log_status (struct ndm_dirty_log *log,
                            enum ndm_status_type type, GString *out);
-void ndm_dirty_log_status_json (struct ndm_dirty_log *log, GString *out);
+void ndm_dirty_log_status_json (struct ndm_dirty_log *log, JsonBuilder *b);
 
 #endif /* NBD_DM_DIRTY_LOG_H */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "stats.h"
+#include "json.h"
 
 /* The op each class counts, whose name it goes by ("read", "zero");
  * every other op (cache, block status) counts as NDM_STAT_OTHER.
@@ -185,51 +186,31 @@ ndm_stats_format (const struct ndm_io_stats *s, const char *indent,
 }
 
 void
-ndm_stats_json (const struct ndm_io_stats *s, GString *out)
+ndm_stats_json (const struct ndm_io_stats *s, JsonBuilder *b)
 {
-  unsigned c, b;
+  unsigned c, i;
 
-  for (c = 0; c < NDM_STAT_CLASSES; c++)
-    g_string_append_printf (out, "\"%s\":%" G_GUINT64_FORMAT ","
-                            "\"%s_bytes\":%" G_GUINT64_FORMAT ",",
-                            class_plural[c], (guint64) LOAD (s->ops[c]),
-                            class_name (c), (guint64) LOAD (s->bytes[c]));
-  g_string_append_printf (out, "\"errors\":%" G_GUINT64_FORMAT ","
-                          "\"requeues\":%" G_GUINT64_FORMAT ","
-                          "\"in_flight\":%" G_GINT64_FORMAT ","
-                          "\"seconds\":%.3f,\"latency_us_log2\":{",
-                          (guint64) LOAD (s->errors),
-                          (guint64) LOAD (s->requeues),
-                          (gint64) LOAD (s->inflight),
-                          (g_get_monotonic_time () - LOAD (s->since)) / 1e6);
+  json_builder_begin_object (b);
   for (c = 0; c < NDM_STAT_CLASSES; c++) {
-    g_string_append_printf (out, "%s\"%s\":[", c ? "," : "", class_name (c));
-    for (b = 0; b < NDM_LAT_BUCKETS; b++)
-      g_string_append_printf (out, "%s%" G_GUINT64_FORMAT, b ? "," : "",
-                              (guint64) LOAD (s->lat[c][b]));
-    g_string_append_c (out, ']');
-  }
-  g_string_append_c (out, '}');
-}
+    g_autofree char *bytes = g_strdup_printf ("%s_bytes", class_name (c));
 
-void
-ndm_json_string (GString *out, const char *str)
-{
-  const unsigned char *p;
-
-  g_string_append_c (out, '"');
-  for (p = (const unsigned char *) str; *p; p++) {
-    switch (*p) {
-    case '"': g_string_append (out, "\\\""); break;
-    case '\\': g_string_append (out, "\\\\"); break;
-    case '\n': g_string_append (out, "\\n"); break;
-    case '\t': g_string_append (out, "\\t"); break;
-    default:
-      if (*p < 0x20)
-        g_string_append_printf (out, "\\u%04x", *p);
-      else
-        g_string_append_c (out, *p);
-    }
+    ndm_json_member_uint (b, class_plural[c], LOAD (s->ops[c]));
+    ndm_json_member_uint (b, bytes, LOAD (s->bytes[c]));
   }
-  g_string_append_c (out, '"');
+  ndm_json_member_uint (b, "errors", LOAD (s->errors));
+  ndm_json_member_uint (b, "requeues", LOAD (s->requeues));
+  ndm_json_member_int (b, "in_flight", LOAD (s->inflight));
+  ndm_json_member_double (b, "seconds", (g_get_monotonic_time ()
+                                         - LOAD (s->since)) / 1e6);
+  json_builder_set_member_name (b, "latency_us_log2");
+  json_builder_begin_object (b);
+  for (c = 0; c < NDM_STAT_CLASSES; c++) {
+    json_builder_set_member_name (b, class_name (c));
+    json_builder_begin_array (b);
+    for (i = 0; i < NDM_LAT_BUCKETS; i++)
+      json_builder_add_int_value (b, LOAD (s->lat[c][i]));
+    json_builder_end_array (b);
+  }
+  json_builder_end_object (b);
+  json_builder_end_object (b);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "nbd-dm/ndm.h"
 
@@ -61,10 +62,7 @@ void ndm_stats_take (struct ndm_io_stats *s, struct ndm_io_stats *snap);
  */
 void ndm_stats_format (const struct ndm_io_stats *s, const char *indent,
                        GString *out);
-/* The same facts as a JSON object's members (no braces). */
-void ndm_stats_json (const struct ndm_io_stats *s, GString *out);
-
-/* JSON string literal of str, quotes included. */
-void ndm_json_string (GString *out, const char *str);
+/* The same facts as one JSON object added to b. */
+void ndm_stats_json (const struct ndm_io_stats *s, JsonBuilder *b);
 
 #endif /* NBD_DM_STATS_H */

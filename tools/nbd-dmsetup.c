@@ -39,6 +39,9 @@
 
 #include "nbd-dm/control.h"
 #include "show.h"
+/* NDM_JSON_VERSION: what help and version print without a server are
+ * the server's payloads in shape, so they say its format version. */
+#include "json.h"
 
 #ifndef NDM_VERSION
 #define NDM_VERSION "unknown"
@@ -850,24 +853,32 @@ answer_locally (const struct cmdline *cl)
             NDM_CONTROL_PROTOCOL);
     return true;
   }
+  /* The server's shapes (nbd-dmsetup(8), JSON), this program's facts. */
   json_builder_begin_object (b);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, NDM_JSON_VERSION);
   if (strcmp (cl->verb->name, "help") == 0) {
     json_builder_set_member_name (b, "verbs");
     json_builder_begin_array (b);
     for (v = ndm_control_verbs; v->name != NULL; v++) {
       g_autofree char *usage = ndm_control_verb_usage (v, cli_words (v));
 
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, v->name);
+      json_builder_set_member_name (b, "usage");
       json_builder_add_string_value (b, usage);
+      json_builder_end_object (b);
     }
     json_builder_end_array (b);
   }
   else if (strcmp (cl->verb->name, "version") == 0) {
-    json_builder_set_member_name (b, "program");
-    json_builder_add_string_value (b, PROG);
-    json_builder_set_member_name (b, "release");
-    json_builder_add_string_value (b, NDM_VERSION);
     json_builder_set_member_name (b, "protocol");
     json_builder_add_int_value (b, NDM_CONTROL_PROTOCOL);
+    json_builder_set_member_name (b, "program");
+    json_builder_add_string_value (b, PROG);
+    json_builder_set_member_name (b, "program_version");
+    json_builder_add_string_value (b, NDM_VERSION);
   }
   else
     return false;

@@ -20,7 +20,8 @@ packages=(
   build-essential cmake pkg-config          # the build; its gcc-12 brings
                                             # libasan8, libubsan1, libtsan2
   libglib2.0-dev libnbd-dev nbdkit-plugin-dev
-  libjson-glib-dev                          # JSON: the server's, nbd-dmsetup show
+  libjson-glib-dev                          # the control plane's JSON,
+                                            # nbd-dmsetup show
   bash-completion                           # nbd-dmsetup's: its install dir,
                                             # test-control-completion
   nbdkit libnbd-bin python3 python3-libnbd  # nbdkit, nbdinfo/nbdcopy, nbdsh

@@ -221,28 +221,21 @@ show_multipath (FILE *f, JsonObject *t, JsonObject *d)
     JsonObject *g = element_object (groups, i);
     JsonArray *paths = member_array (g, "paths");
     bool last_g = i + 1 == length_of (groups);
-    const char *st = member_string (g, "state");
 
     g_string_truncate (line, 0);
     put_int (line, g, "group", "group");
     put_kv (line, "policy", member_string (g, "selector"));
-    /* dm's group letters, multipath -ll's words. */
-    put_kv (line, "status",
-            st == NULL ? NULL : strcmp (st, "A") == 0 ? "active"
-            : strcmp (st, "E") == 0 ? "enabled"
-            : strcmp (st, "D") == 0 ? "disabled" : st);
+    put_kv (line, "status", member_string (g, "state"));
     fprintf (f, "%s+-%s\n", branch (last_g), line->str);
     for (j = 0; j < length_of (paths); j++) {
       JsonObject *p = element_object (paths, j);
-      const char *ps = member_string (p, "state");
 
       g_string_truncate (line, 0);
       put_checked (line, p);
       fprintf (f, "%s%s %s %s%s\n", trunk (last_g),
                branch (j + 1 == length_of (paths)),
                member_string (p, "path") ?: "?",
-               ps == NULL ? "?" : strcmp (ps, "A") == 0 ? "active"
-               : strcmp (ps, "F") == 0 ? "failed" : ps, line->str);
+               member_string (p, "state") ?: "?", line->str);
     }
   }
 }

@@ -1354,29 +1354,23 @@ nbd_unresolved_ghosts (struct ndm_device *dev)
   return g_atomic_int_get (&nd->severing) + watch_count (dev->uri, true);
 }
 
-/* "up", "degraded 1/2" or "down (reason)": how the pool stands; then
- * ", N writes quarantined" while cut connections may still land some.
- */
+/* How the pool stands, and the writes cut connections may still land. */
 static void
-nbd_status (struct ndm_device *dev, GString *out)
+nbd_status (struct ndm_device *dev, struct ndm_device_status *st)
 {
   struct nbd_dev *nd = (struct nbd_dev *) dev;
-  unsigned i, up = 0, q = watch_count (dev->uri, false);
+  unsigned i;
 
+  st->quarantined = watch_count (dev->uri, false);
   ndm_mutex_lock (&nd->lock);
   for (i = 0; i < nd->nr_conns; i++)
-    up += nd->conns[i] != NULL;
-  if (up == nd->nr_conns)
-    g_string_append (out, "up");
-  else if (up > 0)
-    g_string_append_printf (out, "degraded %u/%u", up, nd->nr_conns);
-  else
-    g_string_append_printf (out, "down (%s)",
-                            nd->last_error ? nd->last_error : "?");
+    st->conns_up += nd->conns[i] != NULL;
+  st->conns = nd->nr_conns;
+  st->state = st->conns_up == st->conns ? NDM_DEVICE_UP
+    : st->conns_up > 0 ? NDM_DEVICE_DEGRADED : NDM_DEVICE_DOWN;
+  if (st->state == NDM_DEVICE_DOWN)
+    st->reason = g_strdup (nd->last_error);
   ndm_mutex_unlock (&nd->lock);
-  if (q > 0)
-    g_string_append_printf (out, ", %u write%s quarantined", q,
-                            q == 1 ? "" : "s");
 }
 
 static void

@@ -70,10 +70,10 @@
 #include "../checker.h"
 #include "../config.h"
 #include "../dirty-log.h"
+#include "../json.h"
 #include "../kcopyd.h"
 #include "../log.h"
 #include "../region-hash.h"
-#include "../stats.h"
 #include "../thread.h"
 
 #define MIRROR_MAX_LEGS 32       /* bits of mirror_io.failed, and the
@@ -2130,13 +2130,14 @@ leg_state_locked (struct mirror_c *m, struct mirror_leg *leg)
     : "resyncing";
 }
 
-/* With m->lock held: "resync":{"state":"running"|"idle","rate_limit":N,
- * "rate":N,"eta_ms":N,"copied":N}: the cap and the measured rate in
- * bytes/s, the time left at that rate for the regions out of sync (0
- * when idle or before a rate is measured), the bytes copied so far.
+/* With m->lock held: the "resync" object, {"state":"running"|"idle",
+ * "rate_limit":N,"rate":N,"eta_ms":N,"copied":N}: the cap and the
+ * measured rate in bytes/s, the time left at that rate for the regions
+ * out of sync (0 when idle or before a rate is measured), the bytes
+ * copied so far.
  */
 static void
-resync_json_locked (struct mirror_c *m, uint64_t in_sync, GString *out)
+resync_json_locked (struct mirror_c *m, uint64_t in_sync, JsonBuilder *b)
 {
   uint64_t bytes, rate, eta_ms = 0;
   double left;
@@ -2146,45 +2147,75 @@ resync_json_locked (struct mirror_c *m, uint64_t in_sync, GString *out)
   left = (double) (m->log->nr_regions - in_sync) * m->log->region_size;
   if (m->syncing && rate > 0)
     eta_ms = (uint64_t) (left * 1000 / rate);
-  g_string_append_printf (out, ",\"resync\":{\"state\":\"%s\","
-                          "\"rate_limit\":%" PRIu64 ",\"rate\":%" PRIu64
-                          ",\"eta_ms\":%" PRIu64 ",\"copied\":%" PRIu64
-                          "}", m->syncing ? "running" : "idle",
-                          ndm_kcopyd_rate (m->kc), rate, eta_ms,
-                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  json_builder_begin_object (b);
+  ndm_json_member_string (b, "state", m->syncing ? "running" : "idle");
+  ndm_json_member_uint (b, "rate_limit", ndm_kcopyd_rate (m->kc));
+  ndm_json_member_uint (b, "rate", rate);
+  ndm_json_member_uint (b, "eta_ms", eta_ms);
+  ndm_json_member_uint (b, "copied",
+                        __atomic_load_n (&m->resynced, __ATOMIC_RELAXED));
+  json_builder_end_object (b);
 }
 
 /* The most regions the JSON lists of a verify's mismatches. */
 #define MIRROR_VERIFY_LIST 64
 
-/* With m->lock held: ,"verify":{"state":"running"|"idle","checked":N,
- * "mismatches":N,"regions":[the first MIRROR_VERIFY_LIST]}.
+/* With m->lock held: the "verify" object, {"state":"running"|"idle",
+ * "checked":N,"mismatches":N,"regions":[the first MIRROR_VERIFY_LIST]}.
  */
 static void
-verify_json_locked (struct mirror_c *m, GString *out)
+verify_json_locked (struct mirror_c *m, JsonBuilder *b)
 {
   unsigned i;
 
   ndm_assert_held (&m->lock);
-  g_string_append_printf (out, ",\"verify\":{\"state\":\"%s\",\"checked\":%"
-                          PRIu64 ",\"mismatches\":%u,\"regions\":[",
-                          m->verify == MIRROR_VERIFY_RUNNING ? "running"
-                          : "idle", m->verify_next, m->verify_diff->len);
+  json_builder_begin_object (b);
+  ndm_json_member_string (b, "state", m->verify == MIRROR_VERIFY_RUNNING
+                          ? "running" : "idle");
+  ndm_json_member_uint (b, "checked", m->verify_next);
+  ndm_json_member_uint (b, "mismatches", m->verify_diff->len);
+  json_builder_set_member_name (b, "regions");
+  json_builder_begin_array (b);
   for (i = 0; i < m->verify_diff->len && i < MIRROR_VERIFY_LIST; i++)
-    g_string_append_printf (out, "%s%" PRIu64, i ? "," : "",
-                            g_array_index (m->verify_diff, uint64_t, i));
-  g_string_append (out, "]}");
+    json_builder_add_int_value (b, g_array_index (m->verify_diff, uint64_t,
+                                                  i));
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+}
+
+/* With m->lock held: a leg's object, {"leg":uri,"state":"in_sync"|
+ * "resyncing"|"failed","health":"A","reason":".."|null,"fail_count":N,
+ * "damped_ms":N,"write_errors":N,"read_errors":N,"read_repairs":N,
+ * "reads":N}.
+ */
+static void
+leg_json_locked (struct mirror_c *m, struct mirror_leg *leg, JsonBuilder *b)
+{
+  char health[2] = { leg->health, '\0' };
+
+  ndm_assert_held (&m->lock);
+  json_builder_begin_object (b);
+  ndm_json_member_string (b, "leg", leg->chk.dev->uri);
+  ndm_json_member_string (b, "state", leg_state_locked (m, leg));
+  /* dm's letter, as the status line's: why in one letter, kept apart
+   * from state (A alive, D write, S sync, R read, F flush failed, U not
+   * yet claimed).
+   */
+  ndm_json_member_string (b, "health", health);
+  ndm_checked_json_locked (&leg->chk, b);
+  ndm_json_member_uint (b, "write_errors", leg->write_errors);
+  ndm_json_member_uint (b, "read_errors", leg->read_errors);
+  ndm_json_member_uint (b, "read_repairs", leg->read_repairs);
+  ndm_json_member_uint (b, "reads", leg->reads);
+  json_builder_end_object (b);
 }
 
 /* {"regions":N,"in_sync":N,"region_size":B,"handle_errors":..,
  *  "keep_log":..,"read_balance":"..","default_leg":uri|null,"log":{..},
- *  "resync":{..},"verify":{..},
- *  "legs":[{"leg":uri,"state":"in_sync","health":"A","fail_count":0,
- *  "reason":"..","damped_ms":N,"write_errors":0,"read_errors":0,"read_repairs":0,
- *  "reads":N}]}
+ *  "resync":{..},"verify":{..},"legs":[{..}]}
  */
 static void
-mirror_status_json (struct ndm_target *ti, GString *out)
+mirror_status_json (struct ndm_target *ti, JsonBuilder *b)
 {
   struct mirror_c *m = ti->private;
   struct mirror_leg *def;
@@ -2195,39 +2226,29 @@ mirror_status_json (struct ndm_target *ti, GString *out)
   ndm_mutex_lock (&m->log->lock);
   in_sync = ndm_dirty_log_sync_count_locked (m->log);
   ndm_mutex_unlock (&m->log->lock);
-  g_string_append_printf (out, "{\"regions\":%" PRIu64 ",\"in_sync\":%"
-                          PRIu64 ",\"region_size\":%" PRIu64
-                          ",\"handle_errors\":%s,\"keep_log\":%s,"
-                          "\"read_balance\":\"%s\",\"default_leg\":",
-                          m->log->nr_regions, in_sync, m->log->region_size,
-                          m->handle_errors ? "true" : "false",
-                          m->keep_log ? "true" : "false",
+  json_builder_begin_object (b);
+  ndm_json_member_uint (b, "regions", m->log->nr_regions);
+  ndm_json_member_uint (b, "in_sync", in_sync);
+  ndm_json_member_uint (b, "region_size", m->log->region_size);
+  ndm_json_member_bool (b, "handle_errors", m->handle_errors);
+  ndm_json_member_bool (b, "keep_log", m->keep_log);
+  ndm_json_member_string (b, "read_balance",
                           read_balance_names[m->read_balance]);
   def = choose_read_leg_locked (m, false, 0);
-  if (def != NULL)
-    ndm_json_string (out, def->chk.dev->uri);
-  else
-    g_string_append (out, "null");
-  g_string_append (out, ",\"log\":");
-  ndm_dirty_log_status_json (m->log, out);
-  resync_json_locked (m, in_sync, out);
-  verify_json_locked (m, out);
-  g_string_append (out, ",\"legs\":[");
-  for (i = 0; i < m->nr_legs; i++) {
-    struct mirror_leg *leg = &m->legs[i];
-
-    g_string_append (out, i ? ",{\"leg\":" : "{\"leg\":");
-    ndm_json_string (out, leg->chk.dev->uri);
-    g_string_append_printf (out, ",\"state\":\"%s\",\"health\":\"%c\"",
-                            leg_state_locked (m, leg), leg->health);
-    ndm_checked_json_locked (&leg->chk, out);
-    g_string_append_printf (out, ",\"write_errors\":%" PRIu64
-                            ",\"read_errors\":%" PRIu64 ",\"read_repairs\":%"
-                            PRIu64 ",\"reads\":%" PRIu64 "}",
-                            leg->write_errors, leg->read_errors,
-                            leg->read_repairs, leg->reads);
-  }
-  g_string_append (out, "]}");
+  ndm_json_member_string (b, "default_leg",
+                          def != NULL ? def->chk.dev->uri : NULL);
+  json_builder_set_member_name (b, "log");
+  ndm_dirty_log_status_json (m->log, b);
+  json_builder_set_member_name (b, "resync");
+  resync_json_locked (m, in_sync, b);
+  json_builder_set_member_name (b, "verify");
+  verify_json_locked (m, b);
+  json_builder_set_member_name (b, "legs");
+  json_builder_begin_array (b);
+  for (i = 0; i < m->nr_legs; i++)
+    leg_json_locked (m, &m->legs[i], b);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
   ndm_mutex_unlock (&m->lock);
 }
 
@@ -2236,10 +2257,10 @@ mirror_status_json (struct ndm_target *ti, GString *out)
  * "verify_mismatches":M}.
  */
 static void
-mirror_stats (struct ndm_target *ti, bool json, GString *out)
+mirror_stats (struct ndm_target *ti, JsonBuilder *b, GString *out)
 {
   struct mirror_c *m = ti->private;
-  uint64_t repairs = 0;
+  uint64_t repairs = 0, resynced;
   unsigned i, mismatches;
 
   ndm_mutex_lock (&m->lock);
@@ -2247,12 +2268,18 @@ mirror_stats (struct ndm_target *ti, bool json, GString *out)
     repairs += m->legs[i].read_repairs;
   mismatches = m->verify_diff->len;
   ndm_mutex_unlock (&m->lock);
-  g_string_append_printf (out, json ? "{\"read_repairs\":%" PRIu64
-                          ",\"resynced\":%" PRIu64 ",\"verify_mismatches\":%u}"
-                          : "read repairs %" PRIu64 ", resynced %" PRIu64
-                          " bytes, verify mismatches %u", repairs,
-                          __atomic_load_n (&m->resynced, __ATOMIC_RELAXED),
-                          mismatches);
+  resynced = __atomic_load_n (&m->resynced, __ATOMIC_RELAXED);
+  if (b == NULL) {
+    g_string_append_printf (out, "read repairs %" PRIu64 ", resynced %"
+                            PRIu64 " bytes, verify mismatches %u", repairs,
+                            resynced, mismatches);
+    return;
+  }
+  json_builder_begin_object (b);
+  ndm_json_member_uint (b, "read_repairs", repairs);
+  ndm_json_member_uint (b, "resynced", resynced);
+  ndm_json_member_uint (b, "verify_mismatches", mismatches);
+  json_builder_end_object (b);
 }
 
 /* Each leg's copy, and the log's bytes on its device.  A leg refused for

@@ -55,9 +55,9 @@
 #include "nbd-dm/bio.h"
 #include "nbd-dm/target.h"
 #include "../checker.h"
+#include "../json.h"
 #include "../log.h"
 #include "../selectors/selector.h"
-#include "../stats.h"
 
 struct mp_group;
 
@@ -1044,49 +1044,62 @@ multipath_status (struct ndm_target *ti, enum ndm_status_type type,
     g_string_truncate (result, result->len - 1);
 }
 
-/* {"queue_if_no_path":..,"queueing":..,"valid_paths":N,"groups":[{"group":
- * 1,"state":"A","selector":"round-robin","paths":[{"path":uri,"state":
- * "F","fail_count":1,"reason":"...","damped_ms":N}]}]}
+/* A group's state: dm's status letter, as a word. */
+static const char *
+group_state_locked (struct multipath_c *m, struct mp_group *pg)
+{
+  ndm_assert_held (&m->lock);
+  return pg->bypassed ? "disabled" : pg == m->current_pg ? "active"
+    : "enabled";
+}
+
+/* {"queue_if_no_path":..,"holds_io":..,"queueing":..,"valid_paths":N,
+ *  "groups":[{"group":1,"state":"active"|"enabled"|"disabled",
+ *  "selector":"round-robin","paths":[{"path":uri,"state":"active"|
+ *  "failed","reason":".."|null,"fail_count":N,"damped_ms":N}]}]}
  */
 static void
-multipath_status_json (struct ndm_target *ti, GString *out)
+multipath_status_json (struct ndm_target *ti, JsonBuilder *b)
 {
   struct multipath_c *m = ti->private;
   unsigned i, j;
 
   ndm_mutex_lock (&m->lock);
+  json_builder_begin_object (b);
   /* queue_if_no_path: the feature; holds_io: whether I/O is held when
    * no path is valid, all settings weighed; queueing: held now.
    */
-  g_string_append_printf (out, "{\"queue_if_no_path\":%s,\"holds_io\":%s,"
-                          "\"queueing\":%s,\"valid_paths\":%u,"
-                          "\"groups\":[",
-                          m->queue_if_no_path ? "true" : "false",
-                          should_queue_locked (m) ? "true" : "false",
-                          m->nr_valid == 0 && should_queue_locked (m) ? "true"
-                          : "false", m->nr_valid);
+  ndm_json_member_bool (b, "queue_if_no_path", m->queue_if_no_path);
+  ndm_json_member_bool (b, "holds_io", should_queue_locked (m));
+  ndm_json_member_bool (b, "queueing",
+                        m->nr_valid == 0 && should_queue_locked (m));
+  ndm_json_member_uint (b, "valid_paths", m->nr_valid);
+  json_builder_set_member_name (b, "groups");
+  json_builder_begin_array (b);
   for (i = 0; i < m->groups->len; i++) {
     struct mp_group *pg = m->groups->pdata[i];
 
-    g_string_append_printf (out, "%s{\"group\":%u,\"state\":\"%c\","
-                            "\"selector\":", i ? "," : "", pg->num,
-                            pg->bypassed ? 'D' : pg == m->current_pg ? 'A'
-                            : 'E');
-    ndm_json_string (out, pg->ps.type->name);
-    g_string_append (out, ",\"paths\":[");
+    json_builder_begin_object (b);
+    ndm_json_member_uint (b, "group", pg->num);
+    ndm_json_member_string (b, "state", group_state_locked (m, pg));
+    ndm_json_member_string (b, "selector", pg->ps.type->name);
+    json_builder_set_member_name (b, "paths");
+    json_builder_begin_array (b);
     for (j = 0; j < pg->paths->len; j++) {
       struct mp_path *p = pg->paths->pdata[j];
 
-      g_string_append (out, j ? ",{\"path\":" : "{\"path\":");
-      ndm_json_string (out, p->path.dev->uri);
-      g_string_append_printf (out, ",\"state\":\"%s\"",
-                              p->chk.active ? "A" : "F");
-      ndm_checked_json_locked (&p->chk, out);
-      g_string_append_c (out, '}');
+      json_builder_begin_object (b);
+      ndm_json_member_string (b, "path", p->path.dev->uri);
+      ndm_json_member_string (b, "state", p->chk.active ? "active"
+                              : "failed");
+      ndm_checked_json_locked (&p->chk, b);
+      json_builder_end_object (b);
     }
-    g_string_append (out, "]}");
+    json_builder_end_array (b);
+    json_builder_end_object (b);
   }
-  g_string_append (out, "]}");
+  json_builder_end_array (b);
+  json_builder_end_object (b);
   ndm_mutex_unlock (&m->lock);
 }
 

@@ -17,8 +17,9 @@
  *   - Every request gets exactly one reply:
  *         ok <N>\n            followed by exactly N payload lines, or
  *         error <message>\n   one line saying what was wrong.
- *     With --json a payload is one line of JSON (message: {"result":
- *     "<the target's answer>"}); verbs that only act (suspend, reload,
+ *     With --json a payload is one line of JSON, one object, valid UTF-8,
+ *     whose first member is "version" (core/json.h; the shapes are in
+ *     nbd-dmsetup(8), JSON); verbs that only act (suspend, reload,
  *     resume, clear) have no payload either way.  A line longer than
  *     the limit gets an error reply and the connection is closed.
  *

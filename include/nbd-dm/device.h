@@ -125,6 +125,23 @@ struct ndm_device_caps {
   bool multi_conn;
 };
 
+/* How a device's connection pool stands, for status and stats. */
+enum ndm_device_state {
+  NDM_DEVICE_UP,                /* every connection up */
+  NDM_DEVICE_DEGRADED,          /* some */
+  NDM_DEVICE_DOWN,              /* none: reconnecting in the background */
+};
+
+struct ndm_device_status {
+  enum ndm_device_state state;
+  unsigned conns_up;
+  unsigned conns;
+  unsigned quarantined;         /* writes of cut connections that may
+                                   still land (R10) */
+  char *reason;                 /* why it is down (NULL if not, or not
+                                   known); the caller frees it */
+};
+
 struct ndm_device;
 
 struct ndm_device_ops {
@@ -139,10 +156,10 @@ struct ndm_device_ops {
                  struct ndm_channel **chp, int *err);
   /* Optional.  Start background work (reconnects).  After fork. */
   void (*start) (struct ndm_device *dev);
-  /* Optional.  A short state for status output ("up", "degraded 1/2",
-   * "down (reason)").
+  /* Optional.  Fill *st (zeroed by the caller).  Without it a device is
+   * taken as up.
    */
-  void (*status) (struct ndm_device *dev, GString *out);
+  void (*status) (struct ndm_device *dev, struct ndm_device_status *st);
   /* Optional.  Fence the device: close its connections so that nothing
    * it has in flight completes successfully later; its commands end with a
    * path error soon after.  It reconnects in the background.  Any thread

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "nbd-dm/ndm.h"
 #include "nbd-dm/device.h"
@@ -279,21 +280,23 @@ struct ndm_target_type {
   void (*status) (struct ndm_target *ti, enum ndm_status_type type,
                   GString *result);
   /* Optional.  Status facts the dm line has no room for (why a path is
-   * failed, say), as one JSON object for status --json.
+   * failed, say), for status --json: add one object to b (its "detail").
+   * Strings from outside go through ndm_json_add_string (core/json.h).
    */
-  void (*status_json) (struct ndm_target *ti, GString *out);
+  void (*status_json) (struct ndm_target *ti, JsonBuilder *b);
   /* Optional.  dmsetup message: the messages the target understands,
    * run through ndm_target_message_dispatch.
    */
   const struct ndm_target_message *messages;
   /* Optional.  Counters of the target's own for `stats` (the mirror's
-   * read repairs): with json false, one line of text ("read repairs 3,
-   * ..."), no newline; with json true, one JSON object.  The core prints
-   * them under the target's I/O counters, as "<target>: <text>" and as
-   * the member "<target>":<object>.  Not cleared by stats --clear: they
-   * are the target's state, as its status shows it.
+   * read repairs): with b NULL, one line of text ("read repairs 3, ...")
+   * appended to out, no newline; else one JSON object added to b (out
+   * unused).  The core prints them under the target's I/O counters, as
+   * "<target>: <text>" and as the member "<target>":<object>.  Not
+   * cleared by stats --clear: they are the target's state, as its status
+   * shows it.
    */
-  void (*stats) (struct ndm_target *ti, bool json, GString *out);
+  void (*stats) (struct ndm_target *ti, JsonBuilder *b, GString *out);
   /* Required for targets with devices.  Call fn for each device with the
    * byte range it uses; the table checks each range fits its device.
    */

@@ -175,9 +175,10 @@ resync_poll() {
   while [ "$EPOCHSECONDS" -lt "$end" ] && [ ! -e "$T/poll.stop" ]; do
     if s=$("$DMSETUP" -c "$T/$1.ctl" --json status 2>/dev/null); then
       t=$EPOCHREALTIME
-      [[ $s =~ \"copied\":([0-9]+) ]] && cp=${BASH_REMATCH[1]} || cp=0
-      [[ $s =~ \"in_sync\":([0-9]+) ]] && is=${BASH_REMATCH[1]} || is=-1
-      [[ $s =~ \"regions\":([0-9]+) ]] && rg=${BASH_REMATCH[1]} || rg=-2
+      read -r cp is rg < <("$PY" -c 'import json, sys
+d = json.load(sys.stdin)["targets"][0]["detail"]
+print(d["resync"]["copied"], d["in_sync"], d["regions"])' <<<"$s" ||
+                             echo 0 -1 -2)
       echo "$t $cp $is $rg" >>"$2"
       [ "$is" = "$rg" ] && return 0
     fi

@@ -8,7 +8,7 @@
 #   wait_sync WANT [SECS] until sync_letters is WANT (default 60 s); fail
 #                         showing the JSON status
 #   leg_field I FIELD     leg I's (from 0, table order) FIELD of the JSON
-#                         status's detail, empty if it has none
+#                         status's detail, empty if it has none or null
 
 sync_letters ()
 {
@@ -36,5 +36,6 @@ leg_field ()
   ctl "$ctlsock" "status --json" | $PY -c '
 import json, sys
 leg = json.load(sys.stdin)["targets"][0]["detail"]["legs"][int(sys.argv[1])]
-print(leg.get(sys.argv[2], ""))' "$1" "$2"
+v = leg.get(sys.argv[2])
+print("" if v is None else v)' "$1" "$2"
 }

@@ -34,7 +34,8 @@ byte_keys = ["read_bytes", "write_bytes", "trim_bytes", "zero_bytes",
              "other_bytes"]
 
 def counts(o):
-    return {k: o[k] for k in classes + byte_keys + ["errors", "requeues"]}
+    """The I/O counters of a target's or device's object."""
+    return {k: o["io"][k] for k in classes + byte_keys + ["errors", "requeues"]}
 
 def zero(**kw):
     z = {k: 0 for k in classes + byte_keys + ["errors", "requeues"]}
@@ -50,7 +51,7 @@ def check(s, want_targets, want_devices, what):
     assert got_d == want_devices, \
         f"{what}: devices\n{got_d}\nwant\n{want_devices}"
     for o in s["targets"] + s["devices"]:
-        assert o["in_flight"] == 0, f"{what}: in flight {o}"
+        assert o["io"]["in_flight"] == 0, f"{what}: in flight {o}"
 
 s = stats()
 check(s, [((0, 2048, "linear"), zero()), ((2048, 2048, "linear"), zero()),
@@ -78,9 +79,9 @@ want_t = [((0, 2048, "linear"), seg0), ((2048, 2048, "linear"), seg1),
 want_d = {A: seg0, B: seg1}
 check(stats(), want_t, want_d, "after the I/O")
 for o in stats()["targets"][:2]:
-    lat = o["latency_us_log2"]
-    assert sum(lat["read"]) == o["reads"] and \
-        sum(lat["write"]) == o["writes"], f"latency samples: {o}"
+    lat = o["io"]["latency_us_log2"]
+    assert sum(lat["read"]) == o["io"]["reads"] and \
+        sum(lat["write"]) == o["io"]["writes"], f"latency samples: {o}"
 
 # The text form, the same facts.
 text = ctl.request("stats")
@@ -100,7 +101,8 @@ s = stats()
 check(s, [(t, zero()) for t, _ in want_t], {A: zero(), B: zero()},
       "after stats --clear")
 for o in s["targets"] + s["devices"]:
-    assert all(n == 0 for c in o["latency_us_log2"].values() for n in c), \
+    assert all(n == 0 for c in o["io"]["latency_us_log2"].values()
+               for n in c), \
         f"latency buckets not cleared: {o}"
 
 # Counting goes on from zero.

@@ -67,7 +67,7 @@ else
   echo "nbd-dmsetup not built: CLI output not checked"
 fi
 
-# JSON: the same facts, per target.
+# JSON: the same facts, per target, the line's words as an array.
 $PY - "$ctlsock" "$NDM_TMP/table.expected" "$NDM_TMP/status.expected" \
     "$A" "$B" <<'EOF'
 import json, sys
@@ -76,8 +76,8 @@ import ndmctl
 sock, table_file, status_file, A, B = sys.argv[1:]
 
 def split(line):
-    start, length, ttype, rest = (line.split(" ", 3) + [""])[:4]
-    return int(start), int(length), ttype, rest
+    start, length, ttype, *words = line.split(" ")
+    return int(start), int(length), ttype, words
 
 def one_json(verb):
     payload = ndmctl.request(sock, verb + " --json")
@@ -97,10 +97,10 @@ want = [[A], [A, B], [], [], [A], [B], [B, A], [A], [B]]
 assert devs == want, f"status --json devices: {devs}"
 for t in one_json("status")["targets"]:
     for d in t["devices"]:
-        assert d["state"] == "up", f"device state {d}"
+        assert d["state"] == "up" and d["reason"] is None, f"device {d}"
 
 info = one_json("info")
-assert info["state"] == "ACTIVE" and info["live_table"] is True and \
+assert info["state"] == "active" and info["live_table"] is True and \
     info["inactive_table"] is False and info["targets"] == 9 and \
     info["size_sectors"] == 8192, f"info --json: {info}"
 print("json ok")

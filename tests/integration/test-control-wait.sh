@@ -67,7 +67,8 @@ t = time.monotonic()
 ndmctl.request(sock, "resume")          # suspends, swaps, resumes
 assert w.reply() == ("ok", ["1"]), "wait after the resume"
 st, p = wj.reply()
-assert st == "ok" and json.loads(p[0]) == {"event_nr": 1}, (st, p)
+assert st == "ok" and json.loads(p[0]) == {"version": 1, "event_nr": 1}, \
+    (st, p)
 print(f"woken {(time.monotonic() - t) * 1000:.0f} ms after the resume")
 assert event_nr() == 1
 assert ndmctl.request(sock, "table") == [f"0 4096 linear {A} 2048"]

@@ -55,7 +55,7 @@ fi
 # ---- leg a back --------------------------------------------------------------
 mp_restart "$a" file "$aimg"
 wait_sync "32/32 1 AA"
-ctl "$ctlsock" "status --json" | grep -q '"state":"in_sync","health":"A"'
+test "$(leg_field 0 state) $(leg_field 0 health)" = "in_sync A"
 n=$(cat "$progress")
 wait_ops $((n + 200))
 

@@ -44,7 +44,7 @@ run_case ()
 }
 
 common='
-import os, signal, subprocess, sys, threading, time
+import json, os, signal, subprocess, sys, threading, time
 import nbd, ndmctl
 uri, p1_pid, p1_uri, ctl = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 B = 4096
@@ -109,8 +109,10 @@ except nbd.Error as e:
     assert e.errnum == 5, e
 h.pwrite(b"Z" * B, B)                      # elsewhere: fine
 assert h.pread(B, 0) == b"A" * B
-js = " ".join(ndmctl.request(ctl, "status --json"))
-assert "1 write quarantined" in js, js
+js, = ndmctl.request(ctl, "status --json")
+q = {d["uri"]: d["quarantined_writes"]
+     for d in json.loads(js)["targets"][0]["devices"]}
+assert q[p1_uri] == 1, js
 ndmctl.request(ctl, "message 0 device_dead " + p1_uri)
 os.kill(p1_pid, signal.SIGKILL)            # the operator made it true
 h.pwrite(b"Y" * B, 0); h.flush()

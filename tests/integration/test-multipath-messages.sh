@@ -218,7 +218,7 @@ path, text, A, B, C, D = sys.argv[1:]
 doc = json.load(open(path))
 t, = doc["targets"]
 assert (t["start"], t["length"], t["type"]) == (0, 16384, "multipath"), t
-assert "0 16384 multipath " + t["status"] == text, \
+assert " ".join(["0 16384 multipath"] + t["status"]) == text, \
     f"JSON status {t['status']!r} is not the text line {text!r}"
 det = t["detail"]
 assert det["queue_if_no_path"] is False and det["queueing"] is False, det
@@ -226,9 +226,15 @@ assert det["valid_paths"] == 2, det        # a and c: b failed, d refused
 groups = [(g["group"], g["state"], g["selector"],
            [(p["path"], p["state"], p["fail_count"]) for p in g["paths"]])
           for g in det["groups"]]
-want = [(1, "A", "round-robin", [(A, "A", 1), (B, "F", 1)]),
-        (2, "E", "round-robin", [(C, "A", 0), (D, "F", 0)])]
+want = [(1, "active", "round-robin", [(A, "active", 1), (B, "failed", 1)]),
+        (2, "enabled", "round-robin", [(C, "active", 0), (D, "failed", 0)])]
 assert groups == want, f"JSON groups:\n{groups}\nexpected\n{want}"
+# Why each is failed, apart from the state: b by the operator, d for its
+# size; none for the active ones.
+why = {p["path"]: p["reason"] for g in det["groups"] for p in g["paths"]}
+assert why[A] is None and why[C] is None, why
+assert "not the same data" in why[D], why
+assert isinstance(why[B], str) and why[B], why
 # The devices in use; d, refused for its size, is listed in "detail" only.
 devs = [d["uri"] for d in t["devices"]]
 assert devs[:3] == [A, B, C] and set(devs) <= {A, B, C, D}, devs

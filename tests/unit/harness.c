@@ -249,6 +249,104 @@ h_command_ok (struct ndm_md *md, const char *line)
   return out;
 }
 
+JsonNode *
+h_json_at (const char *json, const char *path)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonPath) jp = json_path_new ();
+  g_autoptr (JsonNode) found = NULL;
+  GError *err = NULL;
+  JsonArray *a;
+
+  if (!json_parser_load_from_data (parser, json, -1, &err))
+    g_error ("not JSON (%s): %s", err->message, json);
+  if (!json_path_compile (jp, path, &err))
+    g_error ("JSONPath '%s': %s", path, err->message);
+  found = json_path_match (jp, json_parser_get_root (parser));
+  a = json_node_get_array (found);
+  if (json_array_get_length (a) != 1)
+    g_error ("JSONPath '%s' matches %u values in %s", path,
+             json_array_get_length (a), json);
+  return json_node_copy (json_array_get_element (a, 0));
+}
+
+char *
+h_json_text (const char *json, const char *path)
+{
+  g_autoptr (JsonNode) n = h_json_at (json, path);
+
+  return json_to_string (n, false);
+}
+
+char *
+h_json_str (const char *json, const char *path)
+{
+  g_autoptr (JsonNode) n = h_json_at (json, path);
+
+  if (json_node_get_value_type (n) != G_TYPE_STRING)
+    g_error ("'%s' is not a string in %s", path, json);
+  return g_strdup (json_node_get_string (n));
+}
+
+gint64
+h_json_int (const char *json, const char *path)
+{
+  g_autoptr (JsonNode) n = h_json_at (json, path);
+
+  if (json_node_get_value_type (n) != G_TYPE_INT64)
+    g_error ("'%s' is not an integer in %s", path, json);
+  return json_node_get_int (n);
+}
+
+bool
+h_json_bool (const char *json, const char *path)
+{
+  g_autoptr (JsonNode) n = h_json_at (json, path);
+
+  if (json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+    g_error ("'%s' is not a boolean in %s", path, json);
+  return json_node_get_boolean (n);
+}
+
+static bool
+node_has (JsonNode *got, JsonNode *want)
+{
+  JsonObject *g, *w;
+  GList *members, *m;
+  bool ok = true;
+
+  if (!JSON_NODE_HOLDS_OBJECT (want) || !JSON_NODE_HOLDS_OBJECT (got))
+    return json_node_equal (got, want);
+  g = json_node_get_object (got);
+  w = json_node_get_object (want);
+  members = json_object_get_members (w);
+  for (m = members; m != NULL && ok; m = m->next)
+    ok = json_object_has_member (g, m->data) &&
+      node_has (json_object_get_member (g, m->data),
+                json_object_get_member (w, m->data));
+  g_list_free (members);
+  return ok;
+}
+
+bool
+h_json_has (const char *json, const char *path, const char *want)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonNode) got = h_json_at (json, path);
+  GError *err = NULL;
+
+  if (!json_parser_load_from_data (parser, want, -1, &err))
+    g_error ("expected value is not JSON (%s): %s", err->message, want);
+  return node_has (got, json_parser_get_root (parser));
+}
+
+void
+h_json_expect (const char *json, const char *path, const char *want)
+{
+  if (!h_json_has (json, path, want))
+    g_error ("%s does not have %s in %s", path, want, json);
+}
+
 static void
 command_error_case (gconstpointer data)
 {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "nbd-dm/ndm.h"
 #include "fake-device.h"
@@ -43,6 +44,25 @@ void h_add_cases (const char *prefix, const void *rows, size_t n,
  */
 char *h_command (struct ndm_md *md, const char *line, GError **err);
 char *h_command_ok (struct ndm_md *md, const char *line);
+
+/* JSON, parsed with json-glib: json must be one valid JSON value (else
+ * the test fails), and path a JSONPath ("$.targets[0].detail.legs[1]")
+ * with exactly one match.  h_json_at returns that value (the caller
+ * frees it); h_json_text the value as compact JSON text ("[3,9]",
+ * "\"in_sync\"", "null"); _str, _int, _bool fail the test if it is not
+ * of that type.
+ */
+JsonNode *h_json_at (const char *json, const char *path);
+char *h_json_text (const char *json, const char *path);
+char *h_json_str (const char *json, const char *path);
+gint64 h_json_int (const char *json, const char *path);
+bool h_json_bool (const char *json, const char *path);
+/* Whether the value at path has want (JSON text): an object has each of
+ * want's members with a value that has want's (recursively), anything
+ * else is equal to want.  h_json_expect fails the test if not.
+ */
+bool h_json_has (const char *json, const char *path, const char *want);
+void h_json_expect (const char *json, const char *path, const char *want);
 
 /* Rows of bad inputs, for h_add_table_errors / h_add_command_errors. */
 struct h_table_error {

@@ -13,6 +13,16 @@
 #include "log.h"
 #include "thread.h"
 
+/* The value at path of json is want (compact JSON text: "24", "\"up\""). */
+static void
+json_is (const char *json, const char *path, const char *want)
+{
+  g_autofree char *got = h_json_text (json, path);
+
+  if (strcmp (got, want) != 0)
+    g_error ("%s is %s, expected %s, in %s", path, got, want, json);
+}
+
 /* Run "verb args..." (split on blanks); returns 0 or -1, output in out. */
 static int
 cmd (struct ndm_md *md, GString *out, GError **err, const char *line)
@@ -67,11 +77,25 @@ test_info_table_status (void)
   g_assert_cmpstr (out->str, ==, "0 16 striped 2 fake://a fake://b 1 AA\n"
                    "16 8 zero\n");
   cmd_ok (md, out, "info --json");
-  g_assert_nonnull (strstr (out->str, "\"state\":\"ACTIVE\""));
-  g_assert_nonnull (strstr (out->str, "\"size_sectors\":24"));
+  json_is (out->str, "$.state", "\"active\"");
+  json_is (out->str, "$.size_sectors", "24");
+  json_is (out->str, "$.size_bytes", "12288");
+  json_is (out->str, "$.inactive_table", "false");
+  cmd_ok (md, out, "table --json");
+  json_is (out->str, "$.targets[0].args",
+           "[\"2\",\"8\",\"fake://a\",\"0\",\"fake://b\",\"0\"]");
+  json_is (out->str, "$.targets[1].args", "[]");
   cmd_ok (md, out, "status --json");
-  g_assert_nonnull (strstr (out->str, "\"status\":\"2 fake://a fake://b 1 AA\""));
-  g_assert_nonnull (strstr (out->str, "{\"uri\":\"fake://b\",\"state\":\"up\"}"));
+  json_is (out->str, "$.targets[0].status",
+           "[\"2\",\"fake://a\",\"fake://b\",\"1\",\"AA\"]");
+  json_is (out->str, "$.targets[0].start", "0");
+  json_is (out->str, "$.targets[1].start", "16");
+  json_is (out->str, "$.targets[1].length", "8");
+  json_is (out->str, "$.targets[0].detail", "null");
+  json_is (out->str, "$.targets[0].devices[1].uri", "\"fake://b\"");
+  json_is (out->str, "$.targets[0].devices[1].state", "\"up\"");
+  json_is (out->str, "$.targets[0].devices[1].reason", "null");
+  json_is (out->str, "$.targets[1].devices", "[]");
   h_md_free (md);
 }
 
@@ -198,6 +222,7 @@ test_spec_help (void)
   struct ndm_md *md = h_md_new ("0 16 linear fake://a 0", NULL);
   g_autoptr (GString) out = g_string_new (NULL);
   const struct ndm_control_verb *v;
+  unsigned n = 0;
 
   cmd_ok (md, out, "help");
   g_assert_cmpstr (out->str, ==,
@@ -210,17 +235,123 @@ test_spec_help (void)
                    "resume\nclear\nwait [<event_nr>]\ntargets\nversion\n"
                    "help\n");
   cmd_ok (md, out, "help --json");
-  g_assert_true (g_str_has_prefix (out->str, "{\"verbs\":[\"info "));
   for (v = ndm_control_verbs; v->name != NULL; v++) {
     g_autofree char *usage = ndm_control_verb_usage (v, NULL);
-    g_autofree char *quoted = g_strdup_printf ("\"%s\"", usage);
+    g_autofree char *path = g_strdup_printf ("$.verbs[%u]", n);
+    g_autofree char *name_path = g_strdup_printf ("%s.name", path);
+    g_autofree char *usage_path = g_strdup_printf ("%s.usage", path);
+    g_autofree char *name = NULL;
+    g_autofree char *got = NULL;
 
-    if (v->via == NULL)
-      g_assert_nonnull (strstr (out->str, quoted));
-    else
-      g_assert_null (strstr (out->str, quoted));
+    if (v->via != NULL)
+      continue;                 /* nbd-dmsetup's own, not the server's */
+    name = h_json_str (out->str, name_path);
+    got = h_json_str (out->str, usage_path);
+    g_assert_cmpstr (name, ==, v->name);
+    g_assert_cmpstr (got, ==, usage);
+    n++;
   }
   h_md_free (md);
+}
+
+/* Every verb with --json: one line, one JSON object, with "version" 1
+ * (an integer) first; the verbs that only act print nothing.  A verb
+ * added to the spec without a row here fails the test.
+ */
+static const struct json_case {
+  const char *argv[4];          /* --json added */
+  bool payload;
+} json_cases[] = {
+  { { "info" }, true },
+  { { "table" }, true },
+  { { "status" }, true },
+  { { "stats" }, true },
+  { { "message", "16", "countbadblocks" }, true },
+  { { "suspend" }, false },
+  { { "reload", "0 16 linear fake://a 0;16 8 zero" }, false },
+  { { "clear" }, false },
+  { { "reload", "0 16 linear fake://a 0;16 8 zero" }, false },
+  { { "resume" }, false },
+  { { "wait", "0" }, true },
+  { { "deps" }, true },
+  { { "targets" }, true },
+  { { "info", "--columns" }, true },
+  { { "table", "--inactive" }, true },
+  { { "status", "--target=dust" }, true },
+  { { "version" }, true },
+  { { "help" }, true },
+};
+
+static void
+test_json_every_verb (void)
+{
+  struct ndm_md *md = h_md_new ("0 16 linear fake://a 0\n"
+                                "16 8 dust fake://b 0 512", NULL);
+  g_autoptr (GString) out = g_string_new (NULL);
+  const struct ndm_control_verb *v;
+  size_t i;
+
+  for (v = ndm_control_verbs; v->name != NULL; v++) {
+    for (i = 0; i < G_N_ELEMENTS (json_cases); i++)
+      if (strcmp (json_cases[i].argv[0], v->name) == 0)
+        break;
+    if (i == G_N_ELEMENTS (json_cases) && v->via == NULL)
+      g_error ("verb '%s' has no JSON case", v->name);
+  }
+  for (i = 0; i < G_N_ELEMENTS (json_cases); i++) {
+    const struct json_case *jc = &json_cases[i];
+    char *argv[G_N_ELEMENTS (jc->argv) + 1] = { NULL };
+    GError *err = NULL;
+    int argc;
+
+    for (argc = 0; jc->argv[argc] != NULL; argc++)
+      argv[argc] = (char *) jc->argv[argc];
+    argv[argc++] = (char *) "--json";
+    g_string_truncate (out, 0);
+    if (ndm_md_command (md, argc, argv, out, &err) == -1)
+      g_error ("%s --json: %s", jc->argv[0], err->message);
+    if (!jc->payload) {
+      g_assert_cmpstr (out->str, ==, "");
+      continue;
+    }
+    /* One line; "version" an integer, and first for a reader's eyes. */
+    g_assert_true (strchr (out->str, '\n') == out->str + out->len - 1);
+    g_assert_true (g_str_has_prefix (out->str, "{\"version\":1,"));
+    g_assert_cmpint (h_json_int (out->str, "$.version"), ==, 1);
+  }
+  h_md_free (md);
+}
+
+/* A name= that is not UTF-8 (Latin-1 "café", and a stray byte) comes
+ * out valid, each bad byte as U+FFFD; valid UTF-8 is kept as it is.
+ */
+static void
+test_json_utf8_name (void)
+{
+  static const struct {
+    const char *name, *want;
+  } names[] = {
+    { "caf\xe9", "caf\xef\xbf\xbd" },
+    { "a\xff\xfe" "b", "a\xef\xbf\xbd\xef\xbf\xbd" "b" },
+    { "caf\xc3\xa9", "caf\xc3\xa9" },
+  };
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (names); i++) {
+    struct ndm_config c;
+    struct ndm_md *md;
+    g_autoptr (GString) out = g_string_new (NULL);
+    g_autofree char *name = NULL;
+
+    ndm_config_init (&c);
+    g_strlcpy (c.name, names[i].name, sizeof c.name);
+    md = h_md_new ("0 16 linear fake://a 0", &c);
+    cmd_ok (md, out, "info --json");
+    g_assert_true (g_utf8_validate (out->str, -1, NULL));
+    name = h_json_str (out->str, "$.name");
+    g_assert_cmpstr (name, ==, names[i].want);
+    h_md_free (md);
+  }
 }
 
 /* Each verb reaches the option check (so it has a handler), and takes
@@ -302,7 +433,11 @@ test_stats (void)
   g_assert_nonnull (strstr (out->str, "errors 1"));
   g_assert_nonnull (strstr (out->str, "read latency:"));
   cmd_ok (md, out, "stats --json --clear");
-  g_assert_nonnull (strstr (out->str, "\"writes\":1,\"write_bytes\":16384"));
+  json_is (out->str, "$.targets[0].io.writes", "1");
+  json_is (out->str, "$.targets[0].io.write_bytes", "16384");
+  json_is (out->str, "$.targets[0].io.errors", "1");
+  json_is (out->str, "$.devices[0].uri", "\"fake://a?max=4096\"");
+  json_is (out->str, "$.devices[0].io.writes", "4");
   cmd_ok (md, out, "stats");
   g_assert_nonnull (strstr (out->str, "reads 0 (0 bytes), writes 0"));
   h_md_free (md);
@@ -783,6 +918,8 @@ main (int argc, char *argv[])
                         G_N_ELEMENTS (bad_commands));
   g_test_add_func ("/control/verbs/help-and-version", test_help_and_version);
   g_test_add_func ("/control/verbs/stats", test_stats);
+  g_test_add_func ("/control/json/every-verb", test_json_every_verb);
+  g_test_add_func ("/control/json/utf8-name", test_json_utf8_name);
   g_test_add_func ("/control/spec/word-counts", test_spec_word_counts);
   g_test_add_func ("/control/spec/help-every-verb", test_spec_help);
   g_test_add_func ("/control/spec/options", test_spec_options);

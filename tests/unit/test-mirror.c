@@ -54,14 +54,14 @@ status_json (struct ndm_md *md)
   return h_command_ok (md, "status --json");
 }
 
-/* Poll until get(md) is want (or, with part, has it), completing what
- * the held legs among a and b (NULL: none) were sent meanwhile (the
- * resync, repairs and verify run on their own thread); the test fails
- * after 10 s.
+/* Poll until get(md) is want (or, with path, until the JSON get returns
+ * has want at path: h_json_has), completing what the held legs among a
+ * and b (NULL: none) were sent meanwhile (the resync, repairs and verify
+ * run on their own thread); the test fails after 10 s.
  */
 static void
 wait_for (struct ndm_md *md, char *(*get) (struct ndm_md *),
-          const char *want, bool part, struct fake_dev *a,
+          const char *path, const char *want, struct fake_dev *a,
           struct fake_dev *b)
 {
   gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
@@ -69,7 +69,8 @@ wait_for (struct ndm_md *md, char *(*get) (struct ndm_md *),
   for (;;) {
     g_autofree char *got = get (md);
 
-    if (part ? strstr (got, want) != NULL : strcmp (got, want) == 0)
+    if (path != NULL ? h_json_has (got, path, want)
+        : strcmp (got, want) == 0)
       return;
     if (a != NULL)
       fake_complete_all (a);
@@ -86,16 +87,20 @@ static void
 wait_sync (struct ndm_md *md, const char *want, struct fake_dev *a,
            struct fake_dev *b)
 {
-  wait_for (md, sync_and_letters, want, false, a, b);
+  wait_for (md, sync_and_letters, NULL, want, a, b);
 }
 
-/* Until status --json has needle. */
+/* Until status --json has want at path (h_json_has). */
 static void
-wait_json (struct ndm_md *md, const char *needle, struct fake_dev *a,
-           struct fake_dev *b)
+wait_json (struct ndm_md *md, const char *path, const char *want,
+           struct fake_dev *a, struct fake_dev *b)
 {
-  wait_for (md, status_json, needle, true, a, b);
+  wait_for (md, status_json, path, want, a, b);
 }
+
+/* The paths of the first target's detail, and of its leg i. */
+#define DETAIL "$.targets[0].detail"
+#define LEG(i) DETAIL ".legs[" #i "]"
 
 /* 1 MiB legs, 64 KiB regions (16 regions), the core log with every
  * region in sync at load, a and b held.
@@ -292,9 +297,9 @@ test_last_leg_never_failed (void)
   st = sync_and_letters (md);
   g_assert_cmpstr (st, ==, "15/16 1 UD");
   json = h_command_ok (md, "status --json");
-  g_assert_nonnull (strstr (json, "{\"leg\":\"fake://b?mode=held\","
-                            "\"state\":\"in_sync\",\"health\":\"D\","
-                            "\"fail_count\":0"));
+  h_json_expect (json, LEG (1), "{\"leg\":\"fake://b?mode=held\","
+                 "\"state\":\"in_sync\",\"health\":\"D\","
+                 "\"reason\":null,\"fail_count\":0}");
   g_assert_cmpuint (fake_fences (b), ==, 0);
   h_md_free (md);
 }
@@ -604,13 +609,13 @@ log_marks (struct fake_dev *l)
   return bits[0] | bits[1] << 8;
 }
 
-/* The JSON detail's "key":value, as text. */
+/* Whether the JSON detail's log object has want (h_json_has). */
 static bool
-json_has (struct ndm_md *md, const char *pair)
+log_has (struct ndm_md *md, const char *want)
 {
   g_autofree char *json = h_command_ok (md, "status --json");
 
-  return strstr (json, pair) != NULL;
+  return h_json_has (json, DETAIL ".log", want);
 }
 
 /* A first start (a new log: every region marked, all copied), writes
@@ -642,7 +647,7 @@ test_clean_stop_clears (gconstpointer data)
   g_assert_cmpuint (log_marks (fake_lookup ("l")), ==, 0);
 
   md = h_md_new (RESTARTED, NULL);
-  g_assert_true (json_has (md, "\"dirty_at_load\":0,"));
+  g_assert_true (log_has (md, "{\"dirty_at_load\":0}"));
   wait_sync (md, "16/16 1 AA", NULL, NULL);
   g_assert_cmpuint (fake_count_op (fake_lookup ("a2"), NDM_OP_WRITE), ==, 0);
   g_assert_cmpuint (fake_count_op (fake_lookup ("b2"), NDM_OP_WRITE), ==, 0);
@@ -690,7 +695,7 @@ test_kill_resyncs_marked (gconstpointer data)
   md = h_md_new (RESTARTED, NULL);
   a2 = fake_lookup ("a2");
   b2 = fake_lookup ("b2");
-  g_assert_true (json_has (md, "\"dirty_at_load\":2,"));
+  g_assert_true (log_has (md, "{\"dirty_at_load\":2}"));
   /* A leg the log named failed is A again once the copy is done. */
   wait_sync (md, "16/16 1 AA", NULL, NULL);
   from = fake_data (a_failed ? b : a);
@@ -725,7 +730,7 @@ test_load_fails_copies_all (void)
                    EIO);
   g_assert_cmpint (ndm_md_resume (md, &err), ==, 0);
   g_assert_no_error (err);
-  g_assert_true (json_has (md, "\"dirty_at_load\":16,"));
+  g_assert_true (log_has (md, "{\"dirty_at_load\":16}"));
   {
     g_autofree char *s = h_command_ok (md, "status");
 
@@ -977,7 +982,7 @@ test_degraded_write_then_read (void)
 
 #define A_REPAIRS(n) "{\"leg\":\"fake://a\",\"state\":\"in_sync\"," \
   "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0," \
-  "\"read_errors\":1,\"read_repairs\":" #n ","
+  "\"read_errors\":1,\"read_repairs\":" #n "}"
 
 /* a's read fails with EIO: the client gets b's data, and the region
  * (only it) is copied from b to a, counted on a; a stays in the balance
@@ -999,7 +1004,7 @@ test_read_repair (void)
   g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 68 * KIB, 0), ==,
                    0);
   g_assert_cmpmem (buf, sizeof buf, fake_data (b) + 68 * KIB, sizeof buf);
-  wait_json (md, A_REPAIRS (1), NULL, NULL);
+  wait_json (md, LEG (0), A_REPAIRS (1), NULL, NULL);
   g_assert_cmpmem (fake_data (a) + 64 * KIB, 64 * KIB,
                    fake_data (b) + 64 * KIB, 64 * KIB);
   g_assert_cmpmem (fake_data (a), 64 * KIB, zero, 64 * KIB);
@@ -1011,8 +1016,8 @@ test_read_repair (void)
   g_assert_nonnull (strstr (stats, "\n  mirror: read repairs 1, resynced "
                             "65536 bytes, verify mismatches 0\n"));
   json = h_command_ok (md, "stats --json");
-  g_assert_nonnull (strstr (json, ",\"mirror\":{\"read_repairs\":1,"
-                            "\"resynced\":65536,\"verify_mismatches\":0}}"));
+  h_json_expect (json, "$.targets[0].mirror", "{\"read_repairs\":1,"
+                 "\"resynced\":65536,\"verify_mismatches\":0}");
 
   /* The next read goes to a again, and a path error there is retried on
    * b but not repaired.
@@ -1023,7 +1028,8 @@ test_read_repair (void)
   g_assert_cmpmem (buf, sizeof buf, fake_data (b), sizeof buf);
   g_usleep (300000);
   g_assert_cmpuint (fake_count_op (a, NDM_OP_WRITE), ==, 1);
-  wait_json (md, "\"read_errors\":2,\"read_repairs\":1,", NULL, NULL);
+  wait_json (md, LEG (0), "{\"read_errors\":2,\"read_repairs\":1}", NULL,
+             NULL);
   h_md_free (md);
 }
 
@@ -1083,7 +1089,7 @@ test_read_repair_client_write (gconstpointer data)
     }
     g_assert_cmpint (h_io_wait (wr), ==, 0);
   }
-  wait_json (md, "\"read_repairs\":1,", a, b);
+  wait_json (md, LEG (0), "{\"read_repairs\":1}", a, b);
   g_assert_cmpmem (fake_data (a) + 8 * KIB, 4 * KIB, w, 4 * KIB);
   g_assert_cmpmem (fake_data (b) + 8 * KIB, 4 * KIB, w, 4 * KIB);
   g_assert_cmpmem (fake_data (a), 64 * KIB, fake_data (b), 64 * KIB);
@@ -1107,8 +1113,8 @@ test_read_repair_write_fails (void)
   g_assert_cmpint (h_io (md, NDM_OP_READ, buf, sizeof buf, 0, 0), ==, 0);
   wait_sync (md, "15/16 1 SA", NULL, NULL);
   g_assert_cmpuint (fake_fences (a), ==, 1);
-  wait_json (md, "\"write_errors\":1,\"read_errors\":1,"
-             "\"read_repairs\":0,", NULL, NULL);
+  wait_json (md, LEG (0), "{\"state\":\"failed\",\"write_errors\":1,"
+             "\"read_errors\":1,\"read_repairs\":0}", NULL, NULL);
   h_md_free (md);
 }
 
@@ -1116,8 +1122,9 @@ test_read_repair_write_fails (void)
 
 static GString *copies (struct fake_dev *fd);
 
-#define VERIFY_IDLE(checked, mismatches, regions) \
-  "\"verify\":{\"state\":\"idle\",\"checked\":" #checked \
+#define VERIFY DETAIL ".verify"
+#define VERIFY_IDLE(checked, mismatches, regions) VERIFY, \
+  "{\"state\":\"idle\",\"checked\":" #checked \
   ",\"mismatches\":" #mismatches ",\"regions\":[" regions "]}"
 
 /* A byte changed behind the mirror on b in region 5: verify finds that
@@ -1222,10 +1229,10 @@ test_verify_restart (void)
   fake_wait_pending (b, 1);
   fake_complete_all (b);
   fake_wait_pending (a, 1);                     /* region 1 */
-  wait_json (md, "\"verify\":{\"state\":\"running\",\"checked\":1,"
+  wait_json (md, VERIFY, "{\"state\":\"running\",\"checked\":1,"
              "\"mismatches\":1,\"regions\":[0]}", NULL, NULL);
   g_free (h_command_ok (md, "message 0 verify"));
-  wait_json (md, "\"verify\":{\"state\":\"running\",\"checked\":0,"
+  wait_json (md, VERIFY, "{\"state\":\"running\",\"checked\":0,"
              "\"mismatches\":0,\"regions\":[]}", NULL, NULL);
   wait_json (md, VERIFY_IDLE (16, 1, "0"), a, b);
   h_md_free (md);
@@ -1267,9 +1274,9 @@ test_verify_read_error_repaired (void)
   fake_fail_at (b, 4, EIO);
   g_free (h_command_ok (md, "message 0 verify"));
   wait_json (md, VERIFY_IDLE (16, 0, ""), NULL, NULL);
-  wait_json (md, "{\"leg\":\"fake://b\",\"state\":\"in_sync\","
+  wait_json (md, LEG (1), "{\"leg\":\"fake://b\",\"state\":\"in_sync\","
              "\"health\":\"R\",\"fail_count\":0,\"write_errors\":0,"
-             "\"read_errors\":1,\"read_repairs\":1,", NULL, NULL);
+             "\"read_errors\":1,\"read_repairs\":1}", NULL, NULL);
   copied = copies (b);
   g_assert_cmpstr (copied->str, ==, "256K ");
   g_assert_cmpmem (fake_data (b), 1 << 20, fake_data (a), 1 << 20);
@@ -1616,21 +1623,21 @@ test_recovery_json (void)
   for (;;) {
     g_free (json);
     json = h_command_ok (md, "status --json");
-    if (strstr (json, "\"copied\":65536}") != NULL)
+    if (h_json_has (json, DETAIL ".resync.copied", "65536"))
       break;
     g_assert_cmpuint (g_get_monotonic_time () - t0, <,
                       10 * G_TIME_SPAN_SECOND);
     g_usleep (2000);
   }
-  g_assert_nonnull (strstr (json, "\"resync\":{\"state\":\"running\","
-                            "\"rate_limit\":4096,\"rate\":"));
-  g_assert_null (strstr (json, "\"eta_ms\":0,"));
+  h_json_expect (json, DETAIL ".resync", "{\"state\":\"running\","
+                 "\"rate_limit\":4096}");
+  g_assert_cmpint (h_json_int (json, DETAIL ".resync.rate"), >, 0);
+  g_assert_cmpint (h_json_int (json, DETAIL ".resync.eta_ms"), >, 0);
   g_free (h_command_ok (md, "message 0 resync_rate 0"));
   wait_sync (md, "16/16 1 AA", NULL, NULL);
   json2 = h_command_ok (md, "status --json");
-  g_assert_nonnull (strstr (json2, "\"resync\":{\"state\":\"idle\","
-                            "\"rate_limit\":0,"));
-  g_assert_nonnull (strstr (json2, "\"eta_ms\":0,\"copied\":1048576}"));
+  h_json_expect (json2, DETAIL ".resync", "{\"state\":\"idle\","
+                 "\"rate_limit\":0,\"eta_ms\":0,\"copied\":1048576}");
   h_md_free (md);
 }
 
@@ -1668,13 +1675,13 @@ test_message_resync_rate (void)
 {
   static const struct {
     const char *word;
-    const char *want;
+    gint64 want;
   } rates[] = {
-    { "64M/s", "\"rate_limit\":67108864," },
-    { "512K", "\"rate_limit\":524288," },
-    { "4096", "\"rate_limit\":4096," },
-    { "1g/s", "\"rate_limit\":1073741824," },
-    { "0", "\"rate_limit\":0," },
+    { "64M/s", 67108864 },
+    { "512K", 524288 },
+    { "4096", 4096 },
+    { "1g/s", 1073741824 },
+    { "0", 0 },
   };
   struct ndm_config cfg;
   struct ndm_md *md;
@@ -1694,8 +1701,8 @@ test_message_resync_rate (void)
       g_free (h_command_ok (md, cmd));
     }
     json = h_command_ok (md, "status --json");
-    g_assert_nonnull (strstr (json, i == 0 ? "\"rate_limit\":1048576,"
-                              : rates[i - 1].want));
+    g_assert_cmpint (h_json_int (json, DETAIL ".resync.rate_limit"), ==,
+                     i == 0 ? 1048576 : rates[i - 1].want);
   }
   h_md_free (md);
 }
@@ -1850,9 +1857,9 @@ test_fast_zero_refused_keeps_leg (void)
   fake_fail_range (b, 0, 0, 0);
   wait_sync (md, "16/16 1 AA", NULL, NULL);
   json = status_json (md);
-  g_assert_nonnull (strstr (json, "{\"leg\":\"fake://b\",\"state\":"
-                            "\"in_sync\",\"health\":\"A\","
-                            "\"fail_count\":0,\"write_errors\":0,"));
+  h_json_expect (json, LEG (1), "{\"leg\":\"fake://b\",\"state\":"
+                 "\"in_sync\",\"health\":\"A\",\"reason\":null,"
+                 "\"fail_count\":0,\"write_errors\":0}");
   g_assert_cmpmem (fake_data (b), 64 * KIB, fake_data (a), 64 * KIB);
   h_md_free (md);
 }
@@ -1968,16 +1975,16 @@ test_table_format (void)
                    "fake://b 8 1 handle_errors");
   g_assert_cmpstr (s, ==, "0 1024 mirror 2 fake://a fake://b 8/8 1 AA "
                    "3 disk fake://l A");
-  g_assert_nonnull (strstr (json, "\"detail\":{\"regions\":8,"
-                            "\"in_sync\":8,\"region_size\":65536,"
-                            "\"handle_errors\":true,\"keep_log\":false,"
-                            "\"read_balance\":\"queue-length\","
-                            "\"default_leg\":\"fake://a\",\"log\":{"));
-  g_assert_nonnull (strstr (json, "\"legs\":[{\"leg\":\"fake://a\","
-                            "\"state\":\"in_sync\",\"health\":\"A\","
-                            "\"fail_count\":0,\"write_errors\":0,"
-                            "\"read_errors\":0,\"read_repairs\":0,"
-                            "\"reads\":0},"));
+  h_json_expect (json, DETAIL, "{\"regions\":8,"
+                 "\"in_sync\":8,\"region_size\":65536,"
+                 "\"handle_errors\":true,\"keep_log\":false,"
+                 "\"read_balance\":\"queue-length\","
+                 "\"default_leg\":\"fake://a\",\"log\":{\"type\":\"disk\","
+                 "\"device\":\"fake://l\",\"health\":\"A\"}}");
+  h_json_expect (json, LEG (0), "{\"leg\":\"fake://a\","
+                 "\"state\":\"in_sync\",\"health\":\"A\",\"reason\":null,"
+                 "\"fail_count\":0,\"damped_ms\":0,\"write_errors\":0,"
+                 "\"read_errors\":0,\"read_repairs\":0,\"reads\":0}");
   h_md_free (md);
 
   md2 = h_md_new ("0 2048 mirror core 2 128 nosync 2 fake://a 0 fake://b 0 "

@@ -984,7 +984,7 @@ test_checker_fails_silent_path (void)
     "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1",
     fast_config (&cfg, 0));
   struct fake_dev *a = fake_lookup ("a");
-  g_autofree char *json = NULL;
+  g_autofree char *json = NULL, *state = NULL, *reason = NULL;
   gint64 end;
 
   fake_set_down (a, true);
@@ -998,8 +998,15 @@ test_checker_fails_silent_path (void)
   g_assert_cmpuint (fake_fences (a), ==, 1);
   g_assert_cmpuint (fake_submitted (a), ==, 0);
   json = command_ok (md, "status --json");
-  g_assert_nonnull (strstr (json, "\"reason\":\"checker: device fake://a: "
-                            "probe: connect: Connection refused\""));
+  state = h_json_str (json, "$.targets[0].detail.groups[0].paths[0].state");
+  g_assert_cmpstr (state, ==, "failed");
+  reason = h_json_str (json, "$.targets[0].detail.groups[0].paths[0].reason");
+  g_assert_cmpstr (reason, ==, "checker: device fake://a: probe: connect: "
+                   "Connection refused");
+  g_assert_cmpint (h_json_int (json, "$.targets[0].detail.groups[0].paths[0]"
+                               ".fail_count"), ==, 1);
+  g_assert_cmpint (h_json_int (json, "$.targets[0].detail.valid_paths"), ==,
+                   1);
   fake_set_down (a, false);
   wait_path_state (md, "fake://a", "A 1");
   h_md_free (md);
@@ -1047,17 +1054,18 @@ test_identity (void)
     "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 "
     "fake://b?size=2M 1", fast_config (&cfg, 0));
   struct fake_dev *a = fake_lookup ("a"), *b = fake_lookup ("b");
-  g_autofree char *seq = NULL, *json = NULL;
+  g_autofree char *seq = NULL, *json = NULL, *path = NULL;
   GError *err = NULL;
   unsigned probes;
 
   wait_path_state (md, "fake://b?size=2M", "F 0");
   /* The dm line has no room for why; JSON says it. */
   json = command_ok (md, "status --json");
-  g_assert_nonnull (strstr (json, "{\"path\":\"fake://b?size=2M\","
-                            "\"state\":\"F\",\"fail_count\":0,"
-                            "\"reason\":\"size 2097152 bytes, the other "
-                            "paths have 1048576: not the same data\"}"));
+  path = h_json_text (json, "$.targets[0].detail.groups[0].paths[1]");
+  g_assert_cmpstr (path, ==, "{\"path\":\"fake://b?size=2M\","
+                   "\"state\":\"failed\",\"reason\":\"size 2097152 bytes, "
+                   "the other paths have 1048576: not the same data\","
+                   "\"fail_count\":0,\"damped_ms\":0}");
   seq = read_sequence (md, 4);
   g_assert_cmpstr (seq, ==, "aaaa");
   /* The checker keeps refusing it. */
@@ -1128,14 +1136,15 @@ test_status_while_checker_rewrites (void)
     "0 2048 multipath 0 0 1 1 round-robin 0 2 1 fake://a 1 fake://b 1",
     fast_config (&cfg, 0));
   struct fake_dev *a = fake_lookup ("a");
-  g_autofree char *json = NULL;
+  g_autofree char *json = NULL, *uri = NULL;
   GThread *t;
 
   fake_set_down (a, true);
   wait_path_state (md, "fake://a", "F 1");
   t = g_thread_new ("bring-back", bring_back_a, a);
   json = command_ok (md, "status --json");
-  g_assert_nonnull (strstr (json, "\"uri\":\"fake://a\""));
+  uri = h_json_str (json, "$.targets[0].devices[0].uri");
+  g_assert_cmpstr (uri, ==, "fake://a");
   g_usleep (300 * 1000);        /* the checker reinstates a meanwhile */
   g_thread_join (t);
   wait_path_state (md, "fake://a", "A 1");
