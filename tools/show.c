@@ -175,10 +175,14 @@ trunk (bool last)
 static void
 put_checked (GString *line, JsonObject *item)
 {
+  gint64 ms;
+
   put_kv (line, "reason", member_string (item, "reason"));
   put_int (line, item, "fail_count", "fail_count");
   put_ms (line, item, "damped_ms", "damped");
-  put_ms (line, item, "next_check_ms", "next_check");
+  /* 0 is news here (a round runs now); null: no checker thread runs. */
+  if (member_int (item, "next_check_ms", &ms))
+    g_string_append_printf (line, " next_check=%.1fs", ms / 1000.0);
 }
 
 /* ---- the targets ------------------------------------------------------------ */

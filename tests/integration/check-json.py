@@ -195,7 +195,8 @@ def device_reason(v, path):
 DEVICE_STATE = both(DEVICE, device_reason)
 DEVICE_IO = both(dict(DEVICE, io=IO), device_reason)
 
-CHECKED = {"reason": Null(Str), "fail_count": UInt, "damped_ms": UInt}
+CHECKED = {"reason": Null(Str), "fail_count": UInt, "damped_ms": UInt,
+           "next_check_ms": Null(UInt)}
 
 MULTIPATH = {
     "queue_if_no_path": Bool, "holds_io": Bool, "queueing": Bool,
