@@ -103,6 +103,14 @@ print_usage (void)
          "them.  See nbd-dmsetup(8).\n", stdout);
 }
 
+/* --version, and version without a server. */
+static void
+print_version (void)
+{
+  printf ("%s %s (control protocol %d)\n", PROG, NDM_VERSION,
+          NDM_CONTROL_PROTOCOL);
+}
+
 /* After a usage error: enough to fix a typo without scrolling. */
 static void
 print_short_usage (FILE *f)
@@ -682,10 +690,7 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
     case OPT_TIMEOUT: cl->timeout = parse_timeout (optarg); break;
     case OPT_TEXT: cl->text = optarg; break;
     case 'h': print_usage (); exit (EXIT_OK);
-    case 'V':
-      printf ("%s %s (control protocol %d)\n", PROG, NDM_VERSION,
-              NDM_CONTROL_PROTOCOL);
-      exit (EXIT_OK);
+    case 'V': print_version (); exit (EXIT_OK);
     case OPT_LIST_VERBS: list_words (true, NULL); exit (EXIT_OK);
     case OPT_LIST_OPTIONS: list_words (false, optarg); exit (EXIT_OK);
     case ':':
@@ -849,8 +854,7 @@ answer_locally (const struct cmdline *cl)
     return true;
   }
   if (strcmp (cl->verb->name, "version") == 0 && !cl->json) {
-    printf ("%s %s, control protocol %d\n", PROG, NDM_VERSION,
-            NDM_CONTROL_PROTOCOL);
+    print_version ();
     return true;
   }
   /* The server's shapes (nbd-dmsetup(8), JSON), this program's facts. */
