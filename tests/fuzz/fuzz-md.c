@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-glib/json-glib.h>
+
 #include "nbd-dm/control.h"
 #include "fuzz-support.h"
 
@@ -77,6 +79,31 @@ command (struct ndm_md *md, const char *verb, const char *option)
   return out;
 }
 
+/* verb --json: one line, valid UTF-8 whatever bytes the table held, one
+ * JSON object opening with "version" (nbd-dmsetup(8), JSON).
+ */
+static void
+check_json (struct ndm_md *md, const char *verb)
+{
+  g_autoptr (GString) out = command (md, verb, "--json");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GList) members = NULL;
+  GError *err = NULL;
+  JsonNode *root;
+
+  if (!g_utf8_validate (out->str, out->len, NULL) ||
+      strchr (out->str, '\n') != out->str + out->len - 1 ||
+      !json_parser_load_from_data (parser, out->str, out->len, &err) ||
+      !JSON_NODE_HOLDS_OBJECT (root = json_parser_get_root (parser)) ||
+      (members = json_object_get_members (json_node_get_object (root)))
+      == NULL || strcmp (members->data, "version") != 0) {
+    fprintf (stderr, "fuzz: '%s --json' is not one line of valid JSON "
+             "opening with \"version\" (%s):\n%s", verb,
+             err != NULL ? err->message : "", out->str);
+    abort ();
+  }
+}
+
 char *
 fuzz_check_printers (struct ndm_md *md, bool all)
 {
@@ -102,10 +129,10 @@ fuzz_check_printers (struct ndm_md *md, bool all)
     abort ();
   }
   ndm_md_status (md, direct);
-  g_string_free (command (md, "table", "--json"), TRUE);
+  check_json (md, "table");
   for (i = 0; i < G_N_ELEMENTS (verbs); i++) {
     g_string_free (command (md, verbs[i], NULL), TRUE);
-    g_string_free (command (md, verbs[i], "--json"), TRUE);
+    check_json (md, verbs[i]);
   }
   return g_string_free (table, FALSE);
 }

@@ -5,7 +5,8 @@
 # with a path that is not there), mirror and dust segments, while all is
 # well and after a mirror leg's server died (a failed leg with its reason,
 # a device down with its reason); and a server whose name= is not UTF-8
-# (Latin-1 "café"), which comes out valid UTF-8, the bad byte as U+FFFD.
+# (Latin-1 "café"), which comes out valid UTF-8, the bad byte as U+FFFD,
+# as does the multipath path whose URI has a Latin-1 byte.
 # Every verb the server lists in 'help --json' must have a case here.
 source ./functions.sh
 requires nbdkit memory --version
@@ -27,7 +28,10 @@ start_nbdkit -U "$l1" memory 1M
 start_nbdkit -U "$l2" memory 1M
 l2_pid=$NBDKIT_PID
 A=$(nbd_uri "$a"); B=$(nbd_uri "$b"); L1=$(nbd_uri "$l1"); L2=$(nbd_uri "$l2")
-P1=$(nbd_uri "$p1"); P2=$(nbd_uri "$p2"); P3=$(nbd_uri "$p3")  # p3: none
+P1=$(nbd_uri "$p1"); P2=$(nbd_uri "$p2")
+# No server, and a Latin-1 byte in its URI: the URI and the reason come
+# out valid UTF-8.
+P3=$(nbd_uri "${p3%.sock}"$'-\xe9.sock')
 
 start_dm "$top" "0 2048 linear $A 0
 2048 2048 striped 2 128 $A 2048 $B 0
@@ -99,7 +103,9 @@ assert [t["type"] for t in st] == ["linear", "striped", "multipath",
                                    "mirror", "dust", "zero"], st
 mp = st[2]["detail"]
 paths = [(p["path"], p["state"]) for g in mp["groups"] for p in g["paths"]]
-assert paths == [(P1, "active"), (P2, "active"), (P3, "failed")], paths
+p3 = P3.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+assert "\ufffd" in p3, ascii(p3)
+assert paths == [(P1, "active"), (P2, "active"), (p3, "failed")], paths
 assert mp["groups"][1]["paths"][0]["reason"], mp
 assert [(l["leg"], l["state"]) for l in st[3]["detail"]["legs"]] == \
     [(L1, "in_sync"), (L2, "in_sync")], st[3]

@@ -278,33 +278,38 @@ h_json_text (const char *json, const char *path)
   return json_to_string (n, false);
 }
 
+/* The value at path, which must be of type (the caller frees it). */
+static JsonNode *
+json_typed_at (const char *json, const char *path, GType type)
+{
+  JsonNode *n = h_json_at (json, path);
+
+  if (json_node_get_value_type (n) != type)
+    g_error ("'%s' is not a %s in %s", path, g_type_name (type), json);
+  return n;
+}
+
 char *
 h_json_str (const char *json, const char *path)
 {
-  g_autoptr (JsonNode) n = h_json_at (json, path);
+  g_autoptr (JsonNode) n = json_typed_at (json, path, G_TYPE_STRING);
 
-  if (json_node_get_value_type (n) != G_TYPE_STRING)
-    g_error ("'%s' is not a string in %s", path, json);
   return g_strdup (json_node_get_string (n));
 }
 
 gint64
 h_json_int (const char *json, const char *path)
 {
-  g_autoptr (JsonNode) n = h_json_at (json, path);
+  g_autoptr (JsonNode) n = json_typed_at (json, path, G_TYPE_INT64);
 
-  if (json_node_get_value_type (n) != G_TYPE_INT64)
-    g_error ("'%s' is not an integer in %s", path, json);
   return json_node_get_int (n);
 }
 
 bool
 h_json_bool (const char *json, const char *path)
 {
-  g_autoptr (JsonNode) n = h_json_at (json, path);
+  g_autoptr (JsonNode) n = json_typed_at (json, path, G_TYPE_BOOLEAN);
 
-  if (json_node_get_value_type (n) != G_TYPE_BOOLEAN)
-    g_error ("'%s' is not a boolean in %s", path, json);
   return json_node_get_boolean (n);
 }
 

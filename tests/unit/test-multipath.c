@@ -1007,6 +1007,7 @@ test_checker_fails_silent_path (void)
                                ".fail_count"), ==, 1);
   g_assert_cmpint (h_json_int (json, "$.targets[0].detail.valid_paths"), ==,
                    1);
+  g_assert_false (h_json_bool (json, "$.targets[0].detail.queueing"));
   fake_set_down (a, false);
   wait_path_state (md, "fake://a", "A 1");
   h_md_free (md);
