@@ -551,6 +551,7 @@ enum {
   OPT_TEXT,
   OPT_LIST_VERBS,
   OPT_LIST_OPTIONS,
+  OPT_LIST_VALUED,
   OPT_VERB = 512,
 };
 
@@ -567,6 +568,7 @@ static const struct option tool_options[] = {
    */
   { "list-verbs", no_argument, NULL, OPT_LIST_VERBS },
   { "list-options", optional_argument, NULL, OPT_LIST_OPTIONS },
+  { "list-valued", no_argument, NULL, OPT_LIST_VALUED },
 };
 #define TOOL_SHORT "c:vhV"
 
@@ -621,6 +623,30 @@ list_option (const char *name, bool value, int letter)
     printf ("-%c%s\n", letter, value ? "=" : "");
 }
 
+/* --list-valued: every spelling of every option that takes a value, the
+ * program's and the verbs', one a line, so that the bash completion can
+ * step over values with one call.
+ */
+static void
+list_valued (void)
+{
+  const struct ndm_control_option *o;
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (tool_options); i++)
+    if (tool_options[i].has_arg == required_argument) {
+      printf ("--%s\n", tool_options[i].name);
+      if (tool_options[i].val < 256)
+        printf ("-%c\n", tool_options[i].val);
+    }
+  for (o = ndm_control_options; o->name != NULL; o++)
+    if (o->value != NULL) {
+      puts (o->name);
+      if (o->short_name != 0)
+        printf ("-%c\n", o->short_name);
+    }
+}
+
 /* --list-verbs, --list-options[=VERB]: one word a line, for the bash
  * completion: this program's options, or those of VERB.
  */
@@ -643,7 +669,7 @@ list_words (bool verbs, const char *verb_name)
 
       /* --text is reload's: listed with it. */
       if (lo->val != OPT_LIST_VERBS && lo->val != OPT_LIST_OPTIONS &&
-          lo->val != OPT_TEXT)
+          lo->val != OPT_LIST_VALUED && lo->val != OPT_TEXT)
         list_option (name, lo->has_arg == required_argument,
                      lo->val < 256 ? lo->val : 0);
     }
@@ -693,6 +719,7 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
     case 'V': print_version (); exit (EXIT_OK);
     case OPT_LIST_VERBS: list_words (true, NULL); exit (EXIT_OK);
     case OPT_LIST_OPTIONS: list_words (false, optarg); exit (EXIT_OK);
+    case OPT_LIST_VALUED: list_valued (); exit (EXIT_OK);
     case ':':
       usage_error ("option '%s' needs a value", bad_option (argv, optopt));
     case '?': {
