@@ -70,6 +70,7 @@ ndm_checker_add (struct ndm_checker *c, struct ndm_checked *item,
                  struct ndm_device *dev)
 {
   item->dev = dev;
+  item->checker = c;
   item->active = !dev->absent;
   if (!item->active) {
     /* The device's own words say why (a refused TLS key, no server):
@@ -98,8 +99,14 @@ static void
 start_locked (struct ndm_checker *c)
 {
   ndm_assert_held (c->lock);
-  if (c->resumed && c->thread == NULL && !c->stopping)
+  if (c->resumed && c->thread == NULL && !c->stopping) {
+    c->next_round = g_get_monotonic_time () +
+      ndm_target_config (c->ti)->checker_interval_ms *
+      G_TIME_SPAN_MILLISECOND;
     c->thread = ndm_thread_try_new (c->ops->thread_name, checker_thread, c);
+    if (c->thread == NULL)
+      c->next_round = 0;
+  }
 }
 
 void
@@ -146,6 +153,15 @@ ndm_checked_json_locked (const struct ndm_checked *item, JsonBuilder *b)
   ndm_json_member_int (b, "damped_ms",
                        !item->active && item->damp_until > now
                        ? (item->damp_until - now) / 1000 : 0);
+  /* A damped item is skipped by the rounds before its damping ends. */
+  json_builder_set_member_name (b, "next_check_ms");
+  if (item->checker == NULL || item->checker->next_round == 0)
+    json_builder_add_null_value (b);
+  else
+    json_builder_add_int_value (b, MAX (0, MAX (item->checker->next_round,
+                                                !item->active ?
+                                                item->damp_until : 0)
+                                        - now) / 1000);
 }
 
 bool
@@ -269,15 +285,20 @@ checker_thread (gpointer data)
   const struct ndm_config *cfg = ndm_target_config (c->ti);
 
   ndm_mutex_lock (c->lock);
+  /* next_round is set before the thread starts, so that status shows
+   * the first round's time as soon as there is one.
+   */
   while (!c->stopping) {
-    ndm_cond_wait_until (&c->cond, c->lock, g_get_monotonic_time () +
-                       cfg->checker_interval_ms * G_TIME_SPAN_MILLISECOND);
+    ndm_cond_wait_until (&c->cond, c->lock, c->next_round);
     if (c->stopping)
       break;
     ndm_mutex_unlock (c->lock);
     checker_round (c);
     ndm_mutex_lock (c->lock);
+    c->next_round = g_get_monotonic_time () +
+      cfg->checker_interval_ms * G_TIME_SPAN_MILLISECOND;
   }
+  c->next_round = 0;
   ndm_mutex_unlock (c->lock);
   return NULL;
 }

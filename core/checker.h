@@ -32,6 +32,7 @@
 /* One checked item, in the owner's own per-device struct. */
 struct ndm_checked {
   struct ndm_device *dev;       /* set by ndm_checker_add */
+  const struct ndm_checker *checker; /* the one that checks it, too */
   /* Protected by the owner's lock. */
   bool active;                  /* in service ('A'), else failed ('F') */
   unsigned fail_count;          /* times taken out of service */
@@ -84,6 +85,8 @@ struct ndm_checker {
   GThread *thread;
   bool resumed;                 /* the thread is due */
   bool stopping;
+  gint64 next_round;            /* monotonic us the thread's next round
+                                   starts; 0 while no thread runs */
 };
 
 /* For the owner's ctr: an empty checker. */
@@ -124,7 +127,9 @@ bool ndm_checker_reinstate_locked (struct ndm_checker *c,
 /* With the owner's lock held.  The item's checker facts, as members of
  * the object the owner is building for it (the owner names the item and
  * its state): "reason": why it is failed, or null; "fail_count": N;
- * "damped_ms": how long a failed item stays out for flapping, 0 if not.
+ * "damped_ms": how long a failed item stays out for flapping, 0 if not;
+ * "next_check_ms": how long until it is probed (0: a round runs now), or
+ * null while no checker thread runs (the table is not live).
  * Members, not a value of their own: they sit next to the owner's
  * "state", which the reason explains.
  */

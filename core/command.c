@@ -12,26 +12,18 @@
 
 #include "nbd-dm/control.h"
 #include "core.h"
+#include "command.h"
 #include "json.h"
 #include "log.h"
 #include "stats.h"
 
-struct cmd {
-  struct ndm_md *md;
-  const struct ndm_control_verb *v;
-  int argc;                     /* positional words, verb excluded */
-  char **argv;
-  uint64_t number;              /* argv[0], if v->number names it */
-  bool json;
-  bool noflush;
-  bool clear;
-  bool allow_resize;
-  const char *format;           /* stats --format=, NULL: text */
-  bool (*cancelled) (void *data);
-  void *cancel_data;
-};
-
 typedef int (*verb_fn) (struct cmd *c, GString *out, GError **err);
+
+const char *
+ndm_cmd_device_name (struct ndm_md *md)
+{
+  return md->cfg.name[0] ? md->cfg.name : "nbd-dm";
+}
 
 /* ---- info, table, status ---------------------------------------------------- */
 
@@ -39,10 +31,20 @@ static int
 verb_info (struct cmd *c, GString *out, GError **err)
 {
   struct ndm_md *md = c->md;
-  struct ndm_table *t = ndm_md_get_table (md);
-  const char *name = md->cfg.name[0] ? md->cfg.name : "nbd-dm";
+  struct ndm_table *t;
+  const char *name = ndm_cmd_device_name (md);
   bool suspended = g_atomic_int_get (&md->suspended);
   bool inactive;
+
+  if (c->columns)
+    return ndm_cmd_info_columns (c, out, err);
+  if (c->fields != NULL || c->noheadings || c->separator != NULL) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "info: --options, --noheadings and --separator need "
+                 "--columns");
+    return -1;
+  }
+  t = ndm_md_get_table (md);
 
   ndm_mutex_lock (&md->state_lock);
   inactive = md->inactive != NULL;
@@ -106,8 +108,8 @@ static const char *const device_state_names[] = {
 };
 
 /* How dev stands; st->reason is the caller's to free. */
-static void
-device_status (struct ndm_device *dev, struct ndm_device_status *st)
+void
+ndm_cmd_device_status (struct ndm_device *dev, struct ndm_device_status *st)
 {
   memset (st, 0, sizeof *st);
   st->state = NDM_DEVICE_UP;
@@ -118,8 +120,9 @@ device_status (struct ndm_device *dev, struct ndm_device_status *st)
 /* "up", "degraded 1/2" or "down (reason)"; then ", N writes quarantined"
  * while cut connections may still land some.
  */
-static void
-device_status_format (const struct ndm_device_status *st, GString *out)
+void
+ndm_cmd_device_status_format (const struct ndm_device_status *st,
+                              GString *out)
 {
   g_string_append (out, device_state_names[st->state]);
   if (st->state == NDM_DEVICE_DEGRADED)
@@ -135,13 +138,13 @@ device_status_format (const struct ndm_device_status *st, GString *out)
  * ..|null,"connections":N,"connections_up":N,"quarantined_writes":N}, and
  * "io":{..} with the counters io if not NULL.
  */
-static void
-device_json (struct ndm_device *dev, const struct ndm_io_stats *io,
-             JsonBuilder *b)
+void
+ndm_cmd_device_json (struct ndm_device *dev, const struct ndm_io_stats *io,
+                     JsonBuilder *b)
 {
   struct ndm_device_status st;
 
-  device_status (dev, &st);
+  ndm_cmd_device_status (dev, &st);
   json_builder_begin_object (b);
   ndm_json_member_string (b, "uri", dev->uri);
   ndm_json_member_string (b, "state", device_state_names[st.state]);
@@ -169,28 +172,80 @@ target_json_begin (struct ndm_target *ti, JsonBuilder *b)
   ndm_json_member_string (b, "type", ti->type->name);
 }
 
+/* The table --inactive names: the one reload loaded and resume has not
+ * made live, with a reference; NULL if there is none.
+ */
+static struct ndm_table *
+get_inactive_table (struct ndm_md *md)
+{
+  struct ndm_table *t;
+
+  ndm_mutex_lock (&md->state_lock);
+  t = md->inactive;
+  if (t != NULL)
+    ndm_table_ref (t);
+  ndm_mutex_unlock (&md->state_lock);
+  return t;
+}
+
+/* --target TYPE: the type, which must be one the server knows (dmsetup
+ * only filters, but a typo here would look like "no such target").
+ */
+static int
+target_filter (struct cmd *c, const struct ndm_target_type **only,
+               GError **err)
+{
+  *only = NULL;
+  if (c->target_type == NULL)
+    return 0;
+  *only = ndm_target_type_lookup (c->target_type);
+  if (*only == NULL) {
+    g_autofree char *known = ndm_target_type_names ();
+
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "%s: unknown target type '%s': expected one of %s",
+                 c->v->name, c->target_type, known);
+    return -1;
+  }
+  return 0;
+}
+
 /* table and status: dmsetup's lines, or per target JSON: the line's
- * words as an array ("args" or "status").  Status JSON adds the target's
+ * words as an array ("args" or "status"), of the live table (or with
+ * --inactive the loaded one: none prints nothing, as dmsetup), its
+ * targets of one type with --target.  Status JSON adds the target's
  * "detail" (null if it has none) and its devices with their state.
  */
 static int
-table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
+table_or_status (struct cmd *c, GString *out, enum ndm_status_type type,
+                 GError **err)
 {
-  struct ndm_table *t = ndm_md_get_table (c->md);
+  const struct ndm_target_type *only;
+  struct ndm_table *t;
   g_autoptr (JsonBuilder) b = NULL;
   unsigned i, j;
 
+  if (target_filter (c, &only, err) == -1)
+    return -1;
+  t = c->inactive ? get_inactive_table (c->md) : ndm_md_get_table (c->md);
   if (!c->json) {
-    ndm_table_format (t, type, out);
-    ndm_table_unref (t);
+    for (i = 0; t != NULL && i < t->nr_targets; i++)
+      if (only == NULL || t->targets[i].type == only)
+        ndm_target_format (&t->targets[i], type, out);
+    if (t != NULL)
+      ndm_table_unref (t);
     return 0;
   }
   b = ndm_json_payload_new ();
   json_builder_set_member_name (b, "targets");
   json_builder_begin_array (b);
-  for (i = 0; i < t->nr_targets; i++) {
+  for (i = 0; t != NULL && i < t->nr_targets; i++) {
     struct ndm_target *ti = &t->targets[i];
-    g_autoptr (GString) s = g_string_new (NULL);
+    g_autoptr (GString) s = NULL;
+
+    if (only != NULL && ti->type != only)
+      continue;
+    s = g_string_new (NULL);
 
     if (ti->type->status != NULL)
       ti->type->status (ti, type, s);
@@ -211,7 +266,7 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
       json_builder_set_member_name (b, "devices");
       json_builder_begin_array (b);
       for (j = 0; j < l.devs->len; j++)
-        device_json (l.devs->pdata[j], NULL, b);
+        ndm_cmd_device_json (l.devs->pdata[j], NULL, b);
       json_builder_end_array (b);
       g_ptr_array_unref (l.devs);
     }
@@ -219,20 +274,21 @@ table_or_status (struct cmd *c, GString *out, enum ndm_status_type type)
   }
   json_builder_end_array (b);
   ndm_json_payload_end (b, out);
-  ndm_table_unref (t);
+  if (t != NULL)
+    ndm_table_unref (t);
   return 0;
 }
 
 static int
 verb_table (struct cmd *c, GString *out, GError **err)
 {
-  return table_or_status (c, out, NDM_STATUS_TABLE);
+  return table_or_status (c, out, NDM_STATUS_TABLE, err);
 }
 
 static int
 verb_status (struct cmd *c, GString *out, GError **err)
 {
-  return table_or_status (c, out, NDM_STATUS_INFO);
+  return table_or_status (c, out, NDM_STATUS_INFO, err);
 }
 
 /* ---- stats ---------------------------------------------------------------------- */
@@ -307,13 +363,13 @@ verb_stats (struct cmd *c, GString *out, GError **err)
     struct ndm_device *dev = t->devices->pdata[i];
 
     if (c->json)
-      device_json (dev, stats_view (c, dev->stats, &snap), b);
+      ndm_cmd_device_json (dev, stats_view (c, dev->stats, &snap), b);
     else {
       g_autoptr (GString) st = g_string_new (NULL);
       struct ndm_device_status ds;
 
-      device_status (dev, &ds);
-      device_status_format (&ds, st);
+      ndm_cmd_device_status (dev, &ds);
+      ndm_cmd_device_status_format (&ds, st);
       g_free (ds.reason);
       g_string_append_printf (out, "device %s (%s)\n", dev->uri, st->str);
       ndm_stats_format (stats_view (c, dev->stats, &snap), "  ", out);
@@ -541,8 +597,11 @@ verb_help (struct cmd *c, GString *out, GError **err)
     json_builder_begin_array (b);
   }
   for (v = ndm_control_verbs; v->name != NULL; v++) {
-    g_autofree char *usage = ndm_control_verb_usage (v, NULL);
+    g_autofree char *usage = NULL;
 
+    if (v->via != NULL)
+      continue;                 /* nbd-dmsetup's, not the server's */
+    usage = ndm_control_verb_usage (v, NULL);
     if (!c->json) {
       g_string_append_printf (out, "%s\n", usage);
       continue;
@@ -576,6 +635,8 @@ static const struct handler {
   { "resume", verb_resume },
   { "clear", verb_clear },
   { "wait", verb_wait },
+  { "deps", ndm_cmd_deps },
+  { "targets", ndm_cmd_targets },
   { "version", verb_version },
   { "help", verb_help },
 };
@@ -591,6 +652,30 @@ handler_of (const struct ndm_control_verb *v)
   return NULL;
 }
 
+/* The value of the option in argv[*i] ("--target=TYPE", or the next
+ * word), or NULL with *err set.  A flag's word holds no '='.
+ */
+static const char *
+option_value (const struct ndm_control_option *o, int argc, char **argv,
+              int *i, GError **err)
+{
+  const char *eq = strchr (argv[*i], '=');
+
+  if (o->value == NULL && eq == NULL)
+    return "";
+  if (o->value == NULL)
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "option '%s' takes no value", o->name);
+  else if (eq != NULL)
+    return eq + 1;
+  else if (*i + 1 < argc)
+    return argv[++*i];
+  else
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "option '%s' needs a value, %s", o->name, o->value);
+  return NULL;
+}
+
 /* Split options from words; only options the verb takes are accepted. */
 static int
 parse_options (int argc, char **argv, struct cmd *c, GError **err)
@@ -600,9 +685,10 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
 
   c->argv = g_new0 (char *, argc + 1);
   for (i = 1; i < argc; i++) {
-    const char *a = argv[i], *eq;
+    const char *a = argv[i];
     const struct ndm_control_option *o;
     g_autofree char *name = NULL;
+    const char *value;
 
     if (strcmp (a, "--") == 0) {
       for (i++; i < argc; i++)
@@ -617,31 +703,62 @@ parse_options (int argc, char **argv, struct cmd *c, GError **err)
       c->json = true;
       continue;
     }
-    eq = strchr (a, '=');
-    name = g_strndup (a, eq != NULL ? (size_t) (eq - a) : strlen (a));
+    name = g_strndup (a, strcspn (a, "="));
     o = ndm_control_option_lookup (name);
-    if (o == NULL || !(v->options & o->bit) ||
-        (o->values == NULL) != (eq == NULL)) {
+    if (o == NULL || !(v->options & o->bit)) {
       g_autofree char *usage = ndm_control_verb_usage (v, NULL);
 
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
-                   "%s: unknown option '%s' (usage: %s)", v->name, a, usage);
+                   "%s: unknown option '%s' (usage: %s)", v->name, name,
+                   usage);
       return -1;
     }
-    if (eq != NULL && !ndm_control_option_value_ok (o, eq + 1)) {
+    value = option_value (o, argc, argv, &i, err);
+    if (value == NULL) {
+      g_prefix_error (err, "%s: ", v->name);
+      return -1;
+    }
+    if (o->value != NULL && !ndm_control_option_value_ok (o, value)) {
       g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
                    "%s: %s: unknown value '%s' (expected %s)", v->name,
-                   name, eq + 1, o->values);
+                   name, value, o->values);
       return -1;
     }
     switch (o->bit) {
     case NDM_CONTROL_OPT_CLEAR: c->clear = true; break;
     case NDM_CONTROL_OPT_NOFLUSH: c->noflush = true; break;
     case NDM_CONTROL_OPT_ALLOW_RESIZE: c->allow_resize = true; break;
-    case NDM_CONTROL_OPT_FORMAT: c->format = eq + 1; break;
+    case NDM_CONTROL_OPT_FORMAT: c->format = value; break;
+    case NDM_CONTROL_OPT_INACTIVE: c->inactive = true; break;
+    case NDM_CONTROL_OPT_TARGET: c->target_type = value; break;
+    case NDM_CONTROL_OPT_COLUMNS: c->columns = true; break;
+    case NDM_CONTROL_OPT_FIELDS: c->fields = value; break;
+    case NDM_CONTROL_OPT_NOHEADINGS: c->noheadings = true; break;
+    case NDM_CONTROL_OPT_SEPARATOR: c->separator = value; break;
     }
   }
   c->argc = n;
+  return 0;
+}
+
+/* dmsetup names the device first; here the socket does, so a name is
+ * optional, but one that is not this device's must not act on it.
+ */
+static int
+check_device_name (struct cmd *c, GError **err)
+{
+  const char *mine = ndm_cmd_device_name (c->md);
+
+  if (!ndm_control_verb_names_device (c->v, c->argc, c->argv))
+    return 0;
+  if (strcmp (c->argv[0], mine) != 0) {
+    g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE,
+                 "%s: device '%s' is not served here: this control socket's "
+                 "device is '%s' (name=)", c->v->name, c->argv[0], mine);
+    return -1;
+  }
+  c->argv++;
+  c->argc--;
   return 0;
 }
 
@@ -652,9 +769,12 @@ static int
 check_words (struct cmd *c, GError **err)
 {
   const struct ndm_control_verb *v = c->v;
-  g_autofree char *why = ndm_control_verb_check_count (v, c->argc, c->argv);
+  g_autofree char *why = NULL;
   GError *e = NULL;
 
+  if (check_device_name (c, err) == -1)
+    return -1;
+  why = ndm_control_verb_check_count (v, c->argc, c->argv);
   if (why != NULL) {
     g_set_error (err, NDM_ERROR, NDM_ERROR_MESSAGE, "%s", why);
     return -1;
@@ -692,11 +812,14 @@ ndm_md_command_full (struct ndm_md *md, int argc, char **argv, GString *out,
                  "unknown command '%s' ('help' lists the commands)", argv[0]);
     return -1;
   }
-  if (parse_options (argc, argv, &c, err) == -1 ||
-      check_words (&c, err) == -1)
+  if (parse_options (argc, argv, &c, err) == -1)
     r = -1;
-  else
-    r = fn (&c, out, err);
+  else {
+    char **words = c.argv;      /* check_words may step past a name */
+
+    r = check_words (&c, err) == -1 ? -1 : fn (&c, out, err);
+    c.argv = words;
+  }
   g_free (c.argv);
   return r;
 }

@@ -193,6 +193,9 @@ struct ndm_target *ndm_table_find_target (struct ndm_table *t,
                                           uint64_t offset);
 void ndm_table_format (struct ndm_table *t, enum ndm_status_type type,
                        GString *out);
+/* One line of it: "<start> <length> <target> <status or args>\n". */
+void ndm_target_format (struct ndm_target *ti, enum ndm_status_type type,
+                        GString *out);
 
 /* ---- devices (core/device.c) --------------------------------------------- */
 

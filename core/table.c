@@ -69,8 +69,8 @@ ndm_target_type_lookup (const char *name)
   return NULL;
 }
 
-static char *
-known_targets (void)
+char *
+ndm_target_type_names (void)
 {
   GString *s = g_string_new (NULL);
   const struct ndm_target_type *tt;
@@ -414,7 +414,7 @@ table_add_line (struct ndm_table *t, unsigned lineno, char **words,
   if (type == NULL)
     type = ndm_target_type_lookup (words[2]);
   if (type == NULL) {
-    g_autofree char *known = known_targets ();
+    g_autofree char *known = ndm_target_type_names ();
 
     g_set_error (err, NDM_ERROR, NDM_ERROR_TABLE,
                  "line %u: unknown target type '%s': expected one of %s",
@@ -499,22 +499,27 @@ ndm_table_find_target (struct ndm_table *t, uint64_t offset)
 }
 
 void
+ndm_target_format (struct ndm_target *ti, enum ndm_status_type type,
+                   GString *out)
+{
+  gsize before;
+
+  g_string_append_printf (out, "%" PRIu64 " %" PRIu64 " %s ",
+                          ti->begin, ti->len, ti->type->name);
+  before = out->len;
+  if (ti->type->status != NULL)
+    ti->type->status (ti, type, out);
+  if (out->len == before)
+    g_string_truncate (out, before - 1);  /* no args: no trailing blank */
+  g_string_append_c (out, '\n');
+}
+
+void
 ndm_table_format (struct ndm_table *t, enum ndm_status_type type,
                   GString *out)
 {
   unsigned i;
 
-  for (i = 0; i < t->nr_targets; i++) {
-    struct ndm_target *ti = &t->targets[i];
-    gsize before;
-
-    g_string_append_printf (out, "%" PRIu64 " %" PRIu64 " %s ",
-                            ti->begin, ti->len, ti->type->name);
-    before = out->len;
-    if (ti->type->status != NULL)
-      ti->type->status (ti, type, out);
-    if (out->len == before)
-      g_string_truncate (out, before - 1);  /* no args: no trailing blank */
-    g_string_append_c (out, '\n');
-  }
+  for (i = 0; i < t->nr_targets; i++)
+    ndm_target_format (&t->targets[i], type, out);
 }

@@ -31,12 +31,18 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <unistd.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "nbd-dm/control.h"
 #include "stats-report.h"
+#include "show.h"
+/* NDM_JSON_VERSION: what help and version print without a server are
+ * the server's payloads in shape, so they say its format version. */
+#include "json.h"
 
 #ifndef NDM_VERSION
 #define NDM_VERSION "unknown"
@@ -57,7 +63,8 @@ enum exit_status {
 };
 
 #define USAGE_LINE                                                      \
-  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [ARGS]\n"\
+  "Usage: " PROG " [-c SOCKET] [--json] [-v] [--timeout SECS] COMMAND [NAME] " \
+  "[ARGS]\n"                                                            \
   "       " PROG " [-c SOCKET] [--json] stats --interval SECS [--count N]\n"
 
 /* A verb's words as this program takes them: a table is read from FILE
@@ -74,6 +81,7 @@ static void
 print_usage (void)
 {
   const struct ndm_control_verb *v;
+  const struct ndm_control_option *o;
 
   fputs (USAGE_LINE "Commands:\n", stdout);
   for (v = ndm_control_verbs; v->name != NULL; v++) {
@@ -81,9 +89,28 @@ print_usage (void)
 
     printf ("  %s\n", usage);
   }
-  fputs ("FILE '-' is standard input.  SOCKET defaults to $NBD_DM_CONTROL.\n"
-         "Options may follow the command; '--' ends them.  See "
-         "nbd-dmsetup(8).\n", stdout);
+  fputs ("Options of commands:\n", stdout);
+  for (o = ndm_control_options; o->name != NULL; o++) {
+    g_autofree char *letter = o->short_name != 0 ?
+      g_strdup_printf ("-%c, ", o->short_name) : g_strdup ("");
+    g_autofree char *spelling =
+      g_strdup_printf ("%s%s%s%s", letter, o->name, o->value ? " " : "",
+                       o->value ? o->value : "");
+
+    printf ("  %-24s %s\n", spelling, o->help);
+  }
+  fputs ("NAME, if given, must be the device's (name=).  FILE '-' is "
+         "standard input.\nSOCKET defaults to $NBD_DM_CONTROL; help and "
+         "version need none.\nOptions may follow the command; '--' ends "
+         "them.  See nbd-dmsetup(8).\n", stdout);
+}
+
+/* --version, and version without a server. */
+static void
+print_version (void)
+{
+  printf ("%s %s (control protocol %d)\n", PROG, NDM_VERSION,
+          NDM_CONTROL_PROTOCOL);
 }
 
 /* After a usage error: enough to fix a typo without scrolling. */
@@ -449,12 +476,12 @@ read_line (struct reader *rd, const char **line, size_t *len)
 }
 
 /* Read the reply and print its payload, a line at a time as it comes
- * ("wait" and a slow "suspend" print when they return), or append it to
- * collect if not NULL.  Returns only if the server said "ok N" and sent
- * N lines.
+ * ("wait" and a slow "suspend" print when they return), or keep it in
+ * keep if not NULL.  Returns only if the server said "ok N" and sent N
+ * lines.
  */
 static void
-read_reply (int fd, gint64 deadline, bool sent_all, GString *collect)
+read_reply (int fd, gint64 deadline, bool sent_all, GString *keep)
 {
   struct reader rd = { .fd = fd, .deadline = deadline,
                        .buf = g_string_new (NULL) };
@@ -494,9 +521,9 @@ read_reply (int fd, gint64 deadline, bool sent_all, GString *collect)
       fail ("protocol error: the server closed the connection after %"
             G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT " lines it "
             "announced", i, n);
-    if (collect != NULL) {
-      g_string_append_len (collect, line, len);
-      g_string_append_c (collect, '\n');
+    if (keep != NULL) {
+      g_string_append_len (keep, line, len);
+      g_string_append_c (keep, '\n');
       continue;
     }
     fwrite (line, 1, len, stdout);
@@ -510,16 +537,163 @@ read_reply (int fd, gint64 deadline, bool sent_all, GString *collect)
 struct cmdline {
   const char *socket_path;      /* -c, or $NBD_DM_CONTROL */
   const struct ndm_control_verb *verb;
+  const char *device;           /* the name given before the words, or NULL */
   GPtrArray *args;              /* positional words after the verb */
   const char *text;             /* reload --text */
   unsigned options;             /* NDM_CONTROL_OPT_* */
-  const char *values[8];        /* of the options that take one, by their
-                                   row in ndm_control_options */
+  const char *values[32];       /* of value options, by bit number */
   bool json;
   double timeout;               /* seconds; 0 for none */
   double interval;              /* stats --interval SECS; 0 for none */
   unsigned count;               /* stats --count N; 0: until Ctrl-C */
 };
+
+/* This program's own options; the verbs' come from the spec and get
+ * getopt values from OPT_VERB on, by their index in ndm_control_options.
+ */
+enum {
+  OPT_JSON = 256,
+  OPT_TIMEOUT,
+  OPT_INTERVAL,
+  OPT_COUNT,
+  OPT_TEXT,
+  OPT_LIST_VERBS,
+  OPT_LIST_OPTIONS,
+  OPT_LIST_VALUED,
+  OPT_VERB = 512,
+};
+
+static const struct option tool_options[] = {
+  { "control", required_argument, NULL, 'c' },
+  { "json", no_argument, NULL, OPT_JSON },
+  { "verbose", no_argument, NULL, 'v' },
+  { "timeout", required_argument, NULL, OPT_TIMEOUT },
+  { "interval", required_argument, NULL, OPT_INTERVAL },
+  { "count", required_argument, NULL, OPT_COUNT },
+  { "text", required_argument, NULL, OPT_TEXT },
+  { "help", no_argument, NULL, 'h' },
+  { "version", no_argument, NULL, 'V' },
+  /* For the bash completion (tools/nbd-dmsetup.bash-completion), so that
+   * it completes what this program takes and keeps no list of its own.
+   */
+  { "list-verbs", no_argument, NULL, OPT_LIST_VERBS },
+  { "list-options", optional_argument, NULL, OPT_LIST_OPTIONS },
+  { "list-valued", no_argument, NULL, OPT_LIST_VALUED },
+};
+#define TOOL_SHORT "c:vhV"
+
+/* getopt_long's table: this program's options, then the verbs'. */
+static struct option *
+all_options (GString *shorts)
+{
+  GArray *opts = g_array_new (TRUE, TRUE, sizeof (struct option));
+  const struct ndm_control_option *o;
+
+  g_string_append (shorts, "-:" TOOL_SHORT);
+  g_array_append_vals (opts, tool_options, G_N_ELEMENTS (tool_options));
+  for (o = ndm_control_options; o->name != NULL; o++) {
+    struct option lo = {
+      .name = o->name + 2,
+      .has_arg = o->value != NULL ? required_argument : no_argument,
+      .val = OPT_VERB + (int) (o - ndm_control_options),
+    };
+
+    g_array_append_val (opts, lo);
+    if (o->short_name != 0)
+      g_string_append_printf (shorts, "%c%s", o->short_name,
+                              o->value != NULL ? ":" : "");
+  }
+  return (struct option *) g_array_free (opts, FALSE);
+}
+
+/* The option getopt_long could not take, as the user wrote it: a long
+ * one is the word it last stepped past, a short one may sit inside a
+ * word ("-vx") that getopt has not left yet.
+ */
+static const char *
+bad_option (char *argv[], int short_opt)
+{
+  static char word[3];
+
+  if (optind > 0 && g_str_has_prefix (argv[optind - 1], "--"))
+    return argv[optind - 1];
+  snprintf (word, sizeof word, "-%c", short_opt);
+  return word;
+}
+
+/* An option as --list-options prints it: "--target=" (a value follows,
+ * as bash-completion marks them) or "--json", then "-o=" or "-C" if it
+ * has a letter too.
+ */
+static void
+list_option (const char *name, bool value, int letter)
+{
+  printf ("%s%s\n", name, value ? "=" : "");
+  if (letter != 0)
+    printf ("-%c%s\n", letter, value ? "=" : "");
+}
+
+/* --list-valued: every spelling of every option that takes a value, the
+ * program's and the verbs', one a line, so that the bash completion can
+ * step over values with one call.
+ */
+static void
+list_valued (void)
+{
+  const struct ndm_control_option *o;
+  size_t i;
+
+  for (i = 0; i < G_N_ELEMENTS (tool_options); i++)
+    if (tool_options[i].has_arg == required_argument) {
+      printf ("--%s\n", tool_options[i].name);
+      if (tool_options[i].val < 256)
+        printf ("-%c\n", tool_options[i].val);
+    }
+  for (o = ndm_control_options; o->name != NULL; o++)
+    if (o->value != NULL) {
+      puts (o->name);
+      if (o->short_name != 0)
+        printf ("-%c\n", o->short_name);
+    }
+}
+
+/* --list-verbs, --list-options[=VERB]: one word a line, for the bash
+ * completion: this program's options, or those of VERB.
+ */
+static void
+list_words (bool verbs, const char *verb_name)
+{
+  const struct ndm_control_verb *v;
+  const struct ndm_control_option *o;
+  size_t i;
+
+  if (verbs) {
+    for (v = ndm_control_verbs; v->name != NULL; v++)
+      puts (v->name);
+    return;
+  }
+  if (verb_name == NULL) {
+    for (i = 0; i < G_N_ELEMENTS (tool_options); i++) {
+      const struct option *lo = &tool_options[i];
+      g_autofree char *name = g_strdup_printf ("--%s", lo->name);
+
+      /* --text is reload's: listed with it. */
+      if (lo->val != OPT_LIST_VERBS && lo->val != OPT_LIST_OPTIONS &&
+          lo->val != OPT_LIST_VALUED && lo->val != OPT_TEXT)
+        list_option (name, lo->has_arg == required_argument,
+                     lo->val < 256 ? lo->val : 0);
+    }
+    return;
+  }
+  v = ndm_control_verb_lookup (verb_name);
+  if (v == NULL)
+    usage_error ("--list-options: unknown command '%s'", verb_name);
+  for (o = ndm_control_options; o->name != NULL; o++)
+    if (v->options & o->bit)
+      list_option (o->name, o->value != NULL, o->short_name);
+  if (v->table_word)
+    list_option ("--text", true, 0);
+}
 
 /* Options may come before or after the verb, as with dmsetup; "--"
  * stops option parsing so that a message word may start with '-'.  The
@@ -529,120 +703,77 @@ struct cmdline {
 static void
 parse_cmdline (int argc, char *argv[], struct cmdline *cl)
 {
+  g_autoptr (GString) shorts = g_string_new (NULL);
+  g_autofree struct option *longopts = all_options (shorts);
   const struct ndm_control_option *o;
-  bool options_done = false;
   const char *verb_word;
-  int i;
+  int c, i;
 
   cl->socket_path = g_getenv ("NBD_DM_CONTROL");
   cl->args = g_ptr_array_new ();
 
-  for (i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *value = NULL;
-    g_autofree char *name = NULL;
-    const struct ndm_control_option *opt;
-
-    if (options_done || a[0] != '-' || a[1] == '\0') {
-      g_ptr_array_add (cl->args, (char *) a);
-      continue;
-    }
-    if (strcmp (a, "--") == 0) {
-      options_done = true;
-      continue;
-    }
-
-    if (a[1] == '-') {
-      const char *eq = strchr (a, '=');
-
-      name = eq ? g_strndup (a, eq - a) : g_strdup (a);
-      value = eq ? eq + 1 : NULL;
-    }
-    else {
-      /* Short options: -c takes a value, the others none. */
-      name = g_strndup (a, 2);
-      if (a[2] != '\0') {
-        if (a[1] != 'c')
-          usage_error ("unknown option '%s'", a);
-        value = a + 2;
-      }
-    }
-
-#define NEEDS_VALUE                                                     \
-    do {                                                                \
-      if (value == NULL) {                                              \
-        if (i + 1 >= argc)                                              \
-          usage_error ("option '%s' needs a value", name);              \
-        value = argv[++i];                                              \
-      }                                                                 \
-    } while (0)
-#define NO_VALUE                                                        \
-    do {                                                                \
-      if (value != NULL)                                                \
-        usage_error ("option '%s' takes no value", a);                  \
-    } while (0)
-
-    if (strcmp (name, "-c") == 0 || strcmp (name, "--control") == 0) {
-      NEEDS_VALUE;
-      cl->socket_path = value;
-    }
-    else if (strcmp (name, "--timeout") == 0) {
-      NEEDS_VALUE;
-      cl->timeout = parse_seconds (name, value);
-    }
-    else if (strcmp (name, "--interval") == 0) {
-      NEEDS_VALUE;
-      cl->interval = parse_seconds (name, value);
-    }
-    else if (strcmp (name, "--count") == 0) {
+  /* "-" first in shorts: words that are no option come back in order
+   * (as 1), so options may follow the verb whatever POSIXLY_CORRECT says;
+   * ":" after it: a missing value is told apart from an unknown option.
+   */
+  opterr = 0;
+  while ((c = getopt_long (argc, argv, shorts->str, longopts, NULL)) != -1) {
+    switch (c) {
+    case 1: g_ptr_array_add (cl->args, optarg); break;
+    case 'c': cl->socket_path = optarg; break;
+    case OPT_JSON: cl->json = true; break;
+    case 'v': verbose = true; break;
+    case OPT_TIMEOUT: cl->timeout = parse_seconds ("--timeout", optarg); break;
+    case OPT_INTERVAL:
+      cl->interval = parse_seconds ("--interval", optarg);
+      break;
+    case OPT_COUNT: {
       guint64 n;
 
-      NEEDS_VALUE;
-      if (!g_ascii_isdigit (value[0]) ||
-          !g_ascii_string_to_unsigned (value, 10, 1, G_MAXUINT, &n, NULL))
-        usage_error ("--count: '%s' is not a positive number", value);
+      if (!g_ascii_isdigit (optarg[0]) ||
+          !g_ascii_string_to_unsigned (optarg, 10, 1, G_MAXUINT, &n, NULL))
+        usage_error ("--count: '%s' is not a positive number", optarg);
       cl->count = n;
+      break;
     }
-    else if (strcmp (name, "--text") == 0) {
-      NEEDS_VALUE;
-      cl->text = value;
+    case OPT_TEXT: cl->text = optarg; break;
+    case 'h': print_usage (); exit (EXIT_OK);
+    case 'V': print_version (); exit (EXIT_OK);
+    case OPT_LIST_VERBS: list_words (true, NULL); exit (EXIT_OK);
+    case OPT_LIST_OPTIONS: list_words (false, optarg); exit (EXIT_OK);
+    case OPT_LIST_VALUED: list_valued (); exit (EXIT_OK);
+    case ':':
+      usage_error ("option '%s' needs a value", bad_option (argv, optopt));
+    case '?': {
+      const char *bad = bad_option (argv, optopt);
+      g_autofree char *name = g_strndup (bad, strcspn (bad, "="));
+      const struct option *lo;
+
+      /* "--json=x": a known option that takes no value. */
+      if (g_str_has_prefix (bad, "--") && strchr (bad, '=') != NULL)
+        for (lo = longopts; lo->name != NULL; lo++)
+          if (lo->has_arg == no_argument && strcmp (lo->name, name + 2) == 0)
+            usage_error ("option '%s' takes no value", name);
+      usage_error ("unknown option '%s'", bad);
     }
-    else if (strcmp (name, "--json") == 0) {
-      NO_VALUE;
-      cl->json = true;
-    }
-    else if (strcmp (name, "-v") == 0 || strcmp (name, "--verbose") == 0) {
-      NO_VALUE;
-      verbose = true;
-    }
-    else if ((opt = ndm_control_option_lookup (name)) != NULL) {
-      if (opt->values != NULL) {
-        NEEDS_VALUE;
-        if (!ndm_control_option_value_ok (opt, value))
-          usage_error ("option '%s': unknown value '%s' (expected %s)", name,
-                       value, opt->values);
-        g_assert ((size_t) (opt - ndm_control_options) <
-                  G_N_ELEMENTS (cl->values));
-        cl->values[opt - ndm_control_options] = value;
-      }
+    default:
+      /* A verb's option: by its index, or its short name (-C, -o). */
+      if (c >= OPT_VERB)
+        o = &ndm_control_options[c - OPT_VERB];
       else
-        NO_VALUE;
-      cl->options |= opt->bit;
+        for (o = ndm_control_options; o->short_name != c; o++)
+          g_assert (o->name != NULL);
+      cl->options |= o->bit;
+      if (o->value != NULL && !ndm_control_option_value_ok (o, optarg))
+        usage_error ("option '%s': unknown value '%s' (expected %s)",
+                     o->name, optarg, o->values);
+      if (o->value != NULL)
+        cl->values[g_bit_nth_lsf (o->bit, -1)] = optarg;
     }
-    else if (strcmp (name, "-h") == 0 || strcmp (name, "--help") == 0) {
-      print_usage ();
-      exit (EXIT_OK);
-    }
-    else if (strcmp (name, "-V") == 0 || strcmp (name, "--version") == 0) {
-      printf ("%s %s (control protocol %d)\n", PROG, NDM_VERSION,
-              NDM_CONTROL_PROTOCOL);
-      exit (EXIT_OK);
-    }
-    else
-      usage_error ("unknown option '%s'", a);
-#undef NEEDS_VALUE
-#undef NO_VALUE
   }
+  /* After "--": words, whatever they start with. */
+  for (i = optind; i < argc; i++)
+    g_ptr_array_add (cl->args, argv[i]);
 
   if (cl->args->len == 0)
     usage_error ("no command given");
@@ -662,6 +793,13 @@ parse_cmdline (int argc, char *argv[], struct cmdline *cl)
       (strcmp (cl->verb->name, "stats") != 0 || cl->options != 0))
     usage_error ("option '--interval' applies to 'stats' alone, without "
                  "--clear or --format");
+  if (cl->json && cl->verb->via != NULL)
+    usage_error ("option '--json' does not apply to '%s' (it renders "
+                 "'%s --json')", cl->verb->name, cl->verb->via);
+  if (ndm_control_verb_names_device (cl->verb,
+                                     cl->args->len + (cl->text != NULL),
+                                     (char **) cl->args->pdata))
+    cl->device = g_ptr_array_steal_index (cl->args, 0);
 }
 
 /* The positional arguments, against the verb's spec.  A table word may
@@ -697,21 +835,28 @@ check_args (const struct cmdline *cl)
 static GString *
 build_request (const struct cmdline *cl)
 {
-  GString *req = g_string_new (cl->verb->name);
+  GString *req = g_string_new (cl->verb->via != NULL ? cl->verb->via
+                                : cl->verb->name);
   g_autofree char *table = NULL;
   const char *what = "argument";
   g_autoptr (GPtrArray) words = g_ptr_array_new ();
   const struct ndm_control_option *o;
   guint j;
 
-  if (cl->json)
+  if (cl->json || cl->verb->via != NULL)
     g_string_append (req, " --json");
   for (o = ndm_control_options; o->name != NULL; o++)
-    if ((cl->options & o->bit) && o->values != NULL)
-      g_string_append_printf (req, " %s=%s", o->name,
-                              cl->values[o - ndm_control_options]);
+    if ((cl->options & o->bit) && o->value != NULL) {
+      g_autofree char *word =
+        g_strdup_printf ("%s=%s", o->name,
+                         cl->values[g_bit_nth_lsf (o->bit, -1)]);
+
+      add_arg (req, o->name, word);
+    }
     else if (cl->options & o->bit)
       g_string_append_printf (req, " %s", o->name);
+  if (cl->device != NULL)
+    g_ptr_array_add (words, (char *) cl->device);
 
   /* reload sends the table as its one word; a file becomes one here. */
   if (cl->verb->table_word) {
@@ -749,6 +894,64 @@ build_request (const struct cmdline *cl)
   return req;
 }
 
+/* help and version without a socket: what this program knows, where
+ * dmsetup, too, answers without asking the kernel.  With a socket they
+ * ask the server, whose verbs and version may be other than ours.
+ */
+static bool
+answer_locally (const struct cmdline *cl)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+  const struct ndm_control_verb *v;
+
+  if (strcmp (cl->verb->name, "help") == 0 && !cl->json) {
+    print_usage ();
+    return true;
+  }
+  if (strcmp (cl->verb->name, "version") == 0 && !cl->json) {
+    print_version ();
+    return true;
+  }
+  /* The server's shapes (nbd-dmsetup(8), JSON), this program's facts. */
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, NDM_JSON_VERSION);
+  if (strcmp (cl->verb->name, "help") == 0) {
+    json_builder_set_member_name (b, "verbs");
+    json_builder_begin_array (b);
+    for (v = ndm_control_verbs; v->name != NULL; v++) {
+      g_autofree char *usage = ndm_control_verb_usage (v, cli_words (v));
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, v->name);
+      json_builder_set_member_name (b, "usage");
+      json_builder_add_string_value (b, usage);
+      json_builder_end_object (b);
+    }
+    json_builder_end_array (b);
+  }
+  else if (strcmp (cl->verb->name, "version") == 0) {
+    json_builder_set_member_name (b, "protocol");
+    json_builder_add_int_value (b, NDM_CONTROL_PROTOCOL);
+    json_builder_set_member_name (b, "program");
+    json_builder_add_string_value (b, PROG);
+    json_builder_set_member_name (b, "program_version");
+    json_builder_add_string_value (b, NDM_VERSION);
+  }
+  else
+    return false;
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  text = json_generator_to_data (gen, NULL);
+  puts (text);
+  return true;
+}
+
 /* stats --interval: one `stats --json` payload a call, on a connection
  * of its own, for tools/stats-report.c.
  */
@@ -777,18 +980,25 @@ main (int argc, char *argv[])
 {
   struct cmdline cl = { 0 };
   g_autoptr (GString) req = NULL;
+  g_autoptr (GString) reply = NULL;     /* a via verb's JSON, to render */
+  g_autoptr (GError) err = NULL;
   gint64 deadline = -1;
   bool sent_all;
   int fd;
 
   parse_cmdline (argc, argv, &cl);
   check_args (&cl);
-  if (cl.socket_path == NULL || cl.socket_path[0] == '\0')
+  if (cl.socket_path == NULL || cl.socket_path[0] == '\0') {
+    if (answer_locally (&cl))
+      return EXIT_OK;
     usage_error ("no control socket: use -c SOCKET or set NBD_DM_CONTROL");
+  }
   if (cl.interval > 0)
     return stats_report_run (fetch_stats, &cl, cl.interval, cl.count,
                              cl.json);
   req = build_request (&cl);
+  if (cl.verb->via != NULL)
+    reply = g_string_new (NULL);
 
   /* The deadline starts before connecting: --timeout is how long the
    * user is willing to wait for the whole command.
@@ -801,9 +1011,11 @@ main (int argc, char *argv[])
   fd = connect_control (cl.socket_path);
   debug ("> %.*s", (int) req->len - 1, req->str);
   sent_all = send_request (fd, req->str, req->len, deadline);
-  read_reply (fd, deadline, sent_all, NULL);
+  read_reply (fd, deadline, sent_all, reply);
   close (fd);
   g_ptr_array_free (cl.args, TRUE);
+  if (reply != NULL && render_show (reply->str, stdout, &err) == -1)
+    fail ("%s: %s", cl.verb->name, err->message);
 
   if (fflush (stdout) != 0 || ferror (stdout))
     fail ("writing to standard output: %s", g_strerror (errno));

@@ -20,9 +20,11 @@ packages=(
   build-essential cmake pkg-config          # the build; its gcc-12 brings
                                             # libasan8, libubsan1, libtsan2
   libglib2.0-dev libnbd-dev nbdkit-plugin-dev
-  libjson-glib-dev libmicrohttpd-dev        # the control plane's JSON;
-                                            # metrics= over HTTP
+  libjson-glib-dev libmicrohttpd-dev        # the control plane's JSON,
+                                            # nbd-dmsetup show; metrics=
   python3-prometheus-client                 # tests parse stats' OpenMetrics
+  bash-completion                           # nbd-dmsetup's: its install dir,
+                                            # test-control-completion
   nbdkit libnbd-bin python3 python3-libnbd  # nbdkit, nbdinfo/nbdcopy, nbdsh
   file                                      # nbdinfo URI probes content with it
   qemu-utils fio socat                      # tests, demo, benchmarks

@@ -11,7 +11,9 @@
  *     be quoted as in the shell ('...', "..." with backslash escapes).
  *     The first word is the verb; words starting with "--" are options,
  *     up to a word "--" which ends them (so a message argument may start
- *     with "--").  "--json" may be given to any verb.
+ *     with "--").  "--json" may be given to any verb.  A verb that acts
+ *     on the device may be given its name first, as dmsetup takes it
+ *     ("status vol0"): it must be the server's name=.
  *   - Every request gets exactly one reply:
  *         ok <N>\n            followed by exactly N payload lines, or
  *         error <message>\n   one line saying what was wrong.
@@ -26,8 +28,15 @@
  *                             "Tables present: LIVE[ & INACTIVE]",
  *                             "Open count: N", "Event number: N",
  *                             "Number of targets: N"
- *   table                     <start> <length> <target> <args> per target
- *   status                    <start> <length> <target> <status> per target
+ *   info --columns [--options=FIELDS] [--noheadings] [--separator=SEP]
+ *                             dmsetup info -c: a heading and a row
+ *   table [--inactive] [--target=TYPE]
+ *                             <start> <length> <target> <args> per target
+ *                             (of the loaded table, or of that type only)
+ *   status [--target=TYPE]    <start> <length> <target> <status> per target
+ *   deps                      "N dependencies\t: (URI) ...", then a line
+ *                             per device with its state
+ *   targets                   "<name> v<major>.<minor>.<patch>" per type
  *   stats [--clear] [--format=text|openmetrics]
  *                             counters per target and per device; in
  *                             the OpenMetrics text format, ending "# EOF"
@@ -80,16 +89,29 @@ enum {
   NDM_CONTROL_OPT_CLEAR = 1 << 0,         /* stats --clear */
   NDM_CONTROL_OPT_NOFLUSH = 1 << 1,       /* suspend --noflush */
   NDM_CONTROL_OPT_ALLOW_RESIZE = 1 << 2,  /* reload --allow-resize */
-  NDM_CONTROL_OPT_FORMAT = 1 << 3,        /* stats --format=FORMAT */
+  NDM_CONTROL_OPT_INACTIVE = 1 << 3,      /* table --inactive */
+  NDM_CONTROL_OPT_TARGET = 1 << 4,        /* status|table --target TYPE */
+  NDM_CONTROL_OPT_COLUMNS = 1 << 5,       /* info --columns, and its: */
+  NDM_CONTROL_OPT_FIELDS = 1 << 6,        /*   --options FIELDS */
+  NDM_CONTROL_OPT_NOHEADINGS = 1 << 7,    /*   --noheadings */
+  NDM_CONTROL_OPT_SEPARATOR = 1 << 8,     /*   --separator SEP */
+  NDM_CONTROL_OPT_FORMAT = 1 << 9,        /* stats --format=FORMAT */
 };
 
+/* An option with a value is written "--target=TYPE" or "--target TYPE"
+ * (the next word); nbd-dmsetup sends the first.
+ */
 struct ndm_control_option {
   const char *name;             /* "--clear"; first, as in every table
                                    ndm_control_*_lookup searches */
   unsigned bit;                 /* NDM_CONTROL_OPT_* */
-  const char *values;           /* NULL: a flag; else the option takes
-                                   one of these values, '|' between them,
-                                   in the same word ("--format=text") */
+  const char *value;            /* its value's name ("TYPE"); NULL: a flag */
+  const char *values;           /* NULL: any value; else the values it
+                                   takes, '|' between them ("text|
+                                   openmetrics") */
+  char short_name;              /* nbd-dmsetup's one-letter spelling (as
+                                   dmsetup's -C, -o), 0 if none */
+  const char *help;             /* what it does, for nbd-dmsetup --help */
 };
 
 /* Every option of the enum above; a NULL name ends it. */
@@ -108,6 +130,12 @@ struct ndm_control_verb {
                                    its name in errors ("sector"), or NULL */
   bool table_word;              /* the word is a table, lines separated by
                                    ';' (nbd-dmsetup: from FILE or --text) */
+  bool named;                   /* acts on the device, so it may be named
+                                   first, as dmsetup's verbs take it (see
+                                   ndm_control_verb_names_device) */
+  const char *via;              /* nbd-dmsetup's own: it sends this verb
+                                   with --json and renders the answer;
+                                   the server has no such verb */
 };
 
 /* Every verb, in the order `help` lists them; a NULL name ends it. */
@@ -117,7 +145,7 @@ extern const struct ndm_control_verb ndm_control_verbs[];
 const struct ndm_control_verb *ndm_control_verb_lookup (const char *name);
 const struct ndm_control_option *ndm_control_option_lookup (const char *name);
 
-/* Whether value is one of o->values. */
+/* Whether value may follow o: one of o->values, or any if it has none. */
 bool ndm_control_option_value_ok (const struct ndm_control_option *o,
                                   const char *value);
 
@@ -133,6 +161,14 @@ char *ndm_control_verb_usage (const struct ndm_control_verb *v,
  * caller frees it.  The words themselves are not checked.
  */
 char *ndm_control_verb_check_count (const struct ndm_control_verb *v,
+                                    unsigned n, char *const *words);
+
+/* Whether words[0] of the n words after v is a device name: dmsetup
+ * names the device before a verb's own words, nbd-dm's socket names it,
+ * so the name is optional.  It is one when there is a word more than v
+ * takes, or when v's first word is a number and words[0] is not one.
+ */
+bool ndm_control_verb_names_device (const struct ndm_control_verb *v,
                                     unsigned n, char *const *words);
 
 /* Run one command (argv[0] is the verb) against md, as the control socket

@@ -384,6 +384,8 @@ int ndm_parse_sectors (const char *arg, const char *what, uint64_t *out,
  */
 const struct ndm_target_type *ndm_target_type_nth (size_t i);
 const struct ndm_target_type *ndm_target_type_lookup (const char *name);
+/* "linear, striped, ...": their names for a message.  Free with g_free. */
+char *ndm_target_type_names (void);
 extern const struct ndm_target_type ndm_linear_target;
 extern const struct ndm_target_type ndm_striped_target;
 extern const struct ndm_target_type ndm_zero_target;

@@ -18,6 +18,7 @@ until its schema here says what it is.
 Importable: check(verb, data) raises Invalid.
 """
 import json
+import re
 import sys
 
 JSON_VERSION = 1
@@ -115,6 +116,13 @@ def UInt(v, path):
         raise Invalid(f"{path}: {v!r}, expected an integer >= 0")
 
 
+def Attr(v, path):
+    """dmsetup's attr: (L)ive, (I)nactive, (s)uspended, (r)ead-only or
+    (w)ritable."""
+    if not isinstance(v, str) or not re.fullmatch("L[I-][s-][rw]", v):
+        raise Invalid(f"{path}: {v!r}, expected dmsetup's attr (L--w)")
+
+
 def Number(v, path):
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         raise Invalid(f"{path}: {v!r}, expected a number")
@@ -187,7 +195,8 @@ def device_reason(v, path):
 DEVICE_STATE = both(DEVICE, device_reason)
 DEVICE_IO = both(dict(DEVICE, io=IO), device_reason)
 
-CHECKED = {"reason": Null(Str), "fail_count": UInt, "damped_ms": UInt}
+CHECKED = {"reason": Null(Str), "fail_count": UInt, "damped_ms": UInt,
+           "next_check_ms": Null(UInt)}
 
 MULTIPATH = {
     "queue_if_no_path": Bool, "holds_io": Bool, "queueing": Bool,
@@ -274,6 +283,13 @@ SCHEMAS = {
     "version": {"protocol": Const(1), "program": Const("nbd-dm"),
                 "program_version": NonEmpty},
     "help": {"verbs": [{"name": NonEmpty, "usage": NonEmpty}]},
+    "deps": {"devices": [DEVICE_STATE]},
+    "targets": {"targets": [{"name": TARGET_TYPES,
+                             "version": Array(UInt, 3)}]},
+    # info --columns without -o: one row of every field, dmsetup's.
+    "info --columns": {"rows": Array({"name": Str, "attr": Attr,
+                                      "open": UInt, "segments": UInt,
+                                      "events": UInt}, 1)},
 }
 # Verbs that only act: no payload, with --json or without.
 NO_PAYLOAD = ("suspend", "reload", "resume", "clear")

@@ -68,18 +68,24 @@ print(" ".join(v["name"] for v in json.load(sys.stdin)["verbs"]))' \
                <"$NDM_TMP/help.json"); do
     case $v in
       info|table|status|stats|version|help|suspend|resume|clear|reload|\
-message|wait) ;;
+message|wait|deps|targets) ;;
       *) echo "$0: verb '$v' has no case here" >&2; exit 1 ;;
     esac
   done
   check_verb info
   check_verb table
   check_verb status
+  check_verb deps
+  check_verb targets
+  dms --json info --columns >"$NDM_TMP/info-columns.json"
+  $check "info --columns" "$NDM_TMP/info-columns.json"
   check_verb stats
   check_verb message 8192 countbadblocks
   check_verb version
   check_verb suspend
   check_verb reload "$NDM_TMP/saved.table"
+  dms --json table --inactive >"$NDM_TMP/table-inactive.json"
+  $check table "$NDM_TMP/table-inactive.json"
   check_verb clear
   check_verb reload "$NDM_TMP/saved.table"
   check_verb resume

@@ -5,7 +5,8 @@
 # server's 'help' lists, in the same order, with the same options.  A
 # word count the server refuses, the tool refuses before connecting
 # (exit 2) with the server's own message; an option a verb does not take
-# is refused by both.
+# is refused by both.  A first word more than a verb takes is the
+# device's name, as dmsetup puts it, and goes to the server to check.
 source ./functions.sh
 requires test -x "$DMSETUP"
 requires $PY -c 'import ndmctl'
@@ -24,13 +25,17 @@ fail ()
 # words' synopsis is the tool's own for a table: FILE or --text).
 verb_and_options ()
 {
-  awk '{ s = $1; for (i = 2; i <= NF; i++) if ($i ~ /^\[--/) s = s " " $i;
+  awk '{ s = $1
+         for (i = 2; i <= NF; i++)
+           if ($i ~ /^\[--/ || ($i ~ /^[A-Z]+\]$/ && $(i - 1) ~ /^\[--/))
+             s = s " " $i
          print s }'
 }
 ctl "$ctlsock" help | verb_and_options >"$NDM_TMP/server.verbs"
 "$DMSETUP" --help >"$NDM_TMP/tool.help"
+# show is the tool's own: it renders 'status --json'.
 sed -n '/^Commands:/,/^[^ ]/s/^  //p' "$NDM_TMP/tool.help" |
-  verb_and_options >"$NDM_TMP/tool.verbs"
+  verb_and_options | grep -v '^show$' >"$NDM_TMP/tool.verbs"
 [ "$(wc -l <"$NDM_TMP/server.verbs")" -ge 12 ] ||
   fail "the server's help lists $(wc -l <"$NDM_TMP/server.verbs") verbs"
 diff -u "$NDM_TMP/server.verbs" "$NDM_TMP/tool.verbs" ||
@@ -52,9 +57,11 @@ print(msg)
 }
 
 # Word counts: the same refusal from both.
-for line in "info x" "table x" "status x" "stats --clear x" "message 0" \
-            "suspend --noflush x" "reload a b" "resume x" "clear x" \
-            "wait 1 2" "version x" "help me"; do
+for line in "info nbd-dm x" "table nbd-dm x" "status nbd-dm x" \
+            "stats --clear nbd-dm x" "message 0" "message nbd-dm 0" \
+            "suspend --noflush nbd-dm x" "reload nbd-dm a b" \
+            "resume nbd-dm x" "clear nbd-dm x" "deps nbd-dm x" \
+            "wait nbd-dm 1 2" "targets x" "version x" "help me"; do
   if ! want=$(server_error "$line"); then
     fail "'$line': the server took it"
     continue
@@ -68,20 +75,23 @@ for line in "info x" "table x" "status x" "stats --clear x" "message 0" \
     fail "'$line': nbd-dmsetup said '$got', the server '$want'"
 done
 
-# Options: every verb refuses, on both sides, each option it does not take.
-options=$(grep -o -- '\[--[a-z-]*\]' "$NDM_TMP/server.verbs" | tr -d '[]' |
+# Options: every verb refuses, on both sides, each option it does not take
+# (one that takes a value is given one).
+options=$(grep -o -- '\[--[a-z-]*' "$NDM_TMP/server.verbs" | tr -d '[' |
             sort -u)
 [ -n "$options" ] || fail "no options in the server's help"
 while read -r verb taken; do
   for o in $options; do
-    case " $taken " in *" [$o] "*) continue ;; esac
-    want=$(server_error "$verb $o") || { fail "'$verb $o' taken"; continue; }
+    case " $taken " in *" [$o] "* | *" [$o "[A-Z]*) continue ;; esac
+    ow=$o
+    grep -q -- "\[$o [A-Z]" "$NDM_TMP/server.verbs" && ow=$o=x
+    want=$(server_error "$verb $ow") || { fail "'$verb $ow' taken"; continue; }
     case $want in
       "$verb: unknown option '$o' (usage: "*) ;;
       *) fail "'$verb $o': the server said '$want'" ;;
     esac
     rc=0
-    "$DMSETUP" -c "$ctlsock" "$verb" "$o" 2>"$NDM_TMP/tool.err" || rc=$?
+    "$DMSETUP" -c "$ctlsock" "$verb" "$ow" 2>"$NDM_TMP/tool.err" || rc=$?
     [ $rc -eq 2 ] && grep -q -F "option '$o' does not apply to '$verb'" \
                           "$NDM_TMP/tool.err" ||
       fail "'$verb $o': nbd-dmsetup exited $rc:" \
