@@ -677,9 +677,12 @@ list_words (bool verbs, const char *verb_name)
       const struct option *lo = &tool_options[i];
       g_autofree char *name = g_strdup_printf ("--%s", lo->name);
 
-      /* --text is reload's: listed with it. */
+      /* --text is reload's, --interval and --count stats': listed
+       * with them.
+       */
       if (lo->val != OPT_LIST_VERBS && lo->val != OPT_LIST_OPTIONS &&
-          lo->val != OPT_LIST_VALUED && lo->val != OPT_TEXT)
+          lo->val != OPT_LIST_VALUED && lo->val != OPT_TEXT &&
+          lo->val != OPT_INTERVAL && lo->val != OPT_COUNT)
         list_option (name, lo->has_arg == required_argument,
                      lo->val < 256 ? lo->val : 0);
     }
@@ -693,6 +696,10 @@ list_words (bool verbs, const char *verb_name)
       list_option (o->name, o->value != NULL, o->short_name);
   if (v->table_word)
     list_option ("--text", true, 0);
+  if (strcmp (v->name, "stats") == 0) {
+    list_option ("--interval", true, 0);
+    list_option ("--count", true, 0);
+  }
 }
 
 /* Options may come before or after the verb, as with dmsetup; "--"

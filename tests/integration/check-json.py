@@ -170,13 +170,44 @@ def both(*schemas):
 
 # ---- the payloads -----------------------------------------------------------
 
-# core/stats.c: per kind, requests and bytes; log2 latency buckets.
+# core/stats.c: per kind, requests and bytes; a latency histogram per
+# kind (core/latency.c's buckets, the empty ones left out).
 CLASSES = ["read", "write", "flush", "trim", "zero", "other"]
+
+
+def bucket(v, path):
+    """{"ge":LO,"lt":HI,"count":N}; the last bucket has no "lt"."""
+    if not isinstance(v, dict):
+        raise Invalid(f"{path}: {v!r}, expected an object")
+    keys = {"ge", "lt", "count"} if "lt" in v else {"ge", "count"}
+    validate({k: UInt for k in keys}, v, path)
+    if "lt" in v and not v["ge"] < v["lt"]:
+        raise Invalid(f"{path}: an empty range {v}")
+    if v["count"] == 0:
+        raise Invalid(f"{path}: an empty bucket is left out")
+
+
+def histogram_sums(v, path):
+    """The buckets hold count samples, in order; percentiles only then."""
+    if sum(b["count"] for b in v["buckets"]) != v["count"]:
+        raise Invalid(f"{path}: buckets do not add up to count {v['count']}")
+    lows = [b["ge"] for b in v["buckets"]]
+    if lows != sorted(set(lows)):
+        raise Invalid(f"{path}: buckets out of order")
+    for q in ("p50", "p90", "p99", "p999"):
+        if (v[q] is None) != (v["count"] == 0):
+            raise Invalid(f"{path}.{q}: {v[q]!r} with {v['count']} samples")
+
+
+HISTOGRAM = both({"count": UInt, "sum": UInt, "p50": Null(Number),
+                  "p90": Null(Number), "p99": Null(Number),
+                  "p999": Null(Number), "buckets": Array(bucket)},
+                 histogram_sums)
 IO = {"reads": UInt, "read_bytes": UInt, "writes": UInt, "write_bytes": UInt,
       "flushes": UInt, "flush_bytes": UInt, "trims": UInt, "trim_bytes": UInt,
       "zeroes": UInt, "zero_bytes": UInt, "others": UInt, "other_bytes": UInt,
       "errors": UInt, "requeues": UInt, "in_flight": Int, "seconds": Number,
-      "latency_us_log2": Map(CLASSES, Array(UInt, 32))}
+      "latency_us": Map(CLASSES, HISTOGRAM)}
 
 # command.c's device_json.
 DEVICE = {"uri": NonEmpty, "state": Enum("up", "degraded", "down"),

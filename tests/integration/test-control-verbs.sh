@@ -76,15 +76,19 @@ for line in "info nbd-dm x" "table nbd-dm x" "status nbd-dm x" \
 done
 
 # Options: every verb refuses, on both sides, each option it does not take
-# (one that takes a value is given one).
+# (one that takes a value is given one, one of its values if it has a
+# list).
 options=$(grep -o -- '\[--[a-z-]*' "$NDM_TMP/server.verbs" | tr -d '[' |
             sort -u)
 [ -n "$options" ] || fail "no options in the server's help"
 while read -r verb taken; do
   for o in $options; do
-    case " $taken " in *" [$o] "* | *" [$o "[A-Z]*) continue ;; esac
+    case " $taken " in *" [$o] "* | *" [$o "[A-Z]* | *" [$o="*) continue ;; esac
     ow=$o
     grep -q -- "\[$o [A-Z]" "$NDM_TMP/server.verbs" && ow=$o=x
+    # One of its values ("[--format=text|openmetrics]"): the first.
+    v=$(grep -o -- "\[$o=[a-z]*" "$NDM_TMP/server.verbs" | head -n 1 || true)
+    [ -n "$v" ] && ow=${v#[}
     want=$(server_error "$verb $ow") || { fail "'$verb $ow' taken"; continue; }
     case $want in
       "$verb: unknown option '$o' (usage: "*) ;;

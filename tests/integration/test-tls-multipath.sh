@@ -40,7 +40,8 @@ doc = json.load(sys.stdin)
 for g in doc["targets"][0]["detail"]["groups"]:
     for p in g["paths"]:
         if p["path"] == sys.argv[1]:
-            print(p.get(sys.argv[2], ""))
+            v = p.get(sys.argv[2])
+            print("" if v is None else v)
             sys.exit(0)
 sys.exit("no path %s in status --json" % sys.argv[1])' "$1" "$2"
 }
