@@ -10,7 +10,8 @@
 #   NDM_NBDKIT_PLUGINDIR moves the plugin;
 # - nbdkit loads the installed plugin (--dump-plugin) and serves a table
 #   file from it given as the magic parameter; the installed nbd-dmsetup
-#   reads its table;
+#   reads its table; as root, `nbdkit dm` finds it by name in nbdkit's
+#   plugin directory (in a mount namespace of its own) and serves;
 # - every installed man page renders with no warning from man or groff,
 #   and `man` finds it by name in the installed man path;
 # - cpack -G DEB makes a package of the same files under /usr whose
@@ -99,6 +100,27 @@ nbdsh -u "$(nbd_uri "$a")" -c 'assert h.pread(65536, 4096) == b"i" * 65536'
 got=$("$dest$prefix/sbin/nbd-dmsetup" -c "$NDM_TMP/vol.ctl" table)
 [ "$got" = "$line" ] ||
   { echo "$0: installed nbd-dmsetup table: '$got', expected '$line'" >&2; exit 1; }
+
+# "nbdkit dm" by name, as after a real install: in a private mount
+# namespace (root only) nbdkit's plugin directory is covered by one that
+# holds a copy of the installed plugin alone, so nbdkit finds it there
+# and nowhere else, and the machine's directory is left as it is.
+# Captive (--run): the server lives as long as the check.
+if unshare -m true 2>/dev/null; then
+  mkdir "$NDM_TMP/plugindir"
+  cp "$plugin" "$NDM_TMP/plugindir/"
+  unshare -m bash -c '
+    set -e
+    mount --bind "$1" "$2"
+    nbdkit --dump-plugin dm | grep -qx "path=$2/nbdkit-dm-plugin.so"
+    nbdkit -U - dm "$3" --run "/usr/bin/nbdsh -u \"\$uri\" -c \"assert h.pread(65536, 4096) == b\\\"i\\\" * 65536\""
+  ' unshare "$NDM_TMP/plugindir" "$plugindir" "$NDM_TMP/vol.table" \
+    >"$NDM_TMP/byname.log" 2>&1 ||
+    { echo "$0: nbdkit dm by name from $plugindir failed:" >&2
+      cat "$NDM_TMP/byname.log" >&2; exit 1; }
+else
+  echo "$0: no mount namespace (not root): 'nbdkit dm' by name not run"
+fi
 
 # Man pages: each renders without a warning, and man finds it by name.
 for page in "$dest$prefix"/share/man/man*/*; do
