@@ -5,7 +5,7 @@
 # needs and runs one ctest selection:
 #
 #   asan    build-check/ (AddressSanitizer + UndefinedBehaviorSanitizer):
-#           unit, integration and docs tests
+#           unit, integration, install and docs tests
 #   soak    build-check/: the short seeded fault soak (tests/soak)
 #   kernel  build-check/: the kernel's NBD client in a qemu VM
 #           (tests/kernel)

@@ -31,6 +31,10 @@ packages=(
   perl                                      # pod2man, podchecker
   libpod-markdown-perl                      # pod2markdown: docs/*.md check
   systemd                                   # systemd-analyze: the example unit
+                                            # systemd-socket-activate: the
+                                            # socket-activated example
+  dpkg-dev                                  # cpack -G DEB: dpkg-shlibdeps
+  man-db groff-base                         # tests/install: man -l renders
   qemu-system-x86 cpio xz-utils zstd        # tests/kernel: the VM, its
   binutils nbd-client e2fsprogs             # initramfs, its guest tools
   clang libclang-rt-14-dev                  # tests/fuzz: libFuzzer (clang's

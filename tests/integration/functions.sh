@@ -425,3 +425,47 @@ stop_dm ()
   fi
   check_sanitizer_log "${_ndm_dm_log[$pid]}"
 }
+
+# unit_cmd UNIT KEY [PLUGIN]: the command line of KEY= in the systemd
+# unit file UNIT (docs/examples), continuation lines joined, with this
+# test's paths for the unit's (/run/nbd-dm and /etc/nbd-dm under
+# NDM_TMP, the instance %i "vol") and PLUGIN (default: NDM_PLUGIN) for
+# the installed plugin's name "dm".
+unit_cmd ()
+{
+  local line
+
+  line=$(awk -v key="$2=" '
+    index($0, key) == 1 {
+      line = substr($0, length(key) + 1)
+      while (line ~ /\\$/ && (getline more) > 0) {
+        sub(/\\$/, "", line)
+        line = line more
+      }
+      print line
+      exit
+    }' "$1")
+  line=${line//\/run\/nbd-dm/$NDM_TMP/run}
+  line=${line//\/etc\/nbd-dm/$NDM_TMP/etc}
+  line=${line//%i/vol}
+  echo "${line/ dm / ${3:-$NDM_PLUGIN} }"
+}
+
+# verify_units FILE...: fail unless systemd-analyze verify finds the unit
+# files valid and says nothing (it exits 0 on settings it ignores, but
+# says so); without systemd-analyze, say that they were not verified.
+verify_units ()
+{
+  local out
+
+  if ! command -v systemd-analyze >/dev/null; then
+    echo "$0: no systemd-analyze: $* not verified by systemd" >&2
+    return 0
+  fi
+  if ! out=$(systemd-analyze verify --man=no "$@" 2>&1) || [ -n "$out" ]
+  then
+    echo "$0: systemd-analyze verify $*:" >&2
+    echo "$out" >&2
+    return 1
+  fi
+}

@@ -50,40 +50,10 @@ grep -q 'docs/examples/nbd-dm.service' "$pod" ||
   { echo "$0: the man page does not name $unit" >&2; exit 1; }
 grep -qx 'Restart=on-failure' "$unit" ||
   { echo "$0: $unit does not say Restart=on-failure" >&2; exit 1; }
-if command -v systemd-analyze >/dev/null; then
-  # verify exits 0 on settings it ignores, but says so.
-  if ! out=$(systemd-analyze verify --man=no "$unit" 2>&1) || [ -n "$out" ]
-  then
-    echo "$0: systemd-analyze verify $unit:" >&2
-    echo "$out" >&2
-    exit 1
-  fi
-else
-  echo "$0: no systemd-analyze: $unit not verified by systemd" >&2
-fi
+verify_units "$unit"
 
-# unit_cmd KEY: the command line of KEY= in the unit, continuation lines
-# joined, with this test's paths and plugin for the unit's.
-unit_cmd ()
-{
-  local line
-
-  line=$(awk -v key="$1=" '
-    index($0, key) == 1 {
-      line = substr($0, length(key) + 1)
-      while (line ~ /\\$/ && (getline more) > 0) {
-        sub(/\\$/, "", line)
-        line = line more
-      }
-      print line
-      exit
-    }' "$unit")
-  line=${line//\/run\/nbd-dm/$NDM_TMP/run}
-  line=${line//\/etc\/nbd-dm/$NDM_TMP/etc}
-  echo "${line/ dm / $NDM_PLUGIN }"
-}
-read -r -a pre <<<"$(unit_cmd ExecStartPre)"
-read -r -a start <<<"$(unit_cmd ExecStart)"
+read -r -a pre <<<"$(unit_cmd "$unit" ExecStartPre)"
+read -r -a start <<<"$(unit_cmd "$unit" ExecStart)"
 [ "${start[0]}" = /usr/bin/nbdkit ] && [ -x "${start[0]}" ] ||
   { echo "$0: ExecStart runs '${start[0]}', not nbdkit" >&2; exit 1; }
 

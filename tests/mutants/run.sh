@@ -105,7 +105,7 @@ patch_files () {
 # The ctest names on the patch's "Killed by:" lines, as one -R regex.
 expected_tests () {
   sed -n '/^# Killed by:/,/^[^#]/p' "$1" |
-    grep -o '\(unit\|integration\)/[A-Za-z0-9_-]*' | sort -u |
+    grep -o '\(unit\|integration\|install\)/[A-Za-z0-9_-]*' | sort -u |
     sed 's/.*/^&$/' | paste -sd'|' || true
 }
 
