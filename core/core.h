@@ -86,6 +86,11 @@ enum ndm_waiter_hook_point {
 extern void (*ndm_waiter_test_hook) (struct ndm_waiter *w,
                                      enum ndm_waiter_hook_point point);
 
+/* Tests only (NULL otherwise): called by request_delay each time it has
+ * counted a held clone, so that a test can release it right then.
+ */
+extern void (*ndm_request_held_test_hook) (struct ndm_clone *clone);
+
 /* Before checking the conditions a wait depends on. */
 void ndm_waiter_prepare (struct ndm_waiter *w);
 

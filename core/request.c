@@ -637,6 +637,8 @@ request_drive (struct ndm_request *rq)
   }
 }
 
+void (*ndm_request_held_test_hook) (struct ndm_clone *clone);
+
 /* The unfinished clones a target holds with a not_before; *end is
  * lowered to the soonest.
  */
@@ -654,6 +656,8 @@ request_held_clones (struct ndm_request *rq, gint64 *end, bool lower)
     n++;
     if (lower && nb < *end)
       *end = nb;
+    if (G_UNLIKELY (ndm_request_held_test_hook != NULL))
+      ndm_request_held_test_hook (clone);
   }
   return n;
 }
@@ -672,12 +676,18 @@ static int
 request_delay (struct ndm_request *rq)
 {
   gint64 now = g_get_monotonic_time ();
-  gint64 end = now + NDM_DELAY_REQUEUE_MS * 1000;
+  gint64 end = INT64_MAX;
   unsigned held;
 
-  if (request_held_clones (rq, &end, false) > 0)
-    end = INT64_MAX;
+  /* One look at the clones both counts the held ones and finds the
+   * soonest not_before: a release that comes after it lowers the count
+   * below held and ends the wait.  (Two looks lost a release that came
+   * between them: no clone was held any more, yet the wait had no end;
+   * the fuzzer found it, a mirror write whose log commit came then.)
+   */
   held = request_held_clones (rq, &end, true);
+  if (held == 0)
+    end = now + NDM_DELAY_REQUEUE_MS * 1000;
   for (;;) {
     gint64 slice;
 

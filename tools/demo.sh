@@ -93,7 +93,9 @@ Try, in another terminal:
     $ctl info
     $ctl table
     $ctl status
+    $ctl deps
     $ctl stats
+    $ctl stats --interval 1 --count 3
     $ctl reload $dir/demo.table
     $ctl resume
     $ctl --json status

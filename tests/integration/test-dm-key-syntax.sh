@@ -16,27 +16,29 @@ fail ()
 }
 
 # good ARGS... -- LINE...: nbdkit -v ARGS serves (nbdinfo reads the size)
-# and its log has every LINE.
+# and its log has every LINE.  A server of its own, not --run: the
+# command --run starts would inherit the sanitizer's LD_PRELOAD, which
+# /bin/sh does not survive under TSan.
 good ()
 {
-  local rc=0 line log=$NDM_TMP/good.log
+  local line pid size sock
   local -a args=()
 
   while [ "$1" != -- ]; do args+=("$1"); shift; done
   shift
-  run_dm -f -v -U "$(tmp_sock)" "$NDM_PLUGIN" table-text="0 8 zero" \
-    "${args[@]}" --run 'nbdinfo --size "$uri"' >"$NDM_TMP/size" \
-    2>"$log" || rc=$?
-  check_sanitizer_log "$log"
-  if [ $rc -ne 0 ] || [ "$(cat "$NDM_TMP/size")" != 4096 ]; then
-    fail "${args[*]}: nbdkit exited $rc, size '$(cat "$NDM_TMP/size")'"
-    cat "$log"
+  sock=$(tmp_sock)
+  if ! start_dm "$sock" "0 8 zero" -v "${args[@]}"; then
+    fail "${args[*]}: nbdkit did not serve"
     return
   fi
+  pid=$NBDKIT_PID
+  size=$(nbdinfo --size "$(nbd_uri "$sock")") || size=
+  [ "$size" = 4096 ] || fail "${args[*]}: size '$size'"
   for line in "$@"; do
-    grep -q -F "config: $line" "$log" ||
-      { fail "${args[*]}: no 'config: $line' in the log"; cat "$log"; }
+    grep -q -F "config: $line" "$NBDKIT_LOG" ||
+      { fail "${args[*]}: no 'config: $line' in the log"; cat "$NBDKIT_LOG"; }
   done
+  stop_dm "$pid" || fail "${args[*]}: nbdkit did not stop cleanly"
 }
 
 good max-inflight=1T max-bounce=64k resync-rate=1E/s structured-replies=yes \

@@ -37,7 +37,7 @@ run_case ()
   cleanup_fn kill -CONT "$p1_pid"
   start_nbdkit -U "$p2" file "$img"
   start_dm "$top" "0 32768 multipath 0 0 2 1 round-robin 0 1 1 $(nbd_uri "$p1") 1 round-robin 0 1 1 $(nbd_uri "$p2") 1" \
-    control="$ctlsock" checker-interval=1 reconnect-delay=200 \
+    control="$ctlsock" checker-interval=3 reconnect-delay=200 \
     fence-timeout="$1"
   CTL=$ctlsock $PY - "$(nbd_uri "$top")" "$p1_pid" "$(nbd_uri "$p1")" \
     "$ctlsock" <<<"$2"
@@ -80,6 +80,19 @@ def write_x():
         res["x"] = e.errnum
     res["t"] = time.time()
 t = threading.Thread(target=write_x); t.start()
+# X must reach p1 before the checker fails it (else it goes to p2 at
+# once, rightly, and the case tests nothing): the first probe by the checker
+# of the stopped p1 is up to checker-interval (3 s) away; X reaches
+# nbd-dm and p1 in milliseconds, seconds under a heavy load.
+def p1_in_flight():
+    js, = ndmctl.request(ctl, "stats --json")
+    return {d["uri"]: d["io"]["in_flight"]
+            for d in json.loads(js)["devices"]}[p1_uri]
+end = time.time() + 20
+while p1_in_flight() == 0 and "x" not in res and time.time() < end:
+    time.sleep(0.01)
+assert "x" not in res and p1_in_flight() == 1, \
+    "X was not held by p1: %r %s" % (res, status())
 wait_failed()
 '
 

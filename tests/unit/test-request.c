@@ -1013,6 +1013,40 @@ test_delay_requeue_held_until_released (void)
   h_md_free (md);
 }
 
+/* A release that comes right after request_delay has counted the held
+ * clone still ends the wait (the fuzzer found a wait without end: the
+ * count was taken twice, and a release between the two left no clone
+ * held and no deadline).
+ */
+static void
+release_when_counted (struct ndm_clone *clone)
+{
+  g_mutex_lock (&hold_lock);
+  if (clone == hold_clone && !hold_open) {
+    hold_open = true;
+    ndm_clone_release_delay (clone);
+  }
+  g_mutex_unlock (&hold_lock);
+}
+
+static void
+test_delay_requeue_released_while_counted (void)
+{
+  struct ndm_md *md = hold_md_new (NULL);
+  char buf[4096];
+
+  h_fill (buf, sizeof buf, 8);
+  ndm_request_held_test_hook = release_when_counted;
+  g_assert_cmpint (h_io_wait_bounded (h_io_start (md, NDM_OP_WRITE, buf,
+                                                  sizeof buf, 0, 0), 10),
+                   ==, 0);
+  ndm_request_held_test_hook = NULL;
+  g_assert_true (hold_open);
+  g_assert_cmpmem (fake_data (fake_lookup ("a")), sizeof buf, buf,
+                   sizeof buf);
+  h_md_free (md);
+}
+
 /* R13: a held clone sees the quit gate while it waits, and its target
  * is told the clone will not be mapped again (release_clone), so that
  * it forgets it.
@@ -1060,6 +1094,8 @@ main (int argc, char *argv[])
                    test_r3_start_failure_arrives_in_order);
   g_test_add_func ("/request/delay-requeue/held-until-released",
                    test_delay_requeue_held_until_released);
+  g_test_add_func ("/request/delay/released-while-counted",
+                   test_delay_requeue_released_while_counted);
   g_test_add_func ("/request/delay-requeue/quit-releases-held",
                    test_delay_requeue_quit_releases_held);
   g_test_add_func ("/request/r3/cancelled-leg-arrives-after-failure",
