@@ -1993,6 +1993,7 @@ test_failfast_last_leg_waits (void)
   unsigned aw = fake_count_op (a, NDM_OP_WRITE);
   gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
   char buf[4 * KIB];
+  g_autofree char *stats = NULL;
   struct h_io *io;
 
   g_free (h_command_ok (md, "message 0 fail_leg fake://b"));
@@ -2008,6 +2009,14 @@ test_failfast_last_leg_waits (void)
   fake_set_coming_back (a, false);
   g_assert_cmpint (h_io_wait_bounded (io, 10), ==, 0);
   g_assert_cmpmem (fake_data (a), sizeof buf, buf, sizeof buf);
+  /* The tries the device refused (EAGAIN) sent no command: neither
+   * errors nor writes of a (one write went out, after its server came
+   * back; 8,445 "failed writes" were counted before).
+   */
+  stats = h_command_ok (md, "stats --json");
+  h_json_expect (stats, "$.devices[0].uri", "\"fake://a\"");
+  g_assert_cmpint (h_json_int (stats, "$.devices[0].io.errors"), ==, 0);
+  g_assert_cmpint (h_json_int (stats, "$.devices[0].io.writes"), ==, 1);
   h_md_free (md);
 }
 
