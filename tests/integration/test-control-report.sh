@@ -20,6 +20,13 @@ A=$(nbd_uri "$a"); B=$(nbd_uri "$b")
 start_dm "$top" "0 4096 linear $A 0;4096 4096 striped 1 8 $B 0" \
   control="$ctlsock" name=vol0
 nbdsh -u "$(nbd_uri "$top")" -c 'h.pwrite(b"R" * 4096, 0)'
+# nbdsh has hung up; nbdkit closes its end a moment later (seconds under
+# TSan): the open count below is 0 only from then.
+for ((i = 0; i < 100; i++)); do
+  [ "$("$DMSETUP" -c "$ctlsock" info -C -o open --noheadings | tr -d ' ')" = 0 ] &&
+    break
+  sleep 0.1
+done
 
 failures=0
 fail ()
